@@ -1,0 +1,179 @@
+// Every setting of the sidecar, declared once. The CLI flags, the `EBS_*` environment names, the YAML
+// keys, `--help`, the typed `Config` and the docs are all derived from this table, so they cannot
+// drift apart. Member settings keep etcd's own flag names so an operator can copy them from etcd's
+// command line.
+
+export interface PeerEntry {
+  name: string;
+  peerURL: string;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** What each kind of option parses into. */
+export interface KindTypes {
+  string: string;
+  secret: string;
+  path: string;
+  duration: number; // milliseconds
+  size: number; // bytes
+  boolean: boolean;
+  urls: string[];
+  initialCluster: PeerEntry[];
+  store: string;
+  hostPort: HostPort;
+  enum: string;
+}
+
+export type OptionKind = keyof KindTypes;
+
+export interface OptionSpec {
+  /** etcd-style flag name without the leading dashes; also the YAML key. */
+  readonly flag: string;
+  readonly kind: OptionKind;
+  /** Default as the operator would write it; absent means "none" or "derived" (see description). */
+  readonly default?: string;
+  readonly description: string;
+  readonly group: 'member' | 'etcd client' | 'store' | 'server' | 'general';
+  /** Required by `serve`. */
+  readonly required?: boolean;
+  readonly choices?: readonly string[];
+  /** A path that must exist when set (certificates, password files). */
+  readonly mustExist?: boolean;
+  /** Only from the command line or environment (the YAML file cannot name itself). */
+  readonly notInFile?: boolean;
+}
+
+export const OPTIONS = [
+  // --- member settings (etcd's own names) ---
+  { flag: 'name', kind: 'string', group: 'member', required: true, description: "this etcd member's name, as in etcd's --name" },
+  { flag: 'data-dir', kind: 'path', group: 'member', required: true, description: "this etcd member's data dir, as in etcd's --data-dir" },
+  {
+    flag: 'initial-cluster',
+    kind: 'initialCluster',
+    group: 'member',
+    required: true,
+    description: 'every member as name=peer-url, comma-separated, as in etcd\'s --initial-cluster',
+  },
+  { flag: 'initial-cluster-token', kind: 'string', group: 'member', default: 'etcd-cluster', description: "as in etcd's --initial-cluster-token" },
+  {
+    flag: 'initial-advertise-peer-urls',
+    kind: 'urls',
+    group: 'member',
+    description: "this member's peer URLs (default: its entries in --initial-cluster)",
+  },
+  { flag: 'advertise-client-urls', kind: 'urls', group: 'member', required: true, description: "this member's client URLs, as in etcd's --advertise-client-urls" },
+  {
+    flag: 'endpoints',
+    kind: 'urls',
+    group: 'member',
+    description: 'client URLs of all members, comma-separated (default: --advertise-client-urls)',
+  },
+
+  // --- etcd client ---
+  {
+    flag: 'etcd-call-timeout',
+    kind: 'duration',
+    group: 'etcd client',
+    default: '2s',
+    description: 'deadline of each attempt of a unary etcd call; a frozen member costs about this much, then the call moves to another member (0 disables)',
+  },
+  {
+    flag: 'dial-keep-alive-time',
+    kind: 'duration',
+    group: 'etcd client',
+    default: '10s',
+    description: 'gRPC keepalive ping interval; etcd 3.4 answers pings more frequent than 5s with GOAWAY too_many_pings (0 disables)',
+  },
+  {
+    flag: 'dial-keep-alive-timeout',
+    kind: 'duration',
+    group: 'etcd client',
+    default: '5s',
+    description: 'a connection whose ping is not acknowledged within this is closed and redialed',
+  },
+  {
+    flag: 'permit-without-stream',
+    kind: 'boolean',
+    group: 'etcd client',
+    default: 'false',
+    description: 'send keepalive pings on connections with no active call; etcd 3.4 rejects those with GOAWAY too_many_pings',
+  },
+  {
+    flag: 'auto-sync-interval',
+    kind: 'duration',
+    group: 'etcd client',
+    default: '30s',
+    description: 'how often the endpoint rotation is refreshed from the member list; learners and unstarted members are left out (0 disables)',
+  },
+  {
+    flag: 'health-check-period',
+    kind: 'duration',
+    group: 'etcd client',
+    default: '10s',
+    description: 'how often every member\'s status is probed for the health metrics',
+  },
+  { flag: 'etcd-username', kind: 'string', group: 'etcd client', description: 'etcd user for password authentication' },
+  { flag: 'etcd-password', kind: 'secret', group: 'etcd client', description: 'password of --etcd-username (prefer --etcd-password-file or EBS_ETCD_PASSWORD)' },
+  { flag: 'etcd-password-file', kind: 'path', group: 'etcd client', mustExist: true, description: 'file holding the password of --etcd-username' },
+  { flag: 'etcd-cacert', kind: 'path', group: 'etcd client', mustExist: true, description: 'CA bundle that signed the etcd server certificates' },
+  { flag: 'etcd-cert', kind: 'path', group: 'etcd client', mustExist: true, description: 'client certificate for etcd (TLS client auth)' },
+  { flag: 'etcd-key', kind: 'path', group: 'etcd client', mustExist: true, description: 'private key of --etcd-cert' },
+
+  // --- object store ---
+  {
+    flag: 'store',
+    kind: 'store',
+    group: 'store',
+    default: 'file://./backups',
+    description: 'where backups live: file:///path, s3://bucket/prefix or gs://bucket/prefix',
+  },
+
+  // --- HTTP server ---
+  { flag: 'listen', kind: 'hostPort', group: 'server', default: '127.0.0.1:8080', description: 'address of the HTTP API' },
+  { flag: 'server-body-limit', kind: 'size', group: 'server', default: '1MiB', description: 'largest request body the API accepts' },
+
+  // --- general ---
+  { flag: 'config', kind: 'path', group: 'general', mustExist: true, notInFile: true, description: 'YAML file with any of these settings, keyed by flag name' },
+  {
+    flag: 'log-level',
+    kind: 'enum',
+    group: 'general',
+    default: 'info',
+    choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
+    description: 'log level',
+  },
+] as const satisfies readonly OptionSpec[];
+
+type CamelCase<S extends string> = S extends `${infer Head}-${infer Tail}` ? `${Head}${Capitalize<CamelCase<Tail>>}` : S;
+
+export type OptionFlag = (typeof OPTIONS)[number]['flag'];
+
+/** The typed configuration: one property per option, camelCased, in its parsed type. */
+export type Config = {
+  [O in (typeof OPTIONS)[number] as CamelCase<O['flag']>]: KindTypes[O['kind']];
+};
+
+export function camelCase(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+export function envName(flag: string): string {
+  return `EBS_${flag.replace(/-/g, '_').toUpperCase()}`;
+}
+
+/** The table seen as plain specs, for code that walks every option. */
+export const SPECS: readonly OptionSpec[] = OPTIONS;
+
+/** The configuration as it may be shown (logs, /status): secrets replaced, nothing else changed. */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  const shown: Record<string, unknown> = { ...config };
+  for (const spec of SPECS) {
+    const key = camelCase(spec.flag);
+    if (spec.kind === 'secret' && shown[key] !== '') shown[key] = '<redacted>';
+  }
+  return shown;
+}

@@ -1,0 +1,111 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/** How to start one etcd member; field names are etcd's flags. */
+export interface EtcdMemberSpec {
+  name: string;
+  dataDir: string;
+  listenClientUrls: string[];
+  advertiseClientUrls: string[];
+  listenPeerUrls: string[];
+  initialAdvertisePeerUrls: string[];
+  initialCluster: string;
+  initialClusterState: 'new' | 'existing';
+  initialClusterToken: string;
+  /** Where etcd's own log goes. */
+  logFile: string;
+  extraArgs?: string[];
+  etcdBinary?: string;
+}
+
+export function etcdArgs(spec: EtcdMemberSpec): string[] {
+  return [
+    `--name=${spec.name}`,
+    `--data-dir=${spec.dataDir}`,
+    `--listen-client-urls=${spec.listenClientUrls.join(',')}`,
+    `--advertise-client-urls=${spec.advertiseClientUrls.join(',')}`,
+    `--listen-peer-urls=${spec.listenPeerUrls.join(',')}`,
+    `--initial-advertise-peer-urls=${spec.initialAdvertisePeerUrls.join(',')}`,
+    `--initial-cluster=${spec.initialCluster}`,
+    `--initial-cluster-state=${spec.initialClusterState}`,
+    `--initial-cluster-token=${spec.initialClusterToken}`,
+    ...(spec.extraArgs ?? []),
+  ];
+}
+
+const live = new Set<ChildProcess>();
+
+// Whatever way this process ends, no etcd it started may outlive it: a stray member on a port
+// breaks the next run. SIGKILL works on a SIGSTOPped process too.
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+/** One etcd server process with the signals the fault tests and the restore path need. */
+export class EtcdProcess {
+  private child: ChildProcess | undefined;
+  private exitPromise: Promise<number | null> = Promise.resolve(null);
+
+  constructor(readonly spec: EtcdMemberSpec) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  start(): void {
+    if (this.running) throw new Error(`etcd ${this.spec.name} is already running`);
+    mkdirSync(dirname(this.spec.logFile), { recursive: true });
+    const log = createWriteStream(this.spec.logFile, { flags: 'a' });
+    const child = spawn(this.spec.etcdBinary ?? 'etcd', etcdArgs(this.spec), { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    live.add(child);
+    this.exitPromise = new Promise((resolve) => {
+      child.once('exit', (code) => {
+        live.delete(child);
+        resolve(code);
+      });
+      child.once('error', () => {
+        live.delete(child);
+        resolve(null);
+      });
+    });
+    this.child = child;
+  }
+
+  /** Resolves with the exit code (null when killed by a signal) once the process is gone. */
+  exited(): Promise<number | null> {
+    return this.exitPromise;
+  }
+
+  /** SIGSTOP: a silent black hole; its sockets stay open and nothing answers (seeds 000, 001). */
+  freeze(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  thaw(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  /** SIGKILL, no clean shutdown: what a node crash or OOM kill looks like to the cluster. */
+  async kill(): Promise<void> {
+    if (!this.running) return;
+    this.child?.kill('SIGKILL');
+    await this.exitPromise;
+  }
+
+  /** SIGTERM (after SIGCONT, in case it is frozen), then SIGKILL if it lingers. */
+  async stop(graceMs = 5_000): Promise<void> {
+    if (!this.running) return;
+    this.child?.kill('SIGCONT');
+    this.child?.kill('SIGTERM');
+    const timer = setTimeout(() => this.child?.kill('SIGKILL'), graceMs);
+    await this.exitPromise;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,63 @@
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { EndpointStatus } from '../etcd/status.js';
+import type { ClusterStatus } from '../etcd/status.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from './metrics.js';
+import { errorHandler, notFoundHandler } from './errors.js';
+import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { openapiRoutes } from './routes/openapi.js';
+import { statusRoutes } from './routes/status.js';
+import { SHARED_SCHEMAS } from './schemas.js';
+
+/** What the routes need from the rest of the sidecar; the server holds no etcd logic of its own. */
+export interface ServerDeps {
+  self: { name: string; clientURLs: string[] };
+  /** A fresh health round over every member. */
+  clusterStatus(): Promise<ClusterStatus>;
+  /** The local member's own status. */
+  probeSelf(): Promise<EndpointStatus>;
+  /** Client URLs the etcd client balances over. */
+  endpoints(): string[];
+  metrics: Metrics;
+}
+
+export interface ServerOptions {
+  bodyLimit: number;
+  logger: Logger;
+}
+
+export type App = FastifyInstance;
+
+export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promise<App> {
+  const app = Fastify({
+    // pino's Logger and fastify's base logger type differ only in generics; the instance is pino.
+    loggerInstance: opts.logger as FastifyInstance['log'],
+    bodyLimit: opts.bodyLimit,
+    disableRequestLogging: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'etcd-backup-sidecar',
+        description: 'Control API of the etcd backup sidecar: initialization, snapshots, status, health and metrics.',
+        version: '1',
+      },
+    },
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+
+  await app.register(healthRoutes, { deps });
+  await app.register(statusRoutes, { deps });
+  await app.register(metricsRoutes, { deps });
+  await app.register(openapiRoutes);
+  await app.ready();
+  return app;
+}

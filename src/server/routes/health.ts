@@ -1,0 +1,41 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { ServerDeps } from '../app.js';
+import { Type } from '@sinclair/typebox';
+import type { ReadyBody } from '../schemas.js';
+
+export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = async (app, { deps }) => {
+  // Liveness says only that the process serves requests: an etcd outage must not get the sidecar
+  // restarted, since it is the part that brings etcd back.
+  app.get(
+    '/healthz',
+    { schema: { summary: 'Liveness', tags: ['health'], response: { 200: Type.Ref('Health') } } },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        summary: 'Readiness: the local etcd member answers and follows a leader',
+        tags: ['health'],
+        response: { 200: Type.Ref('Ready'), 503: Type.Ref('Ready') },
+      },
+    },
+    async (_req, reply) => {
+      const self = await deps.probeSelf();
+      const checks: ReadyBody['checks'] = [
+        {
+          name: 'etcd-reachable',
+          ok: self.reachable,
+          message: self.reachable ? `${self.endpoint} answered in ${self.latencyMs} ms` : `${self.endpoint}: ${self.error ?? 'unreachable'}`,
+        },
+      ];
+      if (self.reachable) {
+        const hasLeader = self.leaderId !== undefined && self.leaderId !== '0';
+        checks.push({ name: 'etcd-has-leader', ok: hasLeader, message: hasLeader ? `leader ${self.leaderId}` : 'the local member has no leader' });
+      }
+      const ready = checks.every((c) => c.ok);
+      return reply.status(ready ? 200 : 503).send({ ready, checks });
+    },
+  );
+};

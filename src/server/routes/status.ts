@@ -1,0 +1,45 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { ServerDeps } from '../app.js';
+import type { StatusBody } from '../schemas.js';
+
+export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = async (app, { deps }) => {
+  app.get(
+    '/status',
+    {
+      schema: {
+        summary: "This member, every member's health, revision and db size (like etcdctl endpoint status --cluster)",
+        tags: ['status'],
+        response: { 200: Type.Ref('Status') },
+      },
+    },
+    async (): Promise<StatusBody> => {
+      const cluster = await deps.clusterStatus();
+      const selfURLs = new Set(deps.self.clientURLs);
+      const me = cluster.members.find((m) => m.name === deps.self.name) ?? cluster.members.find((m) => m.clientURLs.some((u) => selfURLs.has(u)));
+      const member: StatusBody['member'] = {
+        name: deps.self.name,
+        clientURLs: deps.self.clientURLs,
+        isLeader: me?.isLeader ?? false,
+        healthy: me?.healthy ?? false,
+      };
+      if (me) {
+        member.id = me.id;
+        member.isLearner = me.isLearner;
+      }
+      const summary: StatusBody['cluster'] = { voters: cluster.voters, healthyVoters: cluster.healthyVoters, hasQuorum: cluster.hasQuorum };
+      if (cluster.clusterId) summary.id = cluster.clusterId;
+      if (cluster.leader) summary.leader = cluster.leader;
+      if (cluster.memberListError) summary.memberListError = cluster.memberListError;
+      return {
+        member,
+        role: 'unknown',
+        cluster: summary,
+        members: cluster.members,
+        endpoints: deps.endpoints(),
+        checkedAt: cluster.checkedAt,
+        durationMs: cluster.durationMs,
+      };
+    },
+  );
+};

@@ -1,0 +1,231 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { EtcdProcess, type EtcdMemberSpec } from '../../src/etcd/process.js';
+
+const run = promisify(execFile);
+
+/** A port free on 127.0.0.1 right now (the OS picks it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface EtcdctlEndpointStatus {
+  Endpoint: string;
+  Status: { header: { cluster_id: string; member_id: string; revision: number }; leader: string; dbSize: number };
+}
+
+export interface TestMember {
+  name: string;
+  clientURL: string;
+  peerURL: string;
+  dataDir: string;
+  process: EtcdProcess;
+}
+
+export interface ClusterOptions {
+  /** Extra etcd flags for every member. */
+  extraArgs?: string[];
+  token?: string;
+}
+
+/**
+ * N real etcd processes on random loopback ports in a temp dir, with the faults the tests inject:
+ * freeze (SIGSTOP), thaw, kill (SIGKILL), restart, wipe. `stop()` removes every process and file;
+ * processes are also killed when the test process exits, whatever the outcome.
+ */
+export class TestCluster {
+  readonly members: TestMember[] = [];
+
+  private constructor(
+    readonly dir: string,
+    private readonly opts: ClusterOptions,
+  ) {}
+
+  static async start(size: number, opts: ClusterOptions = {}): Promise<TestCluster> {
+    const cluster = new TestCluster(mkdtempSync(join(tmpdir(), 'ebs-cluster-')), opts);
+    for (let i = 0; i < size; i++) await cluster.define(`m${i + 1}`);
+    const initialCluster = cluster.initialCluster();
+    for (const m of cluster.members) {
+      m.process = new EtcdProcess(cluster.spec(m, initialCluster, 'new'));
+      m.process.start();
+    }
+    try {
+      await cluster.waitHealthy();
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  private async define(name: string): Promise<TestMember> {
+    const [client, peer] = [await freePort(), await freePort()];
+    const m: TestMember = {
+      name,
+      clientURL: `http://127.0.0.1:${client}`,
+      peerURL: `http://127.0.0.1:${peer}`,
+      dataDir: join(this.dir, name, 'data'),
+      process: undefined as unknown as EtcdProcess, // set right after, once the cluster string is known
+    };
+    this.members.push(m);
+    return m;
+  }
+
+  private initialCluster(members: TestMember[] = this.members): string {
+    return members.map((m) => `${m.name}=${m.peerURL}`).join(',');
+  }
+
+  private spec(m: TestMember, initialCluster: string, state: 'new' | 'existing'): EtcdMemberSpec {
+    return {
+      name: m.name,
+      dataDir: m.dataDir,
+      listenClientUrls: [m.clientURL],
+      advertiseClientUrls: [m.clientURL],
+      listenPeerUrls: [m.peerURL],
+      initialAdvertisePeerUrls: [m.peerURL],
+      initialCluster,
+      initialClusterState: state,
+      initialClusterToken: this.opts.token ?? 'ebs-test',
+      logFile: join(this.dir, m.name, 'etcd.log'),
+      // Short heartbeats keep elections (and so the tests) quick on a loopback network.
+      extraArgs: ['--heartbeat-interval=100', '--election-timeout=1000', '--log-level=warn', ...(this.opts.extraArgs ?? [])],
+    };
+  }
+
+  get endpoints(): string[] {
+    return this.members.map((m) => m.clientURL);
+  }
+
+  member(name: string): TestMember {
+    const m = this.members.find((x) => x.name === name);
+    if (!m) throw new Error(`no member ${name}`);
+    return m;
+  }
+
+  /** etcdctl against this cluster (the real client, as an operator would type it). */
+  async etcdctl(args: string[], endpoints: string[] = this.endpoints): Promise<string> {
+    const { stdout } = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, '--command-timeout=5s', ...args], {
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
+    return stdout;
+  }
+
+  /** Waits until every running member reports itself healthy (etcdctl endpoint health). */
+  async waitHealthy(timeoutMs = 30_000, members: TestMember[] = this.members.filter((m) => m.process.running)): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      try {
+        await this.etcdctl(['endpoint', 'health'], members.map((m) => m.clientURL));
+        return;
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      await sleep(200);
+    }
+    throw new Error(`cluster not healthy after ${timeoutMs} ms: ${last}\n${this.logs()}`);
+  }
+
+  /** The raft leader's name, as the members report it. */
+  async leader(): Promise<string> {
+    const rows = await this.endpointStatus(this.members.filter((m) => m.process.running).map((m) => m.clientURL));
+    const leaderRow = rows.find((r) => r.Status.header.member_id === r.Status.leader);
+    if (!leaderRow) throw new Error('no member reports itself leader');
+    const m = this.members.find((x) => x.clientURL === leaderRow.Endpoint);
+    if (!m) throw new Error(`leader endpoint ${leaderRow.Endpoint} is not a member of this cluster`);
+    return m.name;
+  }
+
+  /** `etcdctl endpoint status -w json`, with etcd's uint64 IDs kept exact (as decimal strings). */
+  async endpointStatus(endpoints: string[] = this.endpoints): Promise<EtcdctlEndpointStatus[]> {
+    const out = await this.etcdctl(['endpoint', 'status', '-w', 'json'], endpoints);
+    // JSON.parse would round IDs above 2^53; quote them first.
+    return JSON.parse(out.replace(/"(member_id|cluster_id|leader)":(\d+)/g, '"$1":"$2"')) as EtcdctlEndpointStatus[];
+  }
+
+  freeze(name: string): void {
+    this.member(name).process.freeze();
+  }
+
+  thaw(name: string): void {
+    this.member(name).process.thaw();
+  }
+
+  async kill(name: string): Promise<void> {
+    await this.member(name).process.kill();
+  }
+
+  /** Starts a stopped member again on its existing data dir. */
+  restart(name: string): void {
+    const m = this.member(name);
+    m.process = new EtcdProcess(this.spec(m, this.initialCluster(), 'existing'));
+    m.process.start();
+  }
+
+  /** Deletes a member's data dir (stop it first). */
+  wipe(name: string): void {
+    const m = this.member(name);
+    if (m.process.running) throw new Error(`wipe ${name}: stop the member first`);
+    rmSync(m.dataDir, { recursive: true, force: true });
+  }
+
+  /**
+   * `etcdctl member add --learner`, then starts that member. With `start: false` it stays an
+   * added-but-unstarted member (empty name, no client URLs in the member list).
+   */
+  async addLearner(name: string, opts: { start?: boolean } = {}): Promise<TestMember> {
+    const m = await this.define(name);
+    await this.etcdctl(['member', 'add', name, `--peer-urls=${m.peerURL}`, '--learner']);
+    m.process = new EtcdProcess(this.spec(m, this.initialCluster(), 'existing'));
+    if (opts.start !== false) m.process.start();
+    return m;
+  }
+
+  /** The tail of every member's etcd log, for failure messages. */
+  logs(lines = 20): string {
+    return this.members
+      .map((m) => {
+        const file = join(this.dir, m.name, 'etcd.log');
+        const text = existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join('\n') : '(no log)';
+        return `--- ${m.name} ---\n${text}`;
+      })
+      .join('\n');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.process?.stop(2_000)));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after the timeout. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      lastError = err;
+    }
+    await sleep(intervalMs);
+  }
+  throw new Error(`${what}: not reached within ${timeoutMs} ms${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
+}
