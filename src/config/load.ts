@@ -89,6 +89,7 @@ function parseUrlList(text: string): string[] | string {
 }
 
 function checkHttpUrl(u: string): string | undefined {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(u)) return `"${u}" has no scheme (write http://${u} or https://${u})`;
   let url: URL;
   try {
     url = new URL(u);

@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { EndpointStatus } from '../etcd/status.js';
 import type { ClusterStatus } from '../etcd/status.js';
 import type { Logger } from '../logger.js';
@@ -10,7 +10,6 @@ import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
 import { statusRoutes } from './routes/status.js';
-import { SHARED_SCHEMAS } from './schemas.js';
 
 /** What the routes need from the rest of the sidecar; the server holds no etcd logic of its own. */
 export interface ServerDeps {
@@ -31,15 +30,17 @@ export interface ServerOptions {
 
 export type App = FastifyInstance;
 
+const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
 export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promise<App> {
   const app = Fastify({
     // pino's Logger and fastify's base logger type differ only in generics; the instance is pino.
     loggerInstance: opts.logger as FastifyInstance['log'],
     bodyLimit: opts.bodyLimit,
-    disableRequestLogging: true,
+    // Probes and scrapes arrive every few seconds; logging them would drown what operators did.
+    logController: new LogController({ disableRequestLogging: (req) => PROBE_ROUTES.has(req.url.split('?')[0] ?? '') }),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -49,7 +50,6 @@ export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promis
         version: '1',
       },
     },
-    refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);

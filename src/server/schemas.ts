@@ -1,14 +1,13 @@
 import { Type, type Static } from '@sinclair/typebox';
 
-// The HTTP contract. Route schemas are built from these; openapi/openapi.yaml is generated from the
-// routes, so this file is where the API is defined.
+// The HTTP contract. Routes use these schemas to validate and serialize; openapi/openapi.yaml is
+// generated from the routes, so this file is where the API is defined.
 
 export const ErrorBody = Type.Object(
   {
     error: Type.String({ description: 'machine-readable code, e.g. not_ready, bad_request' }),
     message: Type.String({ description: 'what went wrong, for a human' }),
-  },
-  { $id: 'Error' },
+  }
 );
 
 export const EndpointStatus = Type.Object(
@@ -29,8 +28,7 @@ export const EndpointStatus = Type.Object(
     version: Type.Optional(Type.String()),
     isLearner: Type.Optional(Type.Boolean()),
     alarms: Type.Array(Type.String()),
-  },
-  { $id: 'EndpointStatus' },
+  }
 );
 
 export const MemberHealth = Type.Object(
@@ -44,9 +42,8 @@ export const MemberHealth = Type.Object(
     isLeader: Type.Boolean(),
     healthy: Type.Boolean({ description: 'answered its status probe, knows a leader, reports no alarm' }),
     error: Type.Optional(Type.String()),
-    status: Type.Optional(Type.Ref('EndpointStatus')),
-  },
-  { $id: 'MemberHealth' },
+    status: Type.Optional(EndpointStatus),
+  }
 );
 
 export const StatusBody = Type.Object(
@@ -70,24 +67,20 @@ export const StatusBody = Type.Object(
       hasQuorum: Type.Boolean(),
       memberListError: Type.Optional(Type.String()),
     }),
-    members: Type.Array(Type.Ref('MemberHealth')),
+    members: Type.Array(MemberHealth),
     endpoints: Type.Array(Type.String(), { description: 'client URLs requests are balanced over (started voting members)' }),
     checkedAt: Type.String({ format: 'date-time' }),
     durationMs: Type.Integer(),
-  },
-  { $id: 'Status' },
+  }
 );
 export type StatusBody = Static<typeof StatusBody>;
 
-export const HealthBody = Type.Object({ status: Type.Literal('ok') }, { $id: 'Health' });
+export const HealthBody = Type.Object({ status: Type.Literal('ok') });
 
 export const ReadyBody = Type.Object(
   {
     ready: Type.Boolean(),
     checks: Type.Array(Type.Object({ name: Type.String(), ok: Type.Boolean(), message: Type.String() })),
-  },
-  { $id: 'Ready' },
+  }
 );
 export type ReadyBody = Static<typeof ReadyBody>;
-
-export const SHARED_SCHEMAS = [ErrorBody, EndpointStatus, MemberHealth, StatusBody, HealthBody, ReadyBody];

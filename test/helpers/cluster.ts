@@ -187,7 +187,9 @@ export class TestCluster {
    */
   async addLearner(name: string, opts: { start?: boolean } = {}): Promise<TestMember> {
     const m = await this.define(name);
-    await this.etcdctl(['member', 'add', name, `--peer-urls=${m.peerURL}`, '--learner']);
+    // etcd refuses reconfiguration with "unhealthy cluster" until every member has been connected
+    // for a few seconds (its --strict-reconfig-check), so a freshly started cluster needs retries.
+    await eventually('member add --learner', () => this.etcdctl(['member', 'add', name, `--peer-urls=${m.peerURL}`, '--learner']), 30_000, 500);
     m.process = new EtcdProcess(this.spec(m, this.initialCluster(), 'existing'));
     if (opts.start !== false) m.process.start();
     return m;

@@ -1,14 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { ServerDeps } from '../app.js';
-import { Type } from '@sinclair/typebox';
-import type { ReadyBody } from '../schemas.js';
+import { HealthBody, ReadyBody } from '../schemas.js';
 
 export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = async (app, { deps }) => {
   // Liveness says only that the process serves requests: an etcd outage must not get the sidecar
   // restarted, since it is the part that brings etcd back.
   app.get(
     '/healthz',
-    { schema: { summary: 'Liveness', tags: ['health'], response: { 200: Type.Ref('Health') } } },
+    { schema: { summary: 'Liveness', tags: ['health'], response: { 200: HealthBody } } },
     async () => ({ status: 'ok' as const }),
   );
 
@@ -18,7 +17,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
       schema: {
         summary: 'Readiness: the local etcd member answers and follows a leader',
         tags: ['health'],
-        response: { 200: Type.Ref('Ready'), 503: Type.Ref('Ready') },
+        response: { 200: ReadyBody, 503: ReadyBody },
       },
     },
     async (_req, reply) => {

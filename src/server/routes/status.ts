@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import type { ServerDeps } from '../app.js';
-import type { StatusBody } from '../schemas.js';
+import { ErrorBody, StatusBody } from '../schemas.js';
 
 export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = async (app, { deps }) => {
   app.get(
@@ -10,7 +9,7 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
       schema: {
         summary: "This member, every member's health, revision and db size (like etcdctl endpoint status --cluster)",
         tags: ['status'],
-        response: { 200: Type.Ref('Status') },
+        response: { 200: StatusBody, 500: ErrorBody },
       },
     },
     async (): Promise<StatusBody> => {

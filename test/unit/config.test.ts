@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig, redactedConfig } from '../../src/config/index.js';
+
+const MEMBER = {
+  name: 'm1',
+  'data-dir': '/var/lib/etcd',
+  'initial-cluster': 'm1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380,m3=http://10.0.0.3:2380',
+  'advertise-client-urls': 'http://10.0.0.1:2379',
+};
+
+function yamlFile(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ebs-config-'));
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, text);
+  return file;
+}
+
+function problemsOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return err.message;
+  }
+  assert.fail('expected the configuration to be rejected');
+}
+
+describe('config precedence: defaults < file < environment < flags', () => {
+  const file = yamlFile(['etcd-call-timeout: 3s', 'dial-keep-alive-time: 20s', 'auto-sync-interval: 1m', 'listen: 127.0.0.1:9000', 'endpoints:', '  - http://10.0.0.1:2379', '  - http://10.0.0.2:2379'].join('\n'));
+
+  it('takes the default when nothing sets a value', () => {
+    const { config } = loadConfig({ flags: MEMBER, env: {}, requireMember: true });
+    assert.equal(config.etcdCallTimeout, 2_000);
+    assert.equal(config.dialKeepAliveTime, 10_000);
+    assert.equal(config.dialKeepAliveTimeout, 5_000);
+    assert.equal(config.permitWithoutStream, false);
+    assert.equal(config.store, 'file://./backups');
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8080 });
+    assert.equal(config.serverBodyLimit, 2 ** 20);
+  });
+
+  it('file beats default, environment beats file, flag beats environment', () => {
+    const env = { EBS_DIAL_KEEP_ALIVE_TIME: '30s', EBS_AUTO_SYNC_INTERVAL: '2m' };
+    const { config } = loadConfig({ flags: { ...MEMBER, config: file, 'auto-sync-interval': '5m' }, env, requireMember: true });
+    assert.equal(config.etcdCallTimeout, 3_000, 'file over default');
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 9000 }, 'file over default');
+    assert.equal(config.dialKeepAliveTime, 30_000, 'env over file');
+    assert.equal(config.autoSyncInterval, 300_000, 'flag over env over file');
+    assert.deepEqual(config.endpoints, ['http://10.0.0.1:2379', 'http://10.0.0.2:2379'], 'YAML list');
+  });
+
+  it('finds the file through EBS_CONFIG too', () => {
+    const { config } = loadConfig({ flags: MEMBER, env: { EBS_CONFIG: file }, requireMember: true });
+    assert.equal(config.etcdCallTimeout, 3_000);
+  });
+
+  it('derives peer URLs from --initial-cluster and endpoints from --advertise-client-urls', () => {
+    const { config } = loadConfig({ flags: MEMBER, env: {}, requireMember: true });
+    assert.deepEqual(config.initialAdvertisePeerUrls, ['http://10.0.0.1:2380']);
+    assert.deepEqual(config.endpoints, ['http://10.0.0.1:2379']);
+    assert.equal(config.initialCluster.length, 3);
+  });
+});
+
+describe('invalid input names the field and the value', () => {
+  const cases: Array<[string, Record<string, string>, Record<string, string>, RegExp]> = [
+    ['bad duration flag', { 'etcd-call-timeout': '10x' }, {}, /--etcd-call-timeout: "10x" is not a duration/],
+    ['bad duration env', {}, { EBS_DIAL_KEEP_ALIVE_TIME: 'soon' }, /EBS_DIAL_KEEP_ALIVE_TIME \(environment\): "soon" is not a duration/],
+    ['bad size', { 'server-body-limit': '12 parsecs' }, {}, /--server-body-limit: "12 parsecs" is not a size/],
+    ['bad boolean', { 'permit-without-stream': 'maybe' }, {}, /--permit-without-stream: "maybe" is not a boolean/],
+    ['bad store scheme', { store: 'ftp://host/x' }, {}, /--store: "ftp:\/\/host\/x" has unsupported scheme ftp/],
+    ['store not a URL', { store: 'backups' }, {}, /--store: "backups" is not a URL/],
+    ['bucket missing', { store: 's3:///prefix' }, {}, /--store: "s3:\/\/\/prefix" names no bucket/],
+    ['bad endpoint URL', { endpoints: 'http://10.0.0.1:2379,10.0.0.2:2379' }, {}, /--endpoints: "10.0.0.2:2379" has no scheme \(write http:\/\/10.0.0.2:2379/],
+    ['not http', { endpoints: 'unix://etcd.sock:1' }, {}, /--endpoints: "unix:\/\/etcd.sock:1" must start with http:\/\/ or https:\/\//],
+    ['endpoint without port', { endpoints: 'http://10.0.0.1' }, {}, /--endpoints: "http:\/\/10.0.0.1" has no port/],
+    ['bad listen', { listen: 'localhost' }, {}, /--listen: "localhost" is not host:port/],
+    ['bad initial cluster', { 'initial-cluster': 'm1' }, {}, /--initial-cluster: "m1" is not name=peer-url/],
+    ['name not in cluster', { name: 'm9' }, {}, /member "m9" \(from --name\) is not listed/],
+    ['bad log level', { 'log-level': 'loud' }, {}, /--log-level: "loud" is not one of/],
+    ['missing cert file', { 'etcd-cacert': '/nonexistent/ca.pem' }, {}, /--etcd-cacert: file "\/nonexistent\/ca.pem" does not exist/],
+    ['cert without key', { 'etcd-cacert': '/etc/hostname', 'etcd-cert': '/etc/hostname' }, {}, /--etcd-cert and --etcd-key go together/],
+    ['password without user', { 'etcd-password': 's3cret' }, {}, /--etcd-username is required with a password/],
+    ['unknown flag', { 'no-such-flag': 'x' }, {}, /unknown flag --no-such-flag/],
+    ['mixed schemes', { endpoints: 'http://a:1,https://b:2' }, {}, /mixes http and https/],
+  ];
+  for (const [what, flags, env, expected] of cases) {
+    it(what, () => {
+      assert.match(problemsOf(() => loadConfig({ flags: { ...MEMBER, ...flags }, env, requireMember: true })), expected);
+    });
+  }
+
+  it('missing member settings are each named', () => {
+    const message = problemsOf(() => loadConfig({ flags: {}, env: {}, requireMember: true }));
+    for (const flag of ['--name', '--data-dir', '--initial-cluster', '--advertise-client-urls']) assert.ok(message.includes(`${flag} is required`), `${flag} in: ${message}`);
+  });
+
+  it('an unknown key in the config file', () => {
+    const file = yamlFile('etcd-call-timeout: 1s\nkeepalive: 10s\n');
+    assert.match(problemsOf(() => loadConfig({ flags: { ...MEMBER, config: file }, env: {}, requireMember: true })), /config file .*: unknown key "keepalive"/);
+  });
+
+  it('a bad value in the config file says it came from the file', () => {
+    const file = yamlFile('etcd-call-timeout: 10\n');
+    assert.match(problemsOf(() => loadConfig({ flags: { ...MEMBER, config: file }, env: {}, requireMember: true })), /etcd-call-timeout \(config file\): "10" is not a duration/);
+  });
+
+  it('a config file that is not YAML', () => {
+    const file = yamlFile('a: [unclosed\n');
+    assert.match(problemsOf(() => loadConfig({ flags: { ...MEMBER, config: file }, env: {}, requireMember: true })), /config file .*config.yaml:/);
+  });
+
+  it('a config file that does not exist', () => {
+    assert.match(problemsOf(() => loadConfig({ flags: { ...MEMBER, config: '/nonexistent.yaml' }, env: {}, requireMember: true })), /--config: file "\/nonexistent.yaml" does not exist/);
+  });
+});
+
+describe('secrets', () => {
+  it('are redacted from the printable config', () => {
+    const { config } = loadConfig({ flags: { ...MEMBER, 'etcd-username': 'root', 'etcd-password': 'hunter2' }, env: {}, requireMember: true });
+    assert.equal(config.etcdPassword, 'hunter2');
+    const shown = JSON.stringify(redactedConfig(config));
+    assert.ok(!shown.includes('hunter2'));
+    assert.ok(shown.includes('<redacted>'));
+  });
+});
+
+describe('warnings', () => {
+  it('flag keepalive settings that etcd 3.4 punishes with too_many_pings', () => {
+    const { warnings } = loadConfig({ flags: { ...MEMBER, 'dial-keep-alive-time': '2s', 'permit-without-stream': 'true' }, env: {}, requireMember: true });
+    assert.equal(warnings.length, 2);
+    assert.match(warnings.join('\n'), /too_many_pings/);
+  });
+});
