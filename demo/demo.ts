@@ -1,0 +1,453 @@
+// The sidecar's main job, on one machine: a real 3-member etcd cluster on loopback with one sidecar
+// beside each member, exactly as they would run in three pods. Run it with `npm run demo`.
+//
+//   npm run demo                  runs until Ctrl-C, then stops everything it started
+//   npm run demo -- --once        brings everything up, prints the summary, stops (a smoke test)
+//   DEMO_ONCE=1 npm run demo      the same as --once
+//
+// Other arguments are accepted and ignored for now: `--disaster` (kill and wipe members, then watch
+// the sidecars restore them) arrives with the restore and initializer work.
+//
+// Everything lives under ./.demo/ (wiped at every start): per member the etcd data dir, etcd.log and
+// sidecar.log (the sidecar's JSON lines), and backups/, the sidecars' file store.
+
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, relative } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { EtcdProcess } from '../src/etcd/process.js';
+import type { StatusBody } from '../src/server/schemas.js';
+import { freePort } from '../test/helpers/cluster.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DEMO_DIR = join(ROOT, '.demo');
+const BACKUP_DIR = join(DEMO_DIR, 'backups');
+const MEMBER_NAMES = ['m1', 'm2', 'm3'] as const;
+const PREFERRED_API_PORTS = [8080, 8081, 8082];
+const CLUSTER_TOKEN = 'ebs-demo';
+const ETCD_HEALTHY_TIMEOUT_MS = 30_000;
+const SIDECAR_READY_TIMEOUT_MS = 60_000;
+const POLL_INTERVAL_MS = 250;
+const STOP_GRACE_MS = 5_000;
+/**
+ * Ctrl-C in a terminal signals the whole foreground process group, so a child may exit a moment
+ * before our own SIGINT handler runs. A child exit is judged "unexpected" only if no stop request
+ * arrives within this window.
+ */
+const EXIT_SETTLE_MS = 500;
+
+const runFile = promisify(execFile);
+
+// ---------------------------------------------------------------------------------------------
+// What the demo runs
+
+interface MemberPlan {
+  name: string;
+  clientURL: string;
+  peerURL: string;
+  apiURL: string;
+  listen: string;
+  dir: string;
+  dataDir: string;
+  etcdLog: string;
+  sidecarLog: string;
+}
+
+/** Why the demo is stopping: the operator asked (exit 0), or something broke (exit 1). */
+class StopRequested extends Error {
+  constructor(readonly signal: string) {
+    super(`received ${signal}`);
+  }
+}
+
+function isOnce(argv: readonly string[]): boolean {
+  return argv.includes('--once') || process.env['DEMO_ONCE'] === '1';
+}
+
+/** Whether 127.0.0.1:port can be bound right now. */
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/** Free ports, none handed out twice: the OS may return a just-closed ephemeral port again. */
+class PortPicker {
+  private readonly taken = new Set<number>();
+
+  async random(): Promise<number> {
+    for (;;) {
+      const port = await freePort();
+      if (!this.taken.has(port)) return this.take(port);
+    }
+  }
+
+  /** The preferred port when it is free, so the printed curl commands are the familiar ones. */
+  async preferred(port: number | undefined): Promise<number> {
+    if (port !== undefined && !this.taken.has(port) && (await portIsFree(port))) return this.take(port);
+    return this.random();
+  }
+
+  private take(port: number): number {
+    this.taken.add(port);
+    return port;
+  }
+}
+
+async function planMembers(): Promise<MemberPlan[]> {
+  const ports = new PortPicker();
+  const plans: MemberPlan[] = [];
+  for (const [i, name] of MEMBER_NAMES.entries()) {
+    const [client, peer, api] = [await ports.random(), await ports.random(), await ports.preferred(PREFERRED_API_PORTS[i])];
+    const dir = join(DEMO_DIR, name);
+    plans.push({
+      name,
+      clientURL: `http://127.0.0.1:${client}`,
+      peerURL: `http://127.0.0.1:${peer}`,
+      apiURL: `http://127.0.0.1:${api}`,
+      listen: `127.0.0.1:${api}`,
+      dir,
+      dataDir: join(dir, 'data'),
+      etcdLog: join(dir, 'etcd.log'),
+      sidecarLog: join(dir, 'sidecar.log'),
+    });
+  }
+  return plans;
+}
+
+function show(path: string): string {
+  return relative(process.cwd(), path) || '.';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Children: started, watched and always stopped
+
+/** A process the demo started and must stop. */
+interface Child {
+  readonly label: string;
+  readonly kind: 'etcd' | 'sidecar';
+  readonly logs: string[];
+  /** Resolves with a human description of how it ended. */
+  readonly ended: Promise<string>;
+  stop(graceMs: number): Promise<void>;
+  kill(): void;
+}
+
+function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal) return `killed by ${signal}`;
+  return code === null ? 'exited' : `exit code ${code}`;
+}
+
+function etcdChild(plan: MemberPlan, initialCluster: string): Child {
+  const etcd = new EtcdProcess({
+    name: plan.name,
+    dataDir: plan.dataDir,
+    listenClientUrls: [plan.clientURL],
+    advertiseClientUrls: [plan.clientURL],
+    listenPeerUrls: [plan.peerURL],
+    initialAdvertisePeerUrls: [plan.peerURL],
+    initialCluster,
+    initialClusterState: 'new',
+    initialClusterToken: CLUSTER_TOKEN,
+    logFile: plan.etcdLog,
+    // etcd 3.4's default capnslog logger prints a deprecation warning; zap writes JSON like the sidecar.
+    extraArgs: ['--logger=zap'],
+  });
+  etcd.start();
+  return {
+    label: `etcd ${plan.name}`,
+    kind: 'etcd',
+    logs: [plan.etcdLog],
+    ended: etcd.exited().then((code) => describeExit(code, null)),
+    stop: (graceMs) => etcd.stop(graceMs),
+    kill: () => void etcd.kill(),
+  };
+}
+
+function sidecarArgs(plan: MemberPlan, plans: readonly MemberPlan[]): string[] {
+  return [
+    '--import',
+    'tsx',
+    'src/cli.ts',
+    'serve',
+    ...['--name', plan.name],
+    ...['--data-dir', plan.dataDir],
+    ...['--initial-cluster', plans.map((p) => `${p.name}=${p.peerURL}`).join(',')],
+    ...['--initial-cluster-token', CLUSTER_TOKEN],
+    ...['--advertise-client-urls', plan.clientURL],
+    ...['--endpoints', plans.map((p) => p.clientURL).join(',')],
+    ...['--store', `file://${BACKUP_DIR}`],
+    ...['--listen', plan.listen],
+  ];
+}
+
+function sidecarChild(plan: MemberPlan, plans: readonly MemberPlan[]): Child {
+  // The log file is the child's own stdout/stderr, not a pipe through us: its last words survive
+  // even when the demo itself dies.
+  const fd = openSync(plan.sidecarLog, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, sidecarArgs(plan, plans), { cwd: ROOT, stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
+  const ended = new Promise<string>((resolve) => {
+    child.once('exit', (code, signal) => resolve(describeExit(code, signal)));
+    child.once('error', (err) => resolve(`failed to start: ${err.message}`));
+  });
+  const running = (): boolean => child.exitCode === null && child.signalCode === null;
+  return {
+    label: `sidecar ${plan.name}`,
+    kind: 'sidecar',
+    logs: [plan.sidecarLog, plan.etcdLog],
+    ended,
+    async stop(graceMs) {
+      if (!running()) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await ended;
+      clearTimeout(timer);
+    },
+    kill: () => void child.kill('SIGKILL'),
+  };
+}
+
+/**
+ * Owns every child. The first unexpected exit aborts `stopping` with an error naming the child and
+ * its logs; a stop signal aborts it with StopRequested. Everything waits on that one signal.
+ */
+class Supervisor {
+  private readonly children: Child[] = [];
+  private readonly controller = new AbortController();
+
+  get stopping(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  abort(reason: Error): void {
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
+  }
+
+  /** Starts a child unless the demo is already stopping (a late step must not outlive cleanup). */
+  start(make: () => Child): Child {
+    this.stopping.throwIfAborted();
+    const child = make();
+    this.children.push(child);
+    void child.ended.then((how) => this.onEnded(child, how));
+    return child;
+  }
+
+  private async onEnded(child: Child, how: string): Promise<void> {
+    if (this.stopping.aborted) return;
+    await sleep(EXIT_SETTLE_MS);
+    if (this.stopping.aborted) return;
+    this.abort(new Error(`${child.label} died unexpectedly (${how}); see ${child.logs.map(show).join(' and ')}`));
+  }
+
+  /** Sidecars first (they talk to etcd and would only log errors while it goes), then etcd. */
+  async stopAll(): Promise<void> {
+    this.abort(new StopRequested('shutdown'));
+    for (const kind of ['sidecar', 'etcd'] as const) {
+      await Promise.all(this.children.filter((c) => c.kind === kind).map((c) => c.stop(STOP_GRACE_MS)));
+    }
+  }
+
+  /** For a second Ctrl-C: the operator does not want to wait for the grace period. */
+  killAll(): void {
+    for (const c of this.children) c.kill();
+  }
+}
+
+/** Also kills sidecars when the demo exits by any path that skips stopAll (EtcdProcess does this for etcd). */
+function killOnExit(supervisor: Supervisor): void {
+  process.once('exit', () => supervisor.killAll());
+}
+
+function handleStopSignals(supervisor: Supervisor): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (supervisor.stopping.aborted) {
+        process.stderr.write(`\n${signal} again: killing every child now\n`);
+        supervisor.killAll();
+        return;
+      }
+      process.stderr.write(`\n${signal}: stopping the sidecars and etcd members…\n`);
+      supervisor.abort(new StopRequested(signal));
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bringing the cluster up
+
+async function etcdctl(plans: readonly MemberPlan[], args: string[], signal: AbortSignal): Promise<string> {
+  const endpoints = plans.map((p) => p.clientURL).join(',');
+  const { stdout } = await runFile('etcdctl', [`--endpoints=${endpoints}`, '--command-timeout=5s', ...args], {
+    env: { ...process.env, ETCDCTL_API: '3' },
+    signal,
+  });
+  return stdout;
+}
+
+/** Polls `attempt` until it returns true; on timeout the error carries the last reason it gave. */
+async function pollUntil(what: string, timeoutMs: number, signal: AbortSignal, attempt: () => Promise<true | string>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no attempt finished';
+  while (Date.now() < deadline) {
+    signal.throwIfAborted();
+    try {
+      const result = await attempt();
+      if (result === true) return;
+      last = result;
+    } catch (err) {
+      signal.throwIfAborted();
+      last = (err as Error).message;
+    }
+    await sleep(POLL_INTERVAL_MS, undefined, { signal });
+  }
+  throw new Error(`${what} within ${timeoutMs / 1000} s (last: ${last.trim()})`);
+}
+
+async function waitEtcdHealthy(plans: readonly MemberPlan[], signal: AbortSignal): Promise<void> {
+  try {
+    await pollUntil('etcd cluster not healthy', ETCD_HEALTHY_TIMEOUT_MS, signal, async () => {
+      await etcdctl(plans, ['endpoint', 'health'], signal);
+      return true;
+    });
+  } catch (err) {
+    signal.throwIfAborted();
+    throw new Error(`${(err as Error).message}\nsee the etcd logs: ${plans.map((p) => show(p.etcdLog)).join(', ')}`);
+  }
+}
+
+async function waitSidecarReady(plan: MemberPlan, signal: AbortSignal): Promise<void> {
+  try {
+    await pollUntil(`sidecar ${plan.name} not ready at ${plan.apiURL}/readyz`, SIDECAR_READY_TIMEOUT_MS, signal, async () => {
+      const res = await fetch(`${plan.apiURL}/readyz`, { signal: AbortSignal.any([signal, AbortSignal.timeout(5_000)]) });
+      return res.status === 200 ? true : `HTTP ${res.status} ${await res.text()}`;
+    });
+  } catch (err) {
+    signal.throwIfAborted();
+    throw new Error(`${(err as Error).message}\nsee ${show(plan.sidecarLog)} and ${show(plan.etcdLog)}`);
+  }
+}
+
+async function putSampleKeys(plans: readonly MemberPlan[], signal: AbortSignal): Promise<void> {
+  const keys: Array<[string, string]> = [
+    ['demo/greeting', 'hello from etcd-backup-sidecar'],
+    ['demo/members', MEMBER_NAMES.join(',')],
+    ['demo/started-at', new Date().toISOString()],
+  ];
+  for (const [key, value] of keys) await etcdctl(plans, ['put', key, value], signal);
+}
+
+async function bringUp(plans: readonly MemberPlan[], supervisor: Supervisor): Promise<void> {
+  const signal = supervisor.stopping;
+  const initialCluster = plans.map((p) => `${p.name}=${p.peerURL}`).join(',');
+  for (const p of plans) supervisor.start(() => etcdChild(p, initialCluster));
+  // The sidecars would cope with etcd still electing, but waiting here tells an etcd failure apart
+  // from a sidecar failure.
+  await waitEtcdHealthy(plans, signal);
+  for (const p of plans) supervisor.start(() => sidecarChild(p, plans));
+  await Promise.all(plans.map((p) => waitSidecarReady(p, signal)));
+  await putSampleKeys(plans, signal);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The summary
+
+function table(rows: readonly string[][]): string {
+  const widths = rows[0]?.map((_, col) => Math.max(...rows.map((r) => (r[col] ?? '').length))) ?? [];
+  return rows.map((r) => `  ${r.map((cell, col) => cell.padEnd(widths[col] ?? 0)).join('  ').trimEnd()}`).join('\n');
+}
+
+function bytes(n: number | undefined): string {
+  if (n === undefined) return '-';
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+async function fetchStatus(plan: MemberPlan, signal: AbortSignal): Promise<StatusBody> {
+  const res = await fetch(`${plan.apiURL}/status`, { signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]) });
+  if (!res.ok) throw new Error(`GET ${plan.apiURL}/status: HTTP ${res.status} ${await res.text()}`);
+  // Our own API, validated by its response schema on the way out.
+  return (await res.json()) as StatusBody;
+}
+
+function statusTable(status: StatusBody): string {
+  const rows = status.members.map((m) => [
+    m.name || '(unstarted)',
+    m.healthy ? 'yes' : `no${m.error ? ` (${m.error})` : ''}`,
+    m.isLeader ? 'leader' : '',
+    m.status?.revision?.toString() ?? '-',
+    bytes(m.status?.dbSize),
+  ]);
+  return table([['MEMBER', 'HEALTHY', 'LEADER', 'REVISION', 'DB SIZE'], ...rows]);
+}
+
+function summary(plans: readonly MemberPlan[], status: StatusBody, once: boolean): string {
+  const first = plans[0] as MemberPlan;
+  const endpoints = plans.map((p) => p.clientURL).join(',');
+  const curls = ['status', 'healthz', 'readyz', 'metrics', 'openapi.json'].map((route) => `  curl -s ${first.apiURL}/${route}`);
+  return [
+    '',
+    `etcd-backup-sidecar demo: ${plans.length} etcd members, one sidecar each (files in ${show(DEMO_DIR)}/)`,
+    '',
+    table([
+      ['MEMBER', 'ETCD CLIENT URL', 'SIDECAR API', 'LOGS'],
+      ...plans.map((p) => [p.name, p.clientURL, p.apiURL, `${show(p.etcdLog)}, ${show(p.sidecarLog)}`]),
+    ]),
+    '',
+    `Try it (every sidecar serves the same routes):`,
+    ...curls,
+    `  ETCDCTL_API=3 etcdctl --endpoints=${endpoints} get --prefix demo/`,
+    '',
+    `Cluster as ${first.name}'s sidecar sees it (GET ${first.apiURL}/status):`,
+    statusTable(status),
+    '',
+    once ? '--once: stopping now.' : 'Running. Press Ctrl-C to stop every sidecar and etcd member.',
+    '',
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const once = isOnce(process.argv.slice(2));
+  const supervisor = new Supervisor();
+  killOnExit(supervisor);
+  handleStopSignals(supervisor);
+
+  rmSync(DEMO_DIR, { recursive: true, force: true });
+  mkdirSync(BACKUP_DIR, { recursive: true });
+  for (const name of MEMBER_NAMES) mkdirSync(join(DEMO_DIR, name), { recursive: true });
+
+  let failure: Error | undefined;
+  try {
+    const plans = await planMembers();
+    process.stdout.write(`starting ${plans.length} etcd members and their sidecars (logs in ${show(DEMO_DIR)}/)…\n`);
+    await bringUp(plans, supervisor);
+    process.stdout.write(summary(plans, await fetchStatus(plans[0] as MemberPlan, supervisor.stopping), once));
+    if (!once) await new Promise((resolve) => supervisor.stopping.addEventListener('abort', resolve, { once: true }));
+  } catch (err) {
+    // An aborted step throws an AbortError; the reason it was aborted is what counts.
+    failure = supervisor.stopping.aborted ? (supervisor.stopping.reason as Error) : (err as Error);
+  }
+  if (!failure && supervisor.stopping.aborted) failure = supervisor.stopping.reason as Error;
+
+  await supervisor.stopAll();
+  if (failure && !(failure instanceof StopRequested)) {
+    process.stderr.write(`demo failed: ${failure.message}\n`);
+    return 1;
+  }
+  process.stdout.write('stopped every sidecar and etcd member.\n');
+  return 0;
+}
+
+process.exit(await main());
