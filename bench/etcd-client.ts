@@ -24,7 +24,7 @@ async function client(cluster: TestCluster, flags: Record<string, string> = {}):
   return createEtcdClient(etcdAccessFromConfig(config), log);
 }
 
-async function timed(fn: () => PromiseLike<unknown>): Promise<number> {
+async function timed(fn: () => unknown): Promise<number> {
   const t = performance.now();
   await fn();
   return performance.now() - t;
