@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EtcdProcess, type EtcdMemberSpec } from '../../src/etcd/process.js';
+import { makePki, type TestPki } from './tls.js';
 
 const run = promisify(execFile);
 
@@ -38,6 +39,8 @@ export interface ClusterOptions {
   /** Extra etcd flags for every member. */
   extraArgs?: string[];
   token?: string;
+  /** Serve clients over TLS with client-certificate auth (peers stay plain on loopback). */
+  tls?: boolean;
 }
 
 /**
@@ -48,10 +51,15 @@ export interface ClusterOptions {
 export class TestCluster {
   readonly members: TestMember[] = [];
 
+  /** Set with `tls`: the CA and the certificates clients must present. */
+  readonly pki: TestPki | undefined;
+
   private constructor(
     readonly dir: string,
     private readonly opts: ClusterOptions,
-  ) {}
+  ) {
+    this.pki = opts.tls ? makePki(dir) : undefined;
+  }
 
   static async start(size: number, opts: ClusterOptions = {}): Promise<TestCluster> {
     const cluster = new TestCluster(mkdtempSync(join(tmpdir(), 'ebs-cluster-')), opts);
@@ -74,7 +82,7 @@ export class TestCluster {
     const [client, peer] = [await freePort(), await freePort()];
     const m: TestMember = {
       name,
-      clientURL: `http://127.0.0.1:${client}`,
+      clientURL: `${this.pki ? 'https' : 'http'}://127.0.0.1:${client}`,
       peerURL: `http://127.0.0.1:${peer}`,
       dataDir: join(this.dir, name, 'data'),
       process: undefined as unknown as EtcdProcess, // set right after, once the cluster string is known
@@ -100,8 +108,13 @@ export class TestCluster {
       initialClusterToken: this.opts.token ?? 'ebs-test',
       logFile: join(this.dir, m.name, 'etcd.log'),
       // Short heartbeats keep elections (and so the tests) quick on a loopback network.
-      extraArgs: ['--heartbeat-interval=100', '--election-timeout=1000', '--log-level=warn', ...(this.opts.extraArgs ?? [])],
+      extraArgs: ['--heartbeat-interval=100', '--election-timeout=1000', '--log-level=warn', ...this.tlsArgs(), ...(this.opts.extraArgs ?? [])],
     };
+  }
+
+  private tlsArgs(): string[] {
+    if (!this.pki) return [];
+    return [`--cert-file=${this.pki.serverCert}`, `--key-file=${this.pki.serverKey}`, '--client-cert-auth', `--trusted-ca-file=${this.pki.ca}`];
   }
 
   get endpoints(): string[] {
@@ -116,7 +129,8 @@ export class TestCluster {
 
   /** etcdctl against this cluster (the real client, as an operator would type it). */
   async etcdctl(args: string[], endpoints: string[] = this.endpoints): Promise<string> {
-    const { stdout } = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, '--command-timeout=5s', ...args], {
+    const tls = this.pki ? [`--cacert=${this.pki.ca}`, `--cert=${this.pki.clientCert}`, `--key=${this.pki.clientKey}`] : [];
+    const { stdout } = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, '--command-timeout=5s', ...tls, ...args], {
       env: { ...process.env, ETCDCTL_API: '3' },
     });
     return stdout;
