@@ -163,7 +163,8 @@ function etcdChild(plan: MemberPlan, initialCluster: string): Child {
     label: `etcd ${plan.name}`,
     kind: 'etcd',
     logs: [plan.etcdLog],
-    ended: etcd.exited().then((code) => describeExit(code, null)),
+    // EtcdProcess reports null when a signal ended etcd, without naming the signal.
+    ended: etcd.exited().then((code) => (code === null ? 'killed by a signal' : describeExit(code, null))),
     stop: (graceMs) => etcd.stop(graceMs),
     kill: () => void etcd.kill(),
   };
@@ -249,12 +250,15 @@ class Supervisor {
     this.abort(new Error(`${child.label} died unexpectedly (${how}); see ${child.logs.map(show).join(' and ')}`));
   }
 
-  /** Sidecars first (they talk to etcd and would only log errors while it goes), then etcd. */
+  /**
+   * Sidecars first (they talk to etcd and would only log errors while it goes), then etcd one
+   * member at a time: a stopping etcd leader first hands leadership to a peer, and if that peer is
+   * stopping at the same moment the leader waits for the transfer to time out (about 7 s).
+   */
   async stopAll(): Promise<void> {
     this.abort(new StopRequested('shutdown'));
-    for (const kind of ['sidecar', 'etcd'] as const) {
-      await Promise.all(this.children.filter((c) => c.kind === kind).map((c) => c.stop(STOP_GRACE_MS)));
-    }
+    await Promise.all(this.children.filter((c) => c.kind === 'sidecar').map((c) => c.stop(STOP_GRACE_MS)));
+    for (const etcd of this.children.filter((c) => c.kind === 'etcd')) await etcd.stop(STOP_GRACE_MS);
   }
 
   /** For a second Ctrl-C: the operator does not want to wait for the grace period. */
@@ -381,7 +385,8 @@ async function fetchStatus(plan: MemberPlan, signal: AbortSignal): Promise<Statu
 }
 
 function statusTable(status: StatusBody): string {
-  const rows = status.members.map((m) => [
+  const byName = [...status.members].sort((a, b) => a.name.localeCompare(b.name));
+  const rows = byName.map((m) => [
     m.name || '(unstarted)',
     m.healthy ? 'yes' : `no${m.error ? ` (${m.error})` : ''}`,
     m.isLeader ? 'leader' : '',
