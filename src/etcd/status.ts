@@ -23,13 +23,7 @@ export interface EndpointStatus {
 }
 
 /** A member joined with its status: what `GET /status` lists. */
-export interface MemberHealth {
-  id: string;
-  name: string;
-  peerURLs: string[];
-  clientURLs: string[];
-  isLearner: boolean;
-  started: boolean;
+export interface MemberHealth extends Member {
   isLeader: boolean;
   /** Answered, knows a leader, and reports no alarm. */
   healthy: boolean;
