@@ -180,6 +180,8 @@ function parseValue(spec: OptionSpec, text: string): { value: unknown } | { prob
       const r = parseHostPort(text);
       return typeof r === 'string' ? { problem: r } : { value: r };
     }
+    case 'integer':
+      return /^\d+$/.test(text.trim()) ? { value: Number(text.trim()) } : { problem: `"${text}" is not a whole number` };
     case 'enum':
       return spec.choices?.includes(text) ? { value: text } : { problem: `"${text}" is not one of ${spec.choices?.join(', ')}` };
   }
@@ -256,6 +258,7 @@ function emptyValue(spec: OptionSpec): unknown {
       return false;
     case 'duration':
     case 'size':
+    case 'integer':
       return 0;
     default:
       return '';
@@ -280,6 +283,19 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
   if (config.etcdPassword !== '' && config.etcdPasswordFile !== '') problems.push('--etcd-password and --etcd-password-file are both set; keep one');
   if ((config.etcdPassword !== '' || config.etcdPasswordFile !== '') && config.etcdUsername === '') problems.push('--etcd-username is required with a password');
   if ((config.etcdCert === '') !== (config.etcdKey === '')) problems.push('--etcd-cert and --etcd-key go together; set both or neither');
+  if (config.s3Endpoint !== '') {
+    const problem = checkHttpUrl(config.s3Endpoint);
+    if (problem) problems.push(`--s3-endpoint: ${problem}`);
+  }
+  if (config.gcsEndpoint !== '') {
+    const problem = checkHttpUrl(config.gcsEndpoint);
+    if (problem) problems.push(`--gcs-endpoint: ${problem}`);
+  }
+  if (config.storeMaxAttempts < 1) problems.push('--store-max-attempts: must be at least 1');
+  if (config.storeUploadConcurrency < 1) problems.push('--store-upload-concurrency: must be at least 1');
+  if (config.store.startsWith('s3:') && config.storePartSize < 5 * 2 ** 20) problems.push(`--store-part-size: S3 parts must be at least 5MiB`);
+  if (config.s3SseKmsKeyId !== '' && config.s3Sse !== 'aws:kms') problems.push('--s3-sse-kms-key-id needs --s3-sse=aws:kms');
+  if (config.s3SseCKeyFile !== '' && config.s3Sse !== 'none') problems.push('--s3-sse-c-key-file (SSE-C) and --s3-sse cannot be combined');
   if (config.dialKeepAliveTime > 0 && config.dialKeepAliveTimeout === 0) problems.push('--dial-keep-alive-timeout: must be above 0 while --dial-keep-alive-time is set');
 }
 

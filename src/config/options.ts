@@ -21,6 +21,7 @@ export interface KindTypes {
   duration: number; // milliseconds
   size: number; // bytes
   boolean: boolean;
+  integer: number;
   urls: string[];
   initialCluster: PeerEntry[];
   store: string;
@@ -131,6 +132,20 @@ export const OPTIONS = [
     default: 'file://./backups',
     description: 'where backups live: file:///path, s3://bucket/prefix or gs://bucket/prefix',
   },
+  { flag: 'store-timeout', kind: 'duration', group: 'store', default: '30s', description: 'a store request fails when connecting, or waiting for the next bytes, takes longer than this' },
+  { flag: 'store-max-attempts', kind: 'integer', group: 'store', default: '5', description: 'attempts of a store request on transient errors (5xx, throttling, resets), with backoff' },
+  { flag: 'store-part-size', kind: 'size', group: 'store', default: '8MiB', description: 'upload part (S3) or chunk (GCS) size; memory used by an upload is about this x --store-upload-concurrency' },
+  { flag: 'store-upload-concurrency', kind: 'integer', group: 'store', default: '4', description: 'parts uploaded in parallel (S3)' },
+  { flag: 's3-endpoint', kind: 'string', group: 'store', description: 'URL of an S3-compatible store (MinIO, Ceph); default: AWS' },
+  { flag: 's3-force-path-style', kind: 'boolean', group: 'store', default: 'false', description: 'address buckets as endpoint/bucket instead of bucket.endpoint (most S3-compatible stores)' },
+  { flag: 's3-region', kind: 'string', group: 'store', description: 'S3 region (default: AWS_REGION, else us-east-1)' },
+  { flag: 's3-sse', kind: 'enum', group: 'store', default: 'none', choices: ['none', 'AES256', 'aws:kms'], description: 'server-side encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS)' },
+  { flag: 's3-sse-kms-key-id', kind: 'string', group: 'store', description: 'KMS key for --s3-sse=aws:kms (default: the bucket\'s key)' },
+  { flag: 's3-sse-c-key-file', kind: 'path', group: 'store', mustExist: true, description: 'file holding a 256-bit key (32 raw bytes or base64) for SSE-C' },
+  { flag: 's3-credentials-file', kind: 'path', group: 'store', mustExist: true, description: 'AWS shared credentials file (default: the SDK\'s chain: env, profile, IRSA, instance role)' },
+  { flag: 's3-profile', kind: 'string', group: 'store', default: 'default', description: 'profile in --s3-credentials-file' },
+  { flag: 'gcs-endpoint', kind: 'string', group: 'store', description: 'URL of a GCS-compatible JSON API (default: Google)' },
+  { flag: 'gcs-key-file', kind: 'path', group: 'store', mustExist: true, description: 'service account key file (default: Application Default Credentials)' },
 
   // --- HTTP server ---
   { flag: 'listen', kind: 'hostPort', group: 'server', default: '127.0.0.1:8080', description: 'address of the HTTP API' },

@@ -1,0 +1,78 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+
+export interface DigestResult {
+  size: number;
+  sha256Hex: string;
+  md5Hex: string;
+  /** The ETag S3 gives a multipart upload of these bytes in parts of `partSize`: md5 of the part md5s, `-N`. */
+  multipartEtag?: string;
+}
+
+/**
+ * Passes bytes through unchanged while hashing them, so a put can compare what it sent with what
+ * the store reports, and a get can check what it read, without a second pass over the data.
+ */
+export class DigestStream extends Transform {
+  // Not named `size`: lib-storage reads a body's `size` as its length (as for a Blob).
+  private bytes = 0;
+  private readonly sha256 = createHash('sha256');
+  private readonly md5 = createHash('md5');
+  private readonly partMd5s: Buffer[] = [];
+  private part: Hash | undefined;
+  private partFill = 0;
+
+  constructor(
+    private readonly partSize?: number,
+    private readonly onEnd?: (digest: DigestResult) => Error | undefined,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.sha256.update(chunk);
+    this.md5.update(chunk);
+    if (this.partSize) this.hashParts(chunk, this.partSize);
+    done(null, chunk);
+  }
+
+  private hashParts(chunk: Buffer, partSize: number): void {
+    let offset = 0;
+    while (offset < chunk.length) {
+      this.part ??= createHash('md5');
+      const take = Math.min(partSize - this.partFill, chunk.length - offset);
+      this.part.update(chunk.subarray(offset, offset + take));
+      this.partFill += take;
+      offset += take;
+      if (this.partFill === partSize) {
+        this.partMd5s.push(this.part.digest());
+        this.part = undefined;
+        this.partFill = 0;
+      }
+    }
+  }
+
+  override _flush(done: TransformCallback): void {
+    this.finalResult = this.compute();
+    done(this.onEnd?.(this.finalResult) ?? null);
+  }
+
+  private finalResult: DigestResult | undefined;
+
+  /** Available once the stream has ended. */
+  get result(): DigestResult {
+    if (!this.finalResult) throw new Error('digest read before the stream ended');
+    return this.finalResult;
+  }
+
+  private compute(): DigestResult {
+    const result: DigestResult = { size: this.bytes, sha256Hex: this.sha256.digest('hex'), md5Hex: this.md5.digest('hex') };
+    if (this.partSize) {
+      const parts = [...this.partMd5s];
+      if (this.part) parts.push(this.part.digest());
+      if (parts.length > 0) result.multipartEtag = `${createHash('md5').update(Buffer.concat(parts)).digest('hex')}-${parts.length}`;
+    }
+    return result;
+  }
+}

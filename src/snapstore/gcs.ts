@@ -1,0 +1,167 @@
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { IdempotencyStrategy, Storage, type Bucket, type StorageOptions } from '@google-cloud/storage';
+import { DigestStream } from './digest.js';
+import { checkObjectName, checkPrefix, keyOf } from './names.js';
+import { StoreError, type ListOptions, type ListPage, type ObjectInfo, type PutOptions, type PutResult, type SnapStore, type StoreErrorCode } from './types.js';
+
+export interface GcsSettings {
+  bucket: string;
+  prefix: string;
+  /** For GCS-compatible servers (and tests): their URL. */
+  endpoint?: string;
+  keyFile?: string;
+  /** Resumable upload chunk size; the library keeps one chunk in memory to retry it. */
+  chunkSize: number;
+  timeoutMs: number;
+  maxAttempts: number;
+}
+
+interface GcsMetadata {
+  name?: string;
+  size?: string | number;
+  updated?: string;
+  md5Hash?: string;
+  crc32c?: string;
+  metadata?: Record<string, string | number | boolean | null>;
+}
+
+function toInfo(name: string, m: GcsMetadata): ObjectInfo {
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m.metadata ?? {})) if (v !== null) metadata[k] = String(v);
+  return { name, size: Number(m.size ?? 0), lastModified: new Date(m.updated ?? 0), metadata };
+}
+
+/**
+ * Google Cloud Storage through `@google-cloud/storage`. Uploads are resumable and chunked: the object
+ * exists only once the last chunk is accepted, so an interrupted upload leaves nothing under the
+ * name. The md5 GCS computes is compared with the md5 of what was sent; reads are checked by the
+ * library against the stored crc32c.
+ */
+export class GcsStore implements SnapStore {
+  readonly url: string;
+  private readonly storage: Storage;
+  private readonly bucket: Bucket;
+
+  constructor(private readonly s: GcsSettings) {
+    this.url = `gs://${s.bucket}${s.prefix ? `/${s.prefix}` : ''}${s.endpoint ? ` (${s.endpoint})` : ''}`;
+    const options: StorageOptions = {
+      timeout: s.timeoutMs,
+      retryOptions: {
+        autoRetry: s.maxAttempts > 1,
+        maxRetries: Math.max(0, s.maxAttempts - 1),
+        // Every write here goes to a fresh name or is a delete, so retrying them is safe.
+        idempotencyStrategy: IdempotencyStrategy.RetryAlways,
+        maxRetryDelay: 8,
+        totalTimeout: Math.ceil((s.timeoutMs * s.maxAttempts) / 1000) + 30,
+      },
+    };
+    if (s.endpoint) {
+      options.apiEndpoint = s.endpoint;
+      options.useAuthWithCustomEndpoint = s.keyFile !== undefined;
+      options.projectId = 'etcd-backup-sidecar';
+    }
+    if (s.keyFile) options.keyFilename = s.keyFile;
+    this.storage = new Storage(options);
+    this.bucket = this.storage.bucket(s.bucket);
+  }
+
+  private key(name: string): string {
+    return keyOf(this.s.prefix, name);
+  }
+
+  private fail(err: unknown, what: string): StoreError {
+    if (err instanceof StoreError) return err;
+    const e = err as Error & { code?: number | string; errors?: Array<{ reason?: string }> };
+    const where = `${what} (bucket ${this.s.bucket})`;
+    const message = e.message.split('\n')[0] ?? '';
+    const code: StoreErrorCode | undefined =
+      e.code === 404 ? (/bucket/i.test(message) && !/object|no such object/i.test(message) ? 'no_such_bucket' : 'not_found') : e.code === 403 ? 'access_denied' : e.code === 401 ? 'bad_credentials' : undefined;
+    if (code) return new StoreError(code, this.url, `${where}: ${message}`, false, { cause: err });
+    if (e.name === 'AbortError') return new StoreError('aborted', this.url, `${where}: aborted`, false, { cause: err });
+    if (/CONTENT_DOWNLOAD_MISMATCH|FILE_NO_UPLOAD|mismatch/i.test(String(e.code) + message)) return new StoreError('checksum_mismatch', this.url, `${where}: ${message}`, false, { cause: err });
+    if (e.code === 'ECONNREFUSED' || e.code === 'ENOTFOUND' || e.code === 'EHOSTUNREACH' || e.code === 'ECONNRESET') {
+      return new StoreError('unreachable', this.url, `${where}: ${e.code} (${message})`, true, { cause: err });
+    }
+    if (e.code === 'ETIMEDOUT' || /timeout|timed out/i.test(message)) return new StoreError('timeout', this.url, `${where}: no answer within ${this.s.timeoutMs} ms (${message})`, true, { cause: err });
+    return new StoreError('failed', this.url, `${where}: ${message}`, typeof e.code === 'number' ? e.code >= 500 || e.code === 429 : true, { cause: err });
+  }
+
+  async put(name: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
+    checkObjectName(this.url, name);
+    const file = this.bucket.file(this.key(name));
+    const digest = new DigestStream();
+    try {
+      const sink = file.createWriteStream({
+        resumable: true,
+        chunkSize: this.s.chunkSize,
+        metadata: { metadata: opts.metadata ?? {} },
+        validation: 'md5',
+      });
+      await pipeline(body, digest, sink, opts.signal ? { signal: opts.signal } : {});
+      const sent = digest.result;
+      const [meta] = (await file.getMetadata()) as unknown as [GcsMetadata];
+      const stored = meta.md5Hash ? Buffer.from(meta.md5Hash, 'base64').toString('hex') : undefined;
+      if (stored !== sent.md5Hex || Number(meta.size) !== sent.size) {
+        await file.delete({ ignoreNotFound: true }).catch(() => {});
+        throw new StoreError('checksum_mismatch', this.url, `put ${name}: the store reports md5 ${stored} / ${meta.size} bytes, ${sent.md5Hex} / ${sent.size} were sent; the object was deleted`);
+      }
+      return { ...toInfo(name, meta), sha256: sent.sha256Hex, verifiedBy: 'md5' };
+    } catch (err) {
+      throw this.fail(err, `put ${name}`);
+    }
+  }
+
+  async get(name: string, opts: { signal?: AbortSignal } = {}): Promise<Readable> {
+    checkObjectName(this.url, name);
+    // Asked first so a missing object is a clear error here, not a late stream error.
+    if (!(await this.head(name))) throw new StoreError('not_found', this.url, `get ${name}: no such object`);
+    const stream = this.bucket.file(this.key(name)).createReadStream({ validation: 'crc32c' });
+    const out = new DigestStream();
+    stream.on('error', (err) => out.destroy(this.fail(err, `get ${name}`)));
+    opts.signal?.addEventListener('abort', () => stream.destroy(new StoreError('aborted', this.url, `get ${name}: aborted`)), { once: true });
+    return stream.pipe(out);
+  }
+
+  async head(name: string): Promise<ObjectInfo | undefined> {
+    checkObjectName(this.url, name);
+    try {
+      const [meta] = (await this.bucket.file(this.key(name)).getMetadata()) as unknown as [GcsMetadata];
+      return toInfo(name, meta);
+    } catch (err) {
+      const e = this.fail(err, `head ${name}`);
+      if (e.code === 'not_found') return undefined;
+      throw e;
+    }
+  }
+
+  async list(prefix: string, opts: ListOptions = {}): Promise<ListPage> {
+    checkPrefix(this.url, prefix);
+    try {
+      const [files, next] = await this.bucket.getFiles({
+        prefix: this.s.prefix ? `${this.s.prefix}/${prefix}` : prefix,
+        maxResults: opts.pageSize ?? 1000,
+        autoPaginate: false,
+        ...(opts.pageToken ? { pageToken: opts.pageToken } : {}),
+      });
+      const strip = this.s.prefix ? this.s.prefix.length + 1 : 0;
+      const page: ListPage = { objects: files.map((f) => toInfo(f.name.slice(strip), f.metadata as GcsMetadata)) };
+      const token = (next as { pageToken?: string } | null | undefined)?.pageToken;
+      if (token) page.nextPageToken = token;
+      return page;
+    } catch (err) {
+      throw this.fail(err, `list ${prefix}`);
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    checkObjectName(this.url, name);
+    try {
+      await this.bucket.file(this.key(name)).delete({ ignoreNotFound: true });
+    } catch (err) {
+      throw this.fail(err, `delete ${name}`);
+    }
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,243 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join, relative, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestStream } from './digest.js';
+import { checkObjectName, checkPrefix } from './names.js';
+import { StoreError, type ListOptions, type ListPage, type ObjectInfo, type PutOptions, type PutResult, type SnapStore } from './types.js';
+
+/** Checksums and metadata live beside the objects, outside any snapshot folder the anchor lists. */
+const META_DIR = '.ebs-meta';
+const TMP_MARK = '.ebs-tmp-';
+
+interface LocalMeta {
+  sha256: string;
+  size: number;
+  metadata: Record<string, string>;
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+/**
+ * A folder as an object store (`file:///path`). Objects are written to a temporary name in their
+ * own folder, fsynced, checked, then renamed into place, so a crash or a failed upload never leaves
+ * a partial object under its final name. The sha256 recorded beside each object is checked on read.
+ */
+export class LocalStore implements SnapStore {
+  readonly url: string;
+
+  constructor(private readonly root: string) {
+    this.url = `file://${root}`;
+  }
+
+  private path(name: string): string {
+    return join(this.root, ...name.split('/'));
+  }
+
+  private metaPath(name: string): string {
+    return join(this.root, META_DIR, ...name.split('/')) + '.json';
+  }
+
+  private tempPath(path: string): string {
+    return join(dirname(path), `.${basename(path)}${TMP_MARK}${randomBytes(6).toString('hex')}`);
+  }
+
+  private fail(err: unknown, what: string): StoreError {
+    if (err instanceof StoreError) return err;
+    const e = err as NodeJS.ErrnoException;
+    if (e.name === 'AbortError') return new StoreError('aborted', this.url, `${what}: aborted`, false, { cause: err });
+    if (e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS') return new StoreError('access_denied', this.url, `${what}: ${e.message}`, false, { cause: err });
+    return new StoreError('failed', this.url, `${what}: ${e.message}`, false, { cause: err });
+  }
+
+  /** Writes a file under a temporary name in the target's folder and fsyncs it; returns that name. */
+  private async writeAtomically(path: string, body: Readable, digest: DigestStream, signal?: AbortSignal): Promise<string> {
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = this.tempPath(path);
+    try {
+      await pipeline(body, digest, createWriteStream(tmp, { flags: 'wx' }), signal ? { signal } : {});
+      await fsync(tmp);
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      throw err;
+    }
+    return tmp;
+  }
+
+  async put(name: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
+    checkObjectName(this.url, name);
+    const path = this.path(name);
+    let tmp: string | undefined;
+    try {
+      const digest = new DigestStream();
+      tmp = await this.writeAtomically(path, body, digest, opts.signal);
+      const sent = digest.result;
+      // The store's own checksum: the bytes as they reached the disk, read back.
+      const written = new DigestStream();
+      await pipeline(createReadStream(tmp), written, drain);
+      if (written.result.sha256Hex !== sent.sha256Hex || written.result.size !== sent.size) {
+        throw new StoreError('checksum_mismatch', this.url, `put ${name}: the file on disk does not match the bytes sent (sha256 ${written.result.sha256Hex} != ${sent.sha256Hex})`);
+      }
+      const meta: LocalMeta = { sha256: sent.sha256Hex, size: sent.size, metadata: opts.metadata ?? {} };
+      // Checksum first, object second: a crash in between leaves a stray checksum, never an
+      // object that cannot be verified.
+      const metaPath = this.metaPath(name);
+      const metaDigest = new DigestStream();
+      const metaTmp = await this.writeAtomically(metaPath, Readable.from([Buffer.from(JSON.stringify(meta))]), metaDigest);
+      await rename(metaTmp, metaPath);
+      await rename(tmp, path);
+      tmp = undefined;
+      await fsync(dirname(path));
+      const st = await stat(path);
+      return { name, size: sent.size, lastModified: st.mtime, metadata: meta.metadata, sha256: sent.sha256Hex, verifiedBy: 'sha256 (read back)' };
+    } catch (err) {
+      if (tmp) await unlink(tmp).catch(() => {});
+      throw this.fail(err, `put ${name}`);
+    }
+  }
+
+  private async readMeta(name: string): Promise<LocalMeta | undefined> {
+    try {
+      return JSON.parse(await readFile(this.metaPath(name), 'utf8')) as LocalMeta;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async get(name: string, opts: { signal?: AbortSignal } = {}): Promise<Readable> {
+    checkObjectName(this.url, name);
+    const path = this.path(name);
+    let size: number;
+    try {
+      size = (await stat(path)).size;
+    } catch (err) {
+      if (isNotFound(err)) throw new StoreError('not_found', this.url, `get ${name}: no such object`);
+      throw this.fail(err, `get ${name}`);
+    }
+    const meta = await this.readMeta(name);
+    if (meta && meta.size !== size) {
+      throw new StoreError('checksum_mismatch', this.url, `get ${name}: object is ${size} bytes, ${meta.size} were stored`);
+    }
+    const source = createReadStream(path, opts.signal ? { signal: opts.signal } : {});
+    // Objects written by another tool (the anchor writes the same layout) carry no recorded
+    // checksum; their content is still checked by the snapshot format's own sha256.
+    if (!meta) return source;
+    const check = new DigestStream(undefined, (d) =>
+      d.sha256Hex === meta.sha256 ? undefined : new StoreError('checksum_mismatch', this.url, `get ${name}: sha256 ${d.sha256Hex} does not match the ${meta.sha256} recorded at upload`),
+    );
+    source.on('error', (err) => check.destroy(this.fail(err, `get ${name}`)));
+    return source.pipe(check);
+  }
+
+  async head(name: string): Promise<ObjectInfo | undefined> {
+    checkObjectName(this.url, name);
+    try {
+      const st = await stat(this.path(name));
+      if (!st.isFile()) return undefined;
+      const meta = await this.readMeta(name);
+      return { name, size: st.size, lastModified: st.mtime, metadata: meta?.metadata ?? {} };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw this.fail(err, `head ${name}`);
+    }
+  }
+
+  async list(prefix: string, opts: ListOptions = {}): Promise<ListPage> {
+    checkPrefix(this.url, prefix);
+    const pageSize = opts.pageSize ?? 1000;
+    // Walk only the folder the prefix points into.
+    const startDir = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+    const names: string[] = [];
+    try {
+      await this.walk(join(this.root, ...startDir.split('/').filter(Boolean)), names);
+    } catch (err) {
+      throw this.fail(err, `list ${prefix}`);
+    }
+    const selected = names.filter((n) => n.startsWith(prefix) && (opts.pageToken === undefined || n > opts.pageToken)).sort();
+    const page = selected.slice(0, pageSize);
+    const objects: ObjectInfo[] = [];
+    for (const name of page) {
+      const info = await this.head(name);
+      if (info) objects.push(info);
+    }
+    const result: ListPage = { objects };
+    if (selected.length > pageSize) result.nextPageToken = page[page.length - 1] as string;
+    return result;
+  }
+
+  private async walk(dir: string, out: string[]): Promise<void> {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    for (const e of entries) {
+      const full = join(dir, e.name);
+      if (e.isDirectory()) {
+        if (full !== join(this.root, META_DIR)) await this.walk(full, out);
+      } else if (e.isFile() && !e.name.includes(TMP_MARK)) {
+        out.push(relative(this.root, full).split(sep).join('/'));
+      }
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    checkObjectName(this.url, name);
+    try {
+      await rm(this.path(name), { force: true });
+      await rm(this.metaPath(name), { force: true });
+    } catch (err) {
+      throw this.fail(err, `delete ${name}`);
+    }
+  }
+
+  /**
+   * Removes temporary files left by a crash mid-upload (they never carry a final name, but they
+   * take space). Called when the store is opened.
+   */
+  async removeLeftovers(): Promise<number> {
+    let removed = 0;
+    const sweep = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (isNotFound(err)) return;
+        throw err;
+      }
+      for (const e of entries) {
+        const full = join(dir, e.name);
+        if (e.isDirectory()) await sweep(full);
+        else if (e.name.includes(TMP_MARK)) {
+          await unlink(full).catch(() => {});
+          removed++;
+        }
+      }
+    };
+    await sweep(this.root);
+    return removed;
+  }
+
+  async close(): Promise<void> {}
+}
+
+async function drain(source: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of source) void _;
+}
+
+/** Flushes a file or a folder (so a rename in it survives a crash) to disk. */
+async function fsync(path: string): Promise<void> {
+  const h = await open(path, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}

@@ -1,0 +1,71 @@
+import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Config } from '../config/index.js';
+import { GcsStore } from './gcs.js';
+import { LocalStore } from './local.js';
+import { S3Store } from './s3.js';
+import { StoreError, type SnapStore } from './types.js';
+
+/** The local folder of a `file://` store URL: `file:///abs/path`, or `file://./rel` against the working dir. */
+export function localPath(url: string): string {
+  const rest = decodeURIComponent(url.slice('file://'.length));
+  return rest.startsWith('/') ? rest : resolve(rest);
+}
+
+function bucketAndPrefix(url: string): { bucket: string; prefix: string } {
+  const u = new URL(url);
+  return { bucket: u.hostname, prefix: decodeURIComponent(u.pathname).replace(/^\/+|\/+$/g, '') };
+}
+
+/** An SSE-C key file holds 32 raw bytes or their base64. */
+function readCustomerKey(path: string): Buffer {
+  const raw = readFileSync(path);
+  if (raw.length === 32) return raw;
+  const decoded = Buffer.from(raw.toString('utf8').trim(), 'base64');
+  if (decoded.length === 32) return decoded;
+  throw new StoreError('config', 's3', `--s3-sse-c-key-file ${path}: expected a 256-bit key (32 raw bytes or base64), found ${raw.length} bytes`);
+}
+
+/** Opens the store the `--store` URL names, with the store settings of the config. */
+export async function openStore(config: Config): Promise<SnapStore> {
+  const url = config.store;
+  if (url.startsWith('file://')) {
+    const root = localPath(url);
+    await mkdir(root, { recursive: true });
+    const store = new LocalStore(root);
+    await store.removeLeftovers();
+    return store;
+  }
+  if (url.startsWith('s3://')) {
+    const { bucket, prefix } = bucketAndPrefix(url);
+    return new S3Store({
+      bucket,
+      prefix,
+      forcePathStyle: config.s3ForcePathStyle,
+      sse: config.s3Sse as 'none' | 'AES256' | 'aws:kms',
+      partSize: config.storePartSize,
+      concurrency: config.storeUploadConcurrency,
+      timeoutMs: config.storeTimeout,
+      maxAttempts: config.storeMaxAttempts,
+      ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
+      ...(config.s3Region ? { region: config.s3Region } : {}),
+      ...(config.s3SseKmsKeyId ? { kmsKeyId: config.s3SseKmsKeyId } : {}),
+      ...(config.s3SseCKeyFile ? { sseCustomerKey: readCustomerKey(config.s3SseCKeyFile) } : {}),
+      ...(config.s3CredentialsFile ? { credentialsFile: config.s3CredentialsFile, profile: config.s3Profile } : {}),
+    });
+  }
+  if (url.startsWith('gs://')) {
+    const { bucket, prefix } = bucketAndPrefix(url);
+    return new GcsStore({
+      bucket,
+      prefix,
+      chunkSize: config.storePartSize,
+      timeoutMs: config.storeTimeout,
+      maxAttempts: config.storeMaxAttempts,
+      ...(config.gcsEndpoint ? { endpoint: config.gcsEndpoint } : {}),
+      ...(config.gcsKeyFile ? { keyFile: config.gcsKeyFile } : {}),
+    });
+  }
+  throw new StoreError('config', url, 'unsupported store URL (use file://, s3:// or gs://)');
+}

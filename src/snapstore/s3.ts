@@ -1,0 +1,236 @@
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { fromIni } from '@aws-sdk/credential-provider-ini';
+import { Upload } from '@aws-sdk/lib-storage';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { DigestStream, type DigestResult } from './digest.js';
+import { checkObjectName, checkPrefix, keyOf } from './names.js';
+import { StoreError, type ListOptions, type ListPage, type ObjectInfo, type PutOptions, type PutResult, type SnapStore, type StoreErrorCode } from './types.js';
+
+export interface S3Settings {
+  bucket: string;
+  /** Key prefix from the URL (`s3://bucket/prefix`), without slashes at either end. */
+  prefix: string;
+  /** For S3-compatible stores (MinIO, Ceph): their URL. */
+  endpoint?: string;
+  forcePathStyle: boolean;
+  region?: string;
+  sse: 'none' | 'AES256' | 'aws:kms';
+  kmsKeyId?: string;
+  /** SSE-C: the 256-bit key the store encrypts with; it must be given again to read. */
+  sseCustomerKey?: Buffer;
+  credentialsFile?: string;
+  profile?: string;
+  partSize: number;
+  concurrency: number;
+  /** Connection and socket-idle timeout of each request. */
+  timeoutMs: number;
+  maxAttempts: number;
+}
+
+/** Our one metadata key: the part size, so a reader can recompute a multipart ETag. */
+const PART_SIZE_META = 'ebs-part-size';
+
+/** Errors that name a permanent cause: retrying will not help. */
+const PERMANENT: Record<string, StoreErrorCode> = {
+  NoSuchBucket: 'no_such_bucket',
+  NoSuchKey: 'not_found',
+  NotFound: 'not_found',
+  AccessDenied: 'access_denied',
+  Forbidden: 'access_denied',
+  AllAccessDisabled: 'access_denied',
+  InvalidAccessKeyId: 'bad_credentials',
+  SignatureDoesNotMatch: 'bad_credentials',
+  ExpiredToken: 'bad_credentials',
+  InvalidToken: 'bad_credentials',
+  CredentialsProviderError: 'bad_credentials',
+  InvalidBucketName: 'config',
+  PermanentRedirect: 'config',
+  AuthorizationHeaderMalformed: 'config',
+};
+
+/**
+ * S3 and S3-compatible stores. Uploads stream through `lib-storage` in parts of `partSize` (memory:
+ * about `partSize` x `concurrency`); a failed upload aborts its multipart upload, so nothing
+ * appears under the name. After the upload the ETag the store reports is compared with the md5 of
+ * what was sent (single part) or with the multipart ETag computed from the part md5s.
+ */
+export class S3Store implements SnapStore {
+  readonly url: string;
+  private readonly client: S3Client;
+
+  constructor(private readonly s: S3Settings) {
+    this.url = `s3://${s.bucket}${s.prefix ? `/${s.prefix}` : ''}${s.endpoint ? ` (${s.endpoint})` : ''}`;
+    const config: S3ClientConfig = {
+      forcePathStyle: s.forcePathStyle,
+      maxAttempts: s.maxAttempts,
+      requestHandler: new NodeHttpHandler({ connectionTimeout: s.timeoutMs, socketTimeout: s.timeoutMs }),
+      region: s.region ?? process.env['AWS_REGION'] ?? process.env['AWS_DEFAULT_REGION'] ?? 'us-east-1',
+    };
+    if (s.endpoint) config.endpoint = s.endpoint;
+    if (s.credentialsFile) config.credentials = fromIni({ filepath: s.credentialsFile, profile: s.profile ?? 'default' });
+    this.client = new S3Client(config);
+  }
+
+  private key(name: string): string {
+    return keyOf(this.s.prefix, name);
+  }
+
+  private encryption(): Record<string, string> {
+    const p: Record<string, string> = {};
+    if (this.s.sse !== 'none') p['ServerSideEncryption'] = this.s.sse;
+    if (this.s.sse === 'aws:kms' && this.s.kmsKeyId) p['SSEKMSKeyId'] = this.s.kmsKeyId;
+    Object.assign(p, this.customerKey());
+    return p;
+  }
+
+  private customerKey(): Record<string, string> {
+    const key = this.s.sseCustomerKey;
+    if (!key) return {};
+    return {
+      SSECustomerAlgorithm: 'AES256',
+      SSECustomerKey: key.toString('base64'),
+      SSECustomerKeyMD5: createHash('md5').update(key).digest('base64'),
+    };
+  }
+
+  /** With SSE-KMS and SSE-C the ETag is not an md5 of the content, so it proves nothing. */
+  private etagIsMd5(): boolean {
+    return this.s.sse !== 'aws:kms' && !this.s.sseCustomerKey;
+  }
+
+  private fail(err: unknown, what: string): StoreError {
+    if (err instanceof StoreError) return err;
+    const e = err as Error & { code?: string; $metadata?: { httpStatusCode?: number }; Code?: string };
+    const name = e.Code ?? e.name;
+    const where = `${what} (bucket ${this.s.bucket})`;
+    const permanent = PERMANENT[name];
+    if (permanent) return new StoreError(permanent, this.url, `${where}: ${name}${e.message && e.message !== name ? `: ${e.message}` : ''}`, false, { cause: err });
+    if (e.name === 'AbortError' || name === 'AbortError') return new StoreError('aborted', this.url, `${where}: aborted`, false, { cause: err });
+    if (e.name === 'TimeoutError' || e.code === 'ETIMEDOUT' || /timed? ?out/i.test(e.message)) {
+      return new StoreError('timeout', this.url, `${where}: no answer within ${this.s.timeoutMs} ms (${e.message})`, true, { cause: err });
+    }
+    if (e.code === 'ECONNREFUSED' || e.code === 'ENOTFOUND' || e.code === 'EHOSTUNREACH' || e.code === 'ECONNRESET') {
+      return new StoreError('unreachable', this.url, `${where}: ${e.code} (${e.message})`, true, { cause: err });
+    }
+    const status = e.$metadata?.httpStatusCode;
+    if (status === 404) return new StoreError('not_found', this.url, `${where}: not found`, false, { cause: err });
+    if (status === 403) return new StoreError('access_denied', this.url, `${where}: access denied`, false, { cause: err });
+    return new StoreError('failed', this.url, `${where}: ${name}: ${e.message}`, status === undefined || status >= 500 || status === 429, { cause: err });
+  }
+
+  private checkEtag(etag: string | undefined, sent: DigestResult): string | undefined {
+    if (!this.etagIsMd5()) return undefined;
+    const got = (etag ?? '').replace(/"/g, '');
+    if (got === sent.md5Hex || got === sent.multipartEtag) return undefined;
+    return `ETag ${got} matches neither the md5 ${sent.md5Hex} nor the multipart ETag ${sent.multipartEtag ?? '-'} of the bytes sent`;
+  }
+
+  async put(name: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
+    checkObjectName(this.url, name);
+    const digest = new DigestStream(this.s.partSize);
+    body.on('error', (err) => digest.destroy(err));
+    const metadata = { ...(opts.metadata ?? {}), [PART_SIZE_META]: String(this.s.partSize) };
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.s.bucket, Key: this.key(name), Body: body.pipe(digest), Metadata: metadata, ...this.encryption() },
+      partSize: this.s.partSize,
+      queueSize: this.s.concurrency,
+      leavePartsOnError: false,
+    });
+    const onAbort = (): void => void upload.abort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (opts.signal?.aborted) throw new StoreError('aborted', this.url, `put ${name}: aborted`);
+      const out = await upload.done();
+      const sent = digest.result;
+      const problem = this.checkEtag(out.ETag, sent);
+      if (problem) {
+        await this.client.send(new DeleteObjectCommand({ Bucket: this.s.bucket, Key: this.key(name) })).catch(() => {});
+        throw new StoreError('checksum_mismatch', this.url, `put ${name}: ${problem}; the object was deleted`);
+      }
+      const head = await this.head(name);
+      if (!head || head.size !== sent.size) {
+        throw new StoreError('checksum_mismatch', this.url, `put ${name}: the store holds ${head?.size ?? 'no'} bytes, ${sent.size} were sent`);
+      }
+      return { ...head, sha256: sent.sha256Hex, verifiedBy: this.etagIsMd5() ? 'etag-md5' : 'size' };
+    } catch (err) {
+      throw this.fail(err, `put ${name}`);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async get(name: string, opts: { signal?: AbortSignal } = {}): Promise<Readable> {
+    checkObjectName(this.url, name);
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...this.customerKey() }), opts.signal ? { abortSignal: opts.signal } : {});
+      const body = out.Body as Readable;
+      const partSize = Number(out.Metadata?.[PART_SIZE_META] ?? 0) || undefined;
+      const etag = out.ETag;
+      const expectSize = out.ContentLength;
+      const check = new DigestStream(partSize, (d) => {
+        if (expectSize !== undefined && d.size !== expectSize) return new StoreError('checksum_mismatch', this.url, `get ${name}: read ${d.size} bytes, the store announced ${expectSize}`);
+        // Objects uploaded by other tools in parts of an unknown size cannot be checked by ETag.
+        const multipart = /-\d+"?$/.test(etag ?? '');
+        if (multipart && !partSize) return undefined;
+        const problem = out.ServerSideEncryption === 'aws:kms' || out.SSECustomerAlgorithm ? undefined : this.checkEtag(etag, d);
+        return problem ? new StoreError('checksum_mismatch', this.url, `get ${name}: ${problem}`) : undefined;
+      });
+      body.on('error', (err) => check.destroy(this.fail(err, `get ${name}`)));
+      return body.pipe(check);
+    } catch (err) {
+      throw this.fail(err, `get ${name}`);
+    }
+  }
+
+  async head(name: string): Promise<ObjectInfo | undefined> {
+    checkObjectName(this.url, name);
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...this.customerKey() }));
+      const metadata = { ...(out.Metadata ?? {}) };
+      delete metadata[PART_SIZE_META];
+      return { name, size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0), metadata };
+    } catch (err) {
+      const e = this.fail(err, `head ${name}`);
+      if (e.code === 'not_found') return undefined;
+      throw e;
+    }
+  }
+
+  async list(prefix: string, opts: ListOptions = {}): Promise<ListPage> {
+    checkPrefix(this.url, prefix);
+    try {
+      const out = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.s.bucket,
+          Prefix: this.s.prefix ? `${this.s.prefix}/${prefix}` : prefix,
+          MaxKeys: opts.pageSize ?? 1000,
+          ...(opts.pageToken ? { ContinuationToken: opts.pageToken } : {}),
+        }),
+      );
+      const strip = this.s.prefix ? this.s.prefix.length + 1 : 0;
+      const page: ListPage = {
+        objects: (out.Contents ?? []).map((o) => ({ name: (o.Key ?? '').slice(strip), size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0), metadata: {} })),
+      };
+      if (out.IsTruncated && out.NextContinuationToken) page.nextPageToken = out.NextContinuationToken;
+      return page;
+    } catch (err) {
+      throw this.fail(err, `list ${prefix}`);
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    checkObjectName(this.url, name);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.s.bucket, Key: this.key(name) }));
+    } catch (err) {
+      throw this.fail(err, `delete ${name}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}

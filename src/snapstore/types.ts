@@ -1,0 +1,97 @@
+import type { Readable } from 'node:stream';
+
+/** One stored object, named relative to the store's prefix (e.g. `v2/Full-00000000-00000042-1700000000.gz`). */
+export interface ObjectInfo {
+  name: string;
+  size: number;
+  lastModified: Date;
+  /** Custom metadata given at put time (never used for secrets). */
+  metadata: Record<string, string>;
+}
+
+/** What a completed put proves: the bytes the store holds are the bytes that were sent. */
+export interface PutResult extends ObjectInfo {
+  /** sha256 of the bytes sent, hex. */
+  sha256: string;
+  /** The store's own checksum that was compared with what was sent (e.g. `etag-md5`, `crc32c`, `sha256`). */
+  verifiedBy: string;
+}
+
+export interface PutOptions {
+  metadata?: Record<string, string>;
+  /** Aborts the upload; nothing is left under the name. */
+  signal?: AbortSignal;
+}
+
+export interface ListPage {
+  objects: ObjectInfo[];
+  /** Present when more objects follow; pass it back to get the next page. */
+  nextPageToken?: string;
+}
+
+export interface ListOptions {
+  pageToken?: string;
+  /** At most this many objects per page (the store may return fewer); default 1000. */
+  pageSize?: number;
+}
+
+/**
+ * Object storage as the snapshotter and the restorer see it. Every provider keeps the same promises:
+ * - `put` streams (memory stays bounded whatever the size) and is all-or-nothing: a failed, aborted
+ *   or interrupted upload never leaves an object under the name;
+ * - the checksum the store reports is compared with what was sent before `put` resolves;
+ * - `get` streams and fails (stream error, `StoreError` with code `checksum_mismatch`) when the bytes
+ *   read do not match the checksum recorded at put time;
+ * - `list` returns names in lexicographic order, page by page.
+ */
+export interface SnapStore {
+  /** The store's URL, safe to show (no credentials). */
+  readonly url: string;
+  put(name: string, body: Readable, opts?: PutOptions): Promise<PutResult>;
+  get(name: string, opts?: { signal?: AbortSignal }): Promise<Readable>;
+  head(name: string): Promise<ObjectInfo | undefined>;
+  list(prefix: string, opts?: ListOptions): Promise<ListPage>;
+  delete(name: string): Promise<void>;
+  /** Releases connections; the store is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+export type StoreErrorCode =
+  | 'not_found'
+  | 'no_such_bucket'
+  | 'access_denied'
+  | 'bad_credentials'
+  | 'invalid_name'
+  | 'checksum_mismatch'
+  | 'unreachable'
+  | 'timeout'
+  | 'aborted'
+  | 'config'
+  | 'failed';
+
+/** A store failure that names the store, the object and the cause; never carries credentials. */
+export class StoreError extends Error {
+  constructor(
+    readonly code: StoreErrorCode,
+    readonly store: string,
+    message: string,
+    readonly retryable = false,
+    options?: { cause?: unknown },
+  ) {
+    super(`${store}: ${message}`, options);
+    this.name = 'StoreError';
+  }
+}
+
+/** Every object of a prefix, across pages. */
+export async function* listAll(store: SnapStore, prefix: string, pageSize?: number): AsyncGenerator<ObjectInfo> {
+  let pageToken: string | undefined;
+  do {
+    const opts: ListOptions = {};
+    if (pageToken !== undefined) opts.pageToken = pageToken;
+    if (pageSize !== undefined) opts.pageSize = pageSize;
+    const page = await store.list(prefix, opts);
+    yield* page.objects;
+    pageToken = page.nextPageToken;
+  } while (pageToken !== undefined);
+}
