@@ -72,11 +72,15 @@ export class GcsStore implements SnapStore {
 
   private fail(err: unknown, what: string): StoreError {
     if (err instanceof StoreError) return err;
-    const e = err as Error & { code?: number | string; errors?: Array<{ reason?: string }> };
+    // ApiError carries the HTTP status in `code`; a failed resumable upload is a GaxiosError with it in `response`.
+    const e = err as Error & { code?: number | string; status?: number; response?: { status?: number } };
     const where = `${what} (bucket ${this.s.bucket})`;
     const message = e.message.split('\n')[0] ?? '';
+    const status = typeof e.code === 'number' ? e.code : (e.response?.status ?? e.status);
+    // An upload creates its object, so its 404 can only be the bucket's.
+    const bucketGone = /bucket/i.test(message) && !/object/i.test(message);
     const code: StoreErrorCode | undefined =
-      e.code === 404 ? (/bucket/i.test(message) && !/object|no such object/i.test(message) ? 'no_such_bucket' : 'not_found') : e.code === 403 ? 'access_denied' : e.code === 401 ? 'bad_credentials' : undefined;
+      status === 404 ? (bucketGone || what.startsWith('put ') ? 'no_such_bucket' : 'not_found') : status === 403 ? 'access_denied' : status === 401 ? 'bad_credentials' : undefined;
     if (code) return new StoreError(code, this.url, `${where}: ${message}`, false, { cause: err });
     if (e.name === 'AbortError') return new StoreError('aborted', this.url, `${where}: aborted`, false, { cause: err });
     if (/CONTENT_DOWNLOAD_MISMATCH|FILE_NO_UPLOAD|mismatch/i.test(String(e.code) + message)) return new StoreError('checksum_mismatch', this.url, `${where}: ${message}`, false, { cause: err });
@@ -84,7 +88,7 @@ export class GcsStore implements SnapStore {
       return new StoreError('unreachable', this.url, `${where}: ${e.code} (${message})`, true, { cause: err });
     }
     if (e.code === 'ETIMEDOUT' || /timeout|timed out/i.test(message)) return new StoreError('timeout', this.url, `${where}: no answer within ${this.s.timeoutMs} ms (${message})`, true, { cause: err });
-    return new StoreError('failed', this.url, `${where}: ${message}`, typeof e.code === 'number' ? e.code >= 500 || e.code === 429 : true, { cause: err });
+    return new StoreError('failed', this.url, `${where}: ${message}`, status === undefined || status >= 500 || status === 429, { cause: err });
   }
 
   async put(name: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {

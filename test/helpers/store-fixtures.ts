@@ -1,0 +1,219 @@
+import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { loadConfig } from '../../src/config/index.js';
+import { openStore, type SnapStore } from '../../src/snapstore/index.js';
+import { freePort } from './cluster.js';
+import { FakeGcsServer } from './gcs-server.js';
+import { FlakyProxy } from './flaky-proxy.js';
+import { S3Server } from './s3-server.js';
+
+/** One provider under the contract suite, with the faults it can inject for real. */
+export interface StoreFixture {
+  provider: string;
+  /** Opens the store through the same path `serve` uses (`openStore` on a config built from flags). */
+  open(flags?: Record<string, string>): Promise<SnapStore>;
+  /** Flips bytes of a stored object behind the store's back (absent where the server keeps objects in memory). */
+  corrupt?(name: string): Promise<void>;
+  /** Flags that point the store at an endpoint nobody listens on. */
+  unreachableFlags?(): Promise<Record<string, string>>;
+  /** Flags that point the store at a given endpoint URL. */
+  endpointFlags?(url: string): Record<string, string>;
+  /** Makes the endpoint a black hole (SIGSTOP) and back. */
+  freeze?(): void;
+  thaw?(): void;
+  missingBucketFlags?: Record<string, string>;
+  /** The next `count` requests fail with a transient fault (5xx / throttling, or a reset connection). */
+  injectTransient?(count: number, fault: { status: number } | 'reset'): void;
+  stop(): Promise<void>;
+}
+
+export function configFor(flags: Record<string, string>): ReturnType<typeof loadConfig>['config'] {
+  return loadConfig({ flags, env: {}, requireMember: false }).config;
+}
+
+function flipByteInFile(path: string, offset: number): void {
+  const fd = openSync(path, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, offset);
+    b[0] = (b[0] as number) ^ 0xff;
+    writeSync(fd, b, 0, 1, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export async function localFixture(): Promise<StoreFixture> {
+  const dir = mkdtempSync(join(tmpdir(), 'ebs-local-store-'));
+  return {
+    provider: 'local',
+    open: (flags = {}) => openStore(configFor({ store: `file://${dir}`, ...flags })),
+    async corrupt(name) {
+      const path = join(dir, ...name.split('/'));
+      flipByteInFile(path, Math.floor(statSync(path).size / 2));
+    },
+    async stop() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const S3_BUCKET = 'ebs-contract';
+
+export async function s3Fixture(): Promise<StoreFixture> {
+  const server = await S3Server.start([S3_BUCKET]);
+  const proxy = await FlakyProxy.start(server.endpoint);
+  const credsDir = mkdtempSync(join(tmpdir(), 'ebs-s3-creds-'));
+  const credentials = join(credsDir, 'credentials');
+  writeFileSync(credentials, '[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n');
+  const base = { 's3-endpoint': proxy.url, 's3-force-path-style': 'true', 's3-credentials-file': credentials };
+  return {
+    provider: 's3 (s3rver)',
+    open: (flags = {}) => openStore(configFor({ store: `s3://${S3_BUCKET}/backups/main`, ...base, ...flags })),
+    async corrupt(name) {
+      const path = server.objectFile(S3_BUCKET, `backups/main/${name}`);
+      flipByteInFile(path, Math.floor(statSync(path).size / 2));
+    },
+    unreachableFlags: async () => ({ 's3-endpoint': `http://127.0.0.1:${await freePort()}` }),
+    endpointFlags: (url) => ({ 's3-endpoint': url }),
+    freeze: () => server.freeze(),
+    thaw: () => server.thaw(),
+    missingBucketFlags: { store: 's3://no-such-bucket-here/x' },
+    injectTransient: (count, fault) => proxy.failNext(count, fault),
+    async stop() {
+      await proxy.stop();
+      await server.stop();
+      rmSync(credsDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const GCS_BUCKET = 'ebs-contract';
+
+export async function gcsFixture(): Promise<StoreFixture> {
+  const server = await FakeGcsServer.start({ buckets: [GCS_BUCKET] });
+  return {
+    provider: 'gcs (local JSON API server)',
+    open: (flags = {}) => openStore(configFor({ store: `gs://${GCS_BUCKET}/backups/main`, 'gcs-endpoint': server.url, ...flags })),
+    async corrupt(name) {
+      server.corrupt(GCS_BUCKET, `backups/main/${name}`);
+    },
+    unreachableFlags: async () => ({ 'gcs-endpoint': `http://127.0.0.1:${await freePort()}` }),
+    endpointFlags: (url) => ({ 'gcs-endpoint': url }),
+    missingBucketFlags: { store: 'gs://no-such-bucket-here/x' },
+    injectTransient: (count, fault) => server.failNext(count, fault === 'reset' ? 503 : fault.status),
+    async stop() {
+      await server.stop();
+    },
+  };
+}
+
+/** moto's S3 server (Python, in this machine kind's image); the S3 cases run against it too. */
+export async function motoFixture(): Promise<StoreFixture> {
+  const port = await freePort();
+  // Its per-request log is not read: a pipe nobody drains would block it.
+  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  const kill = (): void => void child.kill('SIGKILL');
+  process.once('exit', kill);
+  const endpoint = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const up = await fetch(`${endpoint}/moto-api/`).then((r) => r.ok, () => false);
+    if (up) break;
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('moto_server did not start');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const credsDir = mkdtempSync(join(tmpdir(), 'ebs-moto-creds-'));
+  const credentials = join(credsDir, 'credentials');
+  writeFileSync(credentials, '[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n');
+  const s3 = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  await s3.send(new CreateBucketCommand({ Bucket: S3_BUCKET }));
+  s3.destroy();
+  const base = { 's3-endpoint': endpoint, 's3-force-path-style': 'true', 's3-credentials-file': credentials };
+  return {
+    provider: 's3 (moto_server)',
+    open: (flags = {}) => openStore(configFor({ store: `s3://${S3_BUCKET}/backups/main`, ...base, ...flags })),
+    unreachableFlags: async () => ({ 's3-endpoint': `http://127.0.0.1:${await freePort()}` }),
+    endpointFlags: (url) => ({ 's3-endpoint': url }),
+    missingBucketFlags: { store: 's3://no-such-bucket-here/x' },
+    async stop() {
+      process.removeListener('exit', kill);
+      child.kill('SIGKILL');
+      rmSync(credsDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Whether moto's S3 server is on the PATH (it is in this machine kind's image). */
+export function hasMotoServer(): boolean {
+  return (process.env['PATH'] ?? '').split(':').some((dir) => dir !== '' && existsSync(join(dir, 'moto_server')));
+}
+
+/** A TCP endpoint that accepts connections and never answers: a black hole, as a frozen server is. */
+export async function blackHole(): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** `size` random bytes as a stream, never all in memory, with their sha256 known once read. */
+export function randomStream(size: number, chunk = 1 << 20): { stream: Readable; sha256: () => string } {
+  const hash = createHash('sha256');
+  let left = size;
+  const stream = new Readable({
+    read() {
+      if (left === 0) {
+        this.push(null);
+        return;
+      }
+      const n = Math.min(chunk, left);
+      left -= n;
+      const b = randomBytes(n);
+      hash.update(b);
+      this.push(b);
+    },
+  });
+  return { stream, sha256: () => hash.digest('hex') };
+}
+
+/** A stream that delivers `goodBytes` and then fails, like a snapshot whose source died. */
+export function failingStream(goodBytes: number): Readable {
+  let sent = 0;
+  return new Readable({
+    read() {
+      if (sent >= goodBytes) {
+        this.destroy(new Error('source failed halfway'));
+        return;
+      }
+      const n = Math.min(1 << 20, goodBytes - sent);
+      sent += n;
+      this.push(randomBytes(n));
+    },
+  });
+}
+
+export async function sha256Of(stream: Readable): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of stream) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), size };
+}
