@@ -2,9 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Config } from '../config/index.js';
-import { GcsStore } from './gcs.js';
 import { LocalStore } from './local.js';
-import { S3Store } from './s3.js';
 import { StoreError, type SnapStore } from './types.js';
 
 /** The local folder of a `file://` store URL: `file:///abs/path`, or `file://./rel` against the working dir. */
@@ -37,8 +35,10 @@ export async function openStore(config: Config): Promise<SnapStore> {
     await store.removeLeftovers();
     return store;
   }
+  // Each cloud SDK costs 20+ MB of memory once loaded: load only the one this store needs.
   if (url.startsWith('s3://')) {
     const { bucket, prefix } = bucketAndPrefix(url);
+    const { S3Store } = await import('./s3.js');
     return new S3Store({
       bucket,
       prefix,
@@ -57,6 +57,7 @@ export async function openStore(config: Config): Promise<SnapStore> {
   }
   if (url.startsWith('gs://')) {
     const { bucket, prefix } = bucketAndPrefix(url);
+    const { GcsStore } = await import('./gcs.js');
     return new GcsStore({
       bucket,
       prefix,

@@ -16,6 +16,8 @@ import { S3Server } from './s3-server.js';
 /** One provider under the contract suite, with the faults it can inject for real. */
 export interface StoreFixture {
   provider: string;
+  /** The flags that point a sidecar at this store. */
+  flags: Record<string, string>;
   /** Opens the store through the same path `serve` uses (`openStore` on a config built from flags). */
   open(flags?: Record<string, string>): Promise<SnapStore>;
   /** Flips bytes of a stored object behind the store's back (absent where the server keeps objects in memory). */
@@ -53,6 +55,7 @@ export async function localFixture(): Promise<StoreFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'ebs-local-store-'));
   return {
     provider: 'local',
+    flags: { store: `file://${dir}` },
     open: (flags = {}) => openStore(configFor({ store: `file://${dir}`, ...flags })),
     async corrupt(name) {
       const path = join(dir, ...name.split('/'));
@@ -75,6 +78,7 @@ export async function s3Fixture(): Promise<StoreFixture> {
   const base = { 's3-endpoint': proxy.url, 's3-force-path-style': 'true', 's3-credentials-file': credentials };
   return {
     provider: 's3 (s3rver)',
+    flags: { store: `s3://${S3_BUCKET}/backups/main`, ...base },
     open: (flags = {}) => openStore(configFor({ store: `s3://${S3_BUCKET}/backups/main`, ...base, ...flags })),
     async corrupt(name) {
       const path = server.objectFile(S3_BUCKET, `backups/main/${name}`);
@@ -100,6 +104,7 @@ export async function gcsFixture(): Promise<StoreFixture> {
   const server = await FakeGcsServer.start({ buckets: [GCS_BUCKET] });
   return {
     provider: 'gcs (local JSON API server)',
+    flags: { store: `gs://${GCS_BUCKET}/backups/main`, 'gcs-endpoint': server.url },
     open: (flags = {}) => openStore(configFor({ store: `gs://${GCS_BUCKET}/backups/main`, 'gcs-endpoint': server.url, ...flags })),
     async corrupt(name) {
       server.corrupt(GCS_BUCKET, `backups/main/${name}`);
@@ -138,6 +143,7 @@ export async function motoFixture(): Promise<StoreFixture> {
   const base = { 's3-endpoint': endpoint, 's3-force-path-style': 'true', 's3-credentials-file': credentials };
   return {
     provider: 's3 (moto_server)',
+    flags: { store: `s3://${S3_BUCKET}/backups/main`, ...base },
     open: (flags = {}) => openStore(configFor({ store: `s3://${S3_BUCKET}/backups/main`, ...base, ...flags })),
     unreachableFlags: async () => ({ 's3-endpoint': `http://127.0.0.1:${await freePort()}` }),
     endpointFlags: (url) => ({ 's3-endpoint': url }),
