@@ -8,9 +8,16 @@ import { openStore } from '../dist/snapstore/index.js';
 
 const { flags, sizeMiB } = JSON.parse(process.argv[2]);
 const rssMiB = () => Math.round(process.memoryUsage().rss / 2 ** 20);
+const atPeak = {};
 function sampler() {
   let peak = process.memoryUsage().rss;
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  const timer = setInterval(() => {
+    const m = process.memoryUsage();
+    if (m.rss > peak) {
+      peak = m.rss;
+      for (const k of ['heapUsed', 'heapTotal', 'external', 'arrayBuffers']) atPeak[k] = Math.round(m[k] / 2 ** 20);
+    }
+  }, 20);
   return () => (clearInterval(timer), Math.round(Math.max(peak, process.memoryUsage().rss) / 2 ** 20));
 }
 
@@ -44,4 +51,4 @@ const ok = got.digest('hex');
 if (ok !== put.sha256 || ok !== sent.digest('hex')) throw new Error('read back different bytes');
 await store.close();
 const mb = size / 1e6;
-console.log(JSON.stringify({ sizeMiB, putMBps: Math.round(mb / putS), getMBps: Math.round(mb / getS), baselineRssMiB, putPeakRssMiB, getPeakRssMiB, verifiedBy: put.verifiedBy }));
+console.log(JSON.stringify({ sizeMiB, putMBps: Math.round(mb / putS), getMBps: Math.round(mb / getS), baselineRssMiB, putPeakRssMiB, getPeakRssMiB, verifiedBy: put.verifiedBy, atPeakMiB: atPeak }));

@@ -27,14 +27,17 @@ interface Row {
 }
 
 const sizeMiB = Number(process.argv[2] ?? 1024);
+const only = process.argv[3]; // e.g. `gcs`: run the providers whose name starts with it
+// Store flags to try, e.g. BENCH_FLAGS='{"store-part-size":"5MiB"}'.
+const extraFlags = JSON.parse(process.env['BENCH_FLAGS'] ?? '{}') as Record<string, string>;
 const child = fileURLToPath(new URL('./store-child.mjs', import.meta.url));
 const rows: Row[] = [];
-for (const [provider, make] of FIXTURES) {
+for (const [provider, make] of FIXTURES.filter(([name]) => !only || name.startsWith(only))) {
   const fx = await make();
   try {
     // Spawned asynchronously: the GCS server runs in this process and must keep serving.
     const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const p = spawn(process.execPath, [child, JSON.stringify({ flags: fx.flags, sizeMiB })], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(process.execPath, [child, JSON.stringify({ flags: { ...fx.flags, ...extraFlags }, sizeMiB })], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

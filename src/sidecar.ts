@@ -4,6 +4,7 @@ import { MemberMonitor } from './etcd/monitor.js';
 import { probeEndpoint } from './etcd/status.js';
 import type { Logger } from './logger.js';
 import { buildServer, type App } from './server/app.js';
+import { openStore, StoreProbe, type SnapStore } from './snapstore/index.js';
 import { Metrics } from './server/metrics.js';
 
 /** A running sidecar: what `serve` starts and what tests start in-process. */
@@ -11,6 +12,7 @@ export interface Sidecar {
   app: App;
   etcd: EtcdClient;
   monitor: MemberMonitor;
+  store: SnapStore;
   /** The address the API listens on, e.g. http://127.0.0.1:8080. */
   url: string;
   close(): Promise<void>;
@@ -19,6 +21,8 @@ export interface Sidecar {
 /** The composition root: wires config, etcd access, health monitor, metrics and the HTTP API. */
 export async function startSidecar(config: Config, log: Logger): Promise<Sidecar> {
   log.info({ config: redactedConfig(config) }, 'starting');
+  const store = await openStore(config);
+  const storeProbe = new StoreProbe(store, config.healthCheckPeriod);
   const etcd = await createEtcdClient(etcdAccessFromConfig(config), log.child({ part: 'etcd' }));
   const metrics = new Metrics();
   const timeoutMs = config.etcdCallTimeout || 5_000;
@@ -34,6 +38,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       clusterStatus: () => monitor.check(),
       probeSelf: () => probeEndpoint(etcd, config.advertiseClientUrls[0] as string, timeoutMs),
       endpoints: () => etcd.endpoints(),
+      storeHealth: () => storeProbe.latest(),
       metrics,
     },
     { bodyLimit: config.serverBodyLimit, logger: log.child({ part: 'api' }) },
@@ -43,19 +48,24 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     url = await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {
     etcd.close();
+    await store.close();
     throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`);
   }
   monitor.start();
+  storeProbe.start();
   log.info({ url, endpoints: etcd.endpoints() }, 'serving');
   return {
     app,
     etcd,
     monitor,
+    store,
     url,
     async close() {
       monitor.stop();
+      storeProbe.stop();
       await app.close();
       etcd.close();
+      await store.close();
     },
   };
 }

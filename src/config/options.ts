@@ -134,7 +134,7 @@ export const OPTIONS = [
   },
   { flag: 'store-timeout', kind: 'duration', group: 'store', default: '30s', description: 'a store request fails when connecting, or waiting for the next bytes, takes longer than this' },
   { flag: 'store-max-attempts', kind: 'integer', group: 'store', default: '5', description: 'attempts of a store request on transient errors (5xx, throttling, resets), with backoff' },
-  { flag: 'store-part-size', kind: 'size', group: 'store', default: '8MiB', description: 'upload part (S3) or chunk (GCS) size; memory used by an upload is about this x --store-upload-concurrency' },
+  { flag: 'store-part-size', kind: 'size', group: 'store', default: '5MiB', description: 'S3 multipart part size (at least 5MiB; an object has at most 10,000 parts, so 5MiB allows 48GiB); upload memory grows with this x --store-upload-concurrency' },
   { flag: 'store-upload-concurrency', kind: 'integer', group: 'store', default: '4', description: 'parts uploaded in parallel (S3)' },
   { flag: 's3-endpoint', kind: 'string', group: 'store', description: 'URL of an S3-compatible store (MinIO, Ceph); default: AWS' },
   { flag: 's3-force-path-style', kind: 'boolean', group: 'store', default: 'false', description: 'address buckets as endpoint/bucket instead of bucket.endpoint (most S3-compatible stores)' },
@@ -145,6 +145,13 @@ export const OPTIONS = [
   { flag: 's3-credentials-file', kind: 'path', group: 'store', mustExist: true, description: 'AWS shared credentials file (default: the SDK\'s chain: env, profile, IRSA, instance role)' },
   { flag: 's3-profile', kind: 'string', group: 'store', default: 'default', description: 'profile in --s3-credentials-file' },
   { flag: 'gcs-endpoint', kind: 'string', group: 'store', description: 'URL of a GCS-compatible JSON API (default: Google)' },
+  {
+    flag: 'gcs-chunk-size',
+    kind: 'size',
+    group: 'store',
+    default: '0',
+    description: 'GCS resumable upload chunk size (a multiple of 256KiB); 0 streams each object in one request: less memory, but a failed upload is retried whole, by the caller',
+  },
   { flag: 'gcs-key-file', kind: 'path', group: 'store', mustExist: true, description: 'service account key file (default: Application Default Credentials)' },
 
   // --- HTTP server ---

@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { EndpointStatus } from '../etcd/status.js';
 import type { ClusterStatus } from '../etcd/status.js';
 import type { Logger } from '../logger.js';
+import type { StoreHealth } from '../snapstore/index.js';
 import type { Metrics } from './metrics.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { healthRoutes } from './routes/health.js';
@@ -20,6 +21,8 @@ export interface ServerDeps {
   probeSelf(): Promise<EndpointStatus>;
   /** Client URLs the etcd client balances over. */
   endpoints(): string[];
+  /** The last store probe, if one finished yet. */
+  storeHealth(): StoreHealth | undefined;
   metrics: Metrics;
 }
 

@@ -14,6 +14,7 @@ export async function openapiDocument(): Promise<unknown> {
     clusterStatus: notServing,
     probeSelf: notServing,
     endpoints: notServing,
+    storeHealth: notServing,
     metrics: new Metrics(),
   };
   const app = await buildServer(deps, { bodyLimit: 1024, logger: createLogger('silent') });

@@ -69,6 +69,18 @@ export const StatusBody = Type.Object(
     }),
     members: Type.Array(MemberHealth),
     endpoints: Type.Array(Type.String(), { description: 'client URLs requests are balanced over (started voting members)' }),
+    store: Type.Optional(
+      Type.Object(
+        {
+          url: Type.String(),
+          healthy: Type.Boolean(),
+          latencyMs: Type.Integer(),
+          error: Type.Optional(Type.String()),
+          checkedAt: Type.String({ format: 'date-time' }),
+        },
+        { description: 'the last probe of the backup store (absent until the first one finished)' },
+      ),
+    ),
     checkedAt: Type.String({ format: 'date-time' }),
     durationMs: Type.Integer(),
   }

@@ -11,7 +11,7 @@ export interface GcsSettings {
   /** For GCS-compatible servers (and tests): their URL. */
   endpoint?: string;
   keyFile?: string;
-  /** Resumable upload chunk size; the library keeps one chunk in memory to retry it. */
+  /** Resumable upload chunk size; 0 streams the object in one request. */
   chunkSize: number;
   timeoutMs: number;
   maxAttempts: number;
@@ -98,7 +98,9 @@ export class GcsStore implements SnapStore {
     try {
       const sink = file.createWriteStream({
         resumable: true,
-        chunkSize: this.s.chunkSize,
+        // 0: one streaming request (measured: 134 MiB peak RSS for 1 GiB). A chunk size makes each
+        // chunk retryable but costs ~100 MiB more (the library keeps chunks and request copies).
+        ...(this.s.chunkSize > 0 ? { chunkSize: this.s.chunkSize } : {}),
         metadata: { metadata: opts.metadata ?? {} },
         validation: 'md5',
       });

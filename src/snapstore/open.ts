@@ -61,7 +61,7 @@ export async function openStore(config: Config): Promise<SnapStore> {
     return new GcsStore({
       bucket,
       prefix,
-      chunkSize: config.storePartSize,
+      chunkSize: config.gcsChunkSize,
       timeoutMs: config.storeTimeout,
       maxAttempts: config.storeMaxAttempts,
       ...(config.gcsEndpoint ? { endpoint: config.gcsEndpoint } : {}),

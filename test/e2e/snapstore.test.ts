@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HeadObjectCommand, S3Client, type HeadObjectCommandOutput } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { listAll, StoreError, type SnapStore } from '../../src/snapstore/index.js';
+import { FlakyProxy } from '../helpers/flaky-proxy.js';
 import { blackHole, failingStream, gcsFixture, hasMotoServer, localFixture, motoFixture, randomStream, s3Fixture, sha256Of, type StoreFixture } from '../helpers/store-fixtures.js';
 
 // One contract, every provider: the same cases run against the local folder, S3 (s3rver started by
@@ -228,35 +229,49 @@ describe('local store crash safety', () => {
 
 describe('S3 server-side encryption (moto_server)', { skip: !hasMotoServer() && 'moto_server is not on the PATH' }, () => {
   let fx: StoreFixture;
+  let proxy: FlakyProxy;
   before(async () => {
     fx = await motoFixture();
+    // Requests pass through a recording proxy: what the store says it recorded is checked, and for
+    // SSE-C (which moto does not report back) what the client sent.
+    proxy = await FlakyProxy.start(fx.flags['s3-endpoint'] as string);
   });
   after(async () => {
+    await proxy?.stop();
     await fx?.stop();
   });
 
   const keyDir = mkdtempSync(join(tmpdir(), 'ebs-ssec-'));
   const keyFile = join(keyDir, 'sse-c.key');
-  writeFileSync(keyFile, randomBytes(32).toString('base64'));
-  const cases: Array<[string, Record<string, string>, (h: HeadObjectCommandOutput) => void]> = [
-    ['SSE-S3', { 's3-sse': 'AES256' }, (h) => assert.equal(h.ServerSideEncryption, 'AES256')],
-    ['SSE-KMS', { 's3-sse': 'aws:kms' }, (h) => assert.equal(h.ServerSideEncryption, 'aws:kms')],
-    ['SSE-C', { 's3-sse-c-key-file': keyFile }, (h) => assert.equal(h.SSECustomerAlgorithm, 'AES256')],
+  const key = randomBytes(32);
+  writeFileSync(keyFile, key.toString('base64'));
+  const keyMd5 = createHash('md5').update(key).digest('base64');
+  const cases: Array<[string, Record<string, string>, string, string]> = [
+    ['SSE-S3', { 's3-sse': 'AES256' }, 'x-amz-server-side-encryption', 'AES256'],
+    ['SSE-KMS', { 's3-sse': 'aws:kms' }, 'x-amz-server-side-encryption', 'aws:kms'],
+    ['SSE-C', { 's3-sse-c-key-file': keyFile }, 'x-amz-server-side-encryption-customer-key-md5', keyMd5],
   ];
-  for (const [what, flags, check] of cases) {
-    it(`${what}: the object is stored encrypted and reads back intact`, async () => {
-      const store = await fx.open(flags);
+  for (const [what, flags, header, value] of cases) {
+    it(`${what}: every write and read carries it, and the object reads back intact`, async () => {
+      const store = await fx.open({ ...flags, 's3-endpoint': proxy.url });
       try {
-        const src = randomStream(12 * MB); // multipart
+        const from = proxy.seen.length;
+        const src = randomStream(12 * MB); // multipart: CreateMultipartUpload + UploadPart x 2 + Complete
         const put = await store.put(`sse/${what}`, src.stream);
         assert.equal((await sha256Of(await store.get(`sse/${what}`))).sha256, src.sha256());
-        // Ask the store directly what it recorded, with the SSE-C key where the object needs it.
-        const endpoint = store.url.match(/\((http[^)]+)\)/)?.[1] as string;
-        const s3 = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
-        const key = Buffer.from(readFileSync(keyFile, 'utf8'), 'base64');
-        const ssec = what === 'SSE-C' ? { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.toString('base64'), SSECustomerKeyMD5: createHash('md5').update(key).digest('base64') } : {};
-        check(await s3.send(new HeadObjectCommand({ Bucket: 'ebs-contract', Key: `backups/main/${put.name}`, ...ssec })));
-        s3.destroy();
+        const sent = proxy.seen.slice(from);
+        const creates = sent.filter((r) => r.method === 'POST' && r.url.includes('uploads'));
+        assert.equal(creates.length, 1);
+        assert.equal(creates[0]?.headers[header], value);
+        if (what === 'SSE-C') {
+          // SSE-C must accompany every part and every read, or the store refuses them.
+          for (const r of sent.filter((r) => r.method === 'PUT' || (r.method === 'GET' && !r.url.includes('list-type')))) assert.equal(r.headers[header], value, `${r.method} ${r.url}`);
+        } else {
+          const s3 = new S3Client({ endpoint: fx.flags['s3-endpoint'] as string, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+          const head: HeadObjectCommandOutput = await s3.send(new HeadObjectCommand({ Bucket: 'ebs-contract', Key: `backups/main/${put.name}` }));
+          s3.destroy();
+          assert.equal(head.ServerSideEncryption, value, 'the store recorded the encryption');
+        }
       } finally {
         await store.close();
       }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { StatusBody } from '../../src/server/schemas.js';
-import { eventually, TestCluster } from '../helpers/cluster.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
 import { getJson, startTestSidecar } from '../helpers/sidecar.js';
 
 describe('GET /status on a healthy 3-member cluster', () => {
@@ -64,6 +66,47 @@ describe('GET /status on a healthy 3-member cluster', () => {
     }
     assert.match(text, /etcd_backup_sidecar_cluster_has_quorum 1/);
     assert.match(text, /etcd_backup_sidecar_process_resident_memory_bytes/);
+  });
+
+  it('shows the backup store as healthy', async () => {
+    const body = await eventually(
+      'store probed',
+      async () => {
+        const { body } = await getJson<StatusBody>(`${sidecar.url}/status`);
+        return body.store ? body : undefined;
+      },
+      10_000,
+    );
+    assert.equal(body.store?.healthy, true, body.store?.error);
+    assert.match(body.store?.url ?? '', /^file:\/\/.*backups$/);
+  });
+
+  it('an unreachable store shows as unhealthy with its cause and never slows /status', async () => {
+    const creds = join(cluster.dir, 'aws-credentials');
+    writeFileSync(creds, '[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = do-not-print-me\n');
+    const other = await startTestSidecar(cluster, 'm3', {
+      store: 's3://backups/etcd',
+      's3-endpoint': `http://127.0.0.1:${await freePort()}`,
+      's3-credentials-file': creds,
+      'store-max-attempts': '1',
+    });
+    try {
+      const body = await eventually(
+        'store probed',
+        async () => {
+          const { body, ms } = await getJson<StatusBody>(`${other.url}/status`);
+          assert.ok(ms < 5_000, `/status took ${Math.round(ms)} ms`);
+          return body.store ? body : undefined;
+        },
+        10_000,
+      );
+      assert.equal(body.store?.healthy, false);
+      assert.match(body.store?.error ?? '', /ECONNREFUSED/);
+      assert.ok(!JSON.stringify(body).includes('do-not-print-me'));
+      assert.ok(!other.lines.join('\n').includes('do-not-print-me'), 'the secret key reached the log');
+    } finally {
+      await other.close();
+    }
   });
 
   it('answers unknown routes with a JSON 404', async () => {

@@ -9,6 +9,8 @@ export class FlakyProxy {
   private failures: Array<{ status: number } | 'reset'> = [];
   /** Requests that reached the proxy, failed or forwarded. */
   requests = 0;
+  /** Method, path and headers of every request, for tests that check what a client sent. */
+  readonly seen: Array<{ method: string; url: string; headers: Record<string, string | string[] | undefined> }> = [];
 
   private constructor(
     private readonly server: Server,
@@ -21,6 +23,7 @@ export class FlakyProxy {
     const server = createServer((req, res) => {
       const self = proxy as FlakyProxy;
       self.requests++;
+      self.seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
       const fault = self.failures.shift();
       if (fault === 'reset') {
         req.socket.destroy();

@@ -15,6 +15,7 @@ export function sidecarConfig(cluster: TestCluster, member: string, flags: Recor
       'advertise-client-urls': m.clientURL,
       endpoints: cluster.endpoints.join(','),
       listen: '127.0.0.1:0',
+      store: `file://${cluster.dir}/backups`,
       'log-level': 'debug',
       ...flags,
     },

@@ -41,6 +41,10 @@ describe('config precedence: defaults < file < environment < flags', () => {
     assert.equal(config.store, 'file://./backups');
     assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8080 });
     assert.equal(config.serverBodyLimit, 2 ** 20);
+    assert.equal(config.storeTimeout, 30_000);
+    assert.equal(config.storeMaxAttempts, 5);
+    assert.equal(config.storePartSize, 5 * 2 ** 20);
+    assert.equal(config.gcsChunkSize, 0);
   });
 
   it('file beats default, environment beats file, flag beats environment', () => {
@@ -87,6 +91,13 @@ describe('invalid input names the field and the value', () => {
     ['password without user', { 'etcd-password': 's3cret' }, {}, /--etcd-username is required with a password/],
     ['unknown flag', { 'no-such-flag': 'x' }, {}, /unknown flag --no-such-flag/],
     ['mixed schemes', { endpoints: 'http://a:1,https://b:2' }, {}, /mixes http and https/],
+    ['not a whole number', { 'store-max-attempts': 'three' }, {}, /--store-max-attempts: "three" is not a whole number/],
+    ['zero attempts', { 'store-max-attempts': '0' }, {}, /--store-max-attempts: must be at least 1/],
+    ['S3 part below 5MiB', { store: 's3://b/p', 'store-part-size': '1MiB' }, {}, /--store-part-size: S3 parts must be at least 5MiB/],
+    ['GCS chunk not aligned', { 'gcs-chunk-size': '1000KiB' }, {}, /--gcs-chunk-size: 1024000 bytes is not a multiple of 256KiB/],
+    ['KMS key without SSE-KMS', { 's3-sse-kms-key-id': 'k' }, {}, /--s3-sse-kms-key-id needs --s3-sse=aws:kms/],
+    ['bad S3 endpoint', { 's3-endpoint': 'minio:9000' }, {}, /--s3-endpoint: "minio:9000" has no scheme/],
+    ['bad SSE mode', { 's3-sse': 'rot13' }, {}, /--s3-sse: "rot13" is not one of none, AES256, aws:kms/],
   ];
   for (const [what, flags, env, expected] of cases) {
     it(what, () => {

@@ -30,7 +30,7 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
       if (cluster.clusterId) summary.id = cluster.clusterId;
       if (cluster.leader) summary.leader = cluster.leader;
       if (cluster.memberListError) summary.memberListError = cluster.memberListError;
-      return {
+      const body: StatusBody = {
         member,
         role: 'unknown',
         cluster: summary,
@@ -39,6 +39,9 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
         checkedAt: cluster.checkedAt,
         durationMs: cluster.durationMs,
       };
+      const store = deps.storeHealth();
+      if (store) body.store = store;
+      return body;
     },
   );
 };
