@@ -153,8 +153,11 @@ export class LocalStore implements SnapStore {
     // Walk only the folder the prefix points into.
     const startDir = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
     const names: string[] = [];
+    const metaDir = join(this.root, META_DIR);
     try {
-      await this.walk(join(this.root, ...startDir.split('/').filter(Boolean)), names);
+      for await (const file of filesUnder(join(this.root, ...startDir.split('/').filter(Boolean)), metaDir)) {
+        if (!basename(file).includes(TMP_MARK)) names.push(relative(this.root, file).split(sep).join('/'));
+      }
     } catch (err) {
       throw this.fail(err, `list ${prefix}`);
     }
@@ -168,24 +171,6 @@ export class LocalStore implements SnapStore {
     const result: ListPage = { objects };
     if (selected.length > pageSize) result.nextPageToken = page[page.length - 1] as string;
     return result;
-  }
-
-  private async walk(dir: string, out: string[]): Promise<void> {
-    let entries;
-    try {
-      entries = await readdir(dir, { withFileTypes: true });
-    } catch (err) {
-      if (isNotFound(err)) return;
-      throw err;
-    }
-    for (const e of entries) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) {
-        if (full !== join(this.root, META_DIR)) await this.walk(full, out);
-      } else if (e.isFile() && !e.name.includes(TMP_MARK)) {
-        out.push(relative(this.root, full).split(sep).join('/'));
-      }
-    }
   }
 
   async delete(name: string): Promise<void> {
@@ -204,24 +189,11 @@ export class LocalStore implements SnapStore {
    */
   async removeLeftovers(): Promise<number> {
     let removed = 0;
-    const sweep = async (dir: string): Promise<void> => {
-      let entries;
-      try {
-        entries = await readdir(dir, { withFileTypes: true });
-      } catch (err) {
-        if (isNotFound(err)) return;
-        throw err;
-      }
-      for (const e of entries) {
-        const full = join(dir, e.name);
-        if (e.isDirectory()) await sweep(full);
-        else if (e.name.includes(TMP_MARK)) {
-          await unlink(full).catch(() => {});
-          removed++;
-        }
-      }
-    };
-    await sweep(this.root);
+    for await (const file of filesUnder(this.root)) {
+      if (!basename(file).includes(TMP_MARK)) continue;
+      await unlink(file).catch(() => {});
+      removed++;
+    }
     return removed;
   }
 
@@ -239,5 +211,21 @@ async function fsync(path: string): Promise<void> {
     await h.sync();
   } finally {
     await h.close();
+  }
+}
+
+/** Every file below `dir` (none when it does not exist), leaving out the folder `skip`. */
+async function* filesUnder(dir: string, skip?: string): AsyncGenerator<string> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  for (const e of entries) {
+    const full = join(dir, e.name);
+    if (e.isDirectory() && full !== skip) yield* filesUnder(full, skip);
+    else if (e.isFile()) yield full;
   }
 }
