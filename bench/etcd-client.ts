@@ -55,7 +55,7 @@ try {
     cluster.freeze(victim);
     const calls: number[] = [];
     for (let i = 0; i < 10; i++) calls.push(await timed(() => k.etcd.put(`frozen/${i}`).value('v')));
-    const statusMs = await timed(() => clusterStatus(k, k.access.callTimeoutMs, cluster.endpoints));
+    const statusMs = await timed(() => clusterStatus(k, k.memberTimeoutMs, cluster.endpoints));
     cluster.thaw(victim);
     await cluster.waitHealthy();
     k.close();

@@ -25,10 +25,9 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   const storeProbe = new StoreProbe(store, config.healthCheckPeriod);
   const etcd = await createEtcdClient(etcdAccessFromConfig(config), log.child({ part: 'etcd' }));
   const metrics = new Metrics();
-  const timeoutMs = config.etcdCallTimeout || 5_000;
   const monitor = new MemberMonitor(
     etcd,
-    { periodMs: config.healthCheckPeriod, timeoutMs, endpoints: config.endpoints },
+    { periodMs: config.healthCheckPeriod, timeoutMs: etcd.memberTimeoutMs, endpoints: config.endpoints },
     log.child({ part: 'monitor' }),
     (status) => metrics.recordClusterStatus(status),
   );
@@ -36,7 +35,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     {
       self: { name: config.name, clientURLs: config.advertiseClientUrls },
       clusterStatus: () => monitor.check(),
-      probeSelf: () => probeEndpoint(etcd, config.advertiseClientUrls[0] as string, timeoutMs),
+      probeSelf: () => probeEndpoint(etcd, config.advertiseClientUrls[0] as string, etcd.memberTimeoutMs),
       endpoints: () => etcd.endpoints(),
       storeHealth: () => storeProbe.latest(),
       metrics,

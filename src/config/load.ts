@@ -164,6 +164,10 @@ function parseValue(spec: OptionSpec, text: string): { value: unknown } | { prob
       const b = BOOLEANS[text.trim().toLowerCase()];
       return b === undefined ? { problem: `"${text}" is not a boolean (use true or false)` } : { value: b };
     }
+    case 'url': {
+      const problem = checkHttpUrl(text.trim());
+      return problem ? { problem } : { value: text.trim() };
+    }
     case 'urls': {
       const r = parseUrlList(text);
       return typeof r === 'string' ? { problem: r } : { value: r };
@@ -283,14 +287,6 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
   if (config.etcdPassword !== '' && config.etcdPasswordFile !== '') problems.push('--etcd-password and --etcd-password-file are both set; keep one');
   if ((config.etcdPassword !== '' || config.etcdPasswordFile !== '') && config.etcdUsername === '') problems.push('--etcd-username is required with a password');
   if ((config.etcdCert === '') !== (config.etcdKey === '')) problems.push('--etcd-cert and --etcd-key go together; set both or neither');
-  if (config.s3Endpoint !== '') {
-    const problem = checkHttpUrl(config.s3Endpoint);
-    if (problem) problems.push(`--s3-endpoint: ${problem}`);
-  }
-  if (config.gcsEndpoint !== '') {
-    const problem = checkHttpUrl(config.gcsEndpoint);
-    if (problem) problems.push(`--gcs-endpoint: ${problem}`);
-  }
   if (config.storeMaxAttempts < 1) problems.push('--store-max-attempts: must be at least 1');
   if (config.storeUploadConcurrency < 1) problems.push('--store-upload-concurrency: must be at least 1');
   if (config.store.startsWith('s3:') && config.storePartSize < 5 * 2 ** 20) problems.push(`--store-part-size: S3 parts must be at least 5MiB`);

@@ -22,6 +22,7 @@ export interface KindTypes {
   size: number; // bytes
   boolean: boolean;
   integer: number;
+  url: string;
   urls: string[];
   initialCluster: PeerEntry[];
   store: string;
@@ -136,7 +137,7 @@ export const OPTIONS = [
   { flag: 'store-max-attempts', kind: 'integer', group: 'store', default: '5', description: 'attempts of a store request on transient errors (5xx, throttling, resets), with backoff' },
   { flag: 'store-part-size', kind: 'size', group: 'store', default: '5MiB', description: 'S3 multipart part size (at least 5MiB; an object has at most 10,000 parts, so 5MiB allows 48GiB); upload memory grows with this x --store-upload-concurrency' },
   { flag: 'store-upload-concurrency', kind: 'integer', group: 'store', default: '4', description: 'parts uploaded in parallel (S3)' },
-  { flag: 's3-endpoint', kind: 'string', group: 'store', description: 'URL of an S3-compatible store (MinIO, Ceph); default: AWS' },
+  { flag: 's3-endpoint', kind: 'url', group: 'store', description: 'URL of an S3-compatible store (MinIO, Ceph); default: AWS' },
   { flag: 's3-force-path-style', kind: 'boolean', group: 'store', default: 'false', description: 'address buckets as endpoint/bucket instead of bucket.endpoint (most S3-compatible stores)' },
   { flag: 's3-region', kind: 'string', group: 'store', description: 'S3 region (default: AWS_REGION, else us-east-1)' },
   { flag: 's3-sse', kind: 'enum', group: 'store', default: 'none', choices: ['none', 'AES256', 'aws:kms'], description: 'server-side encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS)' },
@@ -144,7 +145,7 @@ export const OPTIONS = [
   { flag: 's3-sse-c-key-file', kind: 'path', group: 'store', mustExist: true, description: 'file holding a 256-bit key (32 raw bytes or base64) for SSE-C' },
   { flag: 's3-credentials-file', kind: 'path', group: 'store', mustExist: true, description: 'AWS shared credentials file (default: the SDK\'s chain: env, profile, IRSA, instance role)' },
   { flag: 's3-profile', kind: 'string', group: 'store', default: 'default', description: 'profile in --s3-credentials-file' },
-  { flag: 'gcs-endpoint', kind: 'string', group: 'store', description: 'URL of a GCS-compatible JSON API (default: Google)' },
+  { flag: 'gcs-endpoint', kind: 'url', group: 'store', description: 'URL of a GCS-compatible JSON API (default: Google)' },
   {
     flag: 'gcs-chunk-size',
     kind: 'size',

@@ -99,6 +99,14 @@ export class EtcdClient {
     this.etcd = new Etcd3(this.options);
   }
 
+  /**
+   * Deadline of a question asked of each member (status, member list). It has one even when
+   * --etcd-call-timeout=0 disables the per-attempt deadline: a fan-out must never wait on a frozen member.
+   */
+  get memberTimeoutMs(): number {
+    return this.access.callTimeoutMs || 5_000;
+  }
+
   /** The client URLs calls are currently balanced over. */
   endpoints(): string[] {
     return [...this.rotation];
@@ -155,7 +163,7 @@ export class EtcdClient {
   }
 
   /** The member list, asked of every given endpoint at once; the first answer wins. */
-  async listMembers(endpoints: readonly string[] = this.rotation, timeoutMs = this.access.callTimeoutMs || 5_000): Promise<Member[]> {
+  async listMembers(endpoints: readonly string[] = this.rotation, timeoutMs = this.memberTimeoutMs): Promise<Member[]> {
     const attempts = endpoints.map((url) => this.member(url).cluster.memberList({ linearizable: false }, { deadline: Date.now() + timeoutMs }));
     try {
       const res = await Promise.any(attempts);

@@ -106,7 +106,8 @@ export class GcsStore implements SnapStore {
       });
       await pipeline(body, digest, sink, opts.signal ? { signal: opts.signal } : {});
       const sent = digest.result;
-      const [meta] = (await file.getMetadata()) as unknown as [GcsMetadata];
+      // The upload's last response is the object resource; the library keeps it on the file.
+      const meta = file.metadata as GcsMetadata;
       const stored = meta.md5Hash ? Buffer.from(meta.md5Hash, 'base64').toString('hex') : undefined;
       if (stored !== sent.md5Hex || Number(meta.size) !== sent.size) {
         await file.delete({ ignoreNotFound: true }).catch(() => {});
@@ -151,7 +152,7 @@ export class GcsStore implements SnapStore {
         ...(opts.pageToken ? { pageToken: opts.pageToken } : {}),
       });
       const strip = this.s.prefix ? this.s.prefix.length + 1 : 0;
-      const page: ListPage = { objects: files.map((f) => toInfo(f.name.slice(strip), f.metadata as GcsMetadata)) };
+      const page: ListPage = { objects: files.map((f) => ({ ...toInfo(f.name.slice(strip), f.metadata as GcsMetadata), metadata: {} })) };
       const token = (next as { pageToken?: string } | null | undefined)?.pageToken;
       if (token) page.nextPageToken = token;
       return page;

@@ -54,12 +54,17 @@ export class LocalStore implements SnapStore {
     return new StoreError('failed', this.url, `${what}: ${e.message}`, false, { cause: err });
   }
 
-  /** Writes a file under a temporary name in the target's folder and fsyncs it; returns that name. */
-  private async writeAtomically(path: string, body: Readable, digest: DigestStream, signal?: AbortSignal): Promise<string> {
+  /**
+   * Writes a file under a temporary name in the target's folder, through `digest` when given, and
+   * fsyncs it; returns that name.
+   */
+  private async writeTemp(path: string, body: Readable, digest?: DigestStream, signal?: AbortSignal): Promise<string> {
     await mkdir(dirname(path), { recursive: true });
     const tmp = this.tempPath(path);
+    const file = createWriteStream(tmp, { flags: 'wx' });
+    const options = signal ? { signal } : {};
     try {
-      await pipeline(body, digest, createWriteStream(tmp, { flags: 'wx' }), signal ? { signal } : {});
+      await (digest ? pipeline(body, digest, file, options) : pipeline(body, file, options));
       await fsync(tmp);
     } catch (err) {
       await unlink(tmp).catch(() => {});
@@ -74,7 +79,7 @@ export class LocalStore implements SnapStore {
     let tmp: string | undefined;
     try {
       const digest = new DigestStream();
-      tmp = await this.writeAtomically(path, body, digest, opts.signal);
+      tmp = await this.writeTemp(path, body, digest, opts.signal);
       const sent = digest.result;
       // The store's own checksum: the bytes as they reached the disk, read back.
       const written = new DigestStream();
@@ -86,8 +91,7 @@ export class LocalStore implements SnapStore {
       // Checksum first, object second: a crash in between leaves a stray checksum, never an
       // object that cannot be verified.
       const metaPath = this.metaPath(name);
-      const metaDigest = new DigestStream();
-      const metaTmp = await this.writeAtomically(metaPath, Readable.from([Buffer.from(JSON.stringify(meta))]), metaDigest);
+      const metaTmp = await this.writeTemp(metaPath, Readable.from([Buffer.from(JSON.stringify(meta))]));
       await rename(metaTmp, metaPath);
       await rename(tmp, path);
       tmp = undefined;
@@ -163,10 +167,18 @@ export class LocalStore implements SnapStore {
     }
     const selected = names.filter((n) => n.startsWith(prefix) && (opts.pageToken === undefined || n > opts.pageToken)).sort();
     const page = selected.slice(0, pageSize);
-    const objects: ObjectInfo[] = [];
-    for (const name of page) {
-      const info = await this.head(name);
-      if (info) objects.push(info);
+    let objects: ObjectInfo[];
+    try {
+      objects = await Promise.all(
+        page.map(async (name) => {
+          const st = await stat(this.path(name));
+          return { name, size: st.size, lastModified: st.mtime, metadata: {} };
+        }),
+      );
+    } catch (err) {
+      // An object deleted between the walk and its stat: list again rather than return a hole.
+      if (isNotFound(err)) return this.list(prefix, opts);
+      throw this.fail(err, `list ${prefix}`);
     }
     const result: ListPage = { objects };
     if (selected.length > pageSize) result.nextPageToken = page[page.length - 1] as string;

@@ -5,7 +5,7 @@ export interface ObjectInfo {
   name: string;
   size: number;
   lastModified: Date;
-  /** Custom metadata given at put time (never used for secrets). */
+  /** Custom metadata given at put time (never used for secrets); from `head` and `put`, empty in `list`. */
   metadata: Record<string, string>;
 }
 
@@ -50,6 +50,7 @@ export interface SnapStore {
   put(name: string, body: Readable, opts?: PutOptions): Promise<PutResult>;
   get(name: string, opts?: { signal?: AbortSignal }): Promise<Readable>;
   head(name: string): Promise<ObjectInfo | undefined>;
+  /** Names, sizes and times; metadata costs a request per object on S3, so `list` never carries it. */
   list(prefix: string, opts?: ListOptions): Promise<ListPage>;
   delete(name: string): Promise<void>;
   /** Releases connections; the store is unusable afterwards. */

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CRC32C, Storage, type Bucket } from '@google-cloud/storage';
 import { crc32cBase64, crc32cUpdate, FakeGcsServer, type FakeGcsRequestLogEntry } from '../helpers/gcs-server.js';
+import { failingStream } from '../helpers/store-fixtures.js';
 
 const MiB = 1024 * 1024;
 
@@ -56,21 +57,6 @@ function sourceOf(data: Buffer, piece = 64 * 1024): Readable {
       }
       this.push(data.subarray(at, at + piece));
       at += piece;
-    },
-  });
-}
-
-/** A source that yields `okBytes` of data and then fails, as a broken local read would. */
-function failingSource(okBytes: number): Readable {
-  let sent = 0;
-  return new Readable({
-    read() {
-      if (sent >= okBytes) {
-        this.destroy(new Error('boom'));
-        return;
-      }
-      this.push(randomBytes(64 * 1024));
-      sent += 64 * 1024;
     },
   });
 }
@@ -577,8 +563,8 @@ describe('FakeGcsServer driven by @google-cloud/storage', () => {
       let sessionUri: string | undefined;
       const ws = bucket.file(name).createWriteStream(opts);
       ws.on('uri', (u: string) => (sessionUri = u));
-      const err = await rejection(pipeline(failingSource(700 * 1024), ws));
-      assert.equal(err.message, 'boom', name);
+      const err = await rejection(pipeline(failingStream(700 * 1024), ws));
+      assert.equal(err.message, 'source failed halfway', name);
       const dataRequests = (): FakeGcsRequestLogEntry[] =>
         requestsSince(mark).filter((r) => r.path.startsWith('/upload/') && !(r.method === 'POST' && /uploadType=resumable/.test(r.search)));
       await waitFor(`${name}: the data request`, () => dataRequests().length > 0);

@@ -51,6 +51,9 @@ function contract(makeFixture: () => Promise<StoreFixture>, provider: string): v
       assert.equal(head?.metadata['ebs-revision'], '10');
       const read = await sha256Of(await store.get('v2/Incr-00000001-00000010-1700000000.gz'));
       assert.equal(read.sha256, put.sha256);
+      const listed = (await store.list('v2/')).objects.find((o) => o.name === 'v2/Incr-00000001-00000010-1700000000.gz');
+      assert.equal(listed?.size, body.length);
+      assert.deepEqual(listed?.metadata, {}, 'list carries no metadata on any provider');
     });
 
     it('a 0-byte object', async () => {

@@ -78,7 +78,7 @@
  *  session expiry (resumable sessions never expire); quotas and rate limits (use failNext).
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, open, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -86,6 +86,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { flipByteInFile } from './files.js';
 
 /** What failNext() matchers and the request log see of a request. */
 export interface FakeGcsRequestInfo {
@@ -776,16 +777,7 @@ export class FakeGcsServer {
     if (o.size === 0) throw new Error(`corrupt: ${bucket}/${name} is empty, there is no byte to flip`);
     // Flip one byte in the middle, keeping the size: the recorded md5/crc32c no longer match.
     // Done in place so corrupting a 1 GiB object does not read it into memory.
-    const fd = openSync(o.file, 'r+');
-    try {
-      const at = Math.floor(o.size / 2);
-      const one = Buffer.alloc(1);
-      readSync(fd, one, 0, 1, at);
-      one[0] = (one[0] as number) ^ 0xff;
-      writeSync(fd, one, 0, 1, at);
-    } finally {
-      closeSync(fd);
-    }
+    flipByteInFile(o.file, Math.floor(o.size / 2));
   }
 
   openUploadSessions(): number {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,6 +10,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { openStore, type SnapStore } from '../../src/snapstore/index.js';
 import { freePort } from './cluster.js';
 import { FakeGcsServer } from './gcs-server.js';
+import { flipByteInFile } from './files.js';
 import { FlakyProxy } from './flaky-proxy.js';
 import { S3Server } from './s3-server.js';
 
@@ -37,18 +38,6 @@ export interface StoreFixture {
 
 export function configFor(flags: Record<string, string>): ReturnType<typeof loadConfig>['config'] {
   return loadConfig({ flags, env: {}, requireMember: false }).config;
-}
-
-function flipByteInFile(path: string, offset: number): void {
-  const fd = openSync(path, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, offset);
-    b[0] = (b[0] as number) ^ 0xff;
-    writeSync(fd, b, 0, 1, offset);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 export async function localFixture(): Promise<StoreFixture> {
