@@ -1,3 +1,4 @@
+import cron from 'node-cron';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { camelCase, envName, SPECS, type Config, type HostPort, type OptionSpec, type PeerEntry } from './options.js';
@@ -188,6 +189,10 @@ function parseValue(spec: OptionSpec, text: string): { value: unknown } | { prob
       return /^\d+$/.test(text.trim()) ? { value: Number(text.trim()) } : { problem: `"${text}" is not a whole number` };
     case 'enum':
       return spec.choices?.includes(text) ? { value: text } : { problem: `"${text}" is not one of ${spec.choices?.join(', ')}` };
+    case 'cron': {
+      const check = cron.validateDetailed(text.trim());
+      return check.valid ? { value: text.trim() } : { problem: `"${text}" is not a cron schedule (${check.errors.map((e) => e.message).join('; ') || 'expected e.g. "0 */1 * * *"'})` };
+    }
   }
 }
 
@@ -293,6 +298,9 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
   if (config.gcsChunkSize % (256 * 1024) !== 0) problems.push(`--gcs-chunk-size: ${config.gcsChunkSize} bytes is not a multiple of 256KiB`);
   if (config.s3SseKmsKeyId !== '' && config.s3Sse !== 'aws:kms') problems.push('--s3-sse-kms-key-id needs --s3-sse=aws:kms');
   if (config.s3SseCKeyFile !== '' && config.s3Sse !== 'none') problems.push('--s3-sse-c-key-file (SSE-C) and --s3-sse cannot be combined');
+  if (config.compressionLevel < 1 || config.compressionLevel > 9) problems.push(`--compression-level: ${config.compressionLevel} is not between 1 and 9`);
+  if (config.maxBackups < 1) problems.push('--max-backups: must be at least 1 (the latest full snapshot is always kept)');
+  if (config.deltaSnapshotPeriod > 0 && config.deltaSnapshotMemoryLimit < 64 * 1024) problems.push(`--delta-snapshot-memory-limit: ${config.deltaSnapshotMemoryLimit} bytes is below 64KiB`);
   if (config.dialKeepAliveTime > 0 && config.dialKeepAliveTimeout === 0) problems.push('--dial-keep-alive-timeout: must be above 0 while --dial-keep-alive-time is set');
 }
 

@@ -28,6 +28,7 @@ export interface KindTypes {
   store: string;
   hostPort: HostPort;
   enum: string;
+  cron: string;
 }
 
 export type OptionKind = keyof KindTypes;
@@ -39,7 +40,7 @@ export interface OptionSpec {
   /** Default as the operator would write it; absent means "none" or "derived" (see description). */
   readonly default?: string;
   readonly description: string;
-  readonly group: 'member' | 'etcd client' | 'store' | 'server' | 'general';
+  readonly group: 'member' | 'etcd client' | 'store' | 'snapshot' | 'server' | 'general';
   /** Required by `serve`. */
   readonly required?: boolean;
   readonly choices?: readonly string[];
@@ -154,6 +155,25 @@ export const OPTIONS = [
     description: 'GCS resumable upload chunk size (a multiple of 256KiB); 0 streams each object in one request: less memory, but a failed upload is retried whole, by the caller',
   },
   { flag: 'gcs-key-file', kind: 'path', group: 'store', mustExist: true, description: 'service account key file (default: Application Default Credentials)' },
+
+  // --- snapshots ---
+  {
+    flag: 'snapshot-leader',
+    kind: 'enum',
+    group: 'snapshot',
+    default: 'never',
+    choices: ['always', 'never'],
+    description: 'whether this sidecar takes snapshots: always (one sidecar per cluster) or never; backup-leader election replaces this',
+  },
+  { flag: 'full-snapshot-schedule', kind: 'cron', group: 'snapshot', default: '0 */1 * * *', description: 'cron schedule of full snapshots (5 fields, or 6 with seconds first); one is also taken at start when the latest is older than the schedule\'s period' },
+  { flag: 'delta-snapshot-period', kind: 'duration', group: 'snapshot', default: '5s', description: 'events are uploaded as one delta snapshot this often; 0 disables delta snapshots' },
+  { flag: 'delta-snapshot-memory-limit', kind: 'size', group: 'snapshot', default: '32MiB', description: 'a delta is uploaded early when its events reach this size; collection pauses while one such delta waits for the previous upload' },
+  { flag: 'compression', kind: 'enum', group: 'snapshot', default: 'gzip', choices: ['gzip', 'zlib', 'lzw', 'none'], description: 'compression of snapshot objects (suffix .gz, .zlib, .Z or none)' },
+  { flag: 'compression-level', kind: 'integer', group: 'snapshot', default: '6', description: 'gzip/zlib level, 1 (fastest) to 9 (smallest)' },
+  { flag: 'gc-policy', kind: 'enum', group: 'snapshot', default: 'exponential', choices: ['exponential', 'limit'], description: 'retention: exponential keeps every full snapshot of the last hour, then one per hour for 24h, per day for 7 days, per week for 4 weeks; limit keeps --max-backups' },
+  { flag: 'max-backups', kind: 'integer', group: 'snapshot', default: '7', description: 'full snapshots kept by --gc-policy=limit (with the deltas after each)' },
+  { flag: 'gc-period', kind: 'duration', group: 'snapshot', default: '1m', description: 'how often retention runs; 0 disables it' },
+  { flag: 'spool-dir', kind: 'path', group: 'snapshot', description: 'where a full snapshot is spooled before its upload to S3 or GCS (its name holds its last revision, known only at its end); default: the system temp dir' },
 
   // --- HTTP server ---
   { flag: 'listen', kind: 'hostPort', group: 'server', default: '127.0.0.1:8080', description: 'address of the HTTP API' },
