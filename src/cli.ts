@@ -4,6 +4,9 @@ import { stringify } from 'yaml';
 import { ConfigError, SPECS, camelCase, envName, loadConfig, redactedConfig, type OptionSpec } from './config/index.js';
 import { createLogger } from './logger.js';
 import { startSidecar } from './sidecar.js';
+import { restorableChain } from './snapshot/chain.js';
+import { listSnapshots } from './snapshot/snapshotter.js';
+import { openStore } from './snapstore/index.js';
 
 const EXIT_CONFIG = 2;
 
@@ -76,6 +79,52 @@ export function program(): Command {
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     process.stdout.write(stringify(redactedConfig(config)));
   });
+
+  const snapshot = root.command('snapshot').description("ask the running sidecar (at --listen) to take a snapshot now");
+  for (const kind of ['full', 'delta'] as const) {
+    withSettings(snapshot.command(kind).description(`take a ${kind} snapshot now; prints its metadata as JSON`)).action(async (_o, cmd: Command) => {
+      const { config } = load(cmd, false);
+      const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+      const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${config.listen.port}/snapshot/${kind}`;
+      let res: Response;
+      try {
+        res = await fetch(url, { method: 'POST' });
+      } catch (err) {
+        process.stderr.write(`etcd-backup-sidecar: no sidecar answers at ${url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}\n`);
+        process.exit(1);
+      }
+      const body = await res.text();
+      if (!res.ok) {
+        process.stderr.write(`etcd-backup-sidecar: ${url} answered ${res.status}: ${body}\n`);
+        process.exit(1);
+      }
+      process.stdout.write(`${body}\n`);
+    });
+  }
+
+  const snapshots = root.command('snapshots').description('read the snapshots in the store (works while etcd and the sidecar are down)');
+  withSettings(snapshots.command('list').description('every snapshot in --store, newest first, and whether the latest chain is contiguous'))
+    .addOption(new Option('--json', 'print JSON instead of a table'))
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const { config } = load(cmd, false);
+      const store = await openStore(config);
+      try {
+        const listing = (await listSnapshots(store)).sort((a, b) => b.lastRevision - a.lastRevision || (a.name < b.name ? 1 : -1));
+        const chain = restorableChain(listing);
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify({ snapshots: listing, chain: { full: chain.full?.name ?? null, deltas: chain.links.length, lastRevision: chain.lastRevision, contiguous: chain.contiguous, gaps: chain.gaps } }, null, 2)}\n`);
+          return;
+        }
+        const rows = listing.map((s) => [s.kind, String(s.startRevision), String(s.lastRevision), s.createdAt.toISOString(), s.name]);
+        const header = ['KIND', 'START', 'LAST', 'CREATED', 'NAME'];
+        const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+        for (const r of [header, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()}\n`);
+        const state = !chain.full ? 'no full snapshot' : chain.contiguous ? 'contiguous' : `GAPS: ${chain.gaps.map((g) => `${g.from}-${g.to}`).join(', ')}`;
+        process.stdout.write(`\nlatest chain: ${chain.full?.name ?? '-'} + ${chain.links.length} deltas, restores to revision ${chain.lastRevision} (${state})\n`);
+      } finally {
+        await store.close();
+      }
+    });
 
   return root;
 }

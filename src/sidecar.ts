@@ -6,6 +6,10 @@ import type { Logger } from './logger.js';
 import { buildServer, type App } from './server/app.js';
 import { openStore, StoreProbe, type SnapStore } from './snapstore/index.js';
 import { Metrics } from './server/metrics.js';
+import { tmpdir } from 'node:os';
+import { ForeignChainError, listSnapshots, Snapshotter } from './snapshot/snapshotter.js';
+import type { Compression } from './snapshot/names.js';
+import type { GcPolicy } from './snapshot/retention.js';
 
 /** A running sidecar: what `serve` starts and what tests start in-process. */
 export interface Sidecar {
@@ -13,6 +17,8 @@ export interface Sidecar {
   etcd: EtcdClient;
   monitor: MemberMonitor;
   store: SnapStore;
+  /** Present when this sidecar takes snapshots (--snapshot-leader=always). */
+  snapshotter: Snapshotter | undefined;
   /** The address the API listens on, e.g. http://127.0.0.1:8080. */
   url: string;
   close(): Promise<void>;
@@ -31,6 +37,23 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     log.child({ part: 'monitor' }),
     (status) => metrics.recordClusterStatus(status),
   );
+  const snapshotter =
+    config.snapshotLeader === 'always'
+      ? new Snapshotter(
+          {
+            fullSchedule: config.fullSnapshotSchedule,
+            deltaPeriodMs: config.deltaSnapshotPeriod,
+            deltaMemoryLimit: config.deltaSnapshotMemoryLimit,
+            compression: config.compression as Compression,
+            compressionLevel: config.compressionLevel,
+            spoolDir: config.spoolDir || tmpdir(),
+            retention: { policy: config.gcPolicy as GcPolicy, maxBackups: config.maxBackups },
+            gcPeriodMs: config.gcPeriod,
+          },
+          { store, member: etcd.member(config.advertiseClientUrls[0] as string), memberName: config.name, log: log.child({ part: 'snapshot' }), observer: metrics },
+        )
+      : undefined;
+  if (snapshotter) metrics.followDeltas(() => snapshotter.deltaState);
   const app = await buildServer(
     {
       self: { name: config.name, clientURLs: config.advertiseClientUrls },
@@ -39,6 +62,13 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       endpoints: () => etcd.endpoints(),
       storeHealth: () => storeProbe.latest(),
       metrics,
+      snapshots: {
+        unavailable: () => (snapshotter ? snapshotter.problem : 'this sidecar does not take snapshots (--snapshot-leader=never) and no backup leader is known'),
+        deltasEnabled: config.deltaSnapshotPeriod > 0,
+        takeFull: () => (snapshotter as Snapshotter).takeFull('requested through the API'),
+        takeDelta: () => (snapshotter as Snapshotter).takeDelta(),
+        list: () => listSnapshots(store),
+      },
     },
     { bodyLimit: config.serverBodyLimit, logger: log.child({ part: 'api' }) },
   );
@@ -52,19 +82,52 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   }
   monitor.start();
   storeProbe.start();
+  const starting = snapshotter ? startSnapshotting(snapshotter, log) : undefined;
   log.info({ url, endpoints: etcd.endpoints() }, 'serving');
   return {
     app,
     etcd,
     monitor,
     store,
+    snapshotter,
     url,
     async close() {
+      starting?.cancel();
+      await snapshotter?.stop();
       monitor.stop();
       storeProbe.stop();
       await app.close();
       etcd.close();
       await store.close();
+    },
+  };
+}
+
+/**
+ * Starts the snapshotter in the background, retrying until etcd answers: the API must serve (and
+ * report why) while etcd is still down, since the sidecar is what brings it back.
+ */
+function startSnapshotting(snapshotter: Snapshotter, log: Logger): { cancel(): void } {
+  let cancelled = false;
+  let timer: NodeJS.Timeout | undefined;
+  const attempt = async (delayMs: number): Promise<void> => {
+    if (cancelled) return;
+    try {
+      await snapshotter.start();
+    } catch (err) {
+      if (cancelled) return;
+      const foreign = err instanceof ForeignChainError;
+      snapshotter.problem = foreign ? (err as Error).message : `snapshotter not started: ${(err as Error).message}`;
+      log.error({ err: (err as Error).message }, foreign ? 'refusing to extend the chain in the store' : 'snapshotter could not start; retrying');
+      timer = setTimeout(() => void attempt(Math.min(delayMs * 2, 30_000)), delayMs);
+      timer.unref();
+    }
+  };
+  void attempt(1_000);
+  return {
+    cancel() {
+      cancelled = true;
+      if (timer) clearTimeout(timer);
     },
   };
 }

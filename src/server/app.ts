@@ -4,12 +4,15 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { EndpointStatus } from '../etcd/status.js';
 import type { ClusterStatus } from '../etcd/status.js';
 import type { Logger } from '../logger.js';
+import type { SnapshotRef } from '../snapshot/names.js';
+import type { SnapshotRecord } from '../snapshot/record.js';
 import type { StoreHealth } from '../snapstore/index.js';
 import type { Metrics } from './metrics.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
+import { snapshotRoutes } from './routes/snapshots.js';
 import { statusRoutes } from './routes/status.js';
 
 /** What the routes need from the rest of the sidecar; the server holds no etcd logic of its own. */
@@ -24,6 +27,19 @@ export interface ServerDeps {
   /** The last store probe, if one finished yet. */
   storeHealth(): StoreHealth | undefined;
   metrics: Metrics;
+  snapshots: SnapshotApi;
+}
+
+/** The snapshot routes' view of the snapshotter and the store. */
+export interface SnapshotApi {
+  /** Why this sidecar cannot take a snapshot now (not the backup leader), or undefined. */
+  unavailable(): string | undefined;
+  readonly deltasEnabled: boolean;
+  takeFull(): Promise<SnapshotRecord>;
+  /** Undefined when there was nothing new to upload. */
+  takeDelta(): Promise<SnapshotRecord | undefined>;
+  /** Every snapshot in the store (readable on any member). */
+  list(): Promise<SnapshotRef[]>;
 }
 
 export interface ServerOptions {
@@ -60,6 +76,7 @@ export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promis
   await app.register(healthRoutes, { deps });
   await app.register(statusRoutes, { deps });
   await app.register(metricsRoutes, { deps });
+  await app.register(snapshotRoutes, { deps });
   await app.register(openapiRoutes);
   await app.ready();
   return app;

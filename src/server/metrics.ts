@@ -1,10 +1,12 @@
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { SnapshotKind } from '../snapshot/names.js';
+import type { SnapshotObserver, SnapshotRecord } from '../snapshot/record.js';
 import type { ClusterStatus } from '../etcd/status.js';
 
 const PREFIX = 'etcd_backup_sidecar_';
 
 /** The sidecar's Prometheus registry: process metrics plus what it knows of each member. */
-export class Metrics {
+export class Metrics implements SnapshotObserver {
   readonly registry = new Registry();
   private readonly memberHealthy: Gauge<'member' | 'member_id'>;
   private readonly memberReachable: Gauge<'member' | 'member_id'>;
@@ -15,6 +17,13 @@ export class Metrics {
   private readonly memberProbeSeconds: Gauge<'member' | 'member_id'>;
   private readonly clusterHasQuorum: Gauge;
   private readonly lastCheck: Gauge;
+  private readonly snapshotDuration: Histogram<'kind'>;
+  private readonly snapshotSize: Gauge<'kind'>;
+  private readonly snapshotRevision: Gauge<'kind'>;
+  private readonly snapshotTimestamp: Gauge<'kind'>;
+  private readonly snapshotFailures: Counter<'kind'>;
+  private readonly snapshotsTotal: Counter<'kind'>;
+  private deltaProgress: (() => { uploadedRevision: number; etcdRevision: number; bufferedBytes: number } | undefined) | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
@@ -30,6 +39,56 @@ export class Metrics {
     this.memberProbeSeconds = gauge('member_probe_seconds', 'how long the last status probe of the member took', labels);
     this.clusterHasQuorum = gauge('cluster_has_quorum', '1 when more than half of the voting members are healthy', []);
     this.lastCheck = gauge('member_check_timestamp_seconds', 'when the member health was last checked', []);
+    const kind = ['kind'] as const;
+    this.snapshotDuration = new Histogram({
+      name: PREFIX + 'snapshot_duration_seconds',
+      help: 'time to take and upload a snapshot',
+      labelNames: kind,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers: [this.registry],
+    });
+    this.snapshotSize = gauge('snapshot_size_bytes', 'stored size of the latest snapshot of each kind', kind);
+    this.snapshotRevision = gauge('snapshot_latest_revision', 'last revision of the latest snapshot of each kind', kind);
+    this.snapshotTimestamp = gauge('snapshot_latest_timestamp_seconds', 'when the latest snapshot of each kind was uploaded', kind);
+    this.snapshotFailures = new Counter({ name: PREFIX + 'snapshot_failures_total', help: 'snapshots that failed (each failed upload attempt counts)', labelNames: kind, registers: [this.registry] });
+    this.snapshotsTotal = new Counter({ name: PREFIX + 'snapshots_total', help: 'snapshots uploaded', labelNames: kind, registers: [this.registry] });
+    const progress = (): ReturnType<NonNullable<Metrics['deltaProgress']>> => this.deltaProgress?.();
+    new Gauge({
+      name: PREFIX + 'delta_revision_lag',
+      help: "etcd's revision minus the last revision uploaded in a delta snapshot (while this sidecar takes snapshots)",
+      registers: [this.registry],
+      collect() {
+        const p = progress();
+        if (p) this.set(Math.max(0, p.etcdRevision - p.uploadedRevision));
+      },
+    });
+    new Gauge({
+      name: PREFIX + 'delta_buffered_bytes',
+      help: 'bytes of events collected for the next delta snapshot',
+      registers: [this.registry],
+      collect() {
+        const p = progress();
+        if (p) this.set(p.bufferedBytes);
+      },
+    });
+  }
+
+  /** Where the revision-lag and buffer gauges read from, once this sidecar takes snapshots. */
+  followDeltas(progress: () => { uploadedRevision: number; etcdRevision: number; bufferedBytes: number } | undefined): void {
+    this.deltaProgress = progress;
+  }
+
+  uploaded(record: SnapshotRecord): void {
+    const labels = { kind: record.kind };
+    this.snapshotDuration.observe(labels, record.durationMs / 1000);
+    this.snapshotSize.set(labels, record.size);
+    this.snapshotRevision.set(labels, record.lastRevision);
+    this.snapshotTimestamp.set(labels, Date.now() / 1000);
+    this.snapshotsTotal.inc(labels);
+  }
+
+  failed(kind: SnapshotKind): void {
+    this.snapshotFailures.inc({ kind });
   }
 
   recordClusterStatus(status: ClusterStatus): void {

@@ -96,3 +96,64 @@ export const ReadyBody = Type.Object(
   }
 );
 export type ReadyBody = Static<typeof ReadyBody>;
+
+const Kind = Type.Union([Type.Literal('full'), Type.Literal('delta')]);
+const CompressionName = Type.Union([Type.Literal('gzip'), Type.Literal('zlib'), Type.Literal('lzw'), Type.Literal('none')]);
+
+export const SnapshotRecordBody = Type.Object(
+  {
+    name: Type.String({ description: 'object name under the store prefix, in the v2 layout' }),
+    kind: Kind,
+    startRevision: Type.Integer(),
+    lastRevision: Type.Integer({ description: 'for a full snapshot: the revision inside the db' }),
+    createdAt: Type.String({ format: 'date-time' }),
+    compression: CompressionName,
+    size: Type.Integer({ description: 'bytes stored' }),
+    sha256: Type.String({ description: 'sha256 of the stored object' }),
+    uncompressedSize: Type.Integer({ description: 'full: db bytes; delta: JSON payload bytes' }),
+    events: Type.Optional(Type.Integer({ description: 'delta: number of events' })),
+    durationMs: Type.Integer(),
+  },
+  { description: 'a snapshot this sidecar just uploaded' },
+);
+
+export const NoDeltaBody = Type.Object({
+  uploaded: Type.Literal(false),
+  message: Type.String(),
+});
+
+export const SnapshotRefBody = Type.Object({
+  name: Type.String(),
+  kind: Kind,
+  startRevision: Type.Integer(),
+  lastRevision: Type.Integer(),
+  createdAt: Type.String({ format: 'date-time', description: 'to the second, from the name' }),
+  compression: CompressionName,
+  final: Type.Boolean(),
+});
+
+export const LatestBody = Type.Object({
+  full: Type.Union([SnapshotRefBody, Type.Null()], { description: 'the full snapshot a restore starts from' }),
+  deltas: Type.Array(
+    Type.Object({
+      snapshot: SnapshotRefBody,
+      skipThrough: Type.Integer({ description: 'events up to this revision are already applied before this delta (overlap)' }),
+    }),
+    { description: 'the deltas a restore applies after it, in order' },
+  ),
+  lastRevision: Type.Integer({ description: 'the revision a restore of this chain reaches' }),
+  contiguous: Type.Boolean(),
+  gaps: Type.Array(Type.Object({ from: Type.Integer(), to: Type.Integer() }), { description: 'revisions no stored delta covers' }),
+  strandedDeltas: Type.Integer({ description: 'deltas stored after a gap, unusable until a newer full snapshot' }),
+});
+export type LatestBody = Static<typeof LatestBody>;
+
+export const SnapshotListQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  pageToken: Type.Optional(Type.String({ maxLength: 2048, description: 'nextPageToken of the previous page' })),
+});
+
+export const SnapshotListBody = Type.Object({
+  snapshots: Type.Array(SnapshotRefBody, { description: 'newest first' }),
+  nextPageToken: Type.Optional(Type.String()),
+});

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from './digest.js';
 import { checkObjectName, checkPrefix } from './names.js';
-import { StoreError, type ListOptions, type ListPage, type ObjectInfo, type PutOptions, type PutResult, type SnapStore } from './types.js';
+import { StoreError, type ListOptions, type ListPage, type ObjectInfo, type PutOptions, type PutResult, type SnapStore, type StagedObject } from './types.js';
 
 /** Checksums and metadata live beside the objects, outside any snapshot folder the anchor lists. */
 const META_DIR = '.ebs-meta';
@@ -75,31 +75,60 @@ export class LocalStore implements SnapStore {
 
   async put(name: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
     checkObjectName(this.url, name);
-    const path = this.path(name);
+    const staged = await this.stage(body, opts.signal ? { signal: opts.signal } : {}, dirname(this.path(name)));
+    try {
+      return await staged.commit(name, opts.metadata);
+    } catch (err) {
+      await staged.discard();
+      throw err;
+    }
+  }
+
+  /**
+   * Writes the body to a temporary file (in `dir`, by default the store's root: one filesystem, so
+   * the final rename is atomic), fsyncs it and reads it back to prove the disk holds what was sent.
+   */
+  async stage(body: Readable, opts: { signal?: AbortSignal } = {}, dir = this.root): Promise<StagedObject> {
     let tmp: string | undefined;
     try {
       const digest = new DigestStream();
-      tmp = await this.writeTemp(path, body, digest, opts.signal);
+      tmp = await this.writeTemp(join(dir, 'staged'), body, digest, opts.signal);
       const sent = digest.result;
       // The store's own checksum: the bytes as they reached the disk, read back.
       const written = new DigestStream();
       await pipeline(createReadStream(tmp), written, drain);
       if (written.result.sha256Hex !== sent.sha256Hex || written.result.size !== sent.size) {
-        throw new StoreError('checksum_mismatch', this.url, `put ${name}: the file on disk does not match the bytes sent (sha256 ${written.result.sha256Hex} != ${sent.sha256Hex})`);
+        throw new StoreError('checksum_mismatch', this.url, `the file on disk does not match the bytes sent (sha256 ${written.result.sha256Hex} != ${sent.sha256Hex})`);
       }
-      const meta: LocalMeta = { sha256: sent.sha256Hex, size: sent.size, metadata: opts.metadata ?? {} };
+      const file = tmp;
+      return {
+        size: sent.size,
+        sha256: sent.sha256Hex,
+        commit: (name, metadata) => this.commit(file, name, sent.sha256Hex, sent.size, metadata ?? {}),
+        discard: () => unlink(file).catch(() => {}),
+      };
+    } catch (err) {
+      if (tmp) await unlink(tmp).catch(() => {});
+      throw this.fail(err, 'put');
+    }
+  }
+
+  private async commit(tmp: string, name: string, sha256: string, size: number, metadata: Record<string, string>): Promise<PutResult> {
+    checkObjectName(this.url, name);
+    const path = this.path(name);
+    try {
+      const meta: LocalMeta = { sha256, size, metadata };
       // Checksum first, object second: a crash in between leaves a stray checksum, never an
       // object that cannot be verified.
       const metaPath = this.metaPath(name);
       const metaTmp = await this.writeTemp(metaPath, Readable.from([Buffer.from(JSON.stringify(meta))]));
       await rename(metaTmp, metaPath);
+      await mkdir(dirname(path), { recursive: true });
       await rename(tmp, path);
-      tmp = undefined;
       await fsync(dirname(path));
       const st = await stat(path);
-      return { name, size: sent.size, lastModified: st.mtime, metadata: meta.metadata, sha256: sent.sha256Hex, verifiedBy: 'sha256 (read back)' };
+      return { name, size, lastModified: st.mtime, metadata, sha256, verifiedBy: 'sha256 (read back)' };
     } catch (err) {
-      if (tmp) await unlink(tmp).catch(() => {});
       throw this.fail(err, `put ${name}`);
     }
   }

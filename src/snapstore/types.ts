@@ -23,6 +23,20 @@ export interface PutOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Bytes uploaded before their name is known (a full snapshot's name holds its last revision, read
+ * at the end of its stream). Nothing is visible under any name until `commit`.
+ */
+export interface StagedObject {
+  readonly size: number;
+  /** sha256 of the staged bytes, hex. */
+  readonly sha256: string;
+  /** Stores the staged bytes under `name`, all-or-nothing like `put`. */
+  commit(name: string, metadata?: Record<string, string>): Promise<PutResult>;
+  /** Drops the staged bytes. */
+  discard(): Promise<void>;
+}
+
 export interface ListPage {
   objects: ObjectInfo[];
   /** Present when more objects follow; pass it back to get the next page. */
@@ -48,6 +62,8 @@ export interface SnapStore {
   /** The store's URL, safe to show (no credentials). */
   readonly url: string;
   put(name: string, body: Readable, opts?: PutOptions): Promise<PutResult>;
+  /** Stores without a name yet, where the store can do so at no extra cost (see `stageObject`). */
+  stage?(body: Readable, opts?: { signal?: AbortSignal }): Promise<StagedObject>;
   get(name: string, opts?: { signal?: AbortSignal }): Promise<Readable>;
   head(name: string): Promise<ObjectInfo | undefined>;
   /** Names, sizes and times; metadata costs a request per object on S3, so `list` never carries it. */

@@ -1,0 +1,169 @@
+// Full and delta snapshots against a real etcd, the measured side on plain node with dist/.
+//   npm run bench:snapshot              256 MB db, 60 s of write load
+//   npm run bench:snapshot -- 512 30    512 MB db, 30 s of write load
+// (1) full snapshot to file:// with compression none and gzip, beside `etcdctl snapshot save` of the
+//     same member in the same run: seconds, MB/s, ratio to etcdctl, peak RSS.
+// (2) delta capture: a load generator writes as fast as etcd takes it; the sidecar's largest revision
+//     lag, the time from the last write to the upload of the delta holding it, and peak RSS.
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Etcd3 } from 'etcd3';
+import { restorableChain } from '../src/snapshot/chain.js';
+import { listSnapshots } from '../src/snapshot/snapshotter.js';
+import { LocalStore } from '../src/snapstore/local.js';
+import { freePort, sleep, TestCluster } from '../test/helpers/cluster.js';
+
+const run = promisify(execFile);
+const dbMB = Number(process.argv[2] ?? 256);
+const loadSeconds = Number(process.argv[3] ?? 60);
+const childScript = fileURLToPath(new URL('./snapshot-child.mjs', import.meta.url));
+const MB = 1e6;
+
+async function fill(client: Etcd3, bytes: number): Promise<void> {
+  // 64 values of 4 KiB per txn: far fewer round trips than single puts, under etcd's 1.5 MiB request limit.
+  const value = randomBytes(4096);
+  let written = 0;
+  let n = 0;
+  while (written < bytes) {
+    const batch = Array.from({ length: 8 }, () => {
+      const ops = Array.from({ length: 64 }, () => client.put(`/fill/${(n++).toString(36).padStart(8, '0')}`).value(Buffer.concat([randomBytes(16), value])));
+      return client.if('/nonexistent', 'Version', '==', 0).then(...ops).commit();
+    });
+    await Promise.all(batch);
+    written += 8 * 64 * 4112;
+  }
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+  const t = performance.now();
+  const r = await fn();
+  return [(performance.now() - t) / 1000, r];
+}
+
+function vmHwmMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
+const cluster = await TestCluster.start(1, { extraArgs: ['--quota-backend-bytes=8589934592'] });
+const client = new Etcd3({ hosts: cluster.endpoints });
+const endpoint = cluster.endpoints[0] as string;
+const work = mkdtempSync(join(tmpdir(), 'ebs-bench-snapshot-'));
+try {
+  // ---- (1) full snapshots ----
+  await fill(client, dbMB * MB);
+  const fullRows: { tool: string; seconds: number; dbMB: number; MBps: number; storedMB: number; peakRssMiB: number }[] = [];
+  const etcdctl = async (): Promise<void> => {
+    const file = join(work, 'etcdctl.db');
+    const [seconds] = await timed(() => run('etcdctl', [`--endpoints=${endpoint}`, 'snapshot', 'save', file], { env: { ...process.env, ETCDCTL_API: '3' } }));
+    const size = statSync(file).size;
+    rmSync(file);
+    fullRows.push({ tool: 'etcdctl snapshot save', seconds, dbMB: size / MB, MBps: size / MB / seconds, storedMB: size / MB, peakRssMiB: NaN });
+  };
+  const ours = async (compression: string): Promise<void> => {
+    const storeDir = join(work, `store-${compression}`);
+    const r = await new Promise<string>((resolve, reject) => {
+      const p = spawn(process.execPath, [childScript, JSON.stringify({ endpoint, storeDir, compression })], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`snapshot child exited ${code}`))));
+    });
+    const j = JSON.parse(r.trim().split('\n').pop() as string) as { seconds: number; dbBytes: number; storedBytes: number; peakRssMiB: number };
+    rmSync(storeDir, { recursive: true, force: true });
+    fullRows.push({ tool: `sidecar, ${compression}`, seconds: j.seconds, dbMB: j.dbBytes / MB, MBps: j.dbBytes / MB / j.seconds, storedMB: j.storedBytes / MB, peakRssMiB: j.peakRssMiB });
+  };
+  // Interleaved, twice, so neither side gets the warmer page cache.
+  for (let round = 0; round < 2; round++) {
+    await etcdctl();
+    await ours('none');
+    await ours('gzip');
+  }
+  const mean = (tool: string): number => {
+    const rows = fullRows.filter((r) => r.tool === tool);
+    return rows.reduce((s, r) => s + r.seconds, 0) / rows.length;
+  };
+  const base = mean('etcdctl snapshot save');
+
+  // ---- (2) delta capture under maximum write load ----
+  const port = await freePort();
+  const storeDir = join(work, 'deltas');
+  const m = cluster.members[0] as { name: string; dataDir: string; peerURL: string };
+  const sidecar = spawn(
+    process.execPath,
+    ['dist/cli.js', 'serve', '--name', m.name, '--data-dir', m.dataDir, '--initial-cluster', `${m.name}=${m.peerURL}`, '--advertise-client-urls', endpoint, '--listen', `127.0.0.1:${port}`, '--store', `file://${storeDir}`, '--snapshot-leader', 'always', '--log-level', 'warn', '--compression', 'gzip'],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const store = new LocalStore(storeDir);
+  let maxLag = 0;
+  const sampleLag = async (): Promise<void> => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text().catch(() => '');
+    const lag = /etcd_backup_sidecar_delta_revision_lag (\d+)/.exec(text);
+    if (lag) maxLag = Math.max(maxLag, Number(lag[1]));
+  };
+  // Wait for the start-up full snapshot, so the load measures deltas alone.
+  for (let i = 0; i < 600; i++) {
+    if (restorableChain(await listSnapshots(store)).full) break;
+    await sleep(500);
+  }
+  let writing = true;
+  let writes = 0;
+  let lastWriteAt = 0;
+  const writers = Array.from({ length: 32 }, async (_, w) => {
+    const value = randomBytes(256);
+    while (writing) {
+      await client.put(`/load/${w}/${writes % 1000}`).value(value);
+      writes++;
+      lastWriteAt = performance.now();
+    }
+  });
+  const started = performance.now();
+  const sampler = setInterval(() => void sampleLag(), 250);
+  await sleep(loadSeconds * 1000);
+  writing = false;
+  await Promise.all(writers);
+  const loadElapsed = (lastWriteAt - started) / 1000;
+  const finalRevision = Number((await client.maintenance.status()).header.revision);
+  let uploadedAt = NaN;
+  for (let i = 0; i < 1200; i++) {
+    const chain = restorableChain(await listSnapshots(store));
+    if (chain.lastRevision >= finalRevision) {
+      uploadedAt = performance.now();
+      break;
+    }
+    await sleep(25);
+  }
+  clearInterval(sampler);
+  await sampleLag();
+  const deltaPeakRss = vmHwmMiB(sidecar.pid as number);
+  sidecar.kill('SIGTERM');
+
+  const delta = {
+    seconds: loadElapsed,
+    writes,
+    writesPerSecond: writes / loadElapsed,
+    finalRevision,
+    maxRevisionLag: maxLag,
+    lastWriteToUploadSeconds: (uploadedAt - lastWriteAt) / 1000,
+    deltaPeriodSeconds: 5,
+    peakRssMiB: deltaPeakRss,
+  };
+
+  console.log(`\nFull snapshot of a ${(fullRows[0]?.dbMB ?? 0).toFixed(0)} MB db (etcd 3.4, loopback, file:// store on the same disk)`);
+  console.log('tool                      seconds   MB/s    stored MB  ratio to etcdctl  peak RSS MiB');
+  for (const r of fullRows) {
+    console.log(`${r.tool.padEnd(24)}  ${r.seconds.toFixed(2).padStart(7)}  ${r.MBps.toFixed(0).padStart(5)}  ${r.storedMB.toFixed(0).padStart(9)}  ${(r.seconds / base).toFixed(2).padStart(16)}  ${Number.isNaN(r.peakRssMiB) ? '-'.padStart(12) : String(r.peakRssMiB).padStart(12)}`);
+  }
+  console.log(`mean ratio: none ${(mean('sidecar, none') / base).toFixed(2)}, gzip ${(mean('sidecar, gzip') / base).toFixed(2)}`);
+  console.log(`\nDelta capture under maximum write load (32 writers, 256-byte values, --delta-snapshot-period=5s, gzip)`);
+  console.log(`writes: ${writes} in ${loadElapsed.toFixed(1)} s = ${delta.writesPerSecond.toFixed(0)}/s; max revision lag ${maxLag}; last write to its delta uploaded: ${delta.lastWriteToUploadSeconds.toFixed(2)} s; peak RSS ${deltaPeakRss} MiB`);
+  console.log(JSON.stringify({ full: fullRows, fullRatio: { none: mean('sidecar, none') / base, gzip: mean('sidecar, gzip') / base }, delta }));
+} finally {
+  client.close();
+  await cluster.stop();
+  rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,33 @@
+import type { Compression, SnapshotKind } from './names.js';
+
+/** What the sidecar tells about a snapshot it uploaded (API answers, logs, metrics). */
+export interface SnapshotRecord {
+  name: string;
+  kind: SnapshotKind;
+  startRevision: number;
+  lastRevision: number;
+  createdAt: string;
+  compression: Compression;
+  /** Bytes stored (after compression). */
+  size: number;
+  /** sha256 of the stored object, hex. */
+  sha256: string;
+  /** Full: the db's size; delta: the JSON payload's size. */
+  uncompressedSize: number;
+  /** Delta: number of events. */
+  events?: number;
+  durationMs: number;
+}
+
+/** Object metadata we add (never read by the anchor, which ignores metadata). */
+export function objectMetadata(fields: Record<string, string | number | bigint | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined && v !== '') out[`ebs-${k}`] = String(v);
+  return out;
+}
+
+/** Receives what the snapshotters did, e.g. to update metrics; kept apart so snapshot/ knows no server. */
+export interface SnapshotObserver {
+  uploaded(record: SnapshotRecord): void;
+  failed(kind: SnapshotKind, err: Error): void;
+}

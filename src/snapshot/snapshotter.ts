@@ -1,0 +1,218 @@
+import type { Etcd3 } from 'etcd3';
+import cron, { type ScheduledTask } from 'node-cron';
+import { join } from 'node:path';
+import { openSnapshotStream } from '../etcd/snapshot-stream.js';
+import type { Logger } from '../logger.js';
+import { removeSpoolLeftovers } from '../snapstore/stage.js';
+import { listAll, type SnapStore } from '../snapstore/types.js';
+import { restorableChain, type Chain } from './chain.js';
+import { DeltaSnapshotter, type DeltaSettings } from './deltas.js';
+import { takeFullSnapshot, type FullSnapshot } from './full.js';
+import { FORMAT_DIR, parseSnapshotName, type Compression, type SnapshotKind, type SnapshotRef } from './names.js';
+import type { SnapshotObserver, SnapshotRecord } from './record.js';
+import { planRetention, type RetentionPolicy } from './retention.js';
+
+export interface SnapshotterSettings {
+  fullSchedule: string;
+  /** 0 disables delta snapshots. */
+  deltaPeriodMs: number;
+  deltaMemoryLimit: number;
+  compression: Compression;
+  compressionLevel: number;
+  spoolDir: string;
+  retention: RetentionPolicy;
+  /** 0 disables retention. */
+  gcPeriodMs: number;
+}
+
+export interface SnapshotterDeps {
+  store: SnapStore;
+  /** Client bound to the local member: the one snapshots and the watch come from. */
+  member: Etcd3;
+  memberName: string;
+  log: Logger;
+  observer?: SnapshotObserver;
+  now?: () => Date;
+}
+
+/** A snapshot of this kind is already being taken. */
+export class SnapshotBusyError extends Error {
+  override name = 'SnapshotBusyError';
+  constructor(readonly kind: SnapshotKind) {
+    super(`a ${kind} snapshot is already running`);
+  }
+}
+
+/** The store's chain does not belong to the history of the etcd it would back up. */
+export class ForeignChainError extends Error {
+  override name = 'ForeignChainError';
+}
+
+/** The snapshots in the store, parsed; anything else in the bucket is ignored. */
+export async function listSnapshots(store: SnapStore): Promise<SnapshotRef[]> {
+  const out: SnapshotRef[] = [];
+  for await (const o of listAll(store, `${FORMAT_DIR}/`)) {
+    const ref = parseSnapshotName(o.name);
+    if (ref) out.push(ref);
+  }
+  return out;
+}
+
+/** How long the schedule leaves between two runs: a full snapshot older than that is overdue. */
+export function schedulePeriodMs(schedule: string): number {
+  const task = cron.createTask(schedule, () => {});
+  try {
+    const [a, b] = task.getNextRuns(2);
+    return a && b ? b.getTime() - a.getTime() : 3600_000;
+  } finally {
+    void task.destroy();
+  }
+}
+
+/**
+ * The backup leader's work: a full snapshot on schedule (and at start when the last one is missing,
+ * overdue, or followed by a gap), delta snapshots in between, retention. Also serves the snapshot
+ * API's on-demand requests.
+ */
+export class Snapshotter {
+  private readonly deltas: DeltaSnapshotter | undefined;
+  private fullRunning: Promise<FullSnapshot> | undefined;
+  private deltaRequested: Promise<SnapshotRecord | undefined> | undefined;
+  private task: ScheduledTask | undefined;
+  private gcTimer: NodeJS.Timeout | undefined;
+  private clusterId: string | undefined;
+  private stopped = false;
+  lastFull: FullSnapshot | undefined;
+  /** Why the snapshotter is not working, when it is not (shown in /status). */
+  problem: string | undefined;
+
+  constructor(
+    private readonly settings: SnapshotterSettings,
+    private readonly deps: SnapshotterDeps,
+  ) {
+    if (settings.deltaPeriodMs > 0) {
+      const deltaSettings: DeltaSettings = { periodMs: settings.deltaPeriodMs, memoryLimit: settings.deltaMemoryLimit, compression: settings.compression, compressionLevel: settings.compressionLevel };
+      this.deltas = new DeltaSnapshotter(deltaSettings, {
+        store: deps.store,
+        member: deps.member,
+        memberName: deps.memberName,
+        log: deps.log.child({ part: 'delta' }),
+        ...(deps.observer ? { observer: deps.observer } : {}),
+        ...(deps.now ? { now: deps.now } : {}),
+        chainBroken: (reason) => void this.takeFull(`chain broken: ${reason}`).catch(() => {}),
+      });
+    }
+  }
+
+  private now(): Date {
+    return this.deps.now?.() ?? new Date();
+  }
+
+  private spoolDir(): string {
+    // One folder per member: sidecars sharing a machine must not sweep each other's spool files.
+    return join(this.settings.spoolDir, `etcd-backup-sidecar-${this.deps.memberName}`);
+  }
+
+  get deltaState(): DeltaSnapshotter['state'] | undefined {
+    return this.deltas?.state;
+  }
+
+  /**
+   * Looks at the store and etcd, takes the full snapshot the chain needs (if any), then starts the
+   * schedule, the delta watch and retention.
+   */
+  async start(): Promise<void> {
+    await removeSpoolLeftovers(this.spoolDir());
+    const status = await this.deps.member.maintenance.status();
+    this.clusterId = BigInt(status.header.cluster_id).toString(16);
+    const etcdRevision = Number(status.header.revision);
+    const chain = restorableChain(await listSnapshots(this.deps.store));
+    if (chain.full && chain.lastRevision > etcdRevision) {
+      this.problem = `the store's chain reaches revision ${chain.lastRevision} but etcd is at ${etcdRevision}: these backups belong to another history of this cluster (restored to an older point, or another cluster). Back up to a new prefix, or restore from them.`;
+      throw new ForeignChainError(this.problem);
+    }
+    const reason = this.fullNeededAtStart(chain);
+    this.task ??= cron.schedule(this.settings.fullSchedule, () => void this.takeFull('schedule').catch(() => {}), { name: `full-snapshot-${this.deps.memberName}` });
+    if (this.settings.gcPeriodMs > 0 && !this.gcTimer) {
+      this.gcTimer = setInterval(() => void this.collectGarbage().catch((err: Error) => this.deps.log.error({ err: err.message }, 'retention failed')), this.settings.gcPeriodMs);
+      this.gcTimer.unref();
+    }
+    if (reason) {
+      this.deps.log.info({ reason }, 'full snapshot needed at start');
+      await this.takeFull(reason);
+    } else {
+      this.deps.log.info({ full: chain.full?.name, lastRevision: chain.lastRevision }, 'continuing the chain in the store');
+      this.deltas?.resumeAfter(chain.lastRevision);
+    }
+  }
+
+  private fullNeededAtStart(chain: Chain): string | undefined {
+    if (!chain.full) return 'no full snapshot in the store';
+    if (!chain.contiguous) return `the chain has a gap (revisions ${chain.gaps.map((g) => `${g.from}-${g.to}`).join(', ')} are missing)`;
+    const age = this.now().getTime() - chain.full.createdAt.getTime();
+    const period = schedulePeriodMs(this.settings.fullSchedule);
+    if (age > period) return `the latest full snapshot is ${Math.round(age / 1000)} s old, more than the schedule's period of ${Math.round(period / 1000)} s`;
+    return undefined;
+  }
+
+  /** Takes a full snapshot now; throws SnapshotBusyError when one is running. */
+  takeFull(reason: string): Promise<FullSnapshot> {
+    if (this.fullRunning) return Promise.reject(new SnapshotBusyError('full'));
+    const log = this.deps.log.child({ part: 'full' });
+    log.info({ reason }, 'full snapshot starting');
+    this.fullRunning = takeFullSnapshot(
+      this.deps.store,
+      { open: () => openSnapshotStream(this.deps.member), member: this.deps.memberName, ...(this.clusterId ? { clusterId: this.clusterId } : {}) },
+      { compression: this.settings.compression, compressionLevel: this.settings.compressionLevel, spoolDir: this.spoolDir() },
+      () => this.now(),
+    )
+      .then((full) => {
+        this.lastFull = full;
+        this.problem = undefined;
+        log.info({ snapshot: full.name, revision: full.lastRevision, size: full.size, dbSize: full.uncompressedSize, durationMs: full.durationMs }, 'full snapshot uploaded');
+        this.deps.observer?.uploaded(full);
+        if (!this.stopped) this.deltas?.resumeAfter(full.lastRevision);
+        return full;
+      })
+      .catch((err: Error) => {
+        log.error({ err: err.message, reason }, 'full snapshot failed');
+        this.problem = `last full snapshot failed: ${err.message}`;
+        this.deps.observer?.failed('full', err);
+        throw err;
+      })
+      .finally(() => {
+        this.fullRunning = undefined;
+      });
+    return this.fullRunning;
+  }
+
+  /** Uploads the events collected so far as a delta now; throws SnapshotBusyError when a request for one is running. */
+  takeDelta(): Promise<SnapshotRecord | undefined> {
+    if (!this.deltas) return Promise.reject(new Error('delta snapshots are disabled (--delta-snapshot-period=0)'));
+    if (this.deltaRequested) return Promise.reject(new SnapshotBusyError('delta'));
+    this.deltaRequested = this.deltas.flush().finally(() => {
+      this.deltaRequested = undefined;
+    });
+    return this.deltaRequested;
+  }
+
+  /** Applies the retention policy once; returns the names deleted. */
+  async collectGarbage(): Promise<string[]> {
+    const plan = planRetention(await listSnapshots(this.deps.store), this.settings.retention, this.now());
+    const deleted: string[] = [];
+    for (const s of plan.delete) {
+      await this.deps.store.delete(s.name);
+      deleted.push(s.name);
+    }
+    if (deleted.length > 0) this.deps.log.info({ deleted: deleted.length, kept: plan.keep.length }, 'retention deleted old snapshots');
+    return deleted;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.task) await this.task.destroy();
+    if (this.gcTimer) clearInterval(this.gcTimer);
+    await this.deltas?.stop();
+    await this.fullRunning?.catch(() => {});
+  }
+}

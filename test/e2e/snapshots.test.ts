@@ -1,0 +1,289 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { Etcd3 } from 'etcd3';
+import type { LatestBody } from '../../src/server/schemas.js';
+import type { SnapshotRecord } from '../../src/snapshot/record.js';
+import { listSnapshots } from '../../src/snapshot/snapshotter.js';
+import { eventually, sleep, TestCluster } from '../helpers/cluster.js';
+import { getJson, spawnSidecar, startTestSidecar } from '../helpers/sidecar.js';
+import { assertChainEvents, backupStore, currentChain, readObject, saveFull } from '../helpers/snapshots.js';
+
+const run = promisify(execFile);
+
+async function etcdRevision(client: Etcd3): Promise<number> {
+  return Number((await client.maintenance.status()).header.revision);
+}
+
+async function snapshotStatusRevision(file: string): Promise<number> {
+  const { stdout } = await run('etcdctl', ['snapshot', 'status', file, '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' } });
+  return (JSON.parse(stdout) as { revision: number }).revision;
+}
+
+async function post(url: string): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(url, { method: 'POST' });
+  return { status: res.status, body: await res.json() };
+}
+
+describe('full and delta snapshots of a live member', { timeout: 120_000 }, () => {
+  let cluster: TestCluster;
+  let client: Etcd3;
+  before(async () => {
+    cluster = await TestCluster.start(1);
+    client = new Etcd3({ hosts: cluster.endpoints });
+    for (let i = 0; i < 200; i++) await client.put(`/before/${i}`).value(randomBytes(64));
+  });
+  after(async () => {
+    client?.close();
+    await cluster?.stop();
+  });
+
+  it('takes a full snapshot at start whose revision is the one inside it, then deltas that cover every revision', async () => {
+    const revisionAtStart = await etcdRevision(client);
+    const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '300ms' });
+    const store = backupStore(cluster);
+    try {
+      const first = await eventually('full snapshot at start', async () => (await currentChain(store)).full, 20_000);
+      assert.equal(first.lastRevision, revisionAtStart);
+      const file = join(cluster.dir, 'first.db');
+      await saveFull(store, first, file);
+      assert.equal(await snapshotStatusRevision(file), revisionAtStart, 'etcdctl reads another revision in the db');
+      const head = await store.head(first.name);
+      assert.equal(head?.metadata['ebs-revision'], String(revisionAtStart));
+
+      // Puts, overwrites, deletes, binary keys and values, a key with a lease, a multi-key txn.
+      const lease = client.lease(600);
+      await lease.put('/leased').value('x');
+      for (let i = 0; i < 100; i++) await client.put(`/k/${i % 30}`).value(randomBytes(1 + (i % 500)));
+      await client.put(Buffer.from([0, 1, 2, 255])).value(Buffer.from([255, 0]));
+      await client.delete().key('/k/3');
+      await client.delete().prefix('/before/1');
+      await client.if('/k/4', 'Version', '>', 0).then(client.put('/t/a').value('1'), client.put('/t/b').value('2')).commit();
+      const final = await etcdRevision(client);
+
+      const chain = await eventually('deltas up to the last write', async () => {
+        const c = await currentChain(store);
+        return c.lastRevision === final ? c : undefined;
+      }, 20_000);
+      assert.equal(chain.contiguous, true);
+      const events = await assertChainEvents(store, chain);
+      // What the deltas say each key ended as is what etcd holds.
+      const lastOf = new Map<string, (typeof events)[number]>();
+      for (const ev of events) lastOf.set(ev.kv.key.toString('hex'), ev);
+      for (const [keyHex, ev] of lastOf) {
+        const kv = (await client.get(Buffer.from(keyHex, 'hex')).exec()).kvs[0];
+        if (ev.type === 'delete') assert.equal(kv, undefined, `${keyHex} deleted in the deltas but present in etcd`);
+        else {
+          assert.ok(kv, `${keyHex} missing from etcd`);
+          assert.deepEqual(ev.kv.value, kv.value);
+          assert.equal(String(ev.kv.modRevision), kv.mod_revision);
+          assert.equal(String(ev.kv.createRevision), kv.create_revision);
+          assert.equal(String(ev.kv.version), kv.version);
+          assert.equal(ev.kv.lease, kv.lease);
+        }
+      }
+      const txn = events.filter((e) => e.kv.key.toString().startsWith('/t/'));
+      assert.equal(txn.length, 2);
+      assert.equal(txn[0]?.kv.modRevision, txn[1]?.kv.modRevision, 'a txn is one revision');
+      await lease.revoke();
+    } finally {
+      await sidecar.close();
+    }
+  });
+
+  it('POST /snapshot/full and /snapshot/delta answer 201 with the metadata, 409 while one runs; GET /snapshots pages newest first', async () => {
+    const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '1h' });
+    try {
+      await eventually('snapshotter started', async () => ((await getJson<LatestBody>(`${sidecar.url}/snapshot/latest`)).body.full ? true : undefined), 20_000);
+      await client.put('/api/1').value('a');
+      const revision = await etcdRevision(client);
+      const [a, b] = await Promise.all([post(`${sidecar.url}/snapshot/full`), post(`${sidecar.url}/snapshot/full`)]);
+      assert.deepEqual([a.status, b.status].sort(), [201, 409]);
+      const full = (a.status === 201 ? a.body : b.body) as SnapshotRecord;
+      assert.equal(full.kind, 'full');
+      assert.equal(full.lastRevision, revision);
+      assert.equal(((a.status === 409 ? a.body : b.body) as { error: string }).error, 'snapshot_running');
+
+      // Nothing new since the full snapshot: nothing to upload.
+      const empty = await post(`${sidecar.url}/snapshot/delta`);
+      assert.equal(empty.status, 200, JSON.stringify(empty.body));
+      await client.put('/api/2').value('b');
+      await client.put('/api/3').value('c');
+      const after2 = await etcdRevision(client);
+      const delta = await eventually('delta after two puts', async () => {
+        const r = await post(`${sidecar.url}/snapshot/delta`);
+        if (r.status === 201) return r.body as SnapshotRecord;
+        return undefined;
+      }, 10_000);
+      assert.equal(delta.lastRevision, after2);
+      assert.ok(delta.startRevision <= revision + 1);
+      const latest = (await getJson<LatestBody>(`${sidecar.url}/snapshot/latest`)).body;
+      assert.equal(latest.full?.name, full.name);
+      assert.equal(latest.lastRevision, after2);
+      assert.equal(latest.contiguous, true);
+
+      const all = await listSnapshots(backupStore(cluster));
+      const seen: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await getJson<{ snapshots: { name: string; lastRevision: number }[]; nextPageToken?: string }>(`${sidecar.url}/snapshots?limit=2${token ? `&pageToken=${token}` : ''}`);
+        assert.equal(page.status, 200);
+        assert.ok(page.body.snapshots.length <= 2);
+        seen.push(...page.body.snapshots.map((s) => s.name));
+        token = page.body.nextPageToken;
+      } while (token);
+      assert.deepEqual([...seen].sort(), all.map((s) => s.name).sort());
+      assert.equal(new Set(seen).size, seen.length, 'a snapshot listed twice');
+      const bad = await getJson<{ error: string }>(`${sidecar.url}/snapshots?pageToken=nonsense`);
+      assert.equal(bad.status, 400);
+
+      const metrics = await (await fetch(`${sidecar.url}/metrics`)).text();
+      assert.match(metrics, new RegExp(`etcd_backup_sidecar_snapshot_latest_revision\\{kind="delta"\\} ${after2}`));
+      assert.match(metrics, /etcd_backup_sidecar_snapshots_total\{kind="full"\} [1-9]/);
+    } finally {
+      await sidecar.close();
+    }
+  });
+
+  it('a sidecar that takes no snapshots answers 503 and still lists the store', async () => {
+    const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'never' });
+    try {
+      const r = await post(`${sidecar.url}/snapshot/full`);
+      assert.equal(r.status, 503);
+      assert.equal((r.body as { error: string }).error, 'not_backup_leader');
+      const latest = await getJson<LatestBody>(`${sidecar.url}/snapshot/latest`);
+      assert.equal(latest.status, 200);
+      assert.ok(latest.body.full);
+    } finally {
+      await sidecar.close();
+    }
+  });
+
+  it('events compacted away while no sidecar watched: a full snapshot heals the chain at start', async () => {
+    const store = backupStore(cluster);
+    const before = await currentChain(store);
+    assert.ok(before.full && before.contiguous);
+    for (let i = 0; i < 50; i++) await client.put(`/compacted/${i}`).value('v');
+    const compactAt = await etcdRevision(client);
+    await cluster.etcdctl(['compact', String(compactAt)]);
+    const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '300ms' });
+    try {
+      await client.put('/after-compaction').value('v');
+      const final = await etcdRevision(client);
+      const chain = await eventually('chain healed past the compaction', async () => {
+        const c = await currentChain(store);
+        return c.contiguous && c.lastRevision === final && (c.full?.lastRevision ?? 0) >= compactAt ? c : undefined;
+      }, 30_000);
+      await assertChainEvents(store, chain);
+      assert.ok(sidecar.lines.some((l) => l.includes('compacted')), 'the compaction was not reported');
+    } finally {
+      await sidecar.close();
+    }
+  });
+});
+
+describe('a sidecar killed mid-snapshot', { timeout: 180_000 }, () => {
+  let cluster: TestCluster;
+  let client: Etcd3;
+  before(async () => {
+    cluster = await TestCluster.start(1);
+    client = new Etcd3({ hosts: cluster.endpoints });
+    // ~40 MB of incompressible values, so a full snapshot with gzip -9 takes a while.
+    const value = randomBytes(4096);
+    for (let i = 0; i < 10_000; i += 100) await Promise.all(Array.from({ length: 100 }, (_, j) => client.put(`/bulk/${i + j}`).value(randomBytes(8).toString('hex') + value.toString('base64'))));
+  });
+  after(async () => {
+    client?.close();
+    await cluster?.stop();
+  });
+
+  /** Every object under a snapshot name reads back whole: checksum, decompression and (for deltas) the format's own sha256. */
+  async function assertNoHalfObject(): Promise<void> {
+    const store = backupStore(cluster);
+    for (const s of await listSnapshots(store)) {
+      const bytes = await readObject(store, s);
+      if (s.kind === 'full') {
+        const file = join(cluster.dir, 'check.db');
+        await saveFull(store, s, file);
+        assert.equal(await snapshotStatusRevision(file), s.lastRevision, `${s.name}: revision`);
+      } else {
+        assert.ok(bytes.length > 32, s.name);
+        await assertChainEvents(store, { full: { ...s, kind: 'full', lastRevision: s.startRevision - 1 } as never, links: [{ delta: s, skipThrough: s.startRevision - 1 }], lastRevision: s.lastRevision, contiguous: true, gaps: [], stranded: [] });
+      }
+    }
+  }
+
+  it('mid full snapshot, then mid delta under load: no half object, and the chain continues contiguously after a restart', async () => {
+    const flags = { 'snapshot-leader': 'always', 'delta-snapshot-period': '200ms', 'compression-level': '9' };
+    let sidecar = await spawnSidecar(cluster, 'm1', flags);
+    await eventually('full snapshot started', async () => (sidecar.output().includes('full snapshot starting') ? true : undefined), 20_000);
+    await sleep(300);
+    sidecar.child.kill('SIGKILL');
+    await sidecar.exited;
+    assert.ok(!sidecar.output().includes('full snapshot uploaded'), 'the full snapshot finished before the kill; make the db bigger');
+    await assertNoHalfObject();
+
+    // Writes keep coming while the sidecar restarts, uploads, and is killed again.
+    let writing = true;
+    let written = 0;
+    const load = (async () => {
+      while (writing) {
+        await client.put(`/load/${written % 500}`).value(randomBytes(100));
+        written++;
+      }
+    })();
+    try {
+      sidecar = await spawnSidecar(cluster, 'm1', flags);
+      await eventually('deltas uploading', async () => ((sidecar.output().match(/delta snapshot uploaded/g)?.length ?? 0) >= 3 ? true : undefined), 60_000);
+      sidecar.child.kill('SIGKILL');
+      await sidecar.exited;
+      await assertNoHalfObject();
+      sidecar = await spawnSidecar(cluster, 'm1', flags);
+      await sleep(1_500);
+    } finally {
+      writing = false;
+      await load;
+    }
+    try {
+      const final = await etcdRevision(client);
+      const store = backupStore(cluster);
+      const chain = await eventually('chain reaches the last write', async () => {
+        const c = await currentChain(store);
+        return c.lastRevision === final ? c : undefined;
+      }, 30_000);
+      assert.equal(chain.contiguous, true, JSON.stringify(chain.gaps));
+      await assertChainEvents(store, chain);
+      await assertNoHalfObject();
+    } finally {
+      sidecar.child.kill('SIGTERM');
+      await sidecar.exited;
+    }
+  });
+});
+
+describe('full snapshot with etcd auth enabled', { timeout: 60_000 }, () => {
+  let cluster: TestCluster;
+  before(async () => {
+    cluster = await TestCluster.start(1);
+    await cluster.etcdctl(['user', 'add', 'root:pw-for-snapshots']);
+    await cluster.etcdctl(['auth', 'enable']);
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it("streams the snapshot with the auth token (etcd3's maintenance.snapshot() drops it)", async () => {
+    const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'etcd-username': 'root', 'etcd-password': 'pw-for-snapshots', 'delta-snapshot-period': '300ms' });
+    try {
+      const full = await eventually('full snapshot', async () => (await currentChain(backupStore(cluster))).full, 20_000);
+      assert.ok(full.lastRevision >= 1);
+      const r = await post(`${sidecar.url}/snapshot/full`);
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+    } finally {
+      await sidecar.close();
+    }
+  });
+});
