@@ -239,6 +239,16 @@ export class EtcdClient {
   }
 }
 
+/**
+ * Makes the next call authenticate again. A simple token dies with the member that issued it (a
+ * restart) or after --auth-token-ttl without use; etcd3 renews it for unary calls but keeps
+ * reopening watches with the dead one (seed 002), so every reopened watch (and every snapshot
+ * stream, which etcd3 opens with its cached token too) starts from a fresh token.
+ */
+export function forgetAuthToken(member: Etcd3): void {
+  (member as unknown as { pool: { authenticator: { invalidateMetadata(): void } } }).pool.authenticator.invalidateMetadata();
+}
+
 /** The client factory: builds the client and, unless disabled, syncs its rotation before returning. */
 export async function createEtcdClient(access: EtcdAccess, log: Logger): Promise<EtcdClient> {
   const client = new EtcdClient(access, log);

@@ -1,6 +1,7 @@
 import type { Metadata } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { Transform, type Readable } from 'node:stream';
+import { forgetAuthToken } from './client.js';
 
 /** The part of etcd3 1.1.2's connection pool used here (not public API; the version is pinned). */
 interface PoolInternals {
@@ -22,6 +23,7 @@ interface SnapshotResponse {
  * Backpressure holds end to end: grpc stops reading from the member while the consumer is slow.
  */
 export async function openSnapshotStream(member: Etcd3): Promise<Readable> {
+  forgetAuthToken(member);
   const pool = (member as unknown as { pool: PoolInternals }).pool;
   const responses = await pool.withConnection('Maintenance', ({ client, metadata }) => client.snapshot({}, metadata, {}));
   const bytes = new Transform({

@@ -1,4 +1,5 @@
 import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
+import { forgetAuthToken } from './client.js';
 
 /** One change as etcd's watch reports it, with revisions as numbers and the lease id exact. */
 export interface WatchedEvent {
@@ -85,6 +86,7 @@ export class KeyspaceWatch {
     watcher.on('error', (err: Error) => {
       if (this.done) return;
       this.done = true;
+      forgetAuthToken(this.member);
       const next = this.next;
       void isCompacted(this.member, next).then((compacted) =>
         this.handlers.ended(compacted ? { reason: 'compacted', message: `revision ${next} was compacted (${err.message})` } : { reason: 'interrupted', message: err.message }),
@@ -95,6 +97,7 @@ export class KeyspaceWatch {
   private end(end: WatchEnd): void {
     if (this.done) return;
     this.done = true;
+    forgetAuthToken(this.member);
     void this.close();
     this.handlers.ended(end);
   }

@@ -4,7 +4,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 export interface DigestResult {
   size: number;
   sha256Hex: string;
-  md5Hex: string;
+  /** Only when asked for: md5 costs more than sha256 (376 vs 936 MB/s here) and only S3 and GCS report it. */
+  md5Hex?: string;
   /** The ETag S3 gives a multipart upload of these bytes in parts of `partSize`: md5 of the part md5s, `-N`. */
   multipartEtag?: string;
 }
@@ -17,22 +18,24 @@ export class DigestStream extends Transform {
   // Not named `size`: lib-storage reads a body's `size` as its length (as for a Blob).
   private bytes = 0;
   private readonly sha256 = createHash('sha256');
-  private readonly md5 = createHash('md5');
+  private readonly md5: Hash | undefined;
+  private readonly partSize: number | undefined;
+  private readonly onEnd: ((digest: DigestResult) => Error | undefined) | undefined;
   private readonly partMd5s: Buffer[] = [];
   private part: Hash | undefined;
   private partFill = 0;
 
-  constructor(
-    private readonly partSize?: number,
-    private readonly onEnd?: (digest: DigestResult) => Error | undefined,
-  ) {
+  constructor(opts: { md5?: boolean; partSize?: number; onEnd?: (digest: DigestResult) => Error | undefined } = {}) {
     super();
+    this.md5 = opts.md5 || opts.partSize ? createHash('md5') : undefined;
+    this.partSize = opts.partSize;
+    this.onEnd = opts.onEnd;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.bytes += chunk.length;
     this.sha256.update(chunk);
-    this.md5.update(chunk);
+    this.md5?.update(chunk);
     if (this.partSize) this.hashParts(chunk, this.partSize);
     done(null, chunk);
   }
@@ -67,7 +70,8 @@ export class DigestStream extends Transform {
   }
 
   private compute(): DigestResult {
-    const result: DigestResult = { size: this.bytes, sha256Hex: this.sha256.digest('hex'), md5Hex: this.md5.digest('hex') };
+    const result: DigestResult = { size: this.bytes, sha256Hex: this.sha256.digest('hex') };
+    if (this.md5) result.md5Hex = this.md5.digest('hex');
     if (this.partSize) {
       const parts = [...this.partMd5s];
       if (this.part) parts.push(this.part.digest());

@@ -94,7 +94,7 @@ export class GcsStore implements SnapStore {
   async put(name: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
     checkObjectName(this.url, name);
     const file = this.bucket.file(this.key(name));
-    const digest = new DigestStream();
+    const digest = new DigestStream({ md5: true });
     try {
       const sink = file.createWriteStream({
         resumable: true,

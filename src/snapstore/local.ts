@@ -160,9 +160,10 @@ export class LocalStore implements SnapStore {
     // Objects written by another tool (the anchor writes the same layout) carry no recorded
     // checksum; their content is still checked by the snapshot format's own sha256.
     if (!meta) return source;
-    const check = new DigestStream(undefined, (d) =>
-      d.sha256Hex === meta.sha256 ? undefined : new StoreError('checksum_mismatch', this.url, `get ${name}: sha256 ${d.sha256Hex} does not match the ${meta.sha256} recorded at upload`),
-    );
+    const check = new DigestStream({
+      onEnd: (d) =>
+        d.sha256Hex === meta.sha256 ? undefined : new StoreError('checksum_mismatch', this.url, `get ${name}: sha256 ${d.sha256Hex} does not match the ${meta.sha256} recorded at upload`),
+    });
     source.on('error', (err) => check.destroy(this.fail(err, `get ${name}`)));
     return source.pipe(check);
   }

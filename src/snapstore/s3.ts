@@ -129,7 +129,7 @@ export class S3Store implements SnapStore {
 
   async put(name: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
     checkObjectName(this.url, name);
-    const digest = new DigestStream(this.s.partSize);
+    const digest = new DigestStream({ partSize: this.s.partSize });
     body.on('error', (err) => digest.destroy(err));
     const metadata = { ...(opts.metadata ?? {}), [PART_SIZE_META]: String(this.s.partSize) };
     const upload = new Upload({
@@ -170,13 +170,17 @@ export class S3Store implements SnapStore {
       const partSize = Number(out.Metadata?.[PART_SIZE_META] ?? 0) || undefined;
       const etag = out.ETag;
       const expectSize = out.ContentLength;
-      const check = new DigestStream(partSize, (d) => {
+      const check = new DigestStream({
+        md5: true,
+        partSize,
+        onEnd: (d) => {
         if (expectSize !== undefined && d.size !== expectSize) return new StoreError('checksum_mismatch', this.url, `get ${name}: read ${d.size} bytes, the store announced ${expectSize}`);
         // Objects uploaded by other tools in parts of an unknown size cannot be checked by ETag.
         const multipart = /-\d+"?$/.test(etag ?? '');
         if (multipart && !partSize) return undefined;
         const problem = out.ServerSideEncryption === 'aws:kms' || out.SSECustomerAlgorithm ? undefined : this.checkEtag(etag, d);
         return problem ? new StoreError('checksum_mismatch', this.url, `get ${name}: ${problem}`) : undefined;
+        },
       });
       body.on('error', (err) => check.destroy(this.fail(err, `get ${name}`)));
       return body.pipe(check);

@@ -9,7 +9,7 @@ import { nameProblem } from '../../src/snapstore/names.js';
 import { localPath } from '../../src/snapstore/open.js';
 
 async function digestOf(chunks: Buffer[], partSize?: number): Promise<DigestStream> {
-  const d = new DigestStream(partSize);
+  const d = new DigestStream({ md5: true, ...(partSize ? { partSize } : {}) });
   await pipeline(Readable.from(chunks), d, async (source) => {
     for await (const _ of source) void _;
   });
@@ -47,7 +47,7 @@ describe('DigestStream', () => {
   });
 
   it('fails the stream when its end check says so', async () => {
-    const d = new DigestStream(undefined, () => new Error('checksum says no'));
+    const d = new DigestStream({ onEnd: () => new Error('checksum says no') });
     await assert.rejects(
       pipeline(Readable.from([Buffer.from('x')]), d, async (s) => {
         for await (const _ of s) void _;
