@@ -7,7 +7,7 @@
 //     lag, the time from the last write to the upload of the delta holding it, and peak RSS.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,13 +25,14 @@ const childScript = fileURLToPath(new URL('./snapshot-child.mjs', import.meta.ur
 const MB = 1e6;
 
 async function fill(client: Etcd3, bytes: number): Promise<void> {
-  // 64 values of 4 KiB per txn: far fewer round trips than single puts, under etcd's 1.5 MiB request limit.
-  const value = randomBytes(4096);
+  // 64 values of 4 KiB per txn: far fewer round trips than single puts, under etcd's 1.5 MiB request
+  // limit. Half random, half text, so that compression has something to do and something to skip.
+  const text = Buffer.from('{"kind":"Pod","metadata":{"name":"web-0","namespace":"default"},"spec":{}}'.repeat(28).slice(0, 2048));
   let written = 0;
   let n = 0;
   while (written < bytes) {
     const batch = Array.from({ length: 8 }, () => {
-      const ops = Array.from({ length: 64 }, () => client.put(`/fill/${(n++).toString(36).padStart(8, '0')}`).value(Buffer.concat([randomBytes(16), value])));
+      const ops = Array.from({ length: 64 }, () => client.put(`/fill/${(n++).toString(36).padStart(8, '0')}`).value(Buffer.concat([randomBytes(2064), text])));
       return client.if('/nonexistent', 'Version', '==', 0).then(...ops).commit();
     });
     await Promise.all(batch);
@@ -43,6 +44,11 @@ async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   const t = performance.now();
   const r = await fn();
   return [(performance.now() - t) / 1000, r];
+}
+
+function vmRssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
 }
 
 function vmHwmMiB(pid: number): number {
@@ -65,29 +71,32 @@ try {
     rmSync(file);
     fullRows.push({ tool: 'etcdctl snapshot save', seconds, dbMB: size / MB, MBps: size / MB / seconds, storedMB: size / MB, peakRssMiB: NaN });
   };
-  const ours = async (compression: string): Promise<void> => {
+  const ours = async (compression: string, level = 6): Promise<void> => {
     const storeDir = join(work, `store-${compression}`);
     const r = await new Promise<string>((resolve, reject) => {
-      const p = spawn(process.execPath, [childScript, JSON.stringify({ endpoint, storeDir, compression })], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const p = spawn(process.execPath, [childScript, JSON.stringify({ endpoint, storeDir, compression, level })], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));
       p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`snapshot child exited ${code}`))));
     });
     const j = JSON.parse(r.trim().split('\n').pop() as string) as { seconds: number; dbBytes: number; storedBytes: number; peakRssMiB: number };
     rmSync(storeDir, { recursive: true, force: true });
-    fullRows.push({ tool: `sidecar, ${compression}`, seconds: j.seconds, dbMB: j.dbBytes / MB, MBps: j.dbBytes / MB / j.seconds, storedMB: j.storedBytes / MB, peakRssMiB: j.peakRssMiB });
+    const tool = compression === 'none' ? 'sidecar, none' : `sidecar, ${compression} -${level}`;
+    fullRows.push({ tool, seconds: j.seconds, dbMB: j.dbBytes / MB, MBps: j.dbBytes / MB / j.seconds, storedMB: j.storedBytes / MB, peakRssMiB: j.peakRssMiB });
   };
-  // Interleaved, twice, so neither side gets the warmer page cache.
-  for (let round = 0; round < 2; round++) {
+  // etcdctl and the uncompressed snapshot in alternation (the machine's noise hits both alike),
+  // then the compressed ones.
+  for (let round = 0; round < 3; round++) {
     await etcdctl();
     await ours('none');
-    await ours('gzip');
   }
-  const mean = (tool: string): number => {
-    const rows = fullRows.filter((r) => r.tool === tool);
-    return rows.reduce((s, r) => s + r.seconds, 0) / rows.length;
+  await ours('gzip', 1);
+  await ours('gzip', 6);
+  const median = (tool: string): number => {
+    const xs = fullRows.filter((r) => r.tool === tool).map((r) => r.seconds).sort((a, b) => a - b);
+    return xs[Math.floor(xs.length / 2)] as number;
   };
-  const base = mean('etcdctl snapshot save');
+  const base = median('etcdctl snapshot save');
 
   // ---- (2) delta capture under maximum write load ----
   const port = await freePort();
@@ -105,11 +114,15 @@ try {
     const lag = /etcd_backup_sidecar_delta_revision_lag (\d+)/.exec(text);
     if (lag) maxLag = Math.max(maxLag, Number(lag[1]));
   };
-  // Wait for the start-up full snapshot, so the load measures deltas alone.
+  // Wait for the start-up full snapshot, then reset the peak RSS so the load measures deltas alone.
   for (let i = 0; i < 600; i++) {
     if (restorableChain(await listSnapshots(store)).full) break;
     await sleep(500);
   }
+  await sleep(1000);
+  const sidecarIdleRss = vmRssMiB(sidecar.pid as number);
+  const sidecarFullPeakRss = vmHwmMiB(sidecar.pid as number);
+  writeFileSync(`/proc/${sidecar.pid}/clear_refs`, '5');
   let writing = true;
   let writes = 0;
   let lastWriteAt = 0;
@@ -151,6 +164,8 @@ try {
     lastWriteToUploadSeconds: (uploadedAt - lastWriteAt) / 1000,
     deltaPeriodSeconds: 5,
     peakRssMiB: deltaPeakRss,
+    sidecarIdleRssMiB: sidecarIdleRss,
+    sidecarPeakRssDuringStartupFullMiB: sidecarFullPeakRss,
   };
 
   console.log(`\nFull snapshot of a ${(fullRows[0]?.dbMB ?? 0).toFixed(0)} MB db (etcd 3.4, loopback, file:// store on the same disk)`);
@@ -158,10 +173,11 @@ try {
   for (const r of fullRows) {
     console.log(`${r.tool.padEnd(24)}  ${r.seconds.toFixed(2).padStart(7)}  ${r.MBps.toFixed(0).padStart(5)}  ${r.storedMB.toFixed(0).padStart(9)}  ${(r.seconds / base).toFixed(2).padStart(16)}  ${Number.isNaN(r.peakRssMiB) ? '-'.padStart(12) : String(r.peakRssMiB).padStart(12)}`);
   }
-  console.log(`mean ratio: none ${(mean('sidecar, none') / base).toFixed(2)}, gzip ${(mean('sidecar, gzip') / base).toFixed(2)}`);
+  console.log(`median ratio to etcdctl: none ${(median('sidecar, none') / base).toFixed(2)}`);
   console.log(`\nDelta capture under maximum write load (32 writers, 256-byte values, --delta-snapshot-period=5s, gzip)`);
-  console.log(`writes: ${writes} in ${loadElapsed.toFixed(1)} s = ${delta.writesPerSecond.toFixed(0)}/s; max revision lag ${maxLag}; last write to its delta uploaded: ${delta.lastWriteToUploadSeconds.toFixed(2)} s; peak RSS ${deltaPeakRss} MiB`);
-  console.log(JSON.stringify({ full: fullRows, fullRatio: { none: mean('sidecar, none') / base, gzip: mean('sidecar, gzip') / base }, delta }));
+  console.log(`writes: ${writes} in ${loadElapsed.toFixed(1)} s = ${delta.writesPerSecond.toFixed(0)}/s; max revision lag ${maxLag}; last write to its delta uploaded: ${delta.lastWriteToUploadSeconds.toFixed(2)} s; peak RSS under load ${deltaPeakRss} MiB`);
+  console.log(`the sidecar process: ${sidecarIdleRss} MiB idle, peak ${sidecarFullPeakRss} MiB while it took its start-up full snapshot of this db`);
+  console.log(JSON.stringify({ full: fullRows, medianRatioNone: median('sidecar, none') / base, delta }));
 } finally {
   client.close();
   await cluster.stop();

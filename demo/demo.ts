@@ -184,6 +184,8 @@ function sidecarArgs(plan: MemberPlan, plans: readonly MemberPlan[]): string[] {
     ...['--endpoints', plans.map((p) => p.clientURL).join(',')],
     ...['--store', `file://${BACKUP_DIR}`],
     ...['--listen', plan.listen],
+    // Until backup-leader election lands, one sidecar is named the one that takes snapshots.
+    ...['--snapshot-leader', plan === plans[0] ? 'always' : 'never'],
   ];
 }
 
@@ -360,6 +362,29 @@ async function bringUp(plans: readonly MemberPlan[], supervisor: Supervisor): Pr
   for (const p of plans) supervisor.start(() => sidecarChild(p, plans));
   await Promise.all(plans.map((p) => waitSidecarReady(p, signal)));
   await putSampleKeys(plans, signal);
+  await waitBackedUp(plans[0] as MemberPlan, plans, signal);
+}
+
+interface LatestChain {
+  full: { name: string; lastRevision: number } | null;
+  deltas: unknown[];
+  lastRevision: number;
+  contiguous: boolean;
+}
+
+async function fetchLatest(plan: MemberPlan, signal: AbortSignal): Promise<LatestChain> {
+  const res = await fetch(`${plan.apiURL}/snapshot/latest`, { signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]) });
+  if (!res.ok) throw new Error(`GET ${plan.apiURL}/snapshot/latest: HTTP ${res.status} ${await res.text()}`);
+  return (await res.json()) as LatestChain;
+}
+
+/** Waits until the backups hold every key written so far: a full snapshot and the deltas after it. */
+async function waitBackedUp(leader: MemberPlan, plans: readonly MemberPlan[], signal: AbortSignal): Promise<void> {
+  const revision = Number(/"revision":(\d+)/.exec(await etcdctl(plans, ['endpoint', 'status', '-w', 'json'], signal))?.[1] ?? 0);
+  await pollUntil(`backups did not reach revision ${revision}; see ${show(leader.sidecarLog)}`, SIDECAR_READY_TIMEOUT_MS, signal, async () => {
+    const latest = await fetchLatest(leader, signal);
+    return latest.full && latest.lastRevision >= revision ? true : `backups at revision ${latest.lastRevision}`;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,10 +421,10 @@ function statusTable(status: StatusBody): string {
   return table([['MEMBER', 'HEALTHY', 'LEADER', 'REVISION', 'DB SIZE'], ...rows]);
 }
 
-function summary(plans: readonly MemberPlan[], status: StatusBody, once: boolean): string {
+function summary(plans: readonly MemberPlan[], status: StatusBody, latest: LatestChain, once: boolean): string {
   const first = plans[0] as MemberPlan;
   const endpoints = plans.map((p) => p.clientURL).join(',');
-  const curls = ['status', 'healthz', 'readyz', 'metrics', 'openapi.json'].map((route) => `  curl -s ${first.apiURL}/${route}`);
+  const curls = ['status', 'snapshot/latest', 'snapshots', 'metrics', 'openapi.json'].map((route) => `  curl -s ${first.apiURL}/${route}`);
   return [
     '',
     `etcd-backup-sidecar demo: ${plans.length} etcd members, one sidecar each (files in ${show(DEMO_DIR)}/)`,
@@ -411,10 +436,14 @@ function summary(plans: readonly MemberPlan[], status: StatusBody, once: boolean
     '',
     `Try it (every sidecar serves the same routes):`,
     ...curls,
+    `  curl -s -X POST ${first.apiURL}/snapshot/full      (${first.name}'s sidecar takes the snapshots)`,
+    `  npx tsx src/cli.ts snapshots list --store file://${BACKUP_DIR}`,
     `  ETCDCTL_API=3 etcdctl --endpoints=${endpoints} get --prefix demo/`,
     '',
     `Cluster as ${first.name}'s sidecar sees it (GET ${first.apiURL}/status):`,
     statusTable(status),
+    '',
+    `Backups in ${show(BACKUP_DIR)}/ (GET ${first.apiURL}/snapshot/latest): full snapshot ${latest.full?.name ?? '-'} + ${latest.deltas.length} deltas, restorable to revision ${latest.lastRevision}${latest.contiguous ? '' : ' (GAPS)'}`,
     '',
     once ? '--once: stopping now.' : 'Running. Press Ctrl-C to stop every sidecar and etcd member.',
     '',
@@ -438,7 +467,8 @@ async function main(): Promise<number> {
     const plans = await planMembers();
     process.stdout.write(`starting ${plans.length} etcd members and their sidecars (logs in ${show(DEMO_DIR)}/)…\n`);
     await bringUp(plans, supervisor);
-    process.stdout.write(summary(plans, await fetchStatus(plans[0] as MemberPlan, supervisor.stopping), once));
+    const first = plans[0] as MemberPlan;
+    process.stdout.write(summary(plans, await fetchStatus(first, supervisor.stopping), await fetchLatest(first, supervisor.stopping), once));
     if (!once) await new Promise((resolve) => supervisor.stopping.addEventListener('abort', resolve, { once: true }));
   } catch (err) {
     // An aborted step throws an AbortError; the reason it was aborted is what counts.

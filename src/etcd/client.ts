@@ -123,6 +123,9 @@ export class EtcdClient {
       'grpc.max_reconnect_backoff_ms': 5_000,
       // Range responses of large keyspaces exceed grpc's 4 MiB default; etcd bounds them itself.
       'grpc.max_receive_message_length': -1,
+      // HTTP/2's default 64 KiB receive window makes etcd wait for a window update every two
+      // snapshot messages; 1 MiB took a 385 MB snapshot from 4.2 s to 3.1 s here (bench/snapshot.ts).
+      'grpc-node.flow_control_window': 1 << 20,
     };
   }
 

@@ -28,6 +28,7 @@ export async function openSnapshotStream(member: Etcd3): Promise<Readable> {
   const responses = await pool.withConnection('Maintenance', ({ client, metadata }) => client.snapshot({}, metadata, {}));
   const bytes = new Transform({
     writableObjectMode: true,
+    readableHighWaterMark: 1 << 20,
     transform(res: SnapshotResponse, _enc, done) {
       done(null, res.blob);
     },

@@ -1,6 +1,6 @@
 import { pipeline, type Readable } from 'node:stream';
 import { stageObject } from '../snapstore/stage.js';
-import type { SnapStore } from '../snapstore/types.js';
+import type { SnapStore, StageOptions } from '../snapstore/types.js';
 import { compressStream } from './compression.js';
 import { snapshotName, type Compression } from './names.js';
 import { objectMetadata, type SnapshotRecord } from './record.js';
@@ -36,12 +36,17 @@ export async function takeFullSnapshot(store: SnapStore, source: FullSnapshotSou
   const verifier = new SnapshotVerifier();
   const raw = await source.open();
   let streamError: Error | undefined;
-  const body = pipeline(raw, verifier, compressStream(settings.compression, settings.compressionLevel), (err) => {
+  const done = (err: Error | null): void => {
     if (err) streamError = err;
-  });
+  };
+  const body = settings.compression === 'none' ? pipeline(raw, verifier, done) : pipeline(raw, verifier, compressStream(settings.compression, settings.compressionLevel), done);
   let staged;
   try {
-    staged = await stageObject(store, body, signal ? { spoolDir: settings.spoolDir, signal } : { spoolDir: settings.spoolDir });
+    const opts: StageOptions & { spoolDir: string } = { spoolDir: settings.spoolDir };
+    if (signal) opts.signal = signal;
+    // Uncompressed, the stored bytes are the stream the verifier hashed already.
+    if (settings.compression === 'none') opts.digest = () => verifier.streamDigest ?? { size: -1, sha256Hex: '' };
+    staged = await stageObject(store, body, opts);
   } catch (err) {
     // The verifier's verdict explains a failed upload better than the upload's own error.
     throw streamError instanceof SnapshotIntegrityError ? streamError : err;

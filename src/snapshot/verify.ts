@@ -21,6 +21,13 @@ export class SnapshotVerifier extends Transform {
   private tail = Buffer.alloc(0);
   private total = 0;
   facts: (BoltFacts & { dbBytes: number; sha256: string }) | undefined;
+  /** Size and sha256 of every byte that passed through (db and trailer), once ended: what an uncompressed upload stores. */
+  streamDigest: { size: number; sha256Hex: string } | undefined;
+
+  constructor() {
+    // etcd sends 32 KiB messages; room for many keeps each stage from waiting on the next per chunk.
+    super({ highWaterMark: 1 << 20 });
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.total += chunk.length;
@@ -53,7 +60,10 @@ export class SnapshotVerifier extends Transform {
       done(new SnapshotIntegrityError(`snapshot stream ended after ${this.total} bytes, too short for etcd's sha256 trailer`));
       return;
     }
-    const sha256 = this.hash.digest();
+    // One hashing pass serves both: the db's sha256 for the trailer check, and, continued over the
+    // trailer, the sha256 of the stream as stored when it is not compressed.
+    const sha256 = this.hash.copy().digest();
+    this.streamDigest = { size: this.total, sha256Hex: this.hash.update(this.tail).digest('hex') };
     if (!sha256.equals(this.tail)) {
       done(new SnapshotIntegrityError(`snapshot sha256 trailer ${this.tail.toString('hex')} does not match the db received (${sha256.toString('hex')}); the stream was damaged or cut`));
       return;

@@ -26,7 +26,8 @@ export class DigestStream extends Transform {
   private partFill = 0;
 
   constructor(opts: { md5?: boolean; partSize?: number; onEnd?: (digest: DigestResult) => Error | undefined } = {}) {
-    super();
+    // Deep enough for a few network chunks, so hashing never makes the stages around it take turns.
+    super({ highWaterMark: 1 << 20 });
     this.md5 = opts.md5 || opts.partSize ? createHash('md5') : undefined;
     this.partSize = opts.partSize;
     this.onEnd = opts.onEnd;

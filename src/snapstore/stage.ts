@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from './digest.js';
-import { StoreError, type SnapStore, type StagedObject } from './types.js';
+import { StoreError, type SnapStore, type StagedObject, type StageOptions } from './types.js';
 
 const SPOOL_MARK = 'ebs-spool-';
 
@@ -14,8 +14,11 @@ const SPOOL_MARK = 'ebs-spool-';
  * place; a cloud store gets a local spool file, uploaded under its name at `commit` (S3 and GCS
  * fix an object's name when its upload starts, and a server-side copy would double the cost).
  */
-export async function stageObject(store: SnapStore, body: Readable, opts: { spoolDir: string; signal?: AbortSignal }): Promise<StagedObject> {
-  if (store.stage) return store.stage(body, opts.signal ? { signal: opts.signal } : {});
+export async function stageObject(store: SnapStore, body: Readable, opts: StageOptions & { spoolDir: string }): Promise<StagedObject> {
+  if (store.stage) {
+    const { spoolDir: _, ...stageOpts } = opts;
+    return store.stage(body, stageOpts);
+  }
   await mkdir(opts.spoolDir, { recursive: true });
   const file = join(opts.spoolDir, `${SPOOL_MARK}${randomBytes(6).toString('hex')}`);
   const digest = new DigestStream();

@@ -23,6 +23,15 @@ export interface PutOptions {
   signal?: AbortSignal;
 }
 
+export interface StageOptions {
+  signal?: AbortSignal;
+  /**
+   * The size and sha256 of the body, known to the caller once the body has ended because it hashed
+   * the same bytes already (a full snapshot's verifier): the store then skips its own hashing pass.
+   */
+  digest?: () => { size: number; sha256Hex: string };
+}
+
 /**
  * Bytes uploaded before their name is known (a full snapshot's name holds its last revision, read
  * at the end of its stream). Nothing is visible under any name until `commit`.
@@ -63,7 +72,7 @@ export interface SnapStore {
   readonly url: string;
   put(name: string, body: Readable, opts?: PutOptions): Promise<PutResult>;
   /** Stores without a name yet, where the store can do so at no extra cost (see `stageObject`). */
-  stage?(body: Readable, opts?: { signal?: AbortSignal }): Promise<StagedObject>;
+  stage?(body: Readable, opts?: StageOptions): Promise<StagedObject>;
   get(name: string, opts?: { signal?: AbortSignal }): Promise<Readable>;
   head(name: string): Promise<ObjectInfo | undefined>;
   /** Names, sizes and times; metadata costs a request per object on S3, so `list` never carries it. */

@@ -162,6 +162,36 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
     }
   });
 
+  it('retention deletes old full snapshots and their deltas, never the latest chain', async () => {
+    const store = backupStore(cluster);
+    const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '200ms', 'gc-policy': 'limit', 'max-backups': '2', 'gc-period': '300ms' });
+    try {
+      await eventually('snapshotter started', async () => ((await getJson<LatestBody>(`${sidecar.url}/snapshot/latest`)).body.full ? true : undefined), 20_000);
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 5; i++) await client.put(`/gc/${round}/${i}`).value('v');
+        await eventually('deltas uploaded', async () => ((await currentChain(store)).lastRevision === (await etcdRevision(client)) ? true : undefined), 10_000);
+        assert.equal((await post(`${sidecar.url}/snapshot/full`)).status, 201);
+      }
+      await client.put('/gc/last').value('v');
+      const final = await etcdRevision(client);
+      const listing = await eventually('two full snapshots left', async () => {
+        const all = await listSnapshots(store);
+        return all.filter((s) => s.kind === 'full').length === 2 ? all : undefined;
+      }, 10_000);
+      const fulls = listing.filter((s) => s.kind === 'full').sort((a, b) => a.lastRevision - b.lastRevision);
+      const oldest = fulls[0]?.lastRevision ?? 0;
+      assert.ok(listing.every((s) => s.kind === 'full' || s.lastRevision > oldest), 'a delta older than every kept full snapshot survived');
+      const chain = await eventually('chain at the last write', async () => {
+        const c = await currentChain(store);
+        return c.lastRevision === final ? c : undefined;
+      }, 10_000);
+      assert.equal(chain.full?.name, fulls[1]?.name);
+      await assertChainEvents(store, chain);
+    } finally {
+      await sidecar.close();
+    }
+  });
+
   it('events compacted away while no sidecar watched: a full snapshot heals the chain at start', async () => {
     const store = backupStore(cluster);
     const before = await currentChain(store);
