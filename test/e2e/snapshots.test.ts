@@ -10,6 +10,7 @@ import type { SnapshotRecord } from '../../src/snapshot/record.js';
 import { listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { eventually, sleep, TestCluster } from '../helpers/cluster.js';
 import { getJson, spawnSidecar, startTestSidecar } from '../helpers/sidecar.js';
+import { s3Fixture, type StoreFixture } from '../helpers/store-fixtures.js';
 import { assertChainEvents, backupStore, currentChain, readObject, saveFull } from '../helpers/snapshots.js';
 
 const run = promisify(execFile);
@@ -331,6 +332,60 @@ describe('full snapshot with etcd auth enabled', { timeout: 60_000 }, () => {
       await assertChainEvents(store, chain);
     } finally {
       client.close();
+      await sidecar.close();
+    }
+  });
+});
+
+describe('uploads falling behind (the S3 server frozen with SIGSTOP)', { timeout: 120_000 }, () => {
+  let cluster: TestCluster;
+  let client: Etcd3;
+  let fx: StoreFixture;
+  before(async () => {
+    cluster = await TestCluster.start(1);
+    client = new Etcd3({ hosts: cluster.endpoints });
+    fx = await s3Fixture();
+  });
+  after(async () => {
+    fx?.thaw?.();
+    client?.close();
+    await fx?.stop();
+    await cluster?.stop();
+  });
+
+  it('keeps memory bounded by pausing the watch (anchor issue #152), then catches up with no revision missing', async (t) => {
+    const limit = 64 * 1024;
+    const sidecar = await startTestSidecar(cluster, 'm1', { ...fx.flags, 'snapshot-leader': 'always', 'delta-snapshot-period': '200ms', 'delta-snapshot-memory-limit': '64KiB', 'store-timeout': '2s', 'store-max-attempts': '1' });
+    const store = await fx.open();
+    try {
+      await eventually('full snapshot at start', async () => (await currentChain(store)).full, 20_000);
+      fx.freeze?.();
+      let maxBuffered = 0;
+      const sampler = setInterval(() => {
+        maxBuffered = Math.max(maxBuffered, sidecar.snapshotter?.deltaState?.bufferedBytes ?? 0);
+      }, 20);
+      // About 3 MB of events while nothing can be uploaded: 45 times the memory limit.
+      const value = randomBytes(1024);
+      for (let i = 0; i < 2000; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => client.put(`/behind/${i + j}`).value(value)));
+      await sleep(2_000);
+      clearInterval(sampler);
+      assert.ok(sidecar.lines.some((l) => l.includes('watch paused')), 'the watch never paused');
+      // One collecting delta up to the limit, plus at most the watch response that crossed it
+      // (etcd sends a catching-up watcher up to 1000 revisions at once).
+      t.diagnostic(`most bytes collected while the store was frozen: ${maxBuffered} (limit ${limit})`);
+      assert.ok(maxBuffered <= limit + 2 * 1024 * 1024, `buffered ${maxBuffered} bytes with a ${limit}-byte limit`);
+      fx.thaw?.();
+      const final = await etcdRevision(client);
+      const chain = await eventually('caught up after the thaw', async () => {
+        const c = await currentChain(store);
+        return c.lastRevision === final ? c : undefined;
+      }, 60_000);
+      assert.equal(chain.contiguous, true, JSON.stringify(chain.gaps));
+      const events = await assertChainEvents(store, chain);
+      assert.ok(events.filter((e) => e.kv.key.toString().startsWith('/behind/')).length === 2000);
+    } finally {
+      fx.thaw?.();
+      await store.close();
       await sidecar.close();
     }
   });

@@ -8,6 +8,7 @@ import { decodeDelta, type DeltaEvent } from '../../src/snapshot/delta.js';
 import type { SnapshotRef } from '../../src/snapshot/names.js';
 import { listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { LocalStore } from '../../src/snapstore/local.js';
+import type { SnapStore } from '../../src/snapstore/types.js';
 import type { TestCluster } from './cluster.js';
 
 /** The store a test sidecar writes to (see `sidecarConfig`). */
@@ -15,7 +16,7 @@ export function backupStore(cluster: TestCluster): LocalStore {
   return new LocalStore(join(cluster.dir, 'backups'));
 }
 
-export async function readObject(store: LocalStore, s: SnapshotRef): Promise<Buffer> {
+export async function readObject(store: SnapStore, s: SnapshotRef): Promise<Buffer> {
   const chunks: Buffer[] = [];
   await pipeline(await store.get(s.name), decompressStream(s.compression), async function* (source: AsyncIterable<Buffer>) {
     for await (const c of source) chunks.push(c);
@@ -23,16 +24,16 @@ export async function readObject(store: LocalStore, s: SnapshotRef): Promise<Buf
   return Buffer.concat(chunks);
 }
 
-export async function readDelta(store: LocalStore, s: SnapshotRef): Promise<DeltaEvent[]> {
+export async function readDelta(store: SnapStore, s: SnapshotRef): Promise<DeltaEvent[]> {
   return decodeDelta(await readObject(store, s));
 }
 
 /** Decompresses a full snapshot to a file `etcdctl snapshot status/restore` can read. */
-export async function saveFull(store: LocalStore, s: SnapshotRef, file: string): Promise<void> {
+export async function saveFull(store: SnapStore, s: SnapshotRef, file: string): Promise<void> {
   await pipeline(await store.get(s.name), decompressStream(s.compression), createWriteStream(file));
 }
 
-export async function currentChain(store: LocalStore): Promise<Chain> {
+export async function currentChain(store: SnapStore): Promise<Chain> {
   return restorableChain(await listSnapshots(store));
 }
 
@@ -40,7 +41,7 @@ export async function currentChain(store: LocalStore): Promise<Chain> {
  * Reads every delta of the chain and checks that, after the full snapshot, each revision up to the
  * chain's end appears, in order, with nothing skipped. Returns the events a restore would apply.
  */
-export async function assertChainEvents(store: LocalStore, chain: Chain): Promise<DeltaEvent[]> {
+export async function assertChainEvents(store: SnapStore, chain: Chain): Promise<DeltaEvent[]> {
   assert.ok(chain.full, 'no full snapshot');
   const applied: DeltaEvent[] = [];
   let through = chain.full.lastRevision;
