@@ -56,6 +56,21 @@ function vmHwmMiB(pid: number): number {
   return m ? Math.round(Number(m[1]) / 1024) : NaN;
 }
 
+/** `serve` from dist/ beside the cluster's first member, taking snapshots; resolves after its start-up full snapshot. */
+async function startSidecar(c: TestCluster, storeDir: string): Promise<{ pid: number; url: string; store: LocalStore; stop(): void }> {
+  const port = await freePort();
+  const m = c.members[0] as { name: string; dataDir: string; peerURL: string; clientURL: string };
+  const proc = spawn(
+    process.execPath,
+    ['dist/cli.js', 'serve', '--name', m.name, '--data-dir', m.dataDir, '--initial-cluster', `${m.name}=${m.peerURL}`, '--advertise-client-urls', m.clientURL, '--listen', `127.0.0.1:${port}`, '--store', `file://${storeDir}`, '--snapshot-leader', 'always', '--log-level', 'warn', '--compression', 'gzip'],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const store = new LocalStore(storeDir);
+  for (let i = 0; i < 1200 && !restorableChain(await listSnapshots(store)).full; i++) await sleep(250);
+  await sleep(1000);
+  return { pid: proc.pid as number, url: `http://127.0.0.1:${port}`, store, stop: () => void proc.kill('SIGTERM') };
+}
+
 const cluster = await TestCluster.start(1, { extraArgs: ['--quota-backend-bytes=8589934592'] });
 const client = new Etcd3({ hosts: cluster.endpoints });
 const endpoint = cluster.endpoints[0] as string;
@@ -98,38 +113,31 @@ try {
   };
   const base = median('etcdctl snapshot save');
 
-  // ---- (2) delta capture under maximum write load ----
-  const port = await freePort();
-  const storeDir = join(work, 'deltas');
-  const m = cluster.members[0] as { name: string; dataDir: string; peerURL: string };
-  const sidecar = spawn(
-    process.execPath,
-    ['dist/cli.js', 'serve', '--name', m.name, '--data-dir', m.dataDir, '--initial-cluster', `${m.name}=${m.peerURL}`, '--advertise-client-urls', endpoint, '--listen', `127.0.0.1:${port}`, '--store', `file://${storeDir}`, '--snapshot-leader', 'always', '--log-level', 'warn', '--compression', 'gzip'],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  const store = new LocalStore(storeDir);
+  // ---- the sidecar process itself around a full snapshot of the big db ----
+  const big = await startSidecar(cluster, join(work, 'sidecar-big'));
+  const sidecarIdleRss = vmRssMiB(big.pid);
+  const sidecarFullPeakRss = vmHwmMiB(big.pid);
+  big.stop();
+
+  // ---- (2) delta capture under maximum write load, on a fresh member ----
+  const fresh = await TestCluster.start(1);
+  const freshClient = new Etcd3({ hosts: fresh.endpoints });
+  const sidecar = await startSidecar(fresh, join(work, 'deltas'));
+  // The start-up full snapshot is done: from here the peak RSS is the delta capture's.
+  writeFileSync(`/proc/${sidecar.pid}/clear_refs`, '5');
   let maxLag = 0;
   const sampleLag = async (): Promise<void> => {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text().catch(() => '');
+    const text = await (await fetch(`${sidecar.url}/metrics`)).text().catch(() => '');
     const lag = /etcd_backup_sidecar_delta_revision_lag (\d+)/.exec(text);
     if (lag) maxLag = Math.max(maxLag, Number(lag[1]));
   };
-  // Wait for the start-up full snapshot, then reset the peak RSS so the load measures deltas alone.
-  for (let i = 0; i < 600; i++) {
-    if (restorableChain(await listSnapshots(store)).full) break;
-    await sleep(500);
-  }
-  await sleep(1000);
-  const sidecarIdleRss = vmRssMiB(sidecar.pid as number);
-  const sidecarFullPeakRss = vmHwmMiB(sidecar.pid as number);
-  writeFileSync(`/proc/${sidecar.pid}/clear_refs`, '5');
   let writing = true;
   let writes = 0;
   let lastWriteAt = 0;
   const writers = Array.from({ length: 32 }, async (_, w) => {
     const value = randomBytes(256);
     while (writing) {
-      await client.put(`/load/${w}/${writes % 1000}`).value(value);
+      await freshClient.put(`/load/${w}/${writes % 1000}`).value(value);
       writes++;
       lastWriteAt = performance.now();
     }
@@ -140,10 +148,10 @@ try {
   writing = false;
   await Promise.all(writers);
   const loadElapsed = (lastWriteAt - started) / 1000;
-  const finalRevision = Number((await client.maintenance.status()).header.revision);
+  const finalRevision = Number((await freshClient.maintenance.status()).header.revision);
   let uploadedAt = NaN;
   for (let i = 0; i < 1200; i++) {
-    const chain = restorableChain(await listSnapshots(store));
+    const chain = restorableChain(await listSnapshots(sidecar.store));
     if (chain.lastRevision >= finalRevision) {
       uploadedAt = performance.now();
       break;
@@ -152,8 +160,10 @@ try {
   }
   clearInterval(sampler);
   await sampleLag();
-  const deltaPeakRss = vmHwmMiB(sidecar.pid as number);
-  sidecar.kill('SIGTERM');
+  const deltaPeakRss = vmHwmMiB(sidecar.pid);
+  sidecar.stop();
+  freshClient.close();
+  await fresh.stop();
 
   const delta = {
     seconds: loadElapsed,
@@ -176,7 +186,7 @@ try {
   console.log(`median ratio to etcdctl: none ${(median('sidecar, none') / base).toFixed(2)}`);
   console.log(`\nDelta capture under maximum write load (32 writers, 256-byte values, --delta-snapshot-period=5s, gzip)`);
   console.log(`writes: ${writes} in ${loadElapsed.toFixed(1)} s = ${delta.writesPerSecond.toFixed(0)}/s; max revision lag ${maxLag}; last write to its delta uploaded: ${delta.lastWriteToUploadSeconds.toFixed(2)} s; peak RSS under load ${deltaPeakRss} MiB`);
-  console.log(`the sidecar process: ${sidecarIdleRss} MiB idle, peak ${sidecarFullPeakRss} MiB while it took its start-up full snapshot of this db`);
+  console.log(`the sidecar process beside the ${(fullRows[0]?.dbMB ?? 0).toFixed(0)} MB member: peak ${sidecarFullPeakRss} MiB during its start-up full snapshot (gzip), ${sidecarIdleRss} MiB once done`);
   console.log(JSON.stringify({ full: fullRows, medianRatioNone: median('sidecar, none') / base, delta }));
 } finally {
   client.close();

@@ -3,7 +3,7 @@ import { createEtcdClient, etcdAccessFromConfig, type EtcdClient } from './etcd/
 import { MemberMonitor } from './etcd/monitor.js';
 import { probeEndpoint } from './etcd/status.js';
 import type { Logger } from './logger.js';
-import { buildServer, type App } from './server/app.js';
+import { buildServer, type App, type BackupState } from './server/app.js';
 import { openStore, StoreProbe, type SnapStore } from './snapstore/index.js';
 import { Metrics } from './server/metrics.js';
 import { tmpdir } from 'node:os';
@@ -68,6 +68,18 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
         takeFull: () => (snapshotter as Snapshotter).takeFull('requested through the API'),
         takeDelta: () => (snapshotter as Snapshotter).takeDelta(),
         list: () => listSnapshots(store),
+        state: () => {
+          if (!snapshotter) return { takesSnapshots: false };
+          const deltas = snapshotter.deltaState;
+          const state: BackupState = { takesSnapshots: true };
+          if (snapshotter.problem) state.problem = snapshotter.problem;
+          if (snapshotter.lastFull) state.lastFull = snapshotter.lastFull;
+          if (deltas?.lastUpload) state.lastDelta = deltas.lastUpload;
+          const uploaded = Math.max(snapshotter.lastFull?.lastRevision ?? 0, deltas?.uploadedRevision ?? 0);
+          if (uploaded > 0) state.uploadedRevision = uploaded;
+          if (deltas?.etcdRevision) state.etcdRevision = deltas.etcdRevision;
+          return state;
+        },
       },
     },
     { bodyLimit: config.serverBodyLimit, logger: log.child({ part: 'api' }) },

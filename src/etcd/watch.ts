@@ -1,16 +1,20 @@
 import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import { forgetAuthToken } from './client.js';
 
-/** One change as etcd's watch reports it, with revisions as numbers and the lease id exact. */
-export interface WatchedEvent {
-  type: 'put' | 'delete';
+/** etcd's mvccpb.KeyValue with revisions as numbers and the lease id exact. */
+export interface KeyValue {
   key: Buffer;
   value: Buffer;
   createRevision: number;
   modRevision: number;
   version: number;
-  /** int64 lease id, decimal: lease ids exceed 2^53. */
+  /** int64 lease id in decimal ('0' = none): lease ids exceed 2^53, so never a JS number. */
   lease: string;
+}
+
+/** One change as etcd's watch reports it. */
+export interface WatchedEvent extends KeyValue {
+  type: 'put' | 'delete';
 }
 
 export type WatchEnd =

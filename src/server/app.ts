@@ -40,6 +40,17 @@ export interface SnapshotApi {
   takeDelta(): Promise<SnapshotRecord | undefined>;
   /** Every snapshot in the store (readable on any member). */
   list(): Promise<SnapshotRef[]>;
+  /** What `/status` shows of the snapshotting. */
+  state(): BackupState;
+}
+
+export interface BackupState {
+  takesSnapshots: boolean;
+  problem?: string;
+  lastFull?: SnapshotRecord;
+  lastDelta?: SnapshotRecord;
+  uploadedRevision?: number;
+  etcdRevision?: number;
 }
 
 export interface ServerOptions {

@@ -5,6 +5,12 @@ import type { ClusterStatus } from '../etcd/status.js';
 
 const PREFIX = 'etcd_backup_sidecar_';
 
+interface DeltaProgress {
+  uploadedRevision: number;
+  etcdRevision: number;
+  bufferedBytes: number;
+}
+
 /** The sidecar's Prometheus registry: process metrics plus what it knows of each member. */
 export class Metrics implements SnapshotObserver {
   readonly registry = new Registry();
@@ -23,7 +29,7 @@ export class Metrics implements SnapshotObserver {
   private readonly snapshotTimestamp: Gauge<'kind'>;
   private readonly snapshotFailures: Counter<'kind'>;
   private readonly snapshotsTotal: Counter<'kind'>;
-  private deltaProgress: (() => { uploadedRevision: number; etcdRevision: number; bufferedBytes: number } | undefined) | undefined;
+  private deltaProgress: (() => DeltaProgress | undefined) | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
@@ -52,29 +58,25 @@ export class Metrics implements SnapshotObserver {
     this.snapshotTimestamp = gauge('snapshot_latest_timestamp_seconds', 'when the latest snapshot of each kind was uploaded', kind);
     this.snapshotFailures = new Counter({ name: PREFIX + 'snapshot_failures_total', help: 'snapshots that failed (each failed upload attempt counts)', labelNames: kind, registers: [this.registry] });
     this.snapshotsTotal = new Counter({ name: PREFIX + 'snapshots_total', help: 'snapshots uploaded', labelNames: kind, registers: [this.registry] });
-    const progress = (): ReturnType<NonNullable<Metrics['deltaProgress']>> => this.deltaProgress?.();
-    new Gauge({
-      name: PREFIX + 'delta_revision_lag',
-      help: "etcd's revision minus the last revision uploaded in a delta snapshot (while this sidecar takes snapshots)",
-      registers: [this.registry],
-      collect() {
-        const p = progress();
-        if (p) this.set(Math.max(0, p.etcdRevision - p.uploadedRevision));
-      },
-    });
-    new Gauge({
-      name: PREFIX + 'delta_buffered_bytes',
-      help: 'bytes of events collected for the next delta snapshot',
-      registers: [this.registry],
-      collect() {
-        const p = progress();
-        if (p) this.set(p.bufferedBytes);
-      },
-    });
+    // Read when scraped, from the delta snapshotter's own counters.
+    const fromDeltas = (name: string, help: string, read: (p: DeltaProgress) => number): void => {
+      const source = (): DeltaProgress | undefined => this.deltaProgress?.();
+      new Gauge({
+        name: PREFIX + name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const p = source();
+          if (p) this.set(read(p));
+        },
+      });
+    };
+    fromDeltas('delta_revision_lag', "etcd's revision minus the last revision uploaded in a delta snapshot (while this sidecar takes snapshots)", (p) => Math.max(0, p.etcdRevision - p.uploadedRevision));
+    fromDeltas('delta_buffered_bytes', 'bytes of events collected for the next delta snapshot', (p) => p.bufferedBytes);
   }
 
   /** Where the revision-lag and buffer gauges read from, once this sidecar takes snapshots. */
-  followDeltas(progress: () => { uploadedRevision: number; etcdRevision: number; bufferedBytes: number } | undefined): void {
+  followDeltas(progress: () => DeltaProgress | undefined): void {
     this.deltaProgress = progress;
   }
 

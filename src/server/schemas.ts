@@ -46,6 +46,12 @@ export const MemberHealth = Type.Object(
   }
 );
 
+const BackupPoint = Type.Object({
+  name: Type.String(),
+  lastRevision: Type.Integer(),
+  uploadedAt: Type.String({ format: 'date-time' }),
+});
+
 export const StatusBody = Type.Object(
   {
     member: Type.Object({
@@ -80,6 +86,18 @@ export const StatusBody = Type.Object(
         },
         { description: 'the last probe of the backup store (absent until the first one finished)' },
       ),
+    ),
+    backup: Type.Object(
+      {
+        takesSnapshots: Type.Boolean({ description: 'whether this sidecar runs the snapshotters' }),
+        problem: Type.Optional(Type.String({ description: 'why snapshots are not being taken or failed last' })),
+        lastFull: Type.Optional(BackupPoint),
+        lastDelta: Type.Optional(BackupPoint),
+        uploadedRevision: Type.Optional(Type.Integer({ description: 'last revision in the store (full or delta)' })),
+        revisionLag: Type.Optional(Type.Integer({ description: "etcd's revision minus uploadedRevision" })),
+        secondsSinceLastUpload: Type.Optional(Type.Number()),
+      },
+      { description: "this sidecar's snapshotting" },
     ),
     checkedAt: Type.String({ format: 'date-time' }),
     durationMs: Type.Integer(),

@@ -6,16 +6,9 @@
  * slices as padded standard base64, int64 as bare numbers.
  */
 import { createHash, type Hash } from 'node:crypto';
+import type { KeyValue } from '../etcd/watch.js';
 
-export interface KeyValueRecord {
-  key: Buffer;
-  value: Buffer;
-  createRevision: number;
-  modRevision: number;
-  version: number;
-  /** int64 lease id in decimal ('0' = none): lease ids exceed 2^53, so never a JS number. */
-  lease: string;
-}
+export type KeyValueRecord = KeyValue;
 
 export interface DeltaEvent {
   type: 'put' | 'delete';

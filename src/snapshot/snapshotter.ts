@@ -157,6 +157,7 @@ export class Snapshotter {
 
   /** Takes a full snapshot now; throws SnapshotBusyError when one is running. */
   takeFull(reason: string): Promise<FullSnapshot> {
+    if (this.stopped) return Promise.reject(new Error('the snapshotter is stopping'));
     if (this.fullRunning) return Promise.reject(new SnapshotBusyError('full'));
     const log = this.deps.log.child({ part: 'full' });
     log.info({ reason }, 'full snapshot starting');

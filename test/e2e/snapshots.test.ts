@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import type { LatestBody } from '../../src/server/schemas.js';
+import type { LatestBody, StatusBody } from '../../src/server/schemas.js';
 import type { SnapshotRecord } from '../../src/snapshot/record.js';
 import { listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { eventually, sleep, TestCluster } from '../helpers/cluster.js';
@@ -141,6 +141,12 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
       const bad = await getJson<{ error: string }>(`${sidecar.url}/snapshots?pageToken=nonsense`);
       assert.equal(bad.status, 400);
 
+      const status = (await getJson<StatusBody>(`${sidecar.url}/status`)).body;
+      assert.equal(status.backup.takesSnapshots, true);
+      assert.equal(status.backup.lastFull?.name, full.name);
+      assert.equal(status.backup.lastDelta?.lastRevision, after2);
+      assert.equal(status.backup.uploadedRevision, after2);
+      assert.equal(status.backup.revisionLag, 0);
       const metrics = await (await fetch(`${sidecar.url}/metrics`)).text();
       assert.match(metrics, new RegExp(`etcd_backup_sidecar_snapshot_latest_revision\\{kind="delta"\\} ${after2}`));
       assert.match(metrics, /etcd_backup_sidecar_snapshots_total\{kind="full"\} [1-9]/);
