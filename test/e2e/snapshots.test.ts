@@ -147,6 +147,15 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
       assert.equal(status.backup.lastDelta?.lastRevision, after2);
       assert.equal(status.backup.uploadedRevision, after2);
       assert.equal(status.backup.revisionLag, 0);
+      // The CLI: `snapshot full` asks the running sidecar; `snapshots list` reads the store itself.
+      const cli = (args: string[]): Promise<{ stdout: string }> => run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_'))) });
+      const viaCli = JSON.parse((await cli(['snapshot', 'full', '--listen', new URL(sidecar.url).host])).stdout) as SnapshotRecord;
+      assert.equal(viaCli.kind, 'full');
+      assert.equal(viaCli.lastRevision, after2);
+      const listed = (await cli(['snapshots', 'list', '--store', `file://${cluster.dir}/backups`])).stdout;
+      assert.ok(listed.includes(viaCli.name), listed);
+      assert.match(listed, new RegExp(`latest chain: ${viaCli.name.replace(/\./g, '\\.')} \\+ 0 deltas, restores to revision ${after2} \\(contiguous\\)`));
+      await assert.rejects(cli(['snapshot', 'full', '--listen', '127.0.0.1:1']), /no sidecar answers at http:\/\/127\.0\.0\.1:1\/snapshot\/full/);
       const metrics = await (await fetch(`${sidecar.url}/metrics`)).text();
       assert.match(metrics, new RegExp(`etcd_backup_sidecar_snapshot_latest_revision\\{kind="delta"\\} ${after2}`));
       assert.match(metrics, /etcd_backup_sidecar_snapshots_total\{kind="full"\} [1-9]/);
