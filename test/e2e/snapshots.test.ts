@@ -1,13 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import type { LatestBody, StatusBody } from '../../src/server/schemas.js';
 import type { SnapshotRecord } from '../../src/snapshot/record.js';
+import { takeFullSnapshot } from '../../src/snapshot/full.js';
 import { listSnapshots } from '../../src/snapshot/snapshotter.js';
+import { SnapshotIntegrityError } from '../../src/snapshot/verify.js';
+import { LocalStore } from '../../src/snapstore/local.js';
 import { eventually, sleep, TestCluster } from '../helpers/cluster.js';
 import { getJson, spawnSidecar, startTestSidecar } from '../helpers/sidecar.js';
 import { s3Fixture, type StoreFixture } from '../helpers/store-fixtures.js';
@@ -99,6 +104,8 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
     const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '1h' });
     try {
       await eventually('snapshotter started', async () => ((await getJson<LatestBody>(`${sidecar.url}/snapshot/latest`)).body.full ? true : undefined), 20_000);
+      // The chain of the previous test is minutes old: continued, not restarted with a full snapshot.
+      await eventually('chain continued', async () => (sidecar.lines.some((l) => l.includes('continuing the chain')) ? true : undefined), 10_000);
       await client.put('/api/1').value('a');
       const revision = await etcdRevision(client);
       const [a, b] = await Promise.all([post(`${sidecar.url}/snapshot/full`), post(`${sidecar.url}/snapshot/full`)]);
@@ -205,6 +212,56 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
       await assertChainEvents(store, chain);
     } finally {
       await sidecar.close();
+    }
+  });
+
+  it('refuses a damaged snapshot stream: a flipped byte or a cut stream leaves nothing in the store', async () => {
+    const file = join(cluster.dir, 'good.db');
+    await cluster.etcdctl(['snapshot', 'save', file]);
+    const good = readFileSync(file);
+    const flipped = Buffer.from(good);
+    const mid = Math.floor(flipped.length / 2);
+    flipped.writeUInt8(flipped.readUInt8(mid) ^ 0xff, mid);
+    const dir = join(cluster.dir, 'damaged-store');
+    const store = new LocalStore(dir);
+    const settings = { compression: 'gzip' as const, compressionLevel: 1, spoolDir: dir };
+    const from = (bytes: Buffer) => ({ open: async () => Readable.from([bytes.subarray(0, bytes.length >> 1), bytes.subarray(bytes.length >> 1)]), member: 'm1' });
+    await assert.rejects(takeFullSnapshot(store, from(flipped), settings), (err: Error) => err instanceof SnapshotIntegrityError && /sha256 trailer/.test(err.message));
+    await assert.rejects(takeFullSnapshot(store, from(good.subarray(0, good.length - 4096)), settings), SnapshotIntegrityError);
+    assert.deepEqual(await listSnapshots(store), []);
+    assert.deepEqual(readdirSync(dir).filter((n) => !n.startsWith('.')), [], 'a staged file was left behind');
+    // The same bytes undamaged go through, with the revision etcdctl reads in them.
+    const ok = await takeFullSnapshot(store, from(good), settings);
+    assert.equal(ok.lastRevision, await snapshotStatusRevision(file));
+  });
+
+  it('takes full snapshots on the cron schedule, and one at start when the latest is older than its period', async () => {
+    const store = backupStore(cluster);
+    if (!(await currentChain(store)).full) {
+      const first = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always' });
+      await eventually('a first full snapshot', async () => (await currentChain(store)).full, 20_000).finally(() => first.close());
+    }
+    const latest = (await currentChain(store)).full;
+    assert.ok(latest);
+    // Make the latest full snapshot look two hours old, as if the sidecar had been down that long.
+    const older = latest.name.replace(/-(\d+)(\.gz)?$/, (_, secs: string, gz = '') => `-${Number(secs) - 7200}${gz}`);
+    const root = join(cluster.dir, 'backups');
+    renameSync(join(root, latest.name), join(root, older));
+    renameSync(join(root, '.ebs-meta', `${latest.name}.json`), join(root, '.ebs-meta', `${older}.json`));
+    const fullCount = async (): Promise<number> => (await listSnapshots(store)).filter((s) => s.kind === 'full').length;
+    const before = await fullCount();
+    const hourly = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always' });
+    try {
+      await eventually('a full snapshot at start', async () => ((await fullCount()) === before + 1 ? true : undefined), 20_000);
+      assert.ok(hourly.lines.some((l) => l.includes("more than the schedule's period of 3600 s")), 'no reason logged');
+    } finally {
+      await hourly.close();
+    }
+    const everyTwoSeconds = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'full-snapshot-schedule': '*/2 * * * * *' });
+    try {
+      await eventually('two scheduled full snapshots', async () => ((await fullCount()) >= before + 3 ? true : undefined), 20_000);
+    } finally {
+      await everyTwoSeconds.close();
     }
   });
 
