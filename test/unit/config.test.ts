@@ -98,6 +98,13 @@ describe('invalid input names the field and the value', () => {
     ['KMS key without SSE-KMS', { 's3-sse-kms-key-id': 'k' }, {}, /--s3-sse-kms-key-id needs --s3-sse=aws:kms/],
     ['bad S3 endpoint', { 's3-endpoint': 'minio:9000' }, {}, /--s3-endpoint: "minio:9000" has no scheme/],
     ['bad SSE mode', { 's3-sse': 'rot13' }, {}, /--s3-sse: "rot13" is not one of none, AES256, aws:kms/],
+    ['bad cron schedule', { 'full-snapshot-schedule': 'hourly' }, {}, /--full-snapshot-schedule: "hourly" is not a cron schedule/],
+    ['cron out of range', { 'full-snapshot-schedule': '0 25 * * *' }, {}, /--full-snapshot-schedule: "0 25 \* \* \*" is not a cron schedule/],
+    ['bad compression', { compression: 'bzip2' }, {}, /--compression: "bzip2" is not one of gzip, zlib, lzw, none/],
+    ['compression level out of range', { 'compression-level': '11' }, {}, /--compression-level: 11 is not between 1 and 9/],
+    ['no backups kept', { 'max-backups': '0' }, {}, /--max-backups: must be at least 1/],
+    ['tiny delta memory limit', { 'delta-snapshot-memory-limit': '1KiB' }, {}, /--delta-snapshot-memory-limit: 1024 bytes is below 64KiB/],
+    ['bad snapshot leader', { 'snapshot-leader': 'sometimes' }, {}, /--snapshot-leader: "sometimes" is not one of always, never/],
   ];
   for (const [what, flags, env, expected] of cases) {
     it(what, () => {
