@@ -92,7 +92,7 @@ export class DeltaSnapshotter {
     const collected = this.builder.lastRevision;
     if (collected !== undefined && collected <= revision) this.builder.finish();
     this.timer ??= setInterval(() => void this.flush(), this.settings.periodMs);
-    if (!this.watch && !this.opening) void this.openWatch();
+    void this.openWatch();
   }
 
   get state(): { uploadedRevision: number; bufferedRevision: number; etcdRevision: number; bufferedBytes: number; lastUpload: SnapshotRecord | undefined } {
@@ -100,15 +100,22 @@ export class DeltaSnapshotter {
   }
 
   private async openWatch(): Promise<void> {
-    if (!this.running || this.paused || this.broken) return;
+    // One watch at a time: two would deliver the same revisions twice.
+    if (!this.running || this.paused || this.broken || this.watch || this.opening) return;
     this.opening = true;
     const from = this.seenRevision + 1;
     try {
-      this.watch = await KeyspaceWatch.open(this.ctx.member, from, {
+      const watch = await KeyspaceWatch.open(this.ctx.member, from, {
         events: (events, headerRevision) => this.receive(events, headerRevision),
         ended: (end) => this.watchEnded(end),
       });
       this.retryMs = RETRY_MIN_MS;
+      // Paused, broken or stopped while it opened: it must not stay open unseen.
+      if (!this.running || this.paused || this.broken) {
+        void watch.close();
+        return;
+      }
+      this.watch = watch;
     } catch (err) {
       this.ctx.log.warn({ err: (err as Error).message, fromRevision: from }, 'delta snapshots: watch could not be opened; retrying');
       this.scheduleReopen();
