@@ -99,7 +99,7 @@ export class Snapshotter {
         log: deps.log.child({ part: 'delta' }),
         ...(deps.observer ? { observer: deps.observer } : {}),
         ...(deps.now ? { now: deps.now } : {}),
-        chainBroken: (reason) => void this.takeFull(`chain broken: ${reason}`).catch(() => {}),
+        chainBroken: (reason) => void this.healChain(reason),
       });
     }
   }
@@ -185,6 +185,28 @@ export class Snapshotter {
         this.fullRunning = undefined;
       });
     return this.fullRunning;
+  }
+
+  /**
+   * A full snapshot that lets the deltas continue, retried until one succeeds: until then no delta
+   * can be uploaded, so waiting for the next scheduled one would leave the chain open for an hour.
+   */
+  private async healChain(reason: string): Promise<void> {
+    let delayMs = 2_000;
+    while (!this.stopped) {
+      try {
+        await this.takeFull(`chain broken: ${reason}`);
+        return;
+      } catch (err) {
+        if (err instanceof SnapshotBusyError) {
+          // The running one resumes the deltas when it is done; if it is too old to, they break again.
+          await this.fullRunning?.catch(() => {});
+          return;
+        }
+        await new Promise((r) => setTimeout(r, delayMs).unref());
+        delayMs = Math.min(delayMs * 2, 60_000);
+      }
+    }
   }
 
   /** Uploads the events collected so far as a delta now; throws SnapshotBusyError when a request for one is running. */
