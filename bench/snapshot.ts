@@ -65,6 +65,7 @@ async function startSidecar(c: TestCluster, storeDir: string): Promise<{ pid: nu
     ['dist/cli.js', 'serve', '--name', m.name, '--data-dir', m.dataDir, '--initial-cluster', `${m.name}=${m.peerURL}`, '--advertise-client-urls', m.clientURL, '--listen', `127.0.0.1:${port}`, '--store', `file://${storeDir}`, '--snapshot-leader', 'always', '--log-level', 'warn', '--compression', 'gzip'],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
+  process.once('exit', () => proc.kill('SIGKILL'));
   const store = new LocalStore(storeDir);
   for (let i = 0; i < 1200 && !restorableChain(await listSnapshots(store)).full; i++) await sleep(250);
   await sleep(1000);

@@ -16,6 +16,7 @@ import { LocalStore } from '../../src/snapstore/local.js';
 import { eventually, sleep, TestCluster } from '../helpers/cluster.js';
 import { getJson, spawnSidecar, startTestSidecar } from '../helpers/sidecar.js';
 import { s3Fixture, type StoreFixture } from '../helpers/store-fixtures.js';
+import { assertChainRestores } from '../helpers/replay.js';
 import { assertChainEvents, backupStore, currentChain, readObject, saveFull } from '../helpers/snapshots.js';
 
 const run = promisify(execFile);
@@ -39,7 +40,7 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
   let client: Etcd3;
   before(async () => {
     cluster = await TestCluster.start(1);
-    client = new Etcd3({ hosts: cluster.endpoints });
+    client = new Etcd3({ hosts: cluster.endpoints, grpcOptions: { 'grpc.max_receive_message_length': -1 } });
     for (let i = 0; i < 200; i++) await client.put(`/before/${i}`).value(randomBytes(64));
   });
   after(async () => {
@@ -75,6 +76,7 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
         return c.lastRevision === final ? c : undefined;
       }, 20_000);
       assert.equal(chain.contiguous, true);
+      await assertChainRestores(store, chain, client);
       const events = await assertChainEvents(store, chain);
       // What the deltas say each key ended as is what etcd holds.
       const lastOf = new Map<string, (typeof events)[number]>();
@@ -280,7 +282,7 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
         const c = await currentChain(store);
         return c.contiguous && c.lastRevision === final && (c.full?.lastRevision ?? 0) >= compactAt ? c : undefined;
       }, 30_000);
-      await assertChainEvents(store, chain);
+      await assertChainRestores(store, chain, client);
       assert.ok(sidecar.lines.some((l) => l.includes('compacted')), 'the compaction was not reported');
     } finally {
       await sidecar.close();
@@ -293,7 +295,7 @@ describe('a sidecar killed mid-snapshot', { timeout: 180_000 }, () => {
   let client: Etcd3;
   before(async () => {
     cluster = await TestCluster.start(1);
-    client = new Etcd3({ hosts: cluster.endpoints });
+    client = new Etcd3({ hosts: cluster.endpoints, grpcOptions: { 'grpc.max_receive_message_length': -1 } });
     // ~40 MB of incompressible values, so a full snapshot with gzip -9 takes a while.
     const value = randomBytes(4096);
     for (let i = 0; i < 10_000; i += 100) await Promise.all(Array.from({ length: 100 }, (_, j) => client.put(`/bulk/${i + j}`).value(randomBytes(8).toString('hex') + value.toString('base64'))));
@@ -358,7 +360,7 @@ describe('a sidecar killed mid-snapshot', { timeout: 180_000 }, () => {
         return c.lastRevision === final ? c : undefined;
       }, 30_000);
       assert.equal(chain.contiguous, true, JSON.stringify(chain.gaps));
-      await assertChainEvents(store, chain);
+      await assertChainRestores(store, chain, client);
       await assertNoHalfObject();
     } finally {
       sidecar.child.kill('SIGTERM');
@@ -367,7 +369,7 @@ describe('a sidecar killed mid-snapshot', { timeout: 180_000 }, () => {
   });
 });
 
-describe('full snapshot with etcd auth enabled', { timeout: 60_000 }, () => {
+describe('full snapshot with etcd auth enabled', { timeout: 150_000 }, () => {
   let cluster: TestCluster;
   before(async () => {
     cluster = await TestCluster.start(1);
@@ -415,7 +417,7 @@ describe('uploads falling behind (the S3 server frozen with SIGSTOP)', { timeout
   let fx: StoreFixture;
   before(async () => {
     cluster = await TestCluster.start(1);
-    client = new Etcd3({ hosts: cluster.endpoints });
+    client = new Etcd3({ hosts: cluster.endpoints, grpcOptions: { 'grpc.max_receive_message_length': -1 } });
     fx = await s3Fixture();
   });
   after(async () => {

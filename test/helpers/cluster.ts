@@ -236,7 +236,14 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
   let lastError: unknown;
   while (Date.now() < deadline) {
     try {
-      const v = await check();
+      // One hung attempt (a call to a frozen or restarting member) must not eat the whole budget.
+      let timer: NodeJS.Timeout | undefined;
+      const v = await Promise.race([
+        check(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('attempt still pending at the deadline')), Math.max(1, deadline - Date.now()));
+        }),
+      ]).finally(() => clearTimeout(timer));
       if (v !== undefined) return v;
     } catch (err) {
       lastError = err;

@@ -187,6 +187,17 @@ export function randomStream(size: number, chunk = 1 << 20): { stream: Readable;
   return { stream, sha256: () => hash.digest('hex') };
 }
 
+/** A stream that delivers `goodBytes` and then neither ends nor fails: an upload of it is in flight until aborted. */
+export function stallingStream(goodBytes: number): Readable {
+  let sent = false;
+  return new Readable({
+    read() {
+      if (!sent) this.push(randomBytes(goodBytes));
+      sent = true;
+    },
+  });
+}
+
 /** A stream that delivers `goodBytes` and then fails, like a snapshot whose source died. */
 export function failingStream(goodBytes: number): Readable {
   let sent = 0;
