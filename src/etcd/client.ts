@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
+import { BrokenCircuitError, EventEmitter, ExponentialBackoff, handleWhen, noop, retry, type IBackoff, type IFailureEvent, type IPolicy, type ISuccessEvent } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import { Host } from 'etcd3/lib/connection-pool.js';
 import type { Config } from '../config/index.js';
@@ -49,6 +49,45 @@ export function etcdAccessFromConfig(config: Config): EtcdAccess {
  * deadline (etcd3's default breaker needs three, i.e. three deadlines, seed 000).
  */
 const MEMBER_COOLDOWN_MS = 3_000;
+
+/**
+ * Skips a member for MEMBER_COOLDOWN_MS after a recoverable failure, and never makes a call wait for
+ * another one. cockatiel's circuit breaker cannot be used here: in its half-open state every call
+ * waits for the probe call, and etcd3 1.1.2 answers an "invalid auth token" (any member restart with
+ * auth on) by re-running the call from inside the probe, through the same breaker: the probe waits
+ * on itself and the call hangs forever, whatever its deadline (reproduced against etcd 3.4 in
+ * test/e2e/snapshots.test.ts, the auth restart test).
+ */
+export class MemberCooldown implements IPolicy {
+  declare readonly _altReturn: never;
+  private readonly successes = new EventEmitter<ISuccessEvent>();
+  private readonly failures = new EventEmitter<IFailureEvent>();
+  readonly onSuccess = this.successes.addListener;
+  readonly onFailure = this.failures.addListener;
+  private skipUntil = 0;
+
+  constructor(
+    private readonly cooldownMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T, signal: AbortSignal = new AbortController().signal): Promise<T> {
+    if (this.now() < this.skipUntil) throw new BrokenCircuitError();
+    const started = this.now();
+    try {
+      const value = await fn({ signal });
+      this.skipUntil = 0;
+      this.successes.emit({ duration: this.now() - started });
+      return value;
+    } catch (err) {
+      if (isRecoverableError(err as Error)) {
+        this.skipUntil = this.now() + this.cooldownMs;
+        this.failures.emit({ duration: this.now() - started, handled: true, reason: { error: err as Error } });
+      }
+      throw err;
+    }
+  }
+}
 
 // Parts of etcd3 1.1.2's ConnectionPool that auto-sync needs. etcd3 has no API to change its hosts
 // after construction; the pool copies `hosts` at the start of every call, so swapping the array
@@ -139,7 +178,7 @@ export class EtcdClient {
       defaultCallOptions: (ctx) => (ctx.isStream || timeout === 0 ? {} : { deadline: Date.now() + timeout }),
       faultHandling: balanced
         ? {
-            host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_COOLDOWN_MS, breaker: new ConsecutiveBreaker(1) }),
+            host: () => new MemberCooldown(MEMBER_COOLDOWN_MS),
             global: retry(handleWhen(isRecoverableError), { maxAttempts: 3, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 500 }) }),
             watchBackoff: watchBackoff(),
           }

@@ -82,8 +82,7 @@ describe('etcd-backup-sidecar serve against etcd with auth enabled', () => {
   let cluster: TestCluster;
   before(async () => {
     cluster = await TestCluster.start(1);
-    await cluster.etcdctl(['user', 'add', `root:${PASSWORD}`]);
-    await cluster.etcdctl(['auth', 'enable']);
+    await cluster.enableAuth(PASSWORD);
   });
   after(async () => {
     await cluster?.stop();

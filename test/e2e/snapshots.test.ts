@@ -13,6 +13,8 @@ import { takeFullSnapshot } from '../../src/snapshot/full.js';
 import { listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { SnapshotIntegrityError } from '../../src/snapshot/verify.js';
 import { LocalStore } from '../../src/snapstore/local.js';
+import { createEtcdClient } from '../../src/etcd/client.js';
+import { createLogger } from '../../src/logger.js';
 import { eventually, sleep, TestCluster } from '../helpers/cluster.js';
 import { getJson, spawnSidecar, startTestSidecar } from '../helpers/sidecar.js';
 import { s3Fixture, type StoreFixture } from '../helpers/store-fixtures.js';
@@ -373,8 +375,7 @@ describe('full snapshot with etcd auth enabled', { timeout: 150_000 }, () => {
   let cluster: TestCluster;
   before(async () => {
     cluster = await TestCluster.start(1);
-    await cluster.etcdctl(['user', 'add', 'root:pw-for-snapshots']);
-    await cluster.etcdctl(['auth', 'enable']);
+    await cluster.enableAuth('pw-for-snapshots');
   });
   after(async () => {
     await cluster?.stop();
@@ -382,7 +383,13 @@ describe('full snapshot with etcd auth enabled', { timeout: 150_000 }, () => {
 
   it("streams snapshots and watches with the token, and after etcd's restart (every token gone) re-authenticates and loses no event", async () => {
     const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'etcd-username': 'root', 'etcd-password': 'pw-for-snapshots', 'delta-snapshot-period': '300ms' });
-    const client = new Etcd3({ hosts: cluster.endpoints, auth: { username: 'root', password: 'pw-for-snapshots' } });
+    // The product's own client: a plain etcd3 client can hang for good on its first call after the
+    // restart (see test/e2e/etcd-client-auth.test.ts).
+    const etcd = await createEtcdClient(
+      { endpoints: cluster.endpoints, callTimeoutMs: 2_000, keepAliveTimeMs: 10_000, keepAliveTimeoutMs: 5_000, permitWithoutStream: false, autoSyncIntervalMs: 0, auth: { username: 'root', password: 'pw-for-snapshots' } },
+      createLogger('silent'),
+    );
+    const client = etcd.etcd;
     const store = backupStore(cluster);
     try {
       // etcd3's own maintenance.snapshot() fails here with "auth: user name is empty".
@@ -405,7 +412,7 @@ describe('full snapshot with etcd auth enabled', { timeout: 150_000 }, () => {
       assert.equal(chain.contiguous, true);
       await assertChainEvents(store, chain);
     } finally {
-      client.close();
+      etcd.close();
       await sidecar.close();
     }
   });

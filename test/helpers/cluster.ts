@@ -136,6 +136,12 @@ export class TestCluster {
     return stdout;
   }
 
+  /** Turns on etcd auth with a root user holding `password`. */
+  async enableAuth(password: string): Promise<void> {
+    await this.etcdctl(['user', 'add', `root:${password}`]);
+    await this.etcdctl(['auth', 'enable']);
+  }
+
   /** Waits until every running member reports itself healthy (etcdctl endpoint health). */
   async waitHealthy(timeoutMs = 30_000, members: TestMember[] = this.members.filter((m) => m.process.running)): Promise<void> {
     const deadline = Date.now() + timeoutMs;
