@@ -44,6 +44,8 @@ export interface WalFacts {
   hardState?: { term: number; vote: string; commit: number };
   entries: number;
   files: number;
+  /** Where the last intact record starts (the frame's length word), and its type. */
+  lastRecord?: { file: string; offset: number; type: number };
   /** A record cut short at the very end of the last file: a crash mid-write, which etcd repairs at start. */
   tornTail?: { file: string; offset: number; problem: string };
 }
@@ -74,7 +76,7 @@ export class WalReader {
         return;
       }
       const frame = bytes.subarray(dataAt, dataAt + recBytes + padBytes);
-      const problem = this.record(frame.subarray(0, recBytes));
+      const problem = this.record(frame.subarray(0, recBytes), file, at);
       if (problem !== undefined) {
         // Like etcd: damage inside a record with a zeroed sector, at the end of the newest file, is a
         // write the crash cut short; anywhere else it is corruption.
@@ -99,7 +101,7 @@ export class WalReader {
   }
 
   /** Applies one record; returns why it is bad instead of throwing, so the caller can tell torn from corrupt. */
-  private record(bytes: Buffer): string | undefined {
+  private record(bytes: Buffer, file: string, offset: number): string | undefined {
     let type = 0;
     let crc = 0;
     let data: Buffer = Buffer.alloc(0);
@@ -109,6 +111,12 @@ export class WalReader {
       else if (field === 3 && Buffer.isBuffer(value)) data = value;
     });
     if (bad !== undefined) return `not a walpb.Record: ${bad}`;
+    const problem = this.apply(type, crc, data);
+    if (problem === undefined) this.facts.lastRecord = { file, offset, type };
+    return problem;
+  }
+
+  private apply(type: number, crc: number, data: Buffer): string | undefined {
     if (type === WAL_RECORD.crc) {
       // A fresh reader starts the chain at 0 and cannot check the first file's carried-in value.
       if (this.crc !== 0 && crc !== this.crc) return `CRC chain broken: the crc record carries 0x${hex32(crc)}, the records before it sum to 0x${hex32(this.crc)}`;
