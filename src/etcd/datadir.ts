@@ -1,4 +1,5 @@
-import { open, readdir, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BoltFormatError, inspectBoltFile, type BoltFileFacts } from './bolt.js';
 import { orderWalNames, WalFormatError, WalReader, type WalFacts } from './wal.js';
@@ -28,6 +29,7 @@ export interface DataDirFacts {
 
 const WAL_DIR = join('member', 'wal');
 const DB_FILE = join('member', 'snap', 'db');
+const WAL_READ_SIZE = 1 << 20;
 
 /** What the I/O found, before any judgement; `judgeDataDir` turns it into DataDirFacts. */
 export interface DataDirFindings {
@@ -89,16 +91,12 @@ async function readWal(walDir: string, files: string[]): Promise<WalFacts | { er
   const reader = new WalReader();
   try {
     for (const [i, name] of files.entries()) {
-      // One segment at a time (64 MB at most, as etcd preallocates them): memory stays flat however
-      // many segments are kept.
-      const handle = await open(join(walDir, name), 'r');
-      let bytes: Buffer;
+      const stream = createReadStream(join(walDir, name), { highWaterMark: WAL_READ_SIZE });
       try {
-        bytes = await handle.readFile();
+        await reader.readSegment(join(WAL_DIR, name), i === files.length - 1, stream);
       } finally {
-        await handle.close();
+        stream.destroy();
       }
-      reader.readFile(join(WAL_DIR, name), bytes, i === files.length - 1);
     }
     return reader.finish();
   } catch (err) {

@@ -54,48 +54,92 @@ export interface WalFacts {
 export class WalReader {
   private crc = 0;
   private metadata: Buffer | undefined;
+  private file = { name: '', last: false };
   private readonly facts: WalFacts = { lastIndex: 0, lastTerm: 0, snapshotIndex: 0, snapshotTerm: 0, entries: 0, files: 0 };
 
   /**
-   * One file's bytes. `last` marks the newest file, the only one where a torn record is a crash
-   * rather than damage (etcd applies the same rule). Throws WalFormatError naming file and offset.
+   * One file's bytes, whole. `last` marks the newest file, the only one where a torn record is a
+   * crash rather than damage (etcd applies the same rule). Throws WalFormatError naming file and offset.
    */
   readFile(file: string, bytes: Buffer, last: boolean): void {
+    this.beginFile(file, last);
+    this.feed(bytes, 0, true);
+  }
+
+  /**
+   * One file as it streams in (a read stream, or any chunks): only whole frames are kept waiting,
+   * so memory stays flat however large the segment, and reading stops at the end of the records
+   * (the zeroed, preallocated rest of the newest segment is never read).
+   */
+  async readSegment(file: string, last: boolean, chunks: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<void> {
+    this.beginFile(file, last);
+    let window: Buffer = Buffer.alloc(0);
+    let windowAt = 0;
+    for await (const chunk of chunks) {
+      window = window.length === 0 ? chunk : Buffer.concat([window, chunk]);
+      const next = this.feed(window, windowAt, false);
+      if (next === 'end') return;
+      // Copied: a stream may reuse its chunk.
+      window = Buffer.from(window.subarray(next - windowAt));
+      windowAt = next;
+    }
+    this.feed(window, windowAt, true);
+  }
+
+  /** Starts the next file, to be given in windows with `feed`. */
+  beginFile(file: string, last: boolean): void {
     if (this.facts.tornTail !== undefined) throw new WalFormatError(file, 0, `follows ${this.facts.tornTail.file}, whose last record is torn`);
     this.facts.files++;
-    let at = 0;
-    while (at + FRAME_LENGTH_BYTES <= bytes.length) {
-      const lenField = bytes.readBigUInt64LE(at);
-      if (lenField === 0n) return;
+    this.file = { name: file, last };
+  }
+
+  /**
+   * Reads the whole frames in `window`, the current file's bytes from offset `windowAt` (`eof`: the
+   * file ends with it). Returns the offset of the first byte it did not consume (the next window
+   * must start there), or 'end' once the file's records are over: a zero length word (the
+   * preallocated rest need not be read), or a torn tail.
+   */
+  feed(window: Buffer, windowAt: number, eof: boolean): number | 'end' {
+    const { name: file, last } = this.file;
+    const windowEnd = windowAt + window.length;
+    let at = windowAt;
+    while (at + FRAME_LENGTH_BYTES <= windowEnd) {
+      const lenField = window.readBigUInt64LE(at - windowAt);
+      if (lenField === 0n) return 'end';
       const recBytes = Number(lenField & 0x00ff_ffff_ffff_ffffn);
       const padBytes = lenField >> 63n === 1n ? Number((lenField >> 56n) & 7n) : 0;
       if (recBytes >= MAX_RECORD_BYTES - padBytes) throw new WalFormatError(file, at, `record length ${recBytes} is beyond etcd's limit of ${MAX_RECORD_BYTES} bytes`);
       const dataAt = at + FRAME_LENGTH_BYTES;
-      if (dataAt + recBytes + padBytes > bytes.length) {
-        this.torn(file, at, last, `the file ends ${dataAt + recBytes + padBytes - bytes.length} bytes short of the record's end`);
-        return;
+      const frameEnd = dataAt + recBytes + padBytes;
+      if (frameEnd > windowEnd) {
+        if (!eof) return at;
+        this.torn(at, `the file ends ${frameEnd - windowEnd} bytes short of the record's end`);
+        return 'end';
       }
-      const frame = bytes.subarray(dataAt, dataAt + recBytes + padBytes);
+      const frame = window.subarray(dataAt - windowAt, frameEnd - windowAt);
       const problem = this.record(frame.subarray(0, recBytes), file, at);
       if (problem !== undefined) {
         // Like etcd: damage inside a record with a zeroed sector, at the end of the newest file, is a
         // write the crash cut short; anywhere else it is corruption.
         if (last && hasZeroSector(frame, dataAt)) {
-          this.torn(file, at, last, problem);
-          return;
+          this.torn(at, problem);
+          return 'end';
         }
         throw new WalFormatError(file, at, problem);
       }
-      at = dataAt + recBytes + padBytes;
+      at = frameEnd;
     }
-    if (at < bytes.length) this.torn(file, at, last, `${bytes.length - at} bytes left, too few for a length word`);
+    if (!eof) return at;
+    if (at < windowEnd) this.torn(at, `${windowEnd - at} bytes left, too few for a length word`);
+    return 'end';
   }
 
   finish(): WalFacts {
     return { ...this.facts };
   }
 
-  private torn(file: string, offset: number, last: boolean, problem: string): void {
+  private torn(offset: number, problem: string): void {
+    const { name: file, last } = this.file;
     if (!last) throw new WalFormatError(file, offset, `${problem} (torn record before the last WAL file)`);
     this.facts.tornTail = { file, offset, problem };
   }

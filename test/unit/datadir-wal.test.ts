@@ -218,6 +218,49 @@ describe('WAL reader', () => {
   });
 });
 
+describe('WAL reader, streamed', () => {
+  /** `bytes` cut into chunks of the given sizes, repeating. */
+  function* chunks(bytes: Buffer, sizes: number[]): Generator<Buffer> {
+    for (let at = 0, i = 0; at < bytes.length; i++) {
+      const size = sizes[i % sizes.length] ?? 1;
+      yield Buffer.from(bytes.subarray(at, at + size)); // a fresh copy, as a stream's chunk
+      at += size;
+    }
+  }
+  async function streamed(files: Array<[string, Buffer]>, sizes: number[]): Promise<WalFacts> {
+    const r = new WalReader();
+    for (const [i, [name, bytes]] of files.entries()) await r.readSegment(name, i === files.length - 1, chunks(bytes, sizes));
+    return r.finish();
+  }
+
+  it('gives what the whole file gives, cut into any chunks, torn tail included', async () => {
+    const w = firstSegment(30);
+    w.record(WAL_RECORD.entry, entry(2, 31, Buffer.alloc(5000, 'y')));
+    const first = w.cut(metadata(MEMBER, CLUSTER), hardState(2, MEMBER, 31));
+    for (let i = 32; i <= 40; i++) w.record(WAL_RECORD.entry, entry(2, i));
+    const lastAt = w.offsets.at(-1) ?? 0;
+    const second = w.file(0);
+    for (const tail of [second, second.subarray(0, lastAt + 3), Buffer.concat([second, Buffer.alloc(8192)])]) {
+      const files: Array<[string, Buffer]> = [
+        [NAME0, first],
+        [NAME1, tail],
+      ];
+      const whole = read(files);
+      for (const sizes of [[1], [7, 13], [4096], [1 << 20], [5000, 3, 100]]) assert.deepEqual(await streamed(files, sizes), whole, `chunks ${sizes.join(',')}`);
+    }
+  });
+
+  it('a damaged record is reported at the same offset whatever the chunking', async () => {
+    const w = firstSegment(30);
+    const at = w.offsets[20] ?? 0;
+    const bytes = w.file();
+    bytes[at + 12] = (bytes[at + 12] ?? 0) ^ 0x40;
+    for (const sizes of [[1], [9], [4096]]) {
+      await assert.rejects(streamed([[NAME0, bytes]], sizes), (err: unknown) => err instanceof WalFormatError && err.offset === at);
+    }
+  });
+});
+
 describe('WAL file names', () => {
   it('parses seq and index, orders by seq, and refuses a gap', () => {
     assert.deepEqual(parseWalName('000000000000000a-00000000000003e8.wal'), { seq: 10n, index: 1000n });
