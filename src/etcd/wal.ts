@@ -174,8 +174,13 @@ export class WalReader {
       case WAL_RECORD.entry: {
         const e = readUints(data, 'raftpb.Entry', [2, 3]);
         if (typeof e === 'string') return e;
+        const index = e[3] ?? 0;
+        // An entry may rewrite the log's tail (a lower index), never skip ahead of it: etcd refuses
+        // such a log (ErrSliceOutOfRange). A raft snapshot received from the leader moves the tail.
+        const tail = Math.max(this.facts.lastIndex, this.facts.snapshotIndex);
+        if (this.facts.entries > 0 && index > tail + 1) return `entry ${index} follows index ${tail}: entries ${tail + 1}..${index - 1} are missing`;
         this.facts.lastTerm = e[2] ?? 0;
-        this.facts.lastIndex = e[3] ?? 0;
+        this.facts.lastIndex = index;
         this.facts.entries++;
         return undefined;
       }

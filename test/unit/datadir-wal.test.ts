@@ -130,6 +130,16 @@ describe('WAL reader', () => {
     assert.deepEqual([facts.lastIndex, facts.lastTerm], [8, 3]);
   });
 
+  it('entries that skip ahead of the log are damage; after a raft snapshot from the leader they may', () => {
+    const w = firstSegment(10);
+    w.record(WAL_RECORD.entry, entry(2, 13));
+    assert.throws(() => read([[NAME0, w.file()]]), /entry 13 follows index 10: entries 11\.\.12 are missing/);
+    const s = firstSegment(10);
+    s.record(WAL_RECORD.snapshot, snapshot(500, 3)).record(WAL_RECORD.entry, entry(3, 501));
+    const facts = read([[NAME0, s.file()]]);
+    assert.deepEqual([facts.lastIndex, facts.snapshotIndex], [501, 500]);
+  });
+
   it('follows the CRC chain into the next segment', () => {
     const w = firstSegment(20);
     const first = w.cut(metadata(MEMBER, CLUSTER), hardState(2, MEMBER, 20));
