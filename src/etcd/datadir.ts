@@ -19,7 +19,11 @@ export interface DataDirFacts {
   raftTerm?: number;
   /** From the last HardState. */
   commitIndex?: number;
-  /** The db's current revision. */
+  /**
+   * The db's current revision, as stored. After a crash the db can lag the WAL (it commits in
+   * batches): etcd replays the entries after consistentIndex at start, so the member may come up
+   * higher. raftIndex is what tells an older copy of a dir from a newer one (seed 004).
+   */
   revision?: number;
   compactRevision?: number;
   consistentIndex?: number;
@@ -123,7 +127,7 @@ export function judgeDataDir(f: DataDirFindings): Omit<DataDirFacts, 'durationMs
   if (f.wal !== undefined && 'error' in f.wal && f.walFiles.length === 0) return { state: 'corrupt', reason: f.wal.error, ...sized };
   if (f.walFiles.length === 0 && f.db === 'missing') return { state: 'empty', reason: `${f.dir} holds no member data (no WAL files in ${WAL_DIR}, no ${DB_FILE})` };
   if (f.walFiles.length === 0) return { state: 'corrupt', reason: `${DB_FILE} exists (${dbBytes} bytes) but ${WAL_DIR} has no WAL files: the raft log and the member's identity are lost`, ...sized };
-  if (f.db === 'missing') return { state: 'corrupt', reason: `${WAL_DIR} has ${f.walFiles.length} WAL files but ${DB_FILE} is missing: etcd would rebuild the store from a log that no longer starts at index 1` };
+  if (f.db === 'missing') return { state: 'corrupt', reason: `${WAL_DIR} has ${f.walFiles.length} WAL files but ${DB_FILE} is missing: the applied key space is gone (etcd could rebuild it only if the log still began at index 1)` };
 
   const problems: string[] = [];
   const notes: string[] = [];

@@ -222,6 +222,12 @@ describe('data dir inspection of a single member', { timeout: 150_000 }, () => {
       const one = await inspectDataDir(dir);
       assert.equal(one.state, 'valid', one.reason);
       assert.match(one.reason, /member\/snap\/db meta page 0: checksum mismatch.*falls back/);
+      assert.equal(one.memberId, was.memberId);
+      // etcd agrees (on a copy: a running etcd rewrites the meta pages).
+      const oneCopy = join(copies, 'meta-one');
+      cpSync(dir, oneCopy, { recursive: true });
+      const started = await startOn(oneCopy, m.name, cluster.dir);
+      assert.ok('revision' in started, `etcd refused a db with one good meta page: ${JSON.stringify(started)}`);
       writeSync(fd, Buffer.from([bytes.readUInt8(pageSize + 16 + 48) ^ 0xff]), 0, 1, pageSize + 16 + 48);
     } finally {
       closeSync(fd);
@@ -231,6 +237,9 @@ describe('data dir inspection of a single member', { timeout: 150_000 }, () => {
     assert.match(both.reason, /member\/snap\/db: not a readable bbolt db: meta page 0: checksum mismatch.*meta page 1: checksum mismatch/);
     // The WAL's facts are still reported: the initializer may want to know whose dir this was.
     assert.equal(both.memberId, was.memberId);
+    // etcd agrees: bbolt will not open it.
+    const started = await startOn(dir, m.name, cluster.dir);
+    assert.ok('exited' in started, 'etcd started on a db without a valid meta page');
   });
 
   it('a db without its WAL, and a WAL without its db, are corrupt', async () => {
