@@ -55,6 +55,7 @@ export class WalReader {
   private crc = 0;
   private metadata: Buffer | undefined;
   private file = { name: '', last: false };
+  private window = Buffer.alloc(0);
   private readonly facts: WalFacts = { lastIndex: 0, lastTerm: 0, snapshotIndex: 0, snapshotTerm: 0, entries: 0, files: 0 };
 
   /**
@@ -73,17 +74,27 @@ export class WalReader {
    */
   async readSegment(file: string, last: boolean, chunks: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<void> {
     this.beginFile(file, last);
-    let window: Buffer = Buffer.alloc(0);
+    // One window, reused: the unconsumed tail moves to its front and each chunk is copied in after
+    // it (a chunk may be reused by its source), so a segment of 1 MB records makes no garbage.
+    let window = this.window;
+    let length = 0;
     let windowAt = 0;
     for await (const chunk of chunks) {
-      window = window.length === 0 ? chunk : Buffer.concat([window, chunk]);
-      const next = this.feed(window, windowAt, false);
+      if (length + chunk.length > window.length) {
+        const grown = Buffer.allocUnsafe(Math.max(2 * window.length, length + chunk.length, 1 << 20));
+        window.copy(grown, 0, 0, length);
+        window = grown;
+        this.window = grown;
+      }
+      chunk.copy(window, length);
+      length += chunk.length;
+      const next = this.feed(window.subarray(0, length), windowAt, false);
       if (next === 'end') return;
-      // Copied: a stream may reuse its chunk.
-      window = Buffer.from(window.subarray(next - windowAt));
+      window.copyWithin(0, next - windowAt, length);
+      length -= next - windowAt;
       windowAt = next;
     }
-    this.feed(window, windowAt, true);
+    this.feed(window.subarray(0, length), windowAt, true);
   }
 
   /** Starts the next file, to be given in windows with `feed`. */
