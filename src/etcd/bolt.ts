@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 
 /**
  * What an etcd backend db (a bbolt file) says about the store it holds, read the way etcd itself
@@ -200,26 +200,7 @@ export class BoltScanner {
   private begin(head: Buffer): void {
     this.head = [];
     if (head.length < PAGE_HEADER_SIZE + META_SIZE) throw new BoltFormatError(`truncated: ${head.length} bytes cannot even hold a bbolt meta page`);
-    const meta0 = readMeta(head, 0);
-    let meta1: Meta | string;
-    if (typeof meta0 !== 'string') {
-      meta1 = readMeta(head, meta0.pageSize);
-      if (typeof meta1 !== 'string' && meta1.pageSize !== meta0.pageSize) meta1 = `page size ${meta1.pageSize} disagrees with meta 0's ${meta0.pageSize}`;
-    } else {
-      meta1 = readMeta(head, GUESSED_PAGE_SIZES[0] ?? 4096);
-      for (const size of GUESSED_PAGE_SIZES) {
-        const m = readMeta(head, size);
-        if (typeof m !== 'string' && m.pageSize === size) {
-          meta1 = m;
-          break;
-        }
-      }
-    }
-    // Like bbolt: the newer transaction wins, and a damaged meta page falls back to the other one
-    // (a data dir whose last commit was torn is read as of the commit before).
-    const valid = [meta0, meta1].filter((m): m is Meta => typeof m !== 'string');
-    if (valid.length === 0) throw new BoltFormatError(`not a readable bbolt db: meta page 0: ${String(meta0)}; meta page 1: ${String(meta1)}`);
-    const meta = valid.reduce((a, b) => (b.txid > a.txid ? b : a));
+    const { meta } = chooseMeta(head);
     this.meta = meta;
     this.pageSize = meta.pageSize;
     this.end = meta.pageCount * meta.pageSize;
@@ -359,31 +340,8 @@ export class BoltScanner {
         if (n > 0) lastMain = this.aux[id] ?? NaN;
       });
     }
-    if (keyCount > 0 && Number.isNaN(lastMain)) throw new BoltFormatError('the last key in bucket "key" is not an etcd revision (17 or 18 bytes)');
-    if (lastMain > Number.MAX_SAFE_INTEGER) throw new BoltFormatError(`the last key in bucket "key" holds revision ${lastMain}, beyond what this reader handles exactly`);
-
-    let consistentIndex = 0n;
-    let compactRevision = 0;
     const metaItems = metaBucket === undefined ? [] : this.items(metaBucket, 'meta');
-    for (const item of metaItems) {
-      if (item.name === 'consistent_index') {
-        // etcd reads the first 8 bytes and panics on fewer.
-        if (item.size < 8) throw new BoltFormatError(`meta/consistent_index is ${item.size} bytes, not 8`);
-        consistentIndex = item.value.readBigUInt64BE(0);
-      } else if (item.name === 'finishedCompactRev') {
-        if (item.size < REVISION_SIZE) throw new BoltFormatError(`meta/finishedCompactRev is ${item.size} bytes, not a ${REVISION_SIZE}-byte revision`);
-        compactRevision = readMain(item.value);
-      }
-    }
-
-    return {
-      revision: Math.max(1, keyCount > 0 ? lastMain : 1, compactRevision),
-      compactRevision,
-      consistentIndex,
-      keyCount,
-      pageSize: this.pageSize,
-      pageCount: meta.pageCount,
-    };
+    return { ...etcdFacts(keyCount > 0, lastMain, metaItems), keyCount, pageSize: this.pageSize, pageCount: meta.pageCount };
   }
 
   private items(ref: BucketRef, name: string): Found[] {
@@ -443,6 +401,210 @@ export async function readBoltFacts(dbPath: string): Promise<BoltFacts> {
   } finally {
     await file.close();
   }
+}
+
+/** What a look at a few pages of a db file finds: BoltFacts but the key count, which needs every leaf. */
+export interface BoltFileFacts extends Omit<BoltFacts, 'keyCount'> {
+  /** The file's size: at least pageCount × pageSize (bbolt grows the file ahead of need). */
+  fileBytes: number;
+  /** What was wrong with the meta page bbolt will not use, if anything (it falls back to the other). */
+  damagedMeta?: string;
+  /** Pages read to find these facts: the cost does not grow with the db, only with the tree's depth. */
+  pagesRead: number;
+}
+
+// Deeper than any real bbolt tree (a billion keys are ~6 levels): deeper means a cycle.
+const MAX_TREE_DEPTH = 64;
+
+/**
+ * The facts of the db file at `dbPath` by random access instead of a full read: the meta pages
+ * (checksummed), the root bucket, bucket "meta", and one path down bucket "key" to its largest
+ * revision. Every page on those paths is checked for structure (its own id, a branch or leaf, elements
+ * inside the page, children inside the db); pages off those paths are not read, so damage there goes
+ * unseen (etcd only notices it when it reads them, too). A 1 GB db costs a handful of reads, where
+ * readBoltFacts streams all of it (anchor issue #71: minutes at start-up).
+ */
+export async function inspectBoltFile(dbPath: string): Promise<BoltFileFacts> {
+  const file = await open(dbPath, 'r');
+  try {
+    const { size } = await file.stat();
+    const head = Buffer.alloc(Math.min(size, 2 * MAX_PAGE_SIZE));
+    await file.read(head, 0, head.length, 0);
+    if (size < PAGE_HEADER_SIZE + META_SIZE) throw new BoltFormatError(`truncated: ${size} bytes cannot even hold a bbolt meta page`);
+    const { meta, damaged } = chooseMeta(head);
+    const end = meta.pageCount * meta.pageSize;
+    if (size < end) throw new BoltFormatError(`truncated: the meta page says the db is ${end} bytes (${meta.pageCount} pages of ${meta.pageSize}), but the file has ${size}`);
+    const pages = new PageReader(file, meta.pageSize, meta.pageCount);
+
+    const top = await pages.collect(meta.root, 'the root bucket');
+    const keyBucket = bucketNamed(top, 'key');
+    if (keyBucket === undefined) throw new BoltFormatError('bucket "key" is missing: this bbolt db is not an etcd backend');
+    if ('broken' in keyBucket) throw new BoltFormatError(`bucket "key": ${keyBucket.broken}`);
+    const last = 'inline' in keyBucket ? { hasKeys: keyBucket.inline.count > 0, lastMain: keyBucket.inline.lastMain } : await pages.lastKey(keyBucket.root, 'bucket "key"');
+    const metaBucket = bucketNamed(top, 'meta');
+    let metaItems: Found[] = [];
+    if (metaBucket !== undefined) {
+      if ('broken' in metaBucket) throw new BoltFormatError(`bucket "meta": ${metaBucket.broken}`);
+      metaItems = 'inline' in metaBucket ? metaBucket.inline.found : await pages.collect(metaBucket.root, 'bucket "meta"');
+    }
+    return {
+      ...etcdFacts(last.hasKeys, last.lastMain, metaItems),
+      pageSize: meta.pageSize,
+      pageCount: meta.pageCount,
+      fileBytes: size,
+      ...(damaged === undefined ? {} : { damagedMeta: damaged }),
+      pagesRead: pages.reads,
+    };
+  } finally {
+    await file.close();
+  }
+}
+
+interface NodePage {
+  branch: boolean;
+  count: number;
+  /** The page and its overflow, read whole. */
+  bytes: Buffer;
+}
+
+/** Reads branch and leaf pages of a db file on demand, checking each one's structure. */
+class PageReader {
+  reads = 0;
+
+  constructor(
+    private readonly file: FileHandle,
+    private readonly pageSize: number,
+    private readonly pageCount: number,
+  ) {}
+
+  async node(id: number, what: string): Promise<NodePage> {
+    if (id < 2 || id >= this.pageCount) throw new BoltFormatError(`${what}: page ${id} is outside the db (${this.pageCount} pages)`);
+    this.reads++;
+    let bytes = await this.read(id * this.pageSize, this.pageSize);
+    const claimed = readU64(bytes, 0);
+    const flags = bytes.readUInt16LE(8);
+    if (claimed !== id) throw new BoltFormatError(`${what}: page ${id} is damaged: its header says it is page ${claimed}`);
+    if (flags !== BRANCH_PAGE && flags !== LEAF_PAGE) throw new BoltFormatError(`${what}: page ${id} is not a branch or leaf page (flags 0x${flags.toString(16)})`);
+    const count = bytes.readUInt16LE(10);
+    const overflow = bytes.readUInt32LE(12);
+    if (id + overflow + 1 > this.pageCount) throw new BoltFormatError(`${what}: page ${id} is damaged: its ${overflow} overflow pages run past the end of the db`);
+    if (overflow > 0) bytes = Buffer.concat([bytes, await this.read((id + 1) * this.pageSize, overflow * this.pageSize)]);
+    if (PAGE_HEADER_SIZE + count * ELEMENT_SIZE > bytes.length) throw new BoltFormatError(`${what}: page ${id} is damaged: ${count} elements do not fit in it`);
+    return { branch: flags === BRANCH_PAGE, count, bytes };
+  }
+
+  children(id: number, page: NodePage, what: string): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < page.count; i++) {
+      const child = readU64(page.bytes, PAGE_HEADER_SIZE + i * ELEMENT_SIZE + 8);
+      if (child < 2 || child >= this.pageCount) throw new BoltFormatError(`${what}: page ${id} is damaged: element ${i} points at page ${child}, outside the db`);
+      out.push(child);
+    }
+    return out;
+  }
+
+  /** Scans a leaf like BoltScanner does, every byte it asks for being already in hand. */
+  leaf(id: number, page: NodePage, what: string, sink: LeafSink): void {
+    const base = id * this.pageSize;
+    const elementsAt = base + PAGE_HEADER_SIZE;
+    const elements = page.bytes.subarray(PAGE_HEADER_SIZE, PAGE_HEADER_SIZE + page.count * ELEMENT_SIZE);
+    const problem = scanLeaf(id, elements, elementsAt, base + page.bytes.length, this.pageSize, (start, end, use) => use(page.bytes.subarray(start - base, end - base)), sink);
+    if (problem !== undefined) throw new BoltFormatError(`${what}: page ${id} is damaged: ${problem}`);
+  }
+
+  /** Every fact-bearing item in the tree under `root`; only for small trees (the root bucket, "meta"). */
+  async collect(root: number, what: string): Promise<Found[]> {
+    const found: Found[] = [];
+    const sink: LeafSink = { lastMain: () => undefined, found: (_, item) => found.push(item) };
+    const stack: Array<[number, number]> = [[root, 0]];
+    for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+      const [id, depth] = next;
+      if (depth > MAX_TREE_DEPTH) throw new BoltFormatError(`${what}: its page tree loops`);
+      const page = await this.node(id, what);
+      if (page.branch) for (const child of this.children(id, page, what).reverse()) stack.push([child, depth + 1]);
+      else this.leaf(id, page, what, sink);
+    }
+    return found;
+  }
+
+  /**
+   * The largest key's main revision, down the rightmost path; an empty leaf (which bbolt only leaves
+   * behind as a root) sends the search one child to the left.
+   */
+  async lastKey(id: number, what: string, depth = 0): Promise<{ hasKeys: boolean; lastMain: number }> {
+    if (depth > MAX_TREE_DEPTH) throw new BoltFormatError(`${what}: its page tree loops`);
+    const page = await this.node(id, what);
+    if (!page.branch) {
+      let lastMain = NaN;
+      this.leaf(id, page, what, { lastMain: (_, main) => (lastMain = main), found: () => undefined });
+      return { hasKeys: page.count > 0, lastMain };
+    }
+    const children = this.children(id, page, what);
+    for (let i = children.length - 1; i >= 0; i--) {
+      const last = await this.lastKey(children[i] as number, what, depth + 1);
+      if (last.hasKeys) return last;
+    }
+    return { hasKeys: false, lastMain: NaN };
+  }
+
+  private async read(at: number, length: number): Promise<Buffer> {
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await this.file.read(buf, 0, length, at);
+    if (bytesRead < length) throw new BoltFormatError(`truncated: the file ends inside page ${Math.floor((at + bytesRead) / this.pageSize)}`);
+    return buf;
+  }
+}
+
+/**
+ * The meta page bbolt would use, from the db's first bytes (both meta pages). Like bbolt: the newer
+ * transaction wins, and a damaged meta page falls back to the other one (a data dir whose last
+ * commit was torn is read as of the commit before). `damaged` says what was wrong with the other.
+ */
+function chooseMeta(head: Buffer): { meta: Meta; damaged: string | undefined } {
+  const meta0 = readMeta(head, 0);
+  let meta1: Meta | string;
+  if (typeof meta0 !== 'string') {
+    meta1 = readMeta(head, meta0.pageSize);
+    if (typeof meta1 !== 'string' && meta1.pageSize !== meta0.pageSize) meta1 = `page size ${meta1.pageSize} disagrees with meta 0's ${meta0.pageSize}`;
+  } else {
+    meta1 = readMeta(head, GUESSED_PAGE_SIZES[0] ?? 4096);
+    for (const size of GUESSED_PAGE_SIZES) {
+      const m = readMeta(head, size);
+      if (typeof m !== 'string' && m.pageSize === size) {
+        meta1 = m;
+        break;
+      }
+    }
+  }
+  const valid = [meta0, meta1].filter((m): m is Meta => typeof m !== 'string');
+  if (valid.length === 0) throw new BoltFormatError(`not a readable bbolt db: meta page 0: ${String(meta0)}; meta page 1: ${String(meta1)}`);
+  const meta = valid.reduce((a, b) => (b.txid > a.txid ? b : a));
+  const damaged = typeof meta0 === 'string' ? `meta page 0: ${meta0}` : typeof meta1 === 'string' ? `meta page 1: ${meta1}` : undefined;
+  return { meta, damaged };
+}
+
+/**
+ * revision, compactRevision and consistentIndex from the last key of bucket "key" (`lastMain`, NaN
+ * when not revision-shaped; ignored when the bucket is empty) and the items of bucket "meta".
+ */
+function etcdFacts(hasKeys: boolean, lastMain: number, metaItems: Found[]): Pick<BoltFacts, 'revision' | 'compactRevision' | 'consistentIndex'> {
+  if (hasKeys && Number.isNaN(lastMain)) throw new BoltFormatError('the last key in bucket "key" is not an etcd revision (17 or 18 bytes)');
+  if (lastMain > Number.MAX_SAFE_INTEGER) throw new BoltFormatError(`the last key in bucket "key" holds revision ${lastMain}, beyond what this reader handles exactly`);
+
+  let consistentIndex = 0n;
+  let compactRevision = 0;
+  for (const item of metaItems) {
+    if (item.name === 'consistent_index') {
+      // etcd reads the first 8 bytes and panics on fewer.
+      if (item.size < 8) throw new BoltFormatError(`meta/consistent_index is ${item.size} bytes, not 8`);
+      consistentIndex = item.value.readBigUInt64BE(0);
+    } else if (item.name === 'finishedCompactRev') {
+      if (item.size < REVISION_SIZE) throw new BoltFormatError(`meta/finishedCompactRev is ${item.size} bytes, not a ${REVISION_SIZE}-byte revision`);
+      compactRevision = readMain(item.value);
+    }
+  }
+
+  return { revision: Math.max(1, hasKeys ? lastMain : 1, compactRevision), compactRevision, consistentIndex };
 }
 
 function readMeta(buf: Buffer, pageAt: number): Meta | string {

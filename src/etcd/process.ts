@@ -62,8 +62,11 @@ export class EtcdProcess {
     mkdirSync(dirname(this.spec.logFile), { recursive: true });
     const log = createWriteStream(this.spec.logFile, { flags: 'a' });
     const child = spawn(this.spec.etcdBinary ?? 'etcd', etcdArgs(this.spec), { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    // Both pipes feed one log: neither may end it (the other could still write, "write after end"
+    // when etcd dies at start with words on stderr); it ends once the child's streams are closed.
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    child.once('close', () => log.end());
     live.add(child);
     this.exitPromise = new Promise((resolve) => {
       child.once('exit', (code) => {

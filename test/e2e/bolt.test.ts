@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
-import { BoltFormatError, BoltScanner, readBoltFacts, type BoltFacts } from '../../src/etcd/bolt.js';
+import { BoltFormatError, BoltScanner, inspectBoltFile, readBoltFacts, type BoltFacts } from '../../src/etcd/bolt.js';
 import { EtcdProcess } from '../../src/etcd/process.js';
 import { openSnapshotStream } from '../../src/etcd/snapshot-stream.js';
 import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
@@ -89,7 +89,18 @@ async function takeSnapshot(cluster: TestCluster, name: string, auth: string[] =
   const stream = readFileSync(file).subarray(0, size - TRAILER);
   assert.deepEqual(scan(stream), facts, 'one write');
   for (const seed of [1, 2, 3]) assert.deepEqual(scanInChunks(stream, seed), facts, `random chunks, seed ${seed}`);
+  await assertRandomAccessAgrees(file, facts);
   return { file, stream, facts, statusRevision, liveRevision: before.revision };
+}
+
+/** inspectBoltFile, which reads a few pages, finds what the full scan found (all but the key count). */
+async function assertRandomAccessAgrees(file: string, facts: BoltFacts): Promise<void> {
+  const { fileBytes, pagesRead, damagedMeta, ...found } = await inspectBoltFile(file);
+  const { keyCount, ...expected } = facts;
+  assert.deepEqual(found, expected, 'inspectBoltFile agrees with the full scan');
+  assert.equal(damagedMeta, undefined);
+  assert.equal(fileBytes, statSync(file).size);
+  assert.ok(pagesRead < 20 || pagesRead < keyCount / 100, `${pagesRead} pages read for ${keyCount} keys`);
 }
 
 /** Restores `file` into a new single-member etcd, starts it, and returns the revision it reports. */
@@ -254,6 +265,7 @@ describe('bolt facts of etcd snapshots and data dirs', { timeout: 180_000 }, () 
       const own = await readBoltFacts(join(m.dataDir, 'member', 'snap', 'db'));
       // Same transaction: the snapshot copies the live meta, so even the page count agrees.
       assert.deepEqual(own, before.facts);
+      await assertRandomAccessAgrees(join(m.dataDir, 'member', 'snap', 'db'), own);
     } finally {
       cluster.restart(m.name);
       await cluster.waitHealthy();
@@ -269,52 +281,58 @@ describe('bolt facts of etcd snapshots and data dirs', { timeout: 180_000 }, () 
     before(() => {
       pageSize = small?.facts.pageSize ?? 0;
     });
-    const rejects = (bytes: Buffer, message: RegExp): void => {
+    const rejects = async (bytes: Buffer, message: RegExp): Promise<void> => {
       assert.throws(() => scan(bytes), (err: unknown) => err instanceof BoltFormatError && message.test(err.message));
       assert.throws(() => scanInChunks(bytes, 7), (err: unknown) => err instanceof BoltFormatError && message.test(err.message));
+      const file = join(cluster.dir, 'damaged.db');
+      writeFileSync(file, bytes);
+      await assert.rejects(inspectBoltFile(file), (err: unknown) => err instanceof BoltFormatError && message.test(err.message));
     };
 
-    it('bad magic in both meta pages', () => {
+    it('bad magic in both meta pages', async () => {
       const bytes = snapshot();
       bytes.writeUInt32LE(0xdeadbeef, 16);
       bytes.writeUInt32LE(0xdeadbeef, pageSize + 16);
-      rejects(bytes, /meta page 0: bad magic 0xdeadbeef.*meta page 1: bad magic 0xdeadbeef/);
+      await rejects(bytes, /meta page 0: bad magic 0xdeadbeef.*meta page 1: bad magic 0xdeadbeef/);
     });
 
-    it('a flipped byte in one meta page falls back to the other, as bbolt does; in both it is an error', () => {
+    it('a flipped byte in one meta page falls back to the other, as bbolt does; in both it is an error', async () => {
       const bytes = snapshot();
       bytes.writeUInt8(bytes.readUInt8(16 + 40) ^ 0x01, 16 + 40); // meta 0's pgid
       assert.deepEqual(scan(bytes), small?.facts);
+      const file = join(cluster.dir, 'one-meta.db');
+      writeFileSync(file, bytes);
+      assert.match((await inspectBoltFile(file)).damagedMeta ?? '', /meta page 0: checksum mismatch/);
       bytes.writeUInt8(bytes.readUInt8(pageSize + 16 + 16) ^ 0x80, pageSize + 16 + 16); // meta 1's root
-      rejects(bytes, /meta page 0: checksum mismatch.*meta page 1: checksum mismatch/);
+      await rejects(bytes, /meta page 0: checksum mismatch.*meta page 1: checksum mismatch/);
     });
 
-    it('truncated', () => {
+    it('truncated', async () => {
       const bytes = snapshot();
-      rejects(bytes.subarray(0, bytes.length - pageSize), /truncated: the meta page says the db is \d+ bytes .* only \d+ bytes arrived/);
-      rejects(bytes.subarray(0, 100), /truncated/);
-      rejects(bytes.subarray(0, 40), /truncated: 40 bytes/);
-      rejects(Buffer.alloc(0), /truncated: 0 bytes/);
+      await rejects(bytes.subarray(0, bytes.length - pageSize), /truncated: the meta page says the db is \d+ bytes .* (only \d+ bytes arrived|the file has \d+)/);
+      await rejects(bytes.subarray(0, 100), /truncated/);
+      await rejects(bytes.subarray(0, 40), /truncated: 40 bytes/);
+      await rejects(Buffer.alloc(0), /truncated: 0 bytes/);
     });
 
-    it('not a bolt db at all', () => {
-      rejects(Buffer.alloc(3 * pageSize, 'not a db'), /not a readable bbolt db/);
+    it('not a bolt db at all', async () => {
+      await rejects(Buffer.alloc(3 * pageSize, 'not a db'), /not a readable bbolt db/);
     });
 
-    it('the root page is not a leaf or branch', () => {
+    it('the root page is not a leaf or branch', async () => {
       const bytes = snapshot();
       const root = bytes.readUInt32LE(16 + 16);
       bytes.writeUInt16LE(0x10, root * pageSize + 8);
-      rejects(bytes, new RegExp(`the root bucket: page ${root} is not a branch or leaf page`));
+      await rejects(bytes, new RegExp(`the root bucket: page ${root} is not a branch or leaf page`));
     });
 
-    it('a bolt db without the "key" bucket', () => {
+    it('a bolt db without the "key" bucket', async () => {
       const bytes = snapshot();
       const root = bytes.readUInt32LE(16 + 16);
       const at = leafKeyOffset(bytes, root * pageSize, 'key');
       assert.ok(at !== undefined, 'the "key" bucket in the root leaf');
       bytes.write('kez', at, 'latin1');
-      rejects(bytes, /bucket "key" is missing/);
+      await rejects(bytes, /bucket "key" is missing/);
     });
   });
 });
