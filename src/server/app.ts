@@ -8,7 +8,9 @@ import type { SnapshotRef } from '../snapshot/names.js';
 import type { SnapshotRecord } from '../snapshot/record.js';
 import type { StoreHealth } from '../snapstore/index.js';
 import type { Metrics } from './metrics.js';
-import { errorHandler, notFoundHandler } from './errors.js';
+import { errorHandler, notFoundHandler, clientErrorHandler } from './errors.js';
+import { authPlugin } from './auth.js';
+import type { ServerTls } from './tls.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
@@ -56,6 +58,12 @@ export interface BackupState {
 export interface ServerOptions {
   bodyLimit: number;
   logger: Logger;
+  /** Mutating requests must send it as a bearer token; undefined: not checked. */
+  apiToken?: string;
+  /** Serve HTTPS (and with a client CA, mutual TLS). */
+  https?: ServerTls;
+  /** Removes secret values from every response body (errors may quote what a library said). */
+  scrub?: (text: string) => string;
 }
 
 export type App = FastifyInstance;
@@ -64,6 +72,9 @@ const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promise<App> {
   const app = Fastify({
+    // Fastify types an HTTPS server differently; routes and hooks are the same, so App stays one type.
+    ...(opts.https ? { https: opts.https } : {}),
+    clientErrorHandler,
     // pino's Logger and fastify's base logger type differ only in generics; the instance is pino.
     loggerInstance: opts.logger as FastifyInstance['log'],
     bodyLimit: opts.bodyLimit,
@@ -79,10 +90,18 @@ export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promis
         description: 'Control API of the etcd backup sidecar: initialization, snapshots, status, health and metrics.',
         version: '1',
       },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'required on mutating routes when --api-token-file (or EBS_API_TOKEN) is set; always set it when --listen is not loopback' },
+        },
+      },
     },
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
+  await app.register(authPlugin, { token: opts.apiToken });
+  const scrub = opts.scrub;
+  if (scrub) app.addHook('onSend', async (_req, _reply, payload) => (typeof payload === 'string' ? scrub(payload) : payload));
 
   await app.register(healthRoutes, { deps });
   await app.register(statusRoutes, { deps });

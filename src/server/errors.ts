@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
 /** Every error leaves as {"error": code, "message": text} with a fitting status (DESIGN section 5). */
@@ -8,10 +10,29 @@ export function errorHandler(err: FastifyError, req: FastifyRequest, reply: Fast
   }
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
   if (status >= 500) req.log.error({ err }, 'request failed');
-  const code = status === 413 ? 'body_too_large' : status === 415 ? 'unsupported_media_type' : status >= 500 ? 'internal' : 'bad_request';
+  const code = status === 413 ? 'body_too_large' : status === 415 ? 'unsupported_media_type' : status === 404 ? 'not_found' : status >= 500 ? 'internal' : 'bad_request';
   void reply.status(status).send({ error: code, message: err.message });
 }
 
 export function notFoundHandler(req: FastifyRequest, reply: FastifyReply): void {
   void reply.status(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` });
+}
+
+/**
+ * Requests Node's HTTP parser rejects before fastify sees them (unknown methods, malformed or
+ * oversized headers, timeouts) still get the API's error shape, then the connection is closed.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'headers_too_large', 'request headers exceed the size limit']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', 'the request was not received in time']
+        : [400, 'bad_request', `malformed HTTP request (${err.code ?? 'parse error'})`];
+  const body = JSON.stringify({ error: code, message });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
 }
