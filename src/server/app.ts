@@ -8,7 +8,7 @@ import type { SnapshotRef } from '../snapshot/names.js';
 import type { SnapshotRecord } from '../snapshot/record.js';
 import type { StoreHealth } from '../snapstore/index.js';
 import type { Metrics } from './metrics.js';
-import { errorHandler, notFoundHandler, clientErrorHandler } from './errors.js';
+import { errorHandler, notFoundHandler, clientErrorHandler, refuseNonFiniteNumbers } from './errors.js';
 import { authPlugin } from './auth.js';
 import type { ServerTls } from './tls.js';
 import { healthRoutes } from './routes/health.js';
@@ -100,6 +100,7 @@ export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promis
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   await app.register(authPlugin, { token: opts.apiToken });
+  app.addHook('preHandler', refuseNonFiniteNumbers);
   const scrub = opts.scrub;
   if (scrub) app.addHook('onSend', async (_req, _reply, payload) => (typeof payload === 'string' ? scrub(payload) : payload));
 
