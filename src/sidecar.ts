@@ -95,6 +95,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       ...(secrets.apiToken ? { apiToken: secrets.apiToken } : {}),
       ...(https ? { https } : {}),
       scrub: redactor(secrets.values),
+      requestTimeoutMs: config.serverRequestTimeout,
     },
   );
   let url: string;

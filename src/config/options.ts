@@ -202,6 +202,13 @@ export const OPTIONS = [
     mustExist: true,
     description: 'require API clients to present a certificate signed by this CA (mutual TLS); kubelet probes send none, so use exec probes with it',
   },
+  {
+    flag: 'server-request-timeout',
+    kind: 'duration',
+    group: 'server',
+    default: '30s',
+    description: 'a request (headers and body) must arrive within this, or it gets 408 and its connection is closed: a client trickling bytes cannot hold connections open (the answer may take longer, e.g. POST /initialize?wait=...)',
+  },
 
   // --- general ---
   { flag: 'config', kind: 'path', group: 'general', mustExist: true, notInFile: true, description: 'YAML file with any of these settings, keyed by flag name' },

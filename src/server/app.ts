@@ -8,7 +8,7 @@ import type { SnapshotRef } from '../snapshot/names.js';
 import type { SnapshotRecord } from '../snapshot/record.js';
 import type { StoreHealth } from '../snapstore/index.js';
 import type { Metrics } from './metrics.js';
-import { errorHandler, notFoundHandler, clientErrorHandler, refuseNonFiniteNumbers } from './errors.js';
+import { bodyDeadline, errorHandler, notFoundHandler, clientErrorHandler, refuseNonFiniteNumbers } from './errors.js';
 import { authPlugin } from './auth.js';
 import type { ServerTls } from './tls.js';
 import { healthRoutes } from './routes/health.js';
@@ -64,7 +64,12 @@ export interface ServerOptions {
   https?: ServerTls;
   /** Removes secret values from every response body (errors may quote what a library said). */
   scrub?: (text: string) => string;
+  /** Time allowed to receive a whole request; 0 disables the limit. */
+  requestTimeoutMs?: number;
 }
+
+/** How often Node looks for requests past their deadline; its default (30 s) would let one overstay by that much. */
+const TIMEOUT_CHECK_MS = 1_000;
 
 export type App = FastifyInstance;
 
@@ -73,7 +78,8 @@ const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promise<App> {
   const app = Fastify({
     // Fastify types an HTTPS server differently; routes and hooks are the same, so App stays one type.
-    ...(opts.https ? { https: opts.https } : {}),
+    ...(opts.https ? { https: { ...opts.https, connectionsCheckingInterval: TIMEOUT_CHECK_MS } } : { http: { connectionsCheckingInterval: TIMEOUT_CHECK_MS } }),
+    requestTimeout: opts.requestTimeoutMs ?? 30_000,
     clientErrorHandler,
     // pino's Logger and fastify's base logger type differ only in generics; the instance is pino.
     loggerInstance: opts.logger as FastifyInstance['log'],
@@ -101,6 +107,7 @@ export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promis
   app.setNotFoundHandler(notFoundHandler);
   await app.register(authPlugin, { token: opts.apiToken });
   app.addHook('preHandler', refuseNonFiniteNumbers);
+  app.addHook('onRequest', bodyDeadline(opts.requestTimeoutMs ?? 30_000));
   const scrub = opts.scrub;
   if (scrub) app.addHook('onSend', async (_req, _reply, payload) => (typeof payload === 'string' ? scrub(payload) : payload));
 

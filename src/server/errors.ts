@@ -10,7 +10,8 @@ export function errorHandler(err: FastifyError, req: FastifyRequest, reply: Fast
   }
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
   if (status >= 500) req.log.error({ err }, 'request failed');
-  const code = status === 413 ? 'body_too_large' : status === 415 ? 'unsupported_media_type' : status === 404 ? 'not_found' : status >= 500 ? 'internal' : 'bad_request';
+  const code =
+    status === 413 ? 'body_too_large' : status === 415 ? 'unsupported_media_type' : status === 404 ? 'not_found' : status === 408 ? 'request_timeout' : status >= 500 ? 'internal' : 'bad_request';
   void reply.status(status).send({ error: code, message: err.message });
 }
 
@@ -53,4 +54,29 @@ export async function refuseNonFiniteNumbers(req: FastifyRequest, reply: Fastify
       }
     }
   }
+}
+
+/**
+ * Node's requestTimeout covers a request's headers but not, once the handler has it, a body that
+ * never finishes arriving (measured on Node 20): a client could hold a connection and a parser
+ * forever. This gives the body the same deadline; the body reader turns the error into a 408.
+ */
+export function bodyDeadline(timeoutMs: number): (req: FastifyRequest, reply: FastifyReply) => Promise<void> {
+  return async (req, reply) => {
+    const raw = req.raw;
+    const hasBody = raw.headers['transfer-encoding'] !== undefined || Number(raw.headers['content-length'] ?? 0) > 0;
+    if (timeoutMs <= 0 || !hasBody || raw.complete) return;
+    const timer = setTimeout(() => {
+      if (raw.complete || raw.destroyed) return;
+      void reply.header('connection', 'close');
+      const err = Object.assign(new Error(`the request body did not arrive within ${timeoutMs} ms`), { statusCode: 408 });
+      // Only the body reader listens for errors on the request; without one, closing is all there is to do.
+      if (raw.listenerCount('error') > 0) raw.emit('error', err);
+      else raw.socket.destroy();
+    }, timeoutMs);
+    timer.unref();
+    const clear = (): void => clearTimeout(timer);
+    raw.once('end', clear);
+    raw.once('close', clear);
+  };
 }

@@ -57,7 +57,7 @@ async function send(url: string, init: RequestInit): Promise<Answer> {
 }
 
 /** Bytes straight onto a socket, for what fetch refuses to send: bad methods, header abuse, dot segments. */
-function raw(port: number, text: string | Buffer): Promise<Answer> {
+function raw(port: number, text: string | Buffer, opts: { stall?: boolean } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -80,7 +80,8 @@ function raw(port: number, text: string | Buffer): Promise<Answer> {
     });
     socket.write(text);
     // Half-close so a request the server is still waiting on ends; Connection: close ends keep-alive.
-    socket.end();
+    // A stalling client keeps its side open and sends nothing more.
+    if (!opts.stall) socket.end();
   });
 }
 
@@ -140,6 +141,7 @@ describe('API fuzz: hostile requests to every route', { timeout: 240_000 }, () =
       'gc-period': '0',
       'full-snapshot-schedule': '0 0 1 1 *',
       'server-body-limit': `${BODY_LIMIT}`,
+      'server-request-timeout': '2s',
       'log-level': 'warn',
     });
     port = Number(new URL(sidecar.url).port);
@@ -306,6 +308,17 @@ describe('API fuzz: hostile requests to every route', { timeout: 240_000 }, () =
     // The chunked body over the limit is refused as too large, not parsed.
     const big = await raw(port, requests.find(([w]) => w === 'chunked body over the limit')?.[1] as string);
     assertRejected(big, 'chunked body over the limit', 413);
+  });
+
+  it('clients that stall mid-request get 408 in the error shape instead of holding the connection', async () => {
+    const stalled: Array<[string, string]> = [
+      ['body never completes', `POST /snapshot/full HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a":`],
+      ['headers never complete', `GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: a`],
+    ];
+    for (const [what, text] of stalled) {
+      const answer = await raw(port, text, { stall: true });
+      assertRejected(answer, what, 408);
+    }
   });
 
   it('the server still serves, the store is byte for byte unchanged, and the token used above was the real one', async () => {
