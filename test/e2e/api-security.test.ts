@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { freePort, TestCluster } from '../helpers/cluster.js';
+import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
 import { spawnSidecar, startTestSidecar, type SidecarProcess } from '../helpers/sidecar.js';
 import { makePki, type TestPki } from '../helpers/tls.js';
 
@@ -102,6 +102,25 @@ describe('API security against a real serve run (etcd with auth enabled)', { tim
     assert.ok(ok.status === 201 || ok.status === 409, `${ok.status} ${body}`); // 409: the start-up snapshot is still running
     assert.equal((await fetch(`${sidecar.url}/status`)).status, 200);
     assert.equal((await fetch(`${sidecar.url}/snapshot/latest`)).status, 200);
+  });
+
+  it('the CLI sends the token from --api-token-file; without it the sidecar refuses', async () => {
+    const listen = new URL(sidecar.url).host;
+    const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'snapshot', 'full', '--listen', listen, ...args]).then(
+        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+        (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
+      );
+    const refused = await cli([]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /answered 401/);
+    // 409 while the start-up snapshot still runs: ask again.
+    const taken = await eventually('a snapshot through the CLI', async () => {
+      const r = await cli(['--api-token-file', tokenFile]);
+      return /snapshot_running/.test(r.stderr) ? undefined : r;
+    }, 60_000);
+    assert.equal(taken.code, 0, taken.stderr);
+    assert.equal((JSON.parse(taken.stdout) as { kind: string }).kind, 'full');
   });
 
   it('shows no secret in /status, in errors, or anywhere in the log of the whole run', async () => {
