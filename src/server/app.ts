@@ -77,7 +77,8 @@ const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promise<App> {
   const app = Fastify({
-    // Fastify types an HTTPS server differently; routes and hooks are the same, so App stays one type.
+    // HTTPS when configured. Fastify types an HTTPS instance differently, but routes and hooks are the
+    // same, so App stays one type.
     ...(opts.https ? { https: { ...opts.https, connectionsCheckingInterval: TIMEOUT_CHECK_MS } } : { http: { connectionsCheckingInterval: TIMEOUT_CHECK_MS } }),
     requestTimeout: opts.requestTimeoutMs ?? 30_000,
     clientErrorHandler,
