@@ -26,10 +26,13 @@ FROM node:20-bookworm-slim
 # The restore path builds a data dir with `etcdctl snapshot restore` and checks it with a temporary
 # `etcd`, so both must be in the image. Debian's 3.4 packages are the versions the tests run against.
 # The server package is installed only for its binary: nothing starts a service in a container.
+# npm and corepack are not used at run time (the init container's script runs on plain node);
+# dropping them makes the image smaller and leaves no package manager to misuse.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-server etcd-client \
  && rm -rf /var/lib/apt/lists/* \
- && etcd --version && etcdctl version
+ && etcd --version && etcdctl version \
+ && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack
 
 # A fixed, numeric non-root identity (65532, the distroless "nonroot" convention): Kubernetes'
 # runAsNonRoot can verify a numeric USER, and the pod's fsGroup makes the shared etcd data volume

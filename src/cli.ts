@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
-import { ConfigError, SPECS, camelCase, envName, loadConfig, redactedConfig, type OptionSpec } from './config/index.js';
+import { ConfigError, SPECS, camelCase, envName, loadConfig, loadSecrets, redactedConfig, redactor, type OptionSpec } from './config/index.js';
 import { createLogger } from './logger.js';
 import { startSidecar } from './sidecar.js';
 import { restorableChain } from './snapshot/chain.js';
@@ -46,6 +46,18 @@ function load(cmd: Command, requireMember: boolean): ReturnType<typeof loadConfi
   }
 }
 
+function secretsOrExit(config: Parameters<typeof loadSecrets>[0]): ReturnType<typeof loadSecrets> {
+  try {
+    return loadSecrets(config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`etcd-backup-sidecar: ${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw err;
+  }
+}
+
 export function program(): Command {
   const root = new Command('etcd-backup-sidecar')
     .description('Backs up, restores and initializes the etcd member it runs beside.')
@@ -54,7 +66,8 @@ export function program(): Command {
 
   withSettings(root.command('serve').description('run the sidecar: HTTP API, member health, backups')).action(async (_o, cmd: Command) => {
     const { config, warnings } = load(cmd, true);
-    const log = createLogger(config.logLevel);
+    const secrets = secretsOrExit(config);
+    const log = createLogger(config.logLevel, undefined, redactor(secrets.values));
     for (const w of warnings) log.warn(w);
     let sidecar: Awaited<ReturnType<typeof startSidecar>>;
     try {
@@ -85,10 +98,12 @@ export function program(): Command {
     withSettings(snapshot.command(kind).description(`take a ${kind} snapshot now; prints its metadata as JSON`)).action(async (_o, cmd: Command) => {
       const { config } = load(cmd, false);
       const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
-      const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${config.listen.port}/snapshot/${kind}`;
+      const scheme = config.serverCert !== '' ? 'https' : 'http';
+      const url = `${scheme}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${config.listen.port}/snapshot/${kind}`;
+      const token = secretsOrExit(config).apiToken;
       let res: Response;
       try {
-        res = await fetch(url, { method: 'POST' });
+        res = await fetch(url, { method: 'POST', ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
       } catch (err) {
         process.stderr.write(`etcd-backup-sidecar: no sidecar answers at ${url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}\n`);
         process.exit(1);

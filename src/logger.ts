@@ -23,7 +23,16 @@ export const REDACTED_PATHS = [
   '*.secretAccessKey',
 ];
 
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
-  const options = { level, redact: { paths: REDACTED_PATHS, censor: '<redacted>' }, base: { component: 'etcd-backup-sidecar' } };
+/**
+ * `scrub` sees every finished log line: the paths above catch secrets by field name, this catches
+ * them by value wherever they hide (an error message quoting a URL, a dumped object).
+ */
+export function createLogger(level: string, destination?: NodeJS.WritableStream, scrub?: (line: string) => string): Logger {
+  const options = {
+    level,
+    redact: { paths: REDACTED_PATHS, censor: '<redacted>' },
+    base: { component: 'etcd-backup-sidecar' },
+    ...(scrub ? { hooks: { streamWrite: scrub } } : {}),
+  };
   return destination ? pino(options, destination) : pino(options);
 }

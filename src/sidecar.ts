@@ -1,4 +1,5 @@
-import { redactedConfig, type Config } from './config/index.js';
+import { isLoopbackHost, loadSecrets, redactedConfig, redactor, type Config } from './config/index.js';
+import { loadServerTls } from './server/tls.js';
 import { createEtcdClient, etcdAccessFromConfig, type EtcdClient } from './etcd/client.js';
 import { MemberMonitor } from './etcd/monitor.js';
 import { probeEndpoint } from './etcd/status.js';
@@ -27,6 +28,12 @@ export interface Sidecar {
 /** The composition root: wires config, etcd access, health monitor, metrics and the HTTP API. */
 export async function startSidecar(config: Config, log: Logger): Promise<Sidecar> {
   log.info({ config: redactedConfig(config) }, 'starting');
+  // Secrets and certificates are read before anything starts, so a bad file fails the start cleanly.
+  const secrets = loadSecrets(config);
+  const https = config.serverCert !== '' ? loadServerTls({ cert: config.serverCert, key: config.serverKey, ...(config.serverClientCa !== '' ? { clientCa: config.serverClientCa } : {}) }) : undefined;
+  if (!secrets.apiToken && !isLoopbackHost(config.listen.host)) {
+    log.warn({ listen: `${config.listen.host}:${config.listen.port}` }, '--insecure-api: mutating requests are accepted from anyone who reaches this port');
+  }
   const store = await openStore(config);
   const storeProbe = new StoreProbe(store, config.healthCheckPeriod);
   const etcd = await createEtcdClient(etcdAccessFromConfig(config), log.child({ part: 'etcd' }));
@@ -82,7 +89,14 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
         },
       },
     },
-    { bodyLimit: config.serverBodyLimit, logger: log.child({ part: 'api' }) },
+    {
+      bodyLimit: config.serverBodyLimit,
+      logger: log.child({ part: 'api' }),
+      ...(secrets.apiToken ? { apiToken: secrets.apiToken } : {}),
+      ...(https ? { https } : {}),
+      scrub: redactor(secrets.values),
+      requestTimeoutMs: config.serverRequestTimeout,
+    },
   );
   let url: string;
   try {

@@ -302,6 +302,27 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
   if (config.maxBackups < 1) problems.push('--max-backups: must be at least 1 (the latest full snapshot is always kept)');
   if (config.deltaSnapshotPeriod > 0 && config.deltaSnapshotMemoryLimit < 64 * 1024) problems.push(`--delta-snapshot-memory-limit: ${config.deltaSnapshotMemoryLimit} bytes is below 64KiB`);
   if (config.dialKeepAliveTime > 0 && config.dialKeepAliveTimeout === 0) problems.push('--dial-keep-alive-timeout: must be above 0 while --dial-keep-alive-time is set');
+  checkApiSecurity(config, requireMember, problems);
+}
+
+/** Whether an address only this machine can reach (the pod's containers share it). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h) || h === '::ffff:127.0.0.1';
+}
+
+function checkApiSecurity(config: Config, requireMember: boolean, problems: string[]): void {
+  if (config.apiToken !== '' && config.apiTokenFile !== '') problems.push('--api-token and --api-token-file are both set; keep one');
+  if ((config.serverCert === '') !== (config.serverKey === '')) problems.push('--server-cert and --server-key go together; set both or neither');
+  if (config.serverClientCa !== '' && config.serverCert === '') problems.push('--server-client-ca (mutual TLS) needs --server-cert and --server-key');
+  // Only `serve` (and `config`, which shows what serve would run) opens the port; clients of the API
+  // load the same settings to find it and must not be refused.
+  const tokenless = config.apiToken === '' && config.apiTokenFile === '';
+  if (requireMember && tokenless && !config.insecureApi && !isLoopbackHost(config.listen.host)) {
+    problems.push(
+      `--listen ${config.listen.host}:${config.listen.port} is reachable beyond this machine, so mutating requests need a token: set --api-token-file (or EBS_API_TOKEN), or --insecure-api=true to accept anyone`,
+    );
+  }
 }
 
 function warningsFor(config: Config): string[] {

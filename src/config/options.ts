@@ -178,6 +178,37 @@ export const OPTIONS = [
   // --- HTTP server ---
   { flag: 'listen', kind: 'hostPort', group: 'server', default: '127.0.0.1:8080', description: 'address of the HTTP API' },
   { flag: 'server-body-limit', kind: 'size', group: 'server', default: '1MiB', description: 'largest request body the API accepts' },
+  {
+    flag: 'api-token-file',
+    kind: 'path',
+    group: 'server',
+    mustExist: true,
+    description: 'file holding the bearer token every mutating (POST) request must send as "Authorization: Bearer <token>"; required when --listen is not loopback',
+  },
+  { flag: 'api-token', kind: 'secret', group: 'server', description: 'the bearer token itself (prefer --api-token-file or EBS_API_TOKEN: a flag shows in ps)' },
+  {
+    flag: 'insecure-api',
+    kind: 'boolean',
+    group: 'server',
+    default: 'false',
+    description: 'allow listening beyond loopback without --api-token-file: anyone who reaches the port can trigger snapshots and initialization',
+  },
+  { flag: 'server-cert', kind: 'path', group: 'server', mustExist: true, description: 'serve the API over HTTPS with this certificate (PEM, chain allowed); needs --server-key' },
+  { flag: 'server-key', kind: 'path', group: 'server', mustExist: true, description: 'private key of --server-cert (PEM)' },
+  {
+    flag: 'server-client-ca',
+    kind: 'path',
+    group: 'server',
+    mustExist: true,
+    description: 'require API clients to present a certificate signed by this CA (mutual TLS); kubelet probes send none, so use exec probes with it',
+  },
+  {
+    flag: 'server-request-timeout',
+    kind: 'duration',
+    group: 'server',
+    default: '30s',
+    description: 'a request (headers and body) must arrive within this, or it gets 408 and its connection is closed: a client trickling bytes cannot hold connections open (the answer may take longer, e.g. POST /initialize?wait=...)',
+  },
 
   // --- general ---
   { flag: 'config', kind: 'path', group: 'general', mustExist: true, notInFile: true, description: 'YAML file with any of these settings, keyed by flag name' },

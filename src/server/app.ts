@@ -8,7 +8,9 @@ import type { SnapshotRef } from '../snapshot/names.js';
 import type { SnapshotRecord } from '../snapshot/record.js';
 import type { StoreHealth } from '../snapstore/index.js';
 import type { Metrics } from './metrics.js';
-import { errorHandler, notFoundHandler } from './errors.js';
+import { bodyDeadline, errorHandler, notFoundHandler, clientErrorHandler, refuseNonFiniteNumbers } from './errors.js';
+import { authPlugin } from './auth.js';
+import type { ServerTls } from './tls.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
@@ -56,7 +58,18 @@ export interface BackupState {
 export interface ServerOptions {
   bodyLimit: number;
   logger: Logger;
+  /** Mutating requests must send it as a bearer token; undefined: not checked. */
+  apiToken?: string;
+  /** Serve HTTPS (and with a client CA, mutual TLS). */
+  https?: ServerTls;
+  /** Removes secret values from every response body (errors may quote what a library said). */
+  scrub?: (text: string) => string;
+  /** Time allowed to receive a whole request; 0 disables the limit. */
+  requestTimeoutMs?: number;
 }
+
+/** How often Node looks for requests past their deadline; its default (30 s) would let one overstay by that much. */
+const TIMEOUT_CHECK_MS = 1_000;
 
 export type App = FastifyInstance;
 
@@ -64,6 +77,11 @@ const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promise<App> {
   const app = Fastify({
+    // HTTPS when configured. Fastify types an HTTPS instance differently, but routes and hooks are the
+    // same, so App stays one type.
+    ...(opts.https ? { https: { ...opts.https, connectionsCheckingInterval: TIMEOUT_CHECK_MS } } : { http: { connectionsCheckingInterval: TIMEOUT_CHECK_MS } }),
+    requestTimeout: opts.requestTimeoutMs ?? 30_000,
+    clientErrorHandler,
     // pino's Logger and fastify's base logger type differ only in generics; the instance is pino.
     loggerInstance: opts.logger as FastifyInstance['log'],
     bodyLimit: opts.bodyLimit,
@@ -79,10 +97,20 @@ export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promis
         description: 'Control API of the etcd backup sidecar: initialization, snapshots, status, health and metrics.',
         version: '1',
       },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'required on mutating routes when --api-token-file (or EBS_API_TOKEN) is set; always set it when --listen is not loopback' },
+        },
+      },
     },
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
+  await app.register(authPlugin, { token: opts.apiToken });
+  app.addHook('preHandler', refuseNonFiniteNumbers);
+  app.addHook('onRequest', bodyDeadline(opts.requestTimeoutMs ?? 30_000));
+  const scrub = opts.scrub;
+  if (scrub) app.addHook('onSend', async (_req, _reply, payload) => (typeof payload === 'string' ? scrub(payload) : payload));
 
   await app.register(healthRoutes, { deps });
   await app.register(statusRoutes, { deps });

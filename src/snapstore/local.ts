@@ -5,12 +5,12 @@ import { basename, dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from './digest.js';
-import { checkObjectName, checkPrefix } from './names.js';
+import { checkObjectName, checkPrefix, RESERVED_META_DIR, RESERVED_TMP_MARK } from './names.js';
 import { StoreError, type ListOptions, type ListPage, type ObjectInfo, type PutOptions, type PutResult, type SnapStore, type StagedObject, type StageOptions } from './types.js';
 
 /** Checksums and metadata live beside the objects, outside any snapshot folder the anchor lists. */
-const META_DIR = '.ebs-meta';
-const TMP_MARK = '.ebs-tmp-';
+const META_DIR = RESERVED_META_DIR;
+const TMP_MARK = RESERVED_TMP_MARK;
 const WRITE_BUFFER = 1 << 20;
 
 interface LocalMeta {

@@ -2,6 +2,10 @@ import { StoreError } from './types.js';
 
 const MAX_NAME_BYTES = 1024; // S3's and GCS's limit on a key
 
+/** Names the local store uses for its own files (see local.ts). */
+export const RESERVED_META_DIR = '.ebs-meta';
+export const RESERVED_TMP_MARK = '.ebs-tmp-';
+
 /**
  * Object names come from our own code and, through the API, from clients: refuse anything that could
  * escape the prefix (`..`, absolute paths) or that stores treat differently (empty segments,
@@ -21,6 +25,11 @@ export function nameProblem(name: string): string | undefined {
   const segments = name.split('/');
   if (segments.some((s) => s === '')) return 'empty path segment';
   if (segments.some((s) => s === '.' || s === '..')) return 'relative path segment';
+  // The local store keeps checksums under `.ebs-meta/` and uploads in progress as `*.ebs-tmp-*`: a
+  // client name there could overwrite another object's checksum or hide from listings. Refused on
+  // every provider, so a name means the same thing wherever the backups live.
+  if (segments[0] === RESERVED_META_DIR) return `"${RESERVED_META_DIR}" is reserved for the store's checksums`;
+  if (segments.some((s) => s.includes(RESERVED_TMP_MARK))) return `"${RESERVED_TMP_MARK}" is reserved for uploads in progress`;
   return undefined;
 }
 
