@@ -1,0 +1,206 @@
+/**
+ * A throwaway single-member etcd on loopback, started from a data dir a restore prepared, to replay
+ * delta revisions into. Tuned for that job: limits raised so one original revision (a big delete
+ * range, a large transaction: anchor bug #963) always fits one transaction, and leases kept alive so
+ * the lessor never deletes a key on its own (anchor bugs #1045, #1046).
+ */
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { noop } from 'cockatiel';
+import { Etcd3, type IRequestOp } from 'etcd3';
+import type { Logger } from '../logger.js';
+import { EtcdProcess } from './process.js';
+
+/** Far above anything one revision can hold; etcd accepts it (and warns above 10MiB). */
+export const REPLAY_MAX_REQUEST_BYTES = 1 << 30;
+export const REPLAY_MAX_TXN_OPS = 10_000_000;
+/**
+ * On becoming leader etcd extends every lease by the election timeout: this gives the lease keeper
+ * that long to list and renew the leases of the full snapshot before any can expire. With
+ * --initial-election-tick-advance (the default) a single member still elects in about one tick.
+ */
+const ELECTION_TIMEOUT_MS = 10_000;
+const HEARTBEAT_MS = 100;
+/** Far above etcd's 2GiB default so a big db never raises the NOSPACE alarm mid-replay. */
+const QUOTA_BACKEND_BYTES = 64 * 1024 ** 3;
+
+export async function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface TemporaryEtcdOptions {
+  /** Data dir made by `etcdctl snapshot restore` with `name` and `peerURL` of this temporary member. */
+  dataDir: string;
+  name: string;
+  peerPort: number;
+  logFile: string;
+  log: Logger;
+  startTimeoutMs?: number;
+  etcdBinary?: string;
+}
+
+export class TemporaryEtcdError extends Error {
+  override name = 'TemporaryEtcdError';
+}
+
+export class TemporaryEtcd {
+  private keeper: LeaseKeeper | undefined;
+
+  private constructor(
+    readonly process: EtcdProcess,
+    readonly client: Etcd3,
+    readonly clientURL: string,
+  ) {}
+
+  static async start(opts: TemporaryEtcdOptions): Promise<TemporaryEtcd> {
+    const clientURL = `http://127.0.0.1:${await freeLoopbackPort()}`;
+    const peerURL = `http://127.0.0.1:${opts.peerPort}`;
+    const proc = new EtcdProcess({
+      name: opts.name,
+      dataDir: opts.dataDir,
+      listenClientUrls: [clientURL],
+      advertiseClientUrls: [clientURL],
+      listenPeerUrls: [peerURL],
+      initialAdvertisePeerUrls: [peerURL],
+      initialCluster: `${opts.name}=${peerURL}`,
+      initialClusterState: 'new',
+      initialClusterToken: opts.name,
+      logFile: opts.logFile,
+      extraArgs: [
+        `--max-request-bytes=${REPLAY_MAX_REQUEST_BYTES}`,
+        `--max-txn-ops=${REPLAY_MAX_TXN_OPS}`,
+        `--election-timeout=${ELECTION_TIMEOUT_MS}`,
+        `--heartbeat-interval=${HEARTBEAT_MS}`,
+        `--quota-backend-bytes=${QUOTA_BACKEND_BYTES}`,
+        '--auto-compaction-retention=0',
+      ],
+      ...(opts.etcdBinary ? { etcdBinary: opts.etcdBinary } : {}),
+    });
+    const client = new Etcd3({
+      hosts: [clientURL],
+      grpcOptions: { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 },
+      // A retried transaction could apply twice; every failure must surface instead.
+      faultHandling: { host: () => noop, global: noop },
+    });
+    proc.start();
+    const t = new TemporaryEtcd(proc, client, clientURL);
+    const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
+    for (;;) {
+      if (!proc.running) {
+        client.close();
+        throw new TemporaryEtcdError(`the temporary etcd exited at start (code ${await proc.exited()}); see ${opts.logFile}`);
+      }
+      try {
+        const s = await client.maintenance.status();
+        if (s.leader !== '0') break;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline) {
+        await t.stop();
+        throw new TemporaryEtcdError(`the temporary etcd did not elect itself leader within ${opts.startTimeoutMs ?? 60_000}ms; see ${opts.logFile}`);
+      }
+      await sleep(50);
+    }
+    return t;
+  }
+
+  async revision(): Promise<number> {
+    return Number((await this.client.maintenance.status()).header.revision);
+  }
+
+  /**
+   * Renews every lease the db holds, from now until stop(): the lessor of this member must never
+   * revoke one, because each revoke deletes keys and moves the revision (anchor bugs #1045, #1046).
+   * Leases that really expired in the source cluster are in the deltas as delete events.
+   */
+  async keepLeasesAlive(log: Logger): Promise<LeaseKeeper> {
+    const listed = await this.client.leaseClient.leaseLeases();
+    this.keeper = new LeaseKeeper(this.client, log);
+    await this.keeper.start(listed.leases.map((l) => l.ID));
+    return this.keeper;
+  }
+
+  /** One transaction; resolves with the revision etcd reports after applying it. */
+  async txn(ops: IRequestOp[]): Promise<number> {
+    const res = await this.client.kv.txn({ compare: [], success: ops, failure: [] });
+    return Number(res.header.revision);
+  }
+
+  async stop(): Promise<void> {
+    this.keeper?.stop();
+    this.client.close();
+    await this.process.stop(30_000);
+  }
+}
+
+/** Leases given to keys in deltas get this TTL when they are not in the full snapshot (their real TTL is not in any backup). */
+export const DEFAULT_REPLAY_LEASE_TTL_S = 3600;
+
+/**
+ * Keeps a set of leases alive on one stream, renewing all of them every second: far inside etcd's
+ * smallest lease TTL, and cheap (a renewal does not go through raft).
+ */
+export class LeaseKeeper {
+  private readonly ids = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private stream: Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>> | undefined;
+  private failed: Error | undefined;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly log: Logger,
+  ) {}
+
+  get size(): number {
+    return this.ids.size;
+  }
+
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+
+  async start(ids: string[]): Promise<void> {
+    for (const id of ids) this.ids.add(id);
+    const stream = await this.client.leaseClient.leaseKeepAlive();
+    stream.on('data', () => {});
+    stream.on('error', (err: Error) => {
+      this.failed = err;
+      this.log.error({ err: err.message }, 'lease keepalive stream of the temporary etcd failed');
+    });
+    this.stream = stream;
+    this.renew();
+    this.timer = setInterval(() => this.renew(), 1000);
+    this.timer.unref();
+  }
+
+  /** Grants (with its own ID) a lease a replayed put needs and keeps it alive. Does not move the revision. */
+  async grant(id: string, ttlSeconds: number): Promise<void> {
+    if (this.ids.has(id)) return;
+    await this.client.leaseClient.leaseGrant({ ID: id, TTL: ttlSeconds });
+    this.ids.add(id);
+  }
+
+  /** Throws when renewals stopped working: keys could be revoked behind the replay's back. */
+  check(): void {
+    if (this.failed) throw this.failed;
+  }
+
+  private renew(): void {
+    if (!this.stream || this.failed) return;
+    for (const id of this.ids) this.stream.write({ ID: id });
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.stream?.end();
+    this.stream = undefined;
+  }
+}
