@@ -2,12 +2,13 @@
  * A restore drill: the latest chain restored into a scratch dir, started, and checked against what
  * the chain says. Proves the backups restore before the day they must.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freeLoopbackPort, TemporaryEtcd } from '../etcd/temporary.js';
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { restore, type RestoreProgress, type RestoreResult } from './index.js';
+import { makeWorkDir } from './scratch.js';
 
 export interface DrillOptions {
   store: SnapStore;
@@ -36,7 +37,8 @@ const DRILL_MEMBER = 'restore-drill';
 export async function restoreDrill(opts: DrillOptions): Promise<DrillReport> {
   const t0 = performance.now();
   await mkdir(opts.scratchDir, { recursive: true });
-  const work = await mkdtemp(join(opts.scratchDir, '.etcd-drill-'));
+  const workDir = await makeWorkDir(opts.scratchDir, '.etcd-drill-');
+  const work = workDir.dir;
   const problems: string[] = [];
   const report: DrillReport = { pass: false, problems, durationMs: 0 };
   let etcd: TemporaryEtcd | undefined;
@@ -59,6 +61,7 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillReport> {
     });
     report.restore = restored;
     etcd = await TemporaryEtcd.start({ dataDir, name: DRILL_MEMBER, peerPort, logFile: join(work, 'etcd.log'), log: opts.log });
+    await workDir.noteEtcd(etcd.process.pid);
     await etcd.keepLeasesAlive(opts.log);
     report.revision = await etcd.revision();
     if (report.revision !== restored.revision) problems.push(`the restored member is at revision ${report.revision}, the chain ends at ${restored.revision}`);

@@ -3,7 +3,7 @@
  * replayed revision by revision into a temporary etcd, the result restored once more with this
  * member's real identity into `<data-dir>.part`, then swapped in atomically.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { IRequestOp } from 'etcd3';
 import { readBoltFacts } from '../etcd/bolt.js';
@@ -15,6 +15,7 @@ import { listSnapshots } from '../snapshot/snapshotter.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { clusterIdsOf, DeltaPrefetcher, fetchFullSnapshot } from './fetch.js';
 import { chainClusterId, liveKeyChange, planRestore, RestoreError, revisionBatches, type RevisionBatch } from './plan.js';
+import { makeWorkDir, removeStaleWorkDirs } from './scratch.js';
 import { finishInterruptedSwap, isMissingOrEmpty, partDir, swapIn } from './swap.js';
 
 export { RestoreError, type RestoreErrorCode } from './plan.js';
@@ -76,6 +77,7 @@ export interface RestoreResult {
 }
 
 const TEMP_MEMBER = 'restore-replay';
+export const WORK_PREFIX = '.etcd-restore-';
 
 function putOrDelete(batch: RevisionBatch): IRequestOp[] {
   return batch.events.map((ev) =>
@@ -115,7 +117,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 
   const scratchRoot = opts.scratchDir ?? dirname(dataDir);
   await mkdir(scratchRoot, { recursive: true });
-  const work = await mkdtemp(join(scratchRoot, '.etcd-restore-'));
+  const stale = await removeStaleWorkDirs(scratchRoot, [WORK_PREFIX, '.etcd-drill-'], log);
+  if (stale > 0) log.warn({ scratchRoot, removed: stale }, 'removed the scratch dirs of interrupted restores');
+  const workDir = await makeWorkDir(scratchRoot, WORK_PREFIX);
+  const work = workDir.dir;
   const part = partDir(dataDir);
   await rm(part, { recursive: true, force: true });
   let temp: TemporaryEtcd | undefined;
@@ -152,6 +157,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       await etcdctlSnapshotRestore({ file: fullFile, dataDir: tempData, name: TEMP_MEMBER, initialCluster: `${TEMP_MEMBER}=${peerURL}`, initialClusterToken: TEMP_MEMBER, initialAdvertisePeerUrls: [peerURL] });
       await rm(fullFile, { force: true });
       temp = await TemporaryEtcd.start({ dataDir: tempData, name: TEMP_MEMBER, peerPort, logFile: join(work, 'etcd.log'), log });
+      await workDir.noteEtcd(temp.process.pid);
       // Leases first: from here on none can expire, so the revision cannot move on its own.
       const keeper = await temp.keepLeasesAlive(log);
       const startRevision = await temp.revision();

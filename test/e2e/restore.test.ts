@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -77,7 +77,7 @@ async function startRestored(dir: string, name: string, peerURL: string): Promis
     logFile: join(dir, 'etcd.log'),
     // The restored leases get this long on promotion before the first can expire (and move the
     // revision), as they would in the restored cluster: room for the checks that read them.
-    extraArgs: ['--election-timeout=10000', '--heartbeat-interval=100'],
+    extraArgs: ['--election-timeout=5000', '--heartbeat-interval=100'],
   });
   etcd.start();
   const client = new Etcd3({ hosts: [clientURL], grpcOptions: { 'grpc.max_receive_message_length': -1 } });
@@ -163,7 +163,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     mkdirSync(join(dir, 'data'), { recursive: true });
     writeFileSync(join(dir, 'data', 'old'), 'old data');
     // The replay must last longer than the short leases' TTL plus the election-timeout extension
-    // etcd grants on promotion (3s + 10s): spread 20s of store latency over the deltas.
+    // etcd grants on promotion (3s + 5s): spread 20s of store latency over the deltas.
     const slow = new SlowDeltaStore(store, Math.ceil(20_000 / chain.links.length)).wrap();
     const { opts, peerURL } = await options(dir, { store: slow, replaceExisting: true, prefetch: 1 });
     const progress: string[] = [];
@@ -270,6 +270,51 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     const drill = await cli(['snapshots', 'verify', '--store', `file://${cluster.dir}/backups`, '--restore-scratch-dir', join(work, 'cli-drill')]);
     assert.equal(drill.code, 0, drill.stdout + drill.stderr);
     assert.match(drill.stdout, new RegExp(`^PASS: .* restored to revision ${finalRevision} `));
+  });
+
+  it('a restore SIGKILLed while its temporary etcd runs leaves the old data dir; the next restore kills the orphan etcd and completes', async () => {
+    const dir = join(work, 'killed');
+    const scratch = join(dir, 'scratch');
+    mkdirSync(join(dir, 'data'), { recursive: true });
+    mkdirSync(scratch, { recursive: true });
+    writeFileSync(join(dir, 'data', 'old'), 'old data');
+    const { opts, peerURL } = await options(dir, { replaceExisting: true, scratchDir: scratch });
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_')));
+    const args = ['--name', 'r1', '--data-dir', opts.dataDir, '--initial-cluster', `r1=${peerURL}`, '--advertise-client-urls', 'http://127.0.0.1:2379', '--store', `file://${cluster.dir}/backups`, '--restore-scratch-dir', scratch, '--replace-existing', '--log-level', 'warn'];
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'restore', ...args], { env, stdio: 'ignore' });
+    const exited = new Promise((r) => child.once('exit', r));
+    const etcdPid = await eventually('the temporary etcd of the CLI restore', async () => {
+      for (const n of readdirSync(scratch)) {
+        const owner = JSON.parse(readFileSync(join(scratch, n, 'owner.json'), 'utf8')) as { etcdPid?: number };
+        if (owner.etcdPid) return owner.etcdPid;
+      }
+      return undefined;
+    }, 60_000, 20);
+    child.kill('SIGKILL');
+    await exited;
+    assert.deepEqual(readdirSync(join(dir, 'data')), ['old'], 'the old data dir was touched');
+    assert.equal(readFileSync(join(dir, 'data', 'old'), 'utf8'), 'old data');
+    assert.doesNotThrow(() => process.kill(etcdPid, 0), 'the orphaned temporary etcd should still be running: the premise of this test');
+    try {
+      const result = await restore(opts);
+      assert.equal(result.revision, finalRevision);
+      await eventually('the orphan etcd is gone', async () => {
+        try {
+          process.kill(etcdPid, 0);
+          return undefined;
+        } catch {
+          return true;
+        }
+      }, 10_000);
+      assert.deepEqual(readdirSync(scratch), [], 'scratch dirs were left behind');
+      assert.ok(!existsSync(join(dir, 'data', 'old')) && existsSync(join(dir, 'data', 'member')));
+    } finally {
+      try {
+        process.kill(etcdPid, 'SIGKILL');
+      } catch {
+        // already gone, as it should be
+      }
+    }
   });
 
   /** A copy of the backups to damage, and a data dir with old data that must survive the refusal. */
