@@ -5,7 +5,7 @@
  * the same kind of temporary etcd accepts sequential single-put transactions from a bare client.
  *
  *   npm run build && tsx bench/restore.ts [--full-mb 256] [--revisions 100000] [--value-bytes 100]
- *     [--per-delta 1000] [--baseline-txns 5000] [--out bench/results/restore.txt]
+ *     [--per-delta 1000] [--baseline-txns 15000] [--out bench/results/restore.txt]
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -43,7 +43,7 @@ const FULL_MB = flag('full-mb', 256);
 const REVISIONS = flag('revisions', 100_000);
 const VALUE_BYTES = flag('value-bytes', 100);
 const PER_DELTA = flag('per-delta', 1000);
-const BASELINE_TXNS = flag('baseline-txns', 5000);
+const BASELINE_TXNS = flag('baseline-txns', 15_000);
 const OUT = strFlag('out', 'bench/results/restore.txt');
 const log = createLogger('warn');
 
@@ -149,8 +149,12 @@ try {
   const etcdctlSeconds = await etcdctlRestore(full.file);
   const rows: Record<string, unknown>[] = [];
   for (const [label, scratch] of [['disk', diskScratch], ['tmpfs /dev/shm', shmRoot]] as const) {
+    // The machine is shared: the bare rate is taken right before and right after the restore, and
+    // their mean is the reference, so a load change during the run cannot favour either side.
+    const bareBefore = await baseline(full.file, scratch);
     const r = await restoreChild(scratch);
-    const bare = await baseline(full.file, scratch);
+    const bareAfter = await baseline(full.file, scratch);
+    const bare = (bareBefore + bareAfter) / 2;
     const replayRate = REVISIONS / (r.result.timings.replayMs / 1000);
     rows.push({
       scratch: label,
@@ -161,6 +165,8 @@ try {
       finalizeSeconds: r.result.timings.finalizeMs / 1000,
       replayRevisionsPerSecond: replayRate,
       bareSinglePutTxnsPerSecond: bare,
+      bareBefore,
+      bareAfter,
       replayToBareRatio: replayRate / bare,
       peakRssMiB: r.peakRssMiB,
       revision: r.result.revision,
@@ -172,12 +178,12 @@ try {
     '',
     `full snapshot: ${(full.dbBytes / 1e6).toFixed(0)} MB db at revision ${full.revision}; deltas: ${REVISIONS} revisions in ${deltas} objects (gzip); etcdctl snapshot restore of the same file: ${etcdctlSeconds.toFixed(2)} s`,
     '',
-    'scratch          total s  fetch full s  full restore s  etcdctl restore s  replay s  finalize s  replay rev/s  bare 1-put txn/s  ratio  peak RSS MiB',
+    'scratch          total s  fetch full s  full restore s  etcdctl restore s  replay s  finalize s  replay rev/s  bare 1-put txn/s (before/after)  ratio  peak RSS MiB',
   ];
   for (const r of rows) {
     const n = (k: string, d = 2): string => (r[k] as number).toFixed(d);
     lines.push(
-      `${String(r.scratch).padEnd(15)}  ${n('totalSeconds').padStart(7)}  ${n('fetchFullSeconds').padStart(12)}  ${n('fullRestoreSeconds').padStart(14)}  ${etcdctlSeconds.toFixed(2).padStart(17)}  ${n('replaySeconds').padStart(8)}  ${n('finalizeSeconds').padStart(10)}  ${n('replayRevisionsPerSecond', 0).padStart(12)}  ${n('bareSinglePutTxnsPerSecond', 0).padStart(16)}  ${n('replayToBareRatio').padStart(5)}  ${String(r.peakRssMiB).padStart(12)}`,
+      `${String(r.scratch).padEnd(15)}  ${n('totalSeconds').padStart(7)}  ${n('fetchFullSeconds').padStart(12)}  ${n('fullRestoreSeconds').padStart(14)}  ${etcdctlSeconds.toFixed(2).padStart(17)}  ${n('replaySeconds').padStart(8)}  ${n('finalizeSeconds').padStart(10)}  ${n('replayRevisionsPerSecond', 0).padStart(12)}  ${`${n('bareSinglePutTxnsPerSecond', 0)} (${n('bareBefore', 0)}/${n('bareAfter', 0)})`.padStart(31)}  ${n('replayToBareRatio').padStart(5)}  ${String(r.peakRssMiB).padStart(12)}`,
     );
   }
   lines.push('', 'full restore = etcdctl snapshot restore into the scratch dir + temporary etcd start + lease listing; finalize = temporary etcd stop, db check, second etcdctl snapshot restore with the member\'s identity, atomic swap.');

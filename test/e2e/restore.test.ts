@@ -242,6 +242,18 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     }
   });
 
+  it('restores to a time: the last revision written at or before it', async () => {
+    const firstTime = new Map<number, number>();
+    for (const link of chain.links) for (const e of await readDelta(store, link.delta)) if (!firstTime.has(e.kv.modRevision)) firstTime.set(e.kv.modRevision, Date.parse(e.time));
+    const revs = [...firstTime.keys()].sort((a, b) => a - b);
+    const pick = revs[Math.floor(revs.length / 2)] as number;
+    const toTime = new Date(firstTime.get(pick) as number);
+    const expected = Math.max(...revs.filter((r) => (firstTime.get(r) as number) <= toTime.getTime()));
+    const { opts } = await options(join(work, 'pitr-time'), { toTime });
+    const result = await restore(opts);
+    assert.equal(result.revision, expected);
+  });
+
   it('the restore drill passes on the chain', async () => {
     const report = await restoreDrill({ store, scratchDir: join(work, 'drill'), log });
     assert.deepEqual(report.problems, []);
@@ -269,7 +281,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     assert.match(again.stderr, /restore failed \(data_dir_not_empty\)/);
     const drill = await cli(['snapshots', 'verify', '--store', `file://${cluster.dir}/backups`, '--restore-scratch-dir', join(work, 'cli-drill')]);
     assert.equal(drill.code, 0, drill.stdout + drill.stderr);
-    assert.match(drill.stdout, new RegExp(`^PASS: .* restored to revision ${finalRevision} `));
+    assert.match(drill.stdout, new RegExp(`^PASS: .* restored to revision ${finalRevision} `, "m"));
   });
 
   it('a restore SIGKILLed while its temporary etcd runs leaves the old data dir; the next restore kills the orphan etcd and completes', async () => {
