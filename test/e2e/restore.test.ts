@@ -149,6 +149,15 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
       await sidecar.close();
     }
     assert.ok(chain.links.length >= 3, `only ${chain.links.length} deltas`);
+    // The premise of the big-transaction case: one revision past etcd's default limits.
+    const perRevision = new Map<number, { ops: number; bytes: number }>();
+    for (const link of chain.links) {
+      for (const e of await readDelta(store, link.delta)) {
+        const r = perRevision.get(e.kv.modRevision) ?? { ops: 0, bytes: 0 };
+        perRevision.set(e.kv.modRevision, { ops: r.ops + 1, bytes: r.bytes + e.kv.key.length + e.kv.value.length });
+      }
+    }
+    assert.ok([...perRevision.values()].some((r) => r.ops > 128 && r.bytes > 1.5 * 1024 * 1024), 'no revision exceeds 128 ops and 1.5MiB');
   });
 
   after(async () => {
