@@ -146,12 +146,18 @@ export class TemporaryEtcd {
 /** Leases given to keys in deltas get this TTL when they are not in the full snapshot (their real TTL is not in any backup). */
 export const DEFAULT_REPLAY_LEASE_TTL_S = 3600;
 
+/** How often the keeper looks for leases due a renewal; also the renewal period before a lease's TTL is known. */
+const KEEPER_TICK_MS = 1000;
+
 /**
- * Keeps a set of leases alive on one stream, renewing all of them every second: far inside etcd's
- * smallest lease TTL, and cheap (a renewal does not go through raft).
+ * Keeps a set of leases alive on one stream. Each lease is renewed at a third of the TTL etcd
+ * reports for it (at least every second until the first answer), so thousands of hour-long leases
+ * (Kubernetes events) cost a few messages, not thousands per second competing with the replay; a
+ * renewal does not go through raft.
  */
 export class LeaseKeeper {
-  private readonly ids = new Set<string>();
+  /** Lease ID -> when it is next due a renewal (ms since epoch). */
+  private readonly due = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private stream: Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>> | undefined;
   private failed: Error | undefined;
@@ -163,34 +169,37 @@ export class LeaseKeeper {
   ) {}
 
   get size(): number {
-    return this.ids.size;
+    return this.due.size;
   }
 
   has(id: string): boolean {
-    return this.ids.has(id);
+    return this.due.has(id);
   }
 
   async start(ids: string[]): Promise<void> {
-    for (const id of ids) this.ids.add(id);
+    for (const id of ids) this.due.set(id, 0);
     const stream = await this.client.leaseClient.leaseKeepAlive();
-    stream.on('data', () => {});
-    stream.on('error', (err: Error) => {
-      // Closing the client at stop() drops the stream: expected then, and nothing is replayed after.
-      if (this.stopped) return;
-      this.failed = err;
-      this.log.error({ err: err.message }, 'lease keepalive stream of the temporary etcd failed');
+    stream.on('data', (res: { ID: string; TTL: string }) => {
+      const ttl = Number(res.TTL);
+      if (ttl <= 0) {
+        // The lease was gone before its first renewal: its keys were deleted and the revision moved.
+        this.fail(new Error(`lease ${res.ID} of the full snapshot expired in the temporary etcd before it could be renewed`));
+        return;
+      }
+      if (this.due.has(res.ID)) this.due.set(res.ID, Date.now() + Math.max(KEEPER_TICK_MS, (ttl * 1000) / 3));
     });
+    stream.on('error', (err: Error) => this.fail(err));
     this.stream = stream;
     this.renew();
-    this.timer = setInterval(() => this.renew(), 1000);
+    this.timer = setInterval(() => this.renew(), KEEPER_TICK_MS);
     this.timer.unref();
   }
 
   /** Grants (with its own ID) a lease a replayed put needs and keeps it alive. Does not move the revision. */
   async grant(id: string, ttlSeconds: number): Promise<void> {
-    if (this.ids.has(id)) return;
+    if (this.due.has(id)) return;
     await this.client.leaseClient.leaseGrant({ ID: id, TTL: ttlSeconds });
-    this.ids.add(id);
+    this.due.set(id, Date.now() + Math.max(KEEPER_TICK_MS, (ttlSeconds * 1000) / 3));
   }
 
   /** Throws when renewals stopped working: keys could be revoked behind the replay's back. */
@@ -198,9 +207,22 @@ export class LeaseKeeper {
     if (this.failed) throw this.failed;
   }
 
+  private fail(err: Error): void {
+    // Closing the client at stop() drops the stream: expected then, and nothing is replayed after.
+    if (this.stopped || this.failed) return;
+    this.failed = err;
+    this.log.error({ err: err.message }, 'lease keepalive of the temporary etcd failed');
+  }
+
   private renew(): void {
     if (!this.stream || this.failed) return;
-    for (const id of this.ids) this.stream.write({ ID: id });
+    const now = Date.now();
+    for (const [id, at] of this.due) {
+      if (at > now) continue;
+      this.stream.write({ ID: id });
+      // Until etcd answers, ask again next tick.
+      this.due.set(id, now + KEEPER_TICK_MS);
+    }
   }
 
   stop(): void {
