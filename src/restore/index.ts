@@ -151,13 +151,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       timings.restoreFullMs = performance.now() - t;
     } else {
       t = performance.now();
-      const peerPort = await freeLoopbackPort();
-      const tempData = join(work, 'data');
-      const peerURL = `http://127.0.0.1:${peerPort}`;
-      await etcdctlSnapshotRestore({ file: fullFile, dataDir: tempData, name: TEMP_MEMBER, initialCluster: `${TEMP_MEMBER}=${peerURL}`, initialClusterToken: TEMP_MEMBER, initialAdvertisePeerUrls: [peerURL] });
+      const started = await startReplayEtcd(fullFile, work, log, (pid) => workDir.noteEtcd(pid));
+      temp = started.etcd;
+      const tempData = started.dataDir;
       await rm(fullFile, { force: true });
-      temp = await TemporaryEtcd.start({ dataDir: tempData, name: TEMP_MEMBER, peerPort, logFile: join(work, 'etcd.log'), log });
-      await workDir.noteEtcd(temp.process.pid);
       // Leases first: from here on none can expire, so the revision cannot move on its own.
       const keeper = await temp.keepLeasesAlive(log);
       const startRevision = await temp.revision();
@@ -221,6 +218,31 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   } finally {
     if (temp) await temp.stop().catch(() => {});
     await rm(work, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+const START_ATTEMPTS = 3;
+
+/**
+ * The full snapshot restored with a loopback identity and a temporary etcd started on it. Ports
+ * are picked free but another process may take one first (etcd then exits at start): each attempt
+ * restores afresh with new ports, since the peer URL is written into the data dir.
+ */
+async function startReplayEtcd(fullFile: string, work: string, log: Logger, noteEtcd: (pid: number | undefined) => Promise<void>): Promise<{ etcd: TemporaryEtcd; dataDir: string }> {
+  for (let attempt = 1; ; attempt++) {
+    const peerPort = await freeLoopbackPort();
+    const peerURL = `http://127.0.0.1:${peerPort}`;
+    const dataDir = join(work, `data-${attempt}`);
+    await etcdctlSnapshotRestore({ file: fullFile, dataDir, name: TEMP_MEMBER, initialCluster: `${TEMP_MEMBER}=${peerURL}`, initialClusterToken: TEMP_MEMBER, initialAdvertisePeerUrls: [peerURL] });
+    try {
+      const etcd = await TemporaryEtcd.start({ dataDir, name: TEMP_MEMBER, peerPort, logFile: join(work, `etcd-${attempt}.log`), log });
+      await noteEtcd(etcd.process.pid);
+      return { etcd, dataDir };
+    } catch (err) {
+      if (attempt >= START_ATTEMPTS) throw err;
+      log.warn({ attempt, err: (err as Error).message }, 'the temporary etcd did not start; retrying with other ports');
+      await rm(dataDir, { recursive: true, force: true });
+    }
   }
 }
 
