@@ -9,7 +9,8 @@ import { RestoreError } from './plan.js';
 
 function corrupt(name: string, err: unknown): RestoreError {
   if (err instanceof RestoreError) return err;
-  if (err instanceof StoreError && err.code !== 'checksum_mismatch' && err.code !== 'not_found') return new RestoreError('etcd_failed', `reading ${name}: ${err.message}`, { cause: err });
+  if (err instanceof StoreError && err.code === 'aborted') return new RestoreError('aborted', `reading ${name}: aborted`, { cause: err });
+  if (err instanceof StoreError && err.code !== 'checksum_mismatch' && err.code !== 'not_found') return new RestoreError('store_failed', `reading ${name}: ${err.message}`, { cause: err });
   if (err instanceof StoreError && err.code === 'not_found') return new RestoreError('gap', `${name} is listed but cannot be read: ${err.message}`, { cause: err });
   if ((err as Error).name === 'AbortError') return new RestoreError('aborted', `reading ${name}: aborted`, { cause: err });
   return new RestoreError('corrupt', `${name} is damaged: ${(err as Error).message}`, { cause: err });

@@ -7,8 +7,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { IRequestOp } from 'etcd3';
 import { readBoltFacts } from '../etcd/bolt.js';
-import { etcdctlSnapshotRestore } from '../etcd/etcdctl.js';
-import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, type LeaseKeeper } from '../etcd/temporary.js';
+import { EtcdctlError, etcdctlSnapshotRestore } from '../etcd/etcdctl.js';
+import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, TemporaryEtcdError, type LeaseKeeper } from '../etcd/temporary.js';
 import type { Logger } from '../logger.js';
 import type { SnapshotRef } from '../snapshot/names.js';
 import { listSnapshots } from '../snapshot/snapshotter.js';
@@ -214,7 +214,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   } catch (err) {
     await rm(part, { recursive: true, force: true }).catch(() => {});
     if (err instanceof RestoreError) throw err;
-    throw new RestoreError(signal?.aborted ? 'aborted' : 'etcd_failed', `restore failed: ${(err as Error).message}`, { cause: err });
+    const code = signal?.aborted ? 'aborted' : err instanceof EtcdctlError || err instanceof TemporaryEtcdError ? 'etcd_failed' : 'failed';
+    throw new RestoreError(code, `restore failed: ${(err as Error).message}`, { cause: err });
   } finally {
     if (temp) await temp.stop().catch(() => {});
     await rm(work, { recursive: true, force: true }).catch(() => {});
@@ -288,7 +289,11 @@ async function replay(
         events += batch.events.length;
         keyChange += liveKeyChange(batch);
       }
-      keeper.check();
+      try {
+        keeper.check();
+      } catch (err) {
+        throw new RestoreError('etcd_failed', `after ${link.delta.name}: ${(err as Error).message}; a lease could expire and delete keys behind the replay`, { cause: err });
+      }
       if (!cut.reachedTarget && revision !== link.delta.lastRevision) {
         throw new RestoreError(revision < link.delta.lastRevision ? 'gap' : 'corrupt', `${link.delta.name} is named to end at revision ${link.delta.lastRevision} but its events end at ${revision}`);
       }

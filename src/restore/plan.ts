@@ -16,8 +16,13 @@ export type RestoreErrorCode =
   /** --to-revision / --to-time asks for a point the backups do not reach. */
   | 'target_not_covered'
   | 'bad_request'
+  /** The temporary etcd or etcdctl failed. */
   | 'etcd_failed'
-  | 'aborted';
+  /** The store could not be read (unreachable, denied, timed out): nothing wrong with the backups themselves. */
+  | 'store_failed'
+  | 'aborted'
+  /** Anything else (disk full, permissions on the data dir's parent). */
+  | 'failed';
 
 export class RestoreError extends Error {
   override name = 'RestoreError';
