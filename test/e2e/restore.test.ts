@@ -263,6 +263,58 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     assert.equal(result.revision, expected);
   });
 
+  it('three members restored with one initial cluster and token start as one cluster with the configured identities', async () => {
+    const dir = join(work, 'three');
+    const names = ['n1', 'n2', 'n3'];
+    const peers = await Promise.all(names.map(async () => `http://127.0.0.1:${await freePort()}`));
+    const clients = await Promise.all(names.map(async () => `http://127.0.0.1:${await freePort()}`));
+    const initialCluster = names.map((n, i) => `${n}=${peers[i]}`).join(',');
+    for (const [i, name] of names.entries()) {
+      const result = await restore({ store, dataDir: join(dir, name), name, initialCluster, initialClusterToken: 'three', initialAdvertisePeerUrls: [peers[i] as string], log });
+      assert.equal(result.revision, finalRevision);
+    }
+    const members = names.map(
+      (name, i) =>
+        new EtcdProcess({
+          name,
+          dataDir: join(dir, name),
+          listenClientUrls: [clients[i] as string],
+          advertiseClientUrls: [clients[i] as string],
+          listenPeerUrls: [peers[i] as string],
+          initialAdvertisePeerUrls: [peers[i] as string],
+          initialCluster,
+          initialClusterState: 'new',
+          initialClusterToken: 'three',
+          logFile: join(dir, `${name}.log`),
+          extraArgs: ['--election-timeout=5000', '--heartbeat-interval=100'],
+        }),
+    );
+    for (const m of members) m.start();
+    const client = new Etcd3({ hosts: clients as string[], grpcOptions: { 'grpc.max_receive_message_length': -1 } });
+    try {
+      await eventually('the restored cluster has a leader', async () => {
+        const s = await client.maintenance.status().catch(() => undefined);
+        return s && s.leader !== '0' ? s : undefined;
+      }, 60_000);
+      const list = (await client.cluster.memberList({})).members.map((m) => [m.name, m.peerURLs]).sort();
+      assert.deepEqual(list, names.map((n, i) => [n, [peers[i]]]));
+      assert.deepEqual(await keyspaceAt(client, finalRevision), await keyspaceAt(source, finalRevision));
+      // A write through the new cluster reaches every member: it is one cluster, not three.
+      await client.put('/after-restore').value('x');
+      for (const url of clients) {
+        const one = new Etcd3({ hosts: [url as string] });
+        try {
+          assert.equal(await eventually(`member ${url} has the write`, async () => (await one.get('/after-restore').string()) ?? undefined, 20_000), 'x');
+        } finally {
+          one.close();
+        }
+      }
+    } finally {
+      client.close();
+      await Promise.all(members.map((m) => m.stop()));
+    }
+  });
+
   it('the restore drill passes on the chain', async () => {
     const report = await restoreDrill({ store, scratchDir: join(work, 'drill'), log });
     assert.deepEqual(report.problems, []);
