@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
+import { tmpdir } from 'node:os';
 import { stringify } from 'yaml';
 import { ConfigError, SPECS, camelCase, envName, loadConfig, loadSecrets, redactedConfig, redactor, type OptionSpec } from './config/index.js';
 import { createLogger } from './logger.js';
@@ -7,6 +8,8 @@ import { startSidecar } from './sidecar.js';
 import { restorableChain } from './snapshot/chain.js';
 import { listSnapshots } from './snapshot/snapshotter.js';
 import { openStore } from './snapstore/index.js';
+import { RestoreError, restore, type RestoreProgress } from './restore/index.js';
+import { restoreDrill } from './restore/drill.js';
 
 const EXIT_CONFIG = 2;
 
@@ -141,7 +144,112 @@ export function program(): Command {
       }
     });
 
+  withSettings(snapshots.command('verify').description('restore drill: restore the latest chain into a scratch dir, start it, check its revision and key count against the chain; exit 1 on failure'))
+    .addOption(new Option('--json', 'print the report as JSON'))
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const { config } = load(cmd, false);
+      const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+      const store = await openStore(config);
+      const bar = progressBar();
+      try {
+        const report = await restoreDrill({ store, scratchDir: config.restoreScratchDir || tmpdir(), log, onProgress: bar.update });
+        bar.done();
+        if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else {
+          const r = report.restore;
+          process.stdout.write(`${report.pass ? 'PASS' : 'FAIL'}: ${r ? `${r.fullSnapshot} + ${r.deltasApplied} deltas (${r.eventsApplied} events) restored to revision ${r.revision} in ${r.durationMs}ms; ` : ''}member at revision ${report.revision ?? '-'}, ${report.keys ?? '-'} keys (chain says ${report.expectedKeys ?? '-'})\n`);
+          for (const p of report.problems) process.stdout.write(`  problem: ${p}\n`);
+        }
+        process.exitCode = report.pass ? 0 : 1;
+      } finally {
+        await store.close();
+      }
+    });
+
+  withSettings(root.command('restore').description('restore --data-dir from the backups in --store: the latest chain, or up to --to-revision / --to-time'))
+    .addOption(new Option('--to-revision <n>', 'stop the replay at this revision'))
+    .addOption(new Option('--to-time <rfc3339>', 'stop the replay at the last revision written at or before this time'))
+    .addOption(new Option('--replace-existing', 'replace a non-empty --data-dir (atomically, once the restore is complete)'))
+    .addOption(new Option('--expect-cluster-id <hex>', 'refuse backups of another cluster'))
+    .action(async (opts: { toRevision?: string; toTime?: string; replaceExisting?: boolean; expectClusterId?: string }, cmd: Command) => {
+      const { config } = load(cmd, true);
+      const log = createLogger(config.logLevel);
+      let toRevision: number | undefined;
+      let toTime: Date | undefined;
+      if (opts.toRevision !== undefined) {
+        toRevision = Number(opts.toRevision);
+        if (!Number.isSafeInteger(toRevision) || toRevision < 1) fail(`--to-revision ${opts.toRevision} is not a revision (a positive integer)`, EXIT_CONFIG);
+      }
+      if (opts.toTime !== undefined) {
+        toTime = new Date(opts.toTime);
+        if (!/^\d{4}-\d{2}-\d{2}T/.test(opts.toTime) || Number.isNaN(toTime.getTime())) fail(`--to-time ${opts.toTime} is not an RFC 3339 time`, EXIT_CONFIG);
+      }
+      const store = await openStore(config);
+      const bar = progressBar();
+      const abort = new AbortController();
+      process.once('SIGINT', () => abort.abort());
+      process.once('SIGTERM', () => abort.abort());
+      try {
+        const result = await restore({
+          store,
+          dataDir: config.dataDir,
+          replaceExisting: opts.replaceExisting ?? false,
+          name: config.name,
+          initialCluster: config.initialCluster.map((e) => `${e.name}=${e.peerURL}`).join(','),
+          initialClusterToken: config.initialClusterToken,
+          initialAdvertisePeerUrls: config.initialAdvertisePeerUrls,
+          ...(toRevision !== undefined ? { toRevision } : {}),
+          ...(toTime !== undefined ? { toTime } : {}),
+          ...(config.restoreScratchDir ? { scratchDir: config.restoreScratchDir } : {}),
+          ...(opts.expectClusterId ? { expectClusterId: opts.expectClusterId } : {}),
+          prefetch: config.restorePrefetch,
+          replayLeaseTtlSeconds: Math.max(1, Math.round(config.restoreLeaseTtl / 1000)),
+          log,
+          onProgress: bar.update,
+          signal: abort.signal,
+        });
+        bar.done();
+        process.stdout.write(`${JSON.stringify(result)}\n`);
+      } catch (err) {
+        bar.done();
+        if (err instanceof RestoreError) fail(`restore failed (${err.code}): ${err.message}`, 1);
+        throw err;
+      } finally {
+        await store.close();
+      }
+    });
+
   return root;
+}
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`etcd-backup-sidecar: ${message}\n`);
+  process.exit(code);
+}
+
+/** A one-line progress bar on a terminal's stderr; nothing when stderr is not a terminal (logs carry the progress). */
+function progressBar(): { update: (p: RestoreProgress) => void; done: () => void } {
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  let last = 0;
+  return {
+    update: (p) => {
+      if (!tty) return;
+      const now = Date.now();
+      if (now - last < 100 && p.phase === 'replaying') return;
+      last = now;
+      const span = Math.max(1, p.targetRevision - p.fullRevision);
+      const frac = p.phase === 'done' ? 1 : p.phase === 'replaying' || p.phase === 'finalizing' ? Math.min(1, (p.revision - p.fullRevision) / span) : 0;
+      const width = 30;
+      const filled = Math.round(frac * width);
+      process.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${p.phase} revision ${p.revision}/${p.targetRevision} deltas ${p.deltasApplied}/${p.deltasTotal}   `);
+      shown = true;
+    },
+    done: () => {
+      if (shown) process.stderr.write('\n');
+      shown = false;
+    },
+  };
 }
 
 await program().parseAsync(process.argv);

@@ -174,6 +174,20 @@ export const OPTIONS = [
   { flag: 'max-backups', kind: 'integer', group: 'snapshot', default: '7', description: 'full snapshots kept by --gc-policy=limit (with the deltas after each)' },
   { flag: 'gc-period', kind: 'duration', group: 'snapshot', default: '1m', description: 'how often retention runs; 0 disables it' },
   { flag: 'spool-dir', kind: 'path', group: 'snapshot', description: 'where a full snapshot is spooled before its upload to S3 or GCS (its name holds its last revision, known only at its end); default: the system temp dir' },
+  {
+    flag: 'restore-scratch-dir',
+    kind: 'path',
+    group: 'snapshot',
+    description: 'where a restore runs its temporary etcd to replay deltas (a tmpfs such as /dev/shm spares it every fsync; it needs room for the db); default: beside --data-dir',
+  },
+  { flag: 'restore-prefetch', kind: 'integer', group: 'snapshot', default: '4', description: 'deltas a restore fetches and decodes ahead of the one it replays (memory: this many deltas)' },
+  {
+    flag: 'restore-lease-ttl',
+    kind: 'duration',
+    group: 'snapshot',
+    default: '1h',
+    description: 'TTL a restore gives to leases that keys in the deltas use but the full snapshot lacks (their real TTL is in no backup)',
+  },
 
   // --- HTTP server ---
   { flag: 'listen', kind: 'hostPort', group: 'server', default: '127.0.0.1:8080', description: 'address of the HTTP API' },

@@ -1,0 +1,234 @@
+/**
+ * A throwaway single-member etcd on loopback, started from a data dir a restore prepared, to replay
+ * delta revisions into. Tuned for that job: limits raised so one original revision (a big delete
+ * range, a large transaction: anchor bug #963) always fits one transaction, and leases kept alive so
+ * the lessor never deletes a key on its own (anchor bugs #1045, #1046).
+ */
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { noop } from 'cockatiel';
+import { Etcd3, type IRequestOp } from 'etcd3';
+import type { Logger } from '../logger.js';
+import { EtcdProcess } from './process.js';
+
+/** Far above anything one revision can hold; etcd accepts it (and warns above 10MiB). */
+export const REPLAY_MAX_REQUEST_BYTES = 1 << 30;
+export const REPLAY_MAX_TXN_OPS = 10_000_000;
+/**
+ * On becoming leader etcd extends every lease by the election timeout: this gives the lease keeper
+ * that long to list and renew the leases of the full snapshot before any can expire (it needs a few
+ * milliseconds). The price: a single member elects itself after a random 1 to electionTicks ticks
+ * even with --initial-election-tick-advance, so 10s cost up to 10s per restore (measured 6-8s);
+ * 5s halves that and still leaves a thousand times the margin needed.
+ */
+const ELECTION_TIMEOUT_MS = 5_000;
+const HEARTBEAT_MS = 100;
+/** Far above etcd's 2GiB default so a big db never raises the NOSPACE alarm mid-replay. */
+const QUOTA_BACKEND_BYTES = 64 * 1024 ** 3;
+
+export async function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface TemporaryEtcdOptions {
+  /** Data dir made by `etcdctl snapshot restore` with `name` and `peerURL` of this temporary member. */
+  dataDir: string;
+  name: string;
+  peerPort: number;
+  logFile: string;
+  log: Logger;
+  startTimeoutMs?: number;
+  etcdBinary?: string;
+}
+
+export class TemporaryEtcdError extends Error {
+  override name = 'TemporaryEtcdError';
+}
+
+export class TemporaryEtcd {
+  private keeper: LeaseKeeper | undefined;
+
+  private constructor(
+    readonly process: EtcdProcess,
+    readonly client: Etcd3,
+    readonly clientURL: string,
+  ) {}
+
+  static async start(opts: TemporaryEtcdOptions): Promise<TemporaryEtcd> {
+    const clientURL = `http://127.0.0.1:${await freeLoopbackPort()}`;
+    const peerURL = `http://127.0.0.1:${opts.peerPort}`;
+    const proc = new EtcdProcess({
+      name: opts.name,
+      dataDir: opts.dataDir,
+      listenClientUrls: [clientURL],
+      advertiseClientUrls: [clientURL],
+      listenPeerUrls: [peerURL],
+      initialAdvertisePeerUrls: [peerURL],
+      initialCluster: `${opts.name}=${peerURL}`,
+      initialClusterState: 'new',
+      initialClusterToken: opts.name,
+      logFile: opts.logFile,
+      extraArgs: [
+        `--max-request-bytes=${REPLAY_MAX_REQUEST_BYTES}`,
+        `--max-txn-ops=${REPLAY_MAX_TXN_OPS}`,
+        `--election-timeout=${ELECTION_TIMEOUT_MS}`,
+        `--heartbeat-interval=${HEARTBEAT_MS}`,
+        `--quota-backend-bytes=${QUOTA_BACKEND_BYTES}`,
+        '--auto-compaction-retention=0',
+      ],
+      ...(opts.etcdBinary ? { etcdBinary: opts.etcdBinary } : {}),
+    });
+    const client = new Etcd3({
+      hosts: [clientURL],
+      grpcOptions: { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 },
+      // A retried transaction could apply twice; every failure must surface instead.
+      faultHandling: { host: () => noop, global: noop },
+    });
+    proc.start();
+    const t = new TemporaryEtcd(proc, client, clientURL);
+    const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
+    for (;;) {
+      if (!proc.running) {
+        client.close();
+        throw new TemporaryEtcdError(`the temporary etcd exited at start (code ${await proc.exited()}); see ${opts.logFile}`);
+      }
+      try {
+        const s = await client.maintenance.status();
+        if (s.leader !== '0') break;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline) {
+        await t.stop();
+        throw new TemporaryEtcdError(`the temporary etcd did not elect itself leader within ${opts.startTimeoutMs ?? 60_000}ms; see ${opts.logFile}`);
+      }
+      await sleep(50);
+    }
+    return t;
+  }
+
+  async revision(): Promise<number> {
+    return Number((await this.client.maintenance.status()).header.revision);
+  }
+
+  /**
+   * Renews every lease the db holds, from now until stop(): the lessor of this member must never
+   * revoke one, because each revoke deletes keys and moves the revision (anchor bugs #1045, #1046).
+   * Leases that really expired in the source cluster are in the deltas as delete events.
+   */
+  async keepLeasesAlive(log: Logger): Promise<LeaseKeeper> {
+    const listed = await this.client.leaseClient.leaseLeases();
+    this.keeper = new LeaseKeeper(this.client, log);
+    await this.keeper.start(listed.leases.map((l) => l.ID));
+    return this.keeper;
+  }
+
+  /** One transaction; resolves with the revision etcd reports after applying it. */
+  async txn(ops: IRequestOp[]): Promise<number> {
+    const res = await this.client.kv.txn({ compare: [], success: ops, failure: [] });
+    return Number(res.header.revision);
+  }
+
+  async stop(): Promise<void> {
+    this.keeper?.stop();
+    this.client.close();
+    await this.process.stop(30_000);
+  }
+}
+
+/** Leases given to keys in deltas get this TTL when they are not in the full snapshot (their real TTL is not in any backup). */
+export const DEFAULT_REPLAY_LEASE_TTL_S = 3600;
+
+/** How often the keeper looks for leases due a renewal; also the renewal period before a lease's TTL is known. */
+const KEEPER_TICK_MS = 1000;
+
+/**
+ * Keeps a set of leases alive on one stream. Each lease is renewed at a third of the TTL etcd
+ * reports for it (at least every second until the first answer), so thousands of hour-long leases
+ * (Kubernetes events) cost a few messages, not thousands per second competing with the replay; a
+ * renewal does not go through raft.
+ */
+export class LeaseKeeper {
+  /** Lease ID -> when it is next due a renewal (ms since epoch). */
+  private readonly due = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private stream: Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>> | undefined;
+  private failed: Error | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly log: Logger,
+  ) {}
+
+  get size(): number {
+    return this.due.size;
+  }
+
+  has(id: string): boolean {
+    return this.due.has(id);
+  }
+
+  async start(ids: string[]): Promise<void> {
+    for (const id of ids) this.due.set(id, 0);
+    const stream = await this.client.leaseClient.leaseKeepAlive();
+    stream.on('data', (res: { ID: string; TTL: string }) => {
+      const ttl = Number(res.TTL);
+      if (ttl <= 0) {
+        // The lease was gone before its first renewal: its keys were deleted and the revision moved.
+        this.fail(new Error(`lease ${res.ID} of the full snapshot expired in the temporary etcd before it could be renewed`));
+        return;
+      }
+      if (this.due.has(res.ID)) this.due.set(res.ID, Date.now() + Math.max(KEEPER_TICK_MS, (ttl * 1000) / 3));
+    });
+    stream.on('error', (err: Error) => this.fail(err));
+    this.stream = stream;
+    this.renew();
+    this.timer = setInterval(() => this.renew(), KEEPER_TICK_MS);
+    this.timer.unref();
+  }
+
+  /** Grants (with its own ID) a lease a replayed put needs and keeps it alive. Does not move the revision. */
+  async grant(id: string, ttlSeconds: number): Promise<void> {
+    if (this.due.has(id)) return;
+    await this.client.leaseClient.leaseGrant({ ID: id, TTL: ttlSeconds });
+    this.due.set(id, Date.now() + Math.max(KEEPER_TICK_MS, (ttlSeconds * 1000) / 3));
+  }
+
+  /** Throws when renewals stopped working: keys could be revoked behind the replay's back. */
+  check(): void {
+    if (this.failed) throw this.failed;
+  }
+
+  private fail(err: Error): void {
+    // Closing the client at stop() drops the stream: expected then, and nothing is replayed after.
+    if (this.stopped || this.failed) return;
+    this.failed = err;
+    this.log.error({ err: err.message }, 'lease keepalive of the temporary etcd failed');
+  }
+
+  private renew(): void {
+    if (!this.stream || this.failed) return;
+    const now = Date.now();
+    for (const [id, at] of this.due) {
+      if (at > now) continue;
+      this.stream.write({ ID: id });
+      // Until etcd answers, ask again next tick.
+      this.due.set(id, now + KEEPER_TICK_MS);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.stream?.end();
+    this.stream = undefined;
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * The pure part of a restore: which objects to read, up to where, and what a replayed revision must
+ * look like. No I/O here, so every refusal is decided (and tested) on plain data.
+ */
+import { restorableChain, type Chain, type ChainLink } from '../snapshot/chain.js';
+import type { DeltaEvent } from '../snapshot/delta.js';
+import type { SnapshotRef } from '../snapshot/names.js';
+
+export type RestoreErrorCode =
+  | 'corrupt'
+  | 'gap'
+  | 'foreign_cluster'
+  | 'data_dir_not_empty'
+  | 'no_backup'
+  | 'revision_mismatch'
+  /** --to-revision / --to-time asks for a point the backups do not reach. */
+  | 'target_not_covered'
+  | 'bad_request'
+  /** The temporary etcd or etcdctl failed. */
+  | 'etcd_failed'
+  /** The store could not be read (unreachable, denied, timed out): nothing wrong with the backups themselves. */
+  | 'store_failed'
+  | 'aborted'
+  /** Anything else (disk full, permissions on the data dir's parent). */
+  | 'failed';
+
+export class RestoreError extends Error {
+  override name = 'RestoreError';
+  constructor(
+    readonly code: RestoreErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface RestoreTarget {
+  toRevision?: number;
+  toTime?: Date;
+}
+
+export interface RestorePlan {
+  full: SnapshotRef;
+  /** Deltas to read, in order; the last one may be cut short by the target. */
+  links: ChainLink[];
+  /** The revision the restored data dir will hold. */
+  targetRevision: number;
+  /** Events after this time are not applied (point-in-time restore by time). */
+  toTime?: Date;
+  chain: Chain;
+}
+
+function fmtGaps(chain: Chain): string {
+  return chain.gaps.map((g) => (g.from === g.to ? `${g.from}` : `${g.from}-${g.to}`)).join(', ');
+}
+
+/**
+ * Picks the full snapshot and deltas that reach the target. Without a target, the whole latest
+ * chain: a chain with a gap is refused (restoring its first part would silently drop every revision
+ * stored after the gap; the operator must choose, with --to-revision, to stop before it).
+ */
+export function planRestore(listing: readonly SnapshotRef[], target: RestoreTarget = {}): RestorePlan {
+  const { toRevision, toTime } = target;
+  if (toRevision !== undefined && toTime !== undefined) throw new RestoreError('bad_request', 'give --to-revision or --to-time, not both');
+  if (toRevision !== undefined && (!Number.isSafeInteger(toRevision) || toRevision < 1)) throw new RestoreError('bad_request', `--to-revision ${toRevision} is not a revision (a positive integer)`);
+  if (toTime !== undefined && Number.isNaN(toTime.getTime())) throw new RestoreError('bad_request', '--to-time is not a valid time');
+  const fulls = listing.filter((s) => s.kind === 'full');
+  if (fulls.length === 0) throw new RestoreError('no_backup', listing.length === 0 ? 'the store holds no snapshot' : 'the store holds deltas but no full snapshot to start from');
+
+  // The newest full snapshot at or before the target: a later one holds revisions past it.
+  const eligible = fulls.filter((f) => (toRevision === undefined || f.lastRevision <= toRevision) && (toTime === undefined || f.createdAt.getTime() <= toTime.getTime()));
+  if (eligible.length === 0) {
+    const oldest = fulls.reduce((a, b) => (a.lastRevision <= b.lastRevision ? a : b));
+    const what = toRevision !== undefined ? `revision ${toRevision}` : `time ${toTime?.toISOString()}`;
+    throw new RestoreError('target_not_covered', `no full snapshot at or before ${what}; the oldest is ${oldest.name} (revision ${oldest.lastRevision})`);
+  }
+  const full = eligible.reduce((a, b) => (b.lastRevision > a.lastRevision || (b.lastRevision === a.lastRevision && b.createdAt > a.createdAt) ? b : a));
+  const chain = restorableChain(listing, full);
+
+  if (toRevision !== undefined) {
+    if (toRevision > chain.lastRevision) {
+      const why = chain.contiguous ? `the backups end at revision ${chain.lastRevision}` : `revisions ${fmtGaps(chain)} are missing from the backups`;
+      throw new RestoreError(chain.contiguous ? 'target_not_covered' : 'gap', `cannot restore to revision ${toRevision}: ${why}`);
+    }
+    const links: ChainLink[] = [];
+    for (const l of chain.links) {
+      if (l.skipThrough >= toRevision) break;
+      links.push(l);
+    }
+    return { full, links, targetRevision: toRevision, chain };
+  }
+  if (toTime !== undefined) {
+    // The exact revision is known only once the events' times are read; stored deltas that start
+    // after the time cannot hold an earlier event (their objects are named when uploaded).
+    if (!chain.contiguous) {
+      const after = chain.stranded.some((s) => s.createdAt.getTime() <= toTime.getTime());
+      if (after) throw new RestoreError('gap', `cannot restore to ${toTime.toISOString()}: revisions ${fmtGaps(chain)} are missing from the backups`);
+    }
+    return { full, links: chain.links, targetRevision: chain.lastRevision, toTime, chain };
+  }
+  if (!chain.contiguous) {
+    throw new RestoreError('gap', `revisions ${fmtGaps(chain)} are missing from the backups after ${full.name}; the chain restores only up to revision ${chain.lastRevision}: pass --to-revision ${chain.lastRevision} to accept that`);
+  }
+  return { full, links: chain.links, targetRevision: chain.lastRevision, chain };
+}
+
+/**
+ * The cluster a chain belongs to, from the `cluster-id` metadata of its objects (undefined when none
+ * carries one, as with the anchor's objects). Objects that disagree, or a chain of another cluster
+ * than the one expected, are refused.
+ */
+export function chainClusterId(objects: readonly { name: string; clusterId: string | undefined }[], expect?: string): string | undefined {
+  let seen: { name: string; clusterId: string } | undefined;
+  for (const o of objects) {
+    if (o.clusterId === undefined || o.clusterId === '') continue;
+    if (seen && normalizeId(seen.clusterId) !== normalizeId(o.clusterId)) {
+      throw new RestoreError('foreign_cluster', `${o.name} belongs to cluster ${o.clusterId} but ${seen.name} to cluster ${seen.clusterId}: the chain mixes two clusters`);
+    }
+    seen ??= { name: o.name, clusterId: o.clusterId };
+  }
+  if (seen && expect !== undefined && normalizeId(seen.clusterId) !== normalizeId(expect)) {
+    throw new RestoreError('foreign_cluster', `the backups belong to cluster ${seen.clusterId}, not to the expected cluster ${expect}`);
+  }
+  return seen?.clusterId;
+}
+
+function normalizeId(id: string): string {
+  return id.toLowerCase().replace(/^0x/, '').replace(/^0+(?=.)/, '');
+}
+
+/** The events of one original revision: replayed as one transaction, so revisions stay aligned. */
+export interface RevisionBatch {
+  revision: number;
+  events: DeltaEvent[];
+}
+
+export interface BatchCut {
+  batches: RevisionBatch[];
+  /** True when the target (revision or time) was reached inside this delta: nothing after it applies. */
+  reachedTarget: boolean;
+}
+
+/**
+ * Groups a delta's events by revision, dropping those already applied (`skipThrough`) and those past
+ * the target. Revisions must follow on from `after` with nothing missing: a hole is a gap even when
+ * the object names say otherwise.
+ */
+export function revisionBatches(deltaName: string, events: readonly DeltaEvent[], skipThrough: number, after: number, targetRevision: number, toTime?: Date): BatchCut {
+  const batches: RevisionBatch[] = [];
+  let last = after;
+  const limit = toTime?.getTime();
+  for (const ev of events) {
+    const rev = ev.kv.modRevision;
+    if (rev <= skipThrough) continue;
+    if (rev > targetRevision) return { batches, reachedTarget: true };
+    const current = batches[batches.length - 1];
+    if (current && current.revision === rev) {
+      current.events.push(ev);
+      continue;
+    }
+    if (limit !== undefined && Date.parse(ev.time) > limit) return { batches, reachedTarget: true };
+    if (rev < last + 1) throw new RestoreError('corrupt', `${deltaName}: event at revision ${rev} after revision ${last}: revisions go back`);
+    if (rev > last + 1) throw new RestoreError('gap', `${deltaName}: revisions ${last + 1}-${rev - 1} are missing (the delta jumps from ${last} to ${rev})`);
+    batches.push({ revision: rev, events: [ev] });
+    last = rev;
+  }
+  return { batches, reachedTarget: last >= targetRevision };
+}
+
+/** How many live keys a batch adds (puts of new keys) minus those it removes. */
+export function liveKeyChange(batch: RevisionBatch): number {
+  let n = 0;
+  for (const ev of batch.events) n += ev.type === 'delete' ? -1 : ev.kv.version === 1 ? 1 : 0;
+  return n;
+}
