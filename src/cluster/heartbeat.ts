@@ -76,12 +76,21 @@ export async function readHeartbeats(store: SnapStore, log?: Logger): Promise<He
   const out: Heartbeat[] = [];
   for await (const o of listAll(store, `${HEARTBEAT_DIR}/`)) {
     if (!o.name.endsWith('.json')) continue;
-    let parsed: Heartbeat | string;
-    try {
-      parsed = parseHeartbeat(await readText(store, o.name));
-    } catch (err) {
+    let parsed: Heartbeat | string | undefined;
+    let lastErr: Error | undefined;
+    // Heartbeats are overwritten every period: a read racing the writer's replace (the local store
+    // swaps checksum and bytes in two renames) fails its checksum once; the next read is whole.
+    for (let attempt = 0; attempt < 3 && parsed === undefined; attempt++) {
+      try {
+        parsed = parseHeartbeat(await readText(store, o.name));
+      } catch (err) {
+        lastErr = err as Error;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    if (parsed === undefined) {
       // Deleted between list and get, or unreadable: the same as absent.
-      log?.warn({ object: o.name, err: (err as Error).message }, 'heartbeat unreadable; skipped');
+      log?.warn({ object: o.name, err: lastErr?.message }, 'heartbeat unreadable; skipped');
       continue;
     }
     if (typeof parsed === 'string') log?.warn({ object: o.name, problem: parsed }, 'not a heartbeat; skipped');

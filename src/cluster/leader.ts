@@ -41,7 +41,7 @@ const QUORUM_PROBE_KEY = '/etcd-backup-sidecar/quorum-probe';
  * quorum, so a leader cut off from the others (frozen peers, partition; pre-vote is off and
  * CheckQuorum needs an election timeout) cannot confirm while it still reports itself leader.
  */
-export async function checkOwnMember(member: Etcd3, deadlineMs: number): Promise<Check> {
+export async function checkOwnMember(member: Etcd3, deadlineMs: number, standIn: (facts: MemberFacts) => boolean = () => false): Promise<Check> {
   const deadline = Date.now() + deadlineMs;
   let facts: MemberFacts;
   try {
@@ -60,14 +60,16 @@ export async function checkOwnMember(member: Etcd3, deadlineMs: number): Promise
     return { result: { kind: 'unconfirmed', reason: `own member did not answer its status: ${(err as Error).message}` } };
   }
   if (facts.leaderId === '0') return { result: { kind: 'unconfirmed', reason: 'own member knows no raft leader (election running or no quorum)' }, facts };
-  if (facts.leaderId !== facts.memberId) return { result: { kind: 'follower', memberId: facts.memberId, leaderId: facts.leaderId }, facts };
+  const standing = facts.leaderId !== facts.memberId && !facts.learner && standIn(facts);
+  if (facts.leaderId !== facts.memberId && !standing) return { result: { kind: 'follower', memberId: facts.memberId, leaderId: facts.leaderId }, facts };
   try {
     const left = Math.max(1, deadline - Date.now());
     await bounded(member.get(QUORUM_PROBE_KEY).options({ deadline: Date.now() + left }).exec(), left, 'linearizable read');
   } catch (err) {
-    return { result: { kind: 'unconfirmed', reason: `own member reports itself leader but a linearizable read failed (no quorum?): ${(err as Error).message}` }, facts };
+    const claim = standing ? `stands in for the silent sidecar of leader ${facts.leaderId}` : 'reports itself leader';
+    return { result: { kind: 'unconfirmed', reason: `own member ${claim} but a linearizable read failed (no quorum?): ${(err as Error).message}` }, facts };
   }
-  return { result: { kind: 'leader', memberId: facts.memberId }, facts };
+  return { result: standing ? { kind: 'leader', memberId: facts.memberId, standInFor: facts.leaderId } : { kind: 'leader', memberId: facts.memberId }, facts };
 }
 
 export interface RoleLoopOptions {
@@ -86,7 +88,7 @@ export class RoleLoop {
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
   private lastFacts: MemberFacts | undefined;
-  private lastCheckAt: Date | undefined;
+  private reached = false;
   changes = 0;
   checks = 0;
 
@@ -112,9 +114,9 @@ export class RoleLoop {
     return this.lastFacts;
   }
 
-  /** Whether the last check reached the own member. */
+  /** Whether the last completed check reached the own member. */
   get etcdUp(): boolean {
-    return this.lastFacts !== undefined && this.lastCheckAt !== undefined && this.lastFacts.at >= this.lastCheckAt;
+    return this.reached;
   }
 
   start(): void {
@@ -125,7 +127,6 @@ export class RoleLoop {
   private async tick(): Promise<void> {
     if (this.stopped) return;
     const started = Date.now();
-    this.lastCheckAt = new Date(started);
     let check: Check;
     try {
       check = await this.check();
@@ -135,6 +136,7 @@ export class RoleLoop {
     if (this.stopped) return;
     this.checks++;
     if (check.facts) this.lastFacts = check.facts;
+    this.reached = check.facts !== undefined;
     this.apply(check);
     // The next check starts one period after this one started, or at once when it took longer.
     this.timer = setTimeout(() => void this.tick(), Math.max(0, this.opts.periodMs - (Date.now() - started)));

@@ -4,7 +4,7 @@ import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { heartbeatAgeMs, HeartbeatDirectory, HeartbeatWriter, leaderHeartbeat, type Heartbeat, type HeartbeatFacts } from './heartbeat.js';
 import { checkOwnMember, promoteLearner, RoleLoop, type Duty, type DutyRunner, type MemberFacts } from './leader.js';
-import { effectiveRole, type Role } from './role.js';
+import { effectiveRole, shouldStandIn, type Role } from './role.js';
 
 export type SnapshotLeaderMode = 'elect' | 'always' | 'never';
 
@@ -59,6 +59,7 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
   const member = deps.etcd.member(config.advertiseClientUrls[0] as string);
   let apiURL = '';
   let promoting = false;
+  const startedAt = Date.now();
 
   const directory = new HeartbeatDirectory(deps.store, { periodMs: config.heartbeatPeriod, log, onRead: (hbs) => deps.metrics.heartbeatsRead(hbs, new Date()) });
   const facts = (): HeartbeatFacts => {
@@ -94,7 +95,19 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
   };
 
   const roles: RoleLoop = new RoleLoop(
-    () => checkOwnMember(member, config.leaderCheckPeriod),
+    () =>
+      checkOwnMember(member, config.leaderCheckPeriod, (f) => {
+        if (mode !== 'elect') return false;
+        const now = new Date();
+        return shouldStandIn({
+          self: config.name,
+          leaderId: f.leaderId,
+          beats: directory.latest().map((h) => ({ name: h.name, ...(h.memberId ? { memberId: h.memberId } : {}), ...(h.learner ? { learner: true } : {}), etcdUp: h.etcdUp, ageMs: heartbeatAgeMs(h, now) })),
+          ttlMs: config.heartbeatTtl,
+          runningMs: now.getTime() - startedAt,
+          directoryRead: directory.readAt !== undefined,
+        });
+      }),
     { periodMs: config.leaderCheckPeriod, lostAfter: config.leaderLostAfter, log },
     (elected, previousElected) => {
       const now = effectiveRole(mode, elected);

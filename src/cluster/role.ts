@@ -6,7 +6,7 @@ export type Role = 'leader' | 'follower' | 'unknown';
 /** What one check of the own etcd member established. */
 export type CheckResult =
   /** The own member is the raft leader and a quorum-confirming read answered before the deadline. */
-  | { kind: 'leader'; memberId: string }
+  | { kind: 'leader'; memberId: string; /** set when standing in for the etcd leader's silent sidecar */ standInFor?: string }
   /** The own member answered and names another member as leader (learners always land here). */
   | { kind: 'follower'; memberId: string; leaderId: string }
   /** No confirmed answer: the member did not answer, knows no leader, or leads without quorum. */
@@ -33,6 +33,9 @@ export const INITIAL_ROLE: RoleState = { role: 'unknown', unconfirmed: 0, reason
 export function nextRole(state: RoleState, check: CheckResult, lostAfter: number): RoleState {
   switch (check.kind) {
     case 'leader':
+      if (check.standInFor !== undefined) {
+        return { role: 'leader', unconfirmed: 0, leaderId: check.standInFor, reason: `standing in: the sidecar of raft leader ${check.standInFor} sends no heartbeat; the own member reaches quorum` };
+      }
       return { role: 'leader', unconfirmed: 0, leaderId: check.memberId, reason: 'the own etcd member is the raft leader and reaches quorum' };
     case 'follower':
       return { role: 'follower', unconfirmed: 0, leaderId: check.leaderId, reason: `etcd member ${check.leaderId} is the raft leader` };
@@ -57,4 +60,29 @@ export function effectiveRole(mode: 'elect' | 'always' | 'never', elected: Role)
   if (mode === 'always') return 'leader';
   if (mode === 'never') return elected === 'leader' ? 'follower' : elected;
   return elected;
+}
+
+/** A member's last heartbeat as the stand-in rule sees it. */
+export interface PeerBeat {
+  name: string;
+  memberId?: string;
+  learner?: boolean;
+  etcdUp: boolean;
+  ageMs: number;
+}
+
+/**
+ * Whether this sidecar stands in for a backup leader whose sidecar is gone (killed, crash-looping):
+ * its etcd member still leads, so no sidecar would otherwise take snapshots. The etcd leader's
+ * sidecar counts as gone when its heartbeat is older than the TTL, or absent while this sidecar has
+ * run longer than the TTL (a fresh start has not read the heartbeats yet). Among the live voting
+ * followers the one with the smallest name stands in, so every follower that reads the same
+ * heartbeats picks the same one; a short disagreement only overlaps deltas, which the chain allows.
+ */
+export function shouldStandIn(opts: { self: string; leaderId: string; beats: readonly PeerBeat[]; ttlMs: number; runningMs: number; directoryRead: boolean }): boolean {
+  if (!opts.directoryRead) return false;
+  const leaderBeat = opts.beats.find((b) => b.memberId === opts.leaderId);
+  if (leaderBeat ? leaderBeat.ageMs <= opts.ttlMs : opts.runningMs <= opts.ttlMs) return false;
+  const live = opts.beats.filter((b) => b.name !== opts.self && b.memberId !== opts.leaderId && !b.learner && b.etcdUp && b.ageMs <= opts.ttlMs).map((b) => b.name);
+  return [...live, opts.self].sort()[0] === opts.self;
 }

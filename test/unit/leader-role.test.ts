@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { effectiveRole, INITIAL_ROLE, nextRole, type CheckResult, type RoleState } from '../../src/cluster/role.js';
+import { effectiveRole, INITIAL_ROLE, nextRole, shouldStandIn, type CheckResult, type PeerBeat, type RoleState } from '../../src/cluster/role.js';
 
 const LEADS: CheckResult = { kind: 'leader', memberId: 'a1' };
 const FOLLOWS: CheckResult = { kind: 'follower', memberId: 'a1', leaderId: 'b2' };
@@ -64,5 +64,42 @@ describe('backup role state machine', () => {
     assert.equal(effectiveRole('never', 'leader'), 'follower');
     assert.equal(effectiveRole('never', 'follower'), 'follower');
     assert.equal(effectiveRole('never', 'unknown'), 'unknown');
+  });
+});
+
+describe('standing in for a backup leader whose sidecar is gone', () => {
+  const beat = (name: string, memberId: string, ageMs: number, extra: Partial<PeerBeat> = {}): PeerBeat => ({ name, memberId, etcdUp: true, ageMs, ...extra });
+  const base = { leaderId: 'l1', ttlMs: 3_000, runningMs: 60_000, directoryRead: true };
+  const beats = [beat('m1', 'l1', 10_000), beat('m2', 'f2', 500), beat('m3', 'f3', 500)];
+
+  it('the live follower with the smallest name stands in when the leader heartbeat is stale', () => {
+    assert.equal(shouldStandIn({ ...base, self: 'm2', beats }), true);
+    assert.equal(shouldStandIn({ ...base, self: 'm3', beats }), false);
+  });
+
+  it('nobody stands in while the leader sidecar beats', () => {
+    const alive = [beat('m1', 'l1', 900), ...beats.slice(1)];
+    assert.equal(shouldStandIn({ ...base, self: 'm2', beats: alive }), false);
+    assert.equal(shouldStandIn({ ...base, self: 'm3', beats: alive }), false);
+  });
+
+  it('a follower whose member is down or whose heartbeat is stale is passed over', () => {
+    assert.equal(shouldStandIn({ ...base, self: 'm3', beats: [beats[0] as PeerBeat, beat('m2', 'f2', 500, { etcdUp: false }), beats[2] as PeerBeat] }), true);
+    assert.equal(shouldStandIn({ ...base, self: 'm3', beats: [beats[0] as PeerBeat, beat('m2', 'f2', 9_000), beats[2] as PeerBeat] }), true);
+    assert.equal(shouldStandIn({ ...base, self: 'm3', beats: [beats[0] as PeerBeat, beat('m2', 'f2', 500, { learner: true }), beats[2] as PeerBeat] }), true);
+  });
+
+  it('a missing leader heartbeat counts only after one TTL of running, and never before the first read', () => {
+    const noLeader = beats.slice(1);
+    assert.equal(shouldStandIn({ ...base, self: 'm2', beats: noLeader, runningMs: 2_000 }), false);
+    assert.equal(shouldStandIn({ ...base, self: 'm2', beats: noLeader }), true);
+    assert.equal(shouldStandIn({ ...base, self: 'm2', beats, directoryRead: false }), false);
+  });
+
+  it('a stand-in leads with the etcd leader remembered and steps down at the next plain follower answer', () => {
+    const states = feed([{ kind: 'leader', memberId: 'f2', standInFor: 'l1' }, FOLLOWS]);
+    assert.equal(states[0]?.role, 'leader');
+    assert.match(states[0]?.reason ?? '', /standing in/);
+    assert.equal(states[1]?.role, 'follower');
   });
 });
