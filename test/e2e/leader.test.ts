@@ -211,6 +211,27 @@ describe('backup-leader election with three sidecars beside a real 3-member clus
     await cluster.waitHealthy();
     await eventually('one leader again', async () => (leadersOf(sidecars).length === 1 ? true : undefined), 20_000);
   });
+
+  it("a learner's sidecar promotes its member through the leader's endpoint once it is in sync", async () => {
+    await cluster.addLearner('m4');
+    const learner = await startTestSidecar(cluster, 'm4', FLAGS);
+    try {
+      await eventually(
+        'm4 promoted',
+        async () => {
+          const out = await cluster.etcdctl(['member', 'list', '-w', 'json']);
+          return /"name":"m4"/.test(out) && !/"name":"m4"[^}]*"isLearner":true/.test(out) ? true : undefined;
+        },
+        60_000,
+        500,
+      );
+      assert.ok(learner.lines.some((l) => l.includes('learner promoted to voting member')), 'the sidecar did not promote it');
+      assert.equal(learner.cluster.role, 'follower');
+      assert.deepEqual(leadersOf(sidecars).length, 1);
+    } finally {
+      await learner.close();
+    }
+  });
 });
 
 describe("the backup leader's sidecar killed (SIGKILL)", { timeout: 240_000 }, () => {
