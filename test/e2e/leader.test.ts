@@ -178,6 +178,8 @@ describe('backup-leader election with three sidecars beside a real 3-member clus
     assert.ok(chain.contiguous, `gaps: ${JSON.stringify(chain.gaps)}`);
     assert.ok(chain.full && chain.full.lastRevision < before, 'the chain starts before the handoff');
     assert.ok(chain.lastRevision >= after);
+    const writers = new Set(await Promise.all(chain.links.map(async (l) => (await store.head(l.delta.name))?.metadata['ebs-member'])));
+    assert.ok(writers.has(old) && writers.has(next), `the chain's deltas were written by ${[...writers].join(', ')}, not by both ${old} and ${next}`);
     await assertChainEvents(store, chain);
     await assertChainRestores(store, chain, anyClient());
   });
