@@ -75,12 +75,17 @@ export interface PeerBeat {
  * Whether this sidecar stands in for a backup leader whose sidecar is gone (killed, crash-looping):
  * its etcd member still leads, so no sidecar would otherwise take snapshots. The etcd leader's
  * sidecar counts as gone when its heartbeat is older than the TTL, or absent while this sidecar has
- * run longer than the TTL (a fresh start has not read the heartbeats yet). Among the live voting
+ * run longer than the TTL (a fresh start has not read the heartbeats yet), and only while this
+ * sidecar's own heartbeat reads back fresh. Among the live voting
  * followers the one with the smallest name stands in, so every follower that reads the same
  * heartbeats picks the same one; a short disagreement only overlaps deltas, which the chain allows.
  */
 export function shouldStandIn(opts: { self: string; leaderId: string; beats: readonly PeerBeat[]; ttlMs: number; runningMs: number; directoryRead: boolean }): boolean {
   if (!opts.directoryRead) return false;
+  // Its own heartbeat stale too: the store (or the reading of it) is what fails, not the leader's
+  // sidecar, and every follower would stand in at once.
+  const own = opts.beats.find((b) => b.name === opts.self);
+  if (!own || own.ageMs > opts.ttlMs) return false;
   const leaderBeat = opts.beats.find((b) => b.memberId === opts.leaderId);
   if (leaderBeat ? leaderBeat.ageMs <= opts.ttlMs : opts.runningMs <= opts.ttlMs) return false;
   const live = opts.beats.filter((b) => b.name !== opts.self && b.memberId !== opts.leaderId && !b.learner && b.etcdUp && b.ageMs <= opts.ttlMs).map((b) => b.name);

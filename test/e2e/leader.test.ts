@@ -6,6 +6,7 @@ import type { StatusBody } from '../../src/server/schemas.js';
 import { eventually, sleep, TestCluster } from '../helpers/cluster.js';
 import { assertChainRestores } from '../helpers/replay.js';
 import { createEtcdClient, etcdAccessFromConfig, type EtcdClient } from '../../src/etcd/client.js';
+import { s3Fixture, type StoreFixture } from '../helpers/store-fixtures.js';
 import { capturingLogger, getJson, sidecarConfig, spawnSidecar, startTestSidecar, type SidecarProcess } from '../helpers/sidecar.js';
 import { assertChainEvents, backupStore, currentChain } from '../helpers/snapshots.js';
 
@@ -36,6 +37,10 @@ function leadersOf(sidecars: Map<string, InProcess>): string[] {
   return [...sidecars].filter(([, s]) => s.cluster.role === 'leader').map(([n]) => n);
 }
 
+function anyClientOf(sidecars: Map<string, InProcess>, except: string[] = []): Etcd3 {
+  return [...sidecars].find(([n]) => !except.includes(n))?.[1].etcd.etcd as Etcd3;
+}
+
 function uploadedBy(s: InProcess | undefined): number {
   return s?.snapshotter?.deltaState?.uploadedRevision ?? 0;
 }
@@ -55,7 +60,7 @@ describe('backup-leader election with three sidecars beside a real 3-member clus
     await cluster?.stop();
   });
 
-  const anyClient = (except: string[] = []): Etcd3 => [...sidecars].find(([n]) => !except.includes(n))?.[1].etcd.etcd as Etcd3;
+  const anyClient = (except: string[] = []): Etcd3 => anyClientOf(sidecars, except);
 
   it('healthy for 60 s: exactly one backup leader, beside the raft leader, at every sample; no role change', async () => {
     leader = await eventually(
@@ -292,5 +297,54 @@ describe("the backup leader's sidecar killed (SIGKILL)", { timeout: 240_000 }, (
     assert.ok(chain.full && chain.full.lastRevision < before);
     assert.ok(chain.lastRevision >= rev);
     await assertChainEvents(store, chain);
+  });
+});
+
+describe('the store frozen (S3 server SIGSTOP)', { timeout: 180_000 }, () => {
+  let cluster: TestCluster;
+  let fx: StoreFixture;
+  const sidecars = new Map<string, InProcess>();
+
+  before(async () => {
+    cluster = await TestCluster.start(3);
+    fx = await s3Fixture();
+    for (const m of cluster.members) sidecars.set(m.name, await startTestSidecar(cluster, m.name, { ...FLAGS, ...fx.flags, 'store-timeout': '2s', 'store-max-attempts': '1' }));
+  });
+  after(async () => {
+    fx?.thaw?.();
+    await Promise.all([...sidecars.values()].map((s) => s.close()));
+    await fx?.stop();
+    await cluster?.stop();
+  });
+
+  it('the role loop keeps checking, the leader keeps its role, no follower stands in, and deltas resume after thaw', async (t) => {
+    const leader = await eventually('a leader with a full snapshot', async () => {
+      const l = leadersOf(sidecars);
+      return l.length === 1 && sidecars.get(l[0] as string)?.snapshotter?.lastFull ? l[0] : undefined;
+    }, 60_000);
+    const checks = new Map([...sidecars].map(([n, s]) => [n, s.cluster.roles.checks]));
+    const changes = new Map([...sidecars].map(([n, s]) => [n, s.cluster.roles.changes]));
+    const client = anyClientOf(sidecars);
+    fx.freeze?.();
+    let rev = 0;
+    try {
+      rev = await write(client, 'store-frozen/0');
+      await eventually('every heartbeat write fails', async () => ([...sidecars.values()].every((s) => s.cluster.heartbeat.lastError !== undefined) ? true : undefined), 30_000);
+      // Every heartbeat in the last read is now going stale; give a stand-in more than a TTL to misfire.
+      for (let i = 0; i < 12; i++) {
+        await sleep(500);
+        assert.deepEqual(leadersOf(sidecars), [leader], `sample ${i}`);
+      }
+      for (const [n, s] of sidecars) {
+        const advanced = s.cluster.roles.checks - (checks.get(n) ?? 0);
+        t.diagnostic(`${n}: ${advanced} checks while the store was frozen`);
+        assert.ok(advanced >= 5, `${n} checked only ${advanced} times while the store was frozen`);
+        assert.equal(s.cluster.roles.changes, changes.get(n), `${n} changed role`);
+      }
+    } finally {
+      fx.thaw?.();
+    }
+    await eventually(`deltas through revision ${rev} after thaw`, async () => (uploadedBy(sidecars.get(leader)) >= rev ? true : undefined), 60_000);
+    assert.deepEqual(leadersOf(sidecars), [leader]);
   });
 });

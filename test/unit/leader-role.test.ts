@@ -89,6 +89,13 @@ describe('standing in for a backup leader whose sidecar is gone', () => {
     assert.equal(shouldStandIn({ ...base, self: 'm3', beats: [beats[0] as PeerBeat, beat('m2', 'f2', 500, { learner: true }), beats[2] as PeerBeat] }), true);
   });
 
+  it('nobody stands in while its own heartbeat is stale or missing: the store is failing, not the leader sidecar', () => {
+    const storeDown = [beat('m1', 'l1', 10_000), beat('m2', 'f2', 10_000), beat('m3', 'f3', 10_000)];
+    assert.equal(shouldStandIn({ ...base, self: 'm2', beats: storeDown }), false);
+    assert.equal(shouldStandIn({ ...base, self: 'm3', beats: storeDown }), false);
+    assert.equal(shouldStandIn({ ...base, self: 'm2', beats: [beats[0] as PeerBeat] }), false);
+  });
+
   it('a missing leader heartbeat counts only after one TTL of running, and never before the first read', () => {
     const noLeader = beats.slice(1);
     assert.equal(shouldStandIn({ ...base, self: 'm2', beats: noLeader, runningMs: 2_000 }), false);
