@@ -138,7 +138,6 @@ export interface HeartbeatWriterOptions {
 export class HeartbeatWriter {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
-  private stopped = false;
   lastWritten: Heartbeat | undefined;
   lastError: string | undefined;
 
@@ -149,7 +148,6 @@ export class HeartbeatWriter {
   ) {}
 
   start(): void {
-    this.stopped = false;
     const tick = (): void => {
       if (!this.writing) void this.writeNow().catch(() => {});
     };
@@ -183,14 +181,9 @@ export class HeartbeatWriter {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.writing?.catch(() => {});
-  }
-
-  get running(): boolean {
-    return !this.stopped && this.timer !== undefined;
   }
 }
 
