@@ -11,6 +11,9 @@ import { tmpdir } from 'node:os';
 import { ForeignChainError, listSnapshots, Snapshotter } from './snapshot/snapshotter.js';
 import type { Compression } from './snapshot/names.js';
 import type { GcPolicy } from './snapshot/retention.js';
+import { startBackupLeadership, type BackupLeadership, type SnapshotLeaderMode } from './cluster/leadership.js';
+import { DutyRunner } from './cluster/leader.js';
+import { defaultApiURL } from './cluster/heartbeat.js';
 
 /** A running sidecar: what `serve` starts and what tests start in-process. */
 export interface Sidecar {
@@ -18,8 +21,10 @@ export interface Sidecar {
   etcd: EtcdClient;
   monitor: MemberMonitor;
   store: SnapStore;
-  /** Present when this sidecar takes snapshots (--snapshot-leader=always). */
-  snapshotter: Snapshotter | undefined;
+  /** Present while this sidecar is the backup leader and takes snapshots. */
+  readonly snapshotter: Snapshotter | undefined;
+  /** Backup-leader election and heartbeats. */
+  cluster: BackupLeadership;
   /** The address the API listens on, e.g. http://127.0.0.1:8080. */
   url: string;
   close(): Promise<void>;
@@ -44,23 +49,37 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     log.child({ part: 'monitor' }),
     (status) => metrics.recordClusterStatus(status),
   );
-  const snapshotter =
-    config.snapshotLeader === 'always'
-      ? new Snapshotter(
-          {
-            fullSchedule: config.fullSnapshotSchedule,
-            deltaPeriodMs: config.deltaSnapshotPeriod,
-            deltaMemoryLimit: config.deltaSnapshotMemoryLimit,
-            compression: config.compression as Compression,
-            compressionLevel: config.compressionLevel,
-            spoolDir: config.spoolDir || tmpdir(),
-            retention: { policy: config.gcPolicy as GcPolicy, maxBackups: config.maxBackups },
-            gcPeriodMs: config.gcPeriod,
-          },
-          { store, member: etcd.member(config.advertiseClientUrls[0] as string), memberName: config.name, log: log.child({ part: 'snapshot' }), observer: metrics },
-        )
-      : undefined;
-  if (snapshotter) metrics.followDeltas(() => snapshotter.deltaState);
+  const mode = config.snapshotLeader as SnapshotLeaderMode;
+  const memberURL = config.advertiseClientUrls[0] as string;
+  // A fresh Snapshotter per term as backup leader: each one resumes from the store's chain as the
+  // previous leader (maybe another sidecar) left it.
+  const duties = new DutyRunner(
+    () =>
+      new Snapshotter(
+        {
+          fullSchedule: config.fullSnapshotSchedule,
+          deltaPeriodMs: config.deltaSnapshotPeriod,
+          deltaMemoryLimit: config.deltaSnapshotMemoryLimit,
+          compression: config.compression as Compression,
+          compressionLevel: config.compressionLevel,
+          spoolDir: config.spoolDir || tmpdir(),
+          retention: { policy: config.gcPolicy as GcPolicy, maxBackups: config.maxBackups },
+          gcPeriodMs: config.gcPeriod,
+        },
+        { store, member: etcd.member(memberURL), memberName: config.name, log: log.child({ part: 'snapshot' }), observer: metrics },
+      ),
+    log.child({ part: 'snapshot' }),
+    (snapshotter, err) => {
+      snapshotter.problem = err instanceof ForeignChainError ? err.message : `snapshotter not started: ${err.message}`;
+    },
+  );
+  metrics.followDeltas(() => duties.current?.deltaState);
+  const cluster = startBackupLeadership(config, mode, { etcd, store, metrics, duties, log });
+  const leading = (): Snapshotter => {
+    const s = duties.current;
+    if (!s) throw new Error('this sidecar is no longer the backup leader');
+    return s;
+  };
   const app = await buildServer(
     {
       self: { name: config.name, clientURLs: config.advertiseClientUrls },
@@ -70,12 +89,14 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       storeHealth: () => storeProbe.latest(),
       metrics,
       snapshots: {
-        unavailable: () => (snapshotter ? snapshotter.problem : 'this sidecar does not take snapshots (--snapshot-leader=never) and no backup leader is known'),
+        unavailable: () => (duties.current ? duties.current.problem : cluster.whyNotLeading()),
+        forwardTo: () => cluster.forwardTo(),
         deltasEnabled: config.deltaSnapshotPeriod > 0,
-        takeFull: () => (snapshotter as Snapshotter).takeFull('requested through the API'),
-        takeDelta: () => (snapshotter as Snapshotter).takeDelta(),
+        takeFull: () => leading().takeFull('requested through the API'),
+        takeDelta: () => leading().takeDelta(),
         list: () => listSnapshots(store),
         state: () => {
+          const snapshotter = duties.current;
           if (!snapshotter) return { takesSnapshots: false };
           const deltas = snapshotter.deltaState;
           const state: BackupState = { takesSnapshots: true };
@@ -88,6 +109,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
           return state;
         },
       },
+      cluster: () => cluster.view(),
     },
     {
       bodyLimit: config.serverBodyLimit,
@@ -108,52 +130,25 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   }
   monitor.start();
   storeProbe.start();
-  const starting = snapshotter ? startSnapshotting(snapshotter, log) : undefined;
+  cluster.start(config.advertiseApiUrl || defaultApiURL(config.listen.host, new URL(url).port ? Number(new URL(url).port) : config.listen.port, config.advertiseClientUrls));
   log.info({ url, endpoints: etcd.endpoints() }, 'serving');
   return {
     app,
     etcd,
     monitor,
     store,
-    snapshotter,
+    get snapshotter() {
+      return duties.current;
+    },
+    cluster,
     url,
     async close() {
-      starting?.cancel();
-      await snapshotter?.stop();
+      await cluster.stop();
       monitor.stop();
       storeProbe.stop();
       await app.close();
       etcd.close();
       await store.close();
-    },
-  };
-}
-
-/**
- * Starts the snapshotter in the background, retrying until etcd answers: the API must serve (and
- * report why) while etcd is still down, since the sidecar is what brings it back.
- */
-function startSnapshotting(snapshotter: Snapshotter, log: Logger): { cancel(): void } {
-  let cancelled = false;
-  let timer: NodeJS.Timeout | undefined;
-  const attempt = async (delayMs: number): Promise<void> => {
-    if (cancelled) return;
-    try {
-      await snapshotter.start();
-    } catch (err) {
-      if (cancelled) return;
-      const foreign = err instanceof ForeignChainError;
-      snapshotter.problem = foreign ? (err as Error).message : `snapshotter not started: ${(err as Error).message}`;
-      log.error({ err: (err as Error).message }, foreign ? 'refusing to extend the chain in the store' : 'snapshotter could not start; retrying');
-      timer = setTimeout(() => void attempt(Math.min(delayMs * 2, 30_000)), delayMs);
-      timer.unref();
-    }
-  };
-  void attempt(1_000);
-  return {
-    cancel() {
-      cancelled = true;
-      if (timer) clearTimeout(timer);
     },
   };
 }

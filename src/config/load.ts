@@ -302,6 +302,11 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
   if (config.maxBackups < 1) problems.push('--max-backups: must be at least 1 (the latest full snapshot is always kept)');
   if (config.deltaSnapshotPeriod > 0 && config.deltaSnapshotMemoryLimit < 64 * 1024) problems.push(`--delta-snapshot-memory-limit: ${config.deltaSnapshotMemoryLimit} bytes is below 64KiB`);
   if (config.dialKeepAliveTime > 0 && config.dialKeepAliveTimeout === 0) problems.push('--dial-keep-alive-timeout: must be above 0 while --dial-keep-alive-time is set');
+  if (config.leaderCheckPeriod < 100) problems.push(`--leader-check-period: ${config.leaderCheckPeriod} ms is below 100ms`);
+  if (config.leaderLostAfter < 1) problems.push('--leader-lost-after: must be at least 1');
+  if (config.heartbeatPeriod < 100) problems.push(`--heartbeat-period: ${config.heartbeatPeriod} ms is below 100ms`);
+  if (config.heartbeatTtl === 0) config.heartbeatTtl = 3 * config.heartbeatPeriod;
+  else if (config.heartbeatTtl < config.heartbeatPeriod) problems.push(`--heartbeat-ttl: ${config.heartbeatTtl} ms is shorter than --heartbeat-period (${config.heartbeatPeriod} ms): every heartbeat would look stale`);
   checkApiSecurity(config, requireMember, problems);
 }
 

@@ -161,9 +161,9 @@ export const OPTIONS = [
     flag: 'snapshot-leader',
     kind: 'enum',
     group: 'snapshot',
-    default: 'never',
-    choices: ['always', 'never'],
-    description: 'whether this sidecar takes snapshots: always (one sidecar per cluster) or never; backup-leader election replaces this',
+    default: 'elect',
+    choices: ['elect', 'always', 'never'],
+    description: 'whether this sidecar takes snapshots: elect (the sidecar beside the etcd raft leader does), always (unconditionally; one sidecar per cluster) or never',
   },
   { flag: 'full-snapshot-schedule', kind: 'cron', group: 'snapshot', default: '0 */1 * * *', description: 'cron schedule of full snapshots (5 fields, or 6 with seconds first); one is also taken at start when the latest is older than the schedule\'s period' },
   { flag: 'delta-snapshot-period', kind: 'duration', group: 'snapshot', default: '5s', description: 'events are uploaded as one delta snapshot this often; 0 disables delta snapshots' },
@@ -188,6 +188,13 @@ export const OPTIONS = [
     default: '1h',
     description: 'TTL a restore gives to leases that keys in the deltas use but the full snapshot lacks (their real TTL is in no backup)',
   },
+
+  // --- backup-leader election and member heartbeats ---
+  { flag: 'leader-check-period', kind: 'duration', group: 'snapshot', default: '2s', description: 'how often the sidecar asks its own member whether it is the raft leader with quorum; each check must answer within this period' },
+  { flag: 'leader-lost-after', kind: 'integer', group: 'snapshot', default: '3', description: 'checks in a row without a confirmed answer after which the sidecar steps down to role unknown and stops snapshotting' },
+  { flag: 'heartbeat-period', kind: 'duration', group: 'snapshot', default: '10s', description: 'how often the sidecar writes its heartbeat (members/<name>.json, outside v2/) to the store' },
+  { flag: 'heartbeat-ttl', kind: 'duration', group: 'snapshot', description: 'a heartbeat older than this is stale: its sidecar is taken as gone (default: 3 x --heartbeat-period)' },
+  { flag: 'advertise-api-url', kind: 'url', group: 'server', description: "this sidecar's API URL as other sidecars reach it, in its heartbeat (default: --listen, with the host of --advertise-client-urls when --listen binds every interface)" },
 
   // --- HTTP server ---
   { flag: 'listen', kind: 'hostPort', group: 'server', default: '127.0.0.1:8080', description: 'address of the HTTP API' },

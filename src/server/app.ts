@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { EndpointStatus } from '../etcd/status.js';
+import type { LeadershipView } from '../cluster/leadership.js';
 import type { ClusterStatus } from '../etcd/status.js';
 import type { Logger } from '../logger.js';
 import type { SnapshotRef } from '../snapshot/names.js';
@@ -30,12 +31,16 @@ export interface ServerDeps {
   storeHealth(): StoreHealth | undefined;
   metrics: Metrics;
   snapshots: SnapshotApi;
+  /** Backup-leader election and heartbeats, for `/status` (absent: role unknown). */
+  cluster?: () => LeadershipView;
 }
 
 /** The snapshot routes' view of the snapshotter and the store. */
 export interface SnapshotApi {
   /** Why this sidecar cannot take a snapshot now (not the backup leader), or undefined. */
   unavailable(): string | undefined;
+  /** The backup leader's sidecar to forward snapshot requests to, when this one is not the leader. */
+  forwardTo?(): { url: string; name: string } | undefined;
   readonly deltasEnabled: boolean;
   takeFull(): Promise<SnapshotRecord>;
   /** Undefined when there was nothing new to upload. */

@@ -2,6 +2,9 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { SnapshotKind } from '../snapshot/names.js';
 import type { SnapshotObserver, SnapshotRecord } from '../snapshot/record.js';
 import type { ClusterStatus } from '../etcd/status.js';
+import type { Heartbeat } from '../cluster/heartbeat.js';
+import type { LeadershipObserver } from '../cluster/leadership.js';
+import type { Role } from '../cluster/role.js';
 
 const PREFIX = 'etcd_backup_sidecar_';
 
@@ -12,7 +15,7 @@ interface DeltaProgress {
 }
 
 /** The sidecar's Prometheus registry: process metrics plus what it knows of each member. */
-export class Metrics implements SnapshotObserver {
+export class Metrics implements SnapshotObserver, LeadershipObserver {
   readonly registry = new Registry();
   private readonly memberHealthy: Gauge<'member' | 'member_id'>;
   private readonly memberReachable: Gauge<'member' | 'member_id'>;
@@ -30,6 +33,10 @@ export class Metrics implements SnapshotObserver {
   private readonly snapshotFailures: Counter<'kind'>;
   private readonly snapshotsTotal: Counter<'kind'>;
   private deltaProgress: (() => DeltaProgress | undefined) | undefined;
+  private readonly backupRole: Gauge<'role'>;
+  private readonly roleChanges: Counter<'role'>;
+  private readonly heartbeatAge: Gauge<'member'>;
+  private heartbeats: { list: readonly Heartbeat[] } = { list: [] };
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
@@ -73,6 +80,21 @@ export class Metrics implements SnapshotObserver {
     };
     fromDeltas('delta_revision_lag', "etcd's revision minus the last revision uploaded in a delta snapshot (while this sidecar takes snapshots)", (p) => Math.max(0, p.etcdRevision - p.uploadedRevision));
     fromDeltas('delta_buffered_bytes', 'bytes of events collected for the next delta snapshot', (p) => p.bufferedBytes);
+    this.backupRole = gauge('backup_role', "1 for this sidecar's current backup role (leader, follower or unknown), 0 for the others", ['role']);
+    for (const role of ['leader', 'follower', 'unknown']) this.backupRole.set({ role }, role === 'unknown' ? 1 : 0);
+    this.roleChanges = new Counter({ name: PREFIX + 'backup_role_changes_total', help: 'backup role changes of this sidecar, by the role taken', labelNames: ['role'], registers: [this.registry] });
+    const heartbeats = this.heartbeats;
+    this.heartbeatAge = new Gauge({
+      name: PREFIX + 'heartbeat_age_seconds',
+      help: "age of each member's last heartbeat in the store, by this sidecar's clock, when scraped",
+      labelNames: ['member'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const hb of heartbeats.list) this.set({ member: hb.name }, (now - Date.parse(hb.time)) / 1000);
+      },
+    });
   }
 
   /** Where the revision-lag and buffer gauges read from, once this sidecar takes snapshots. */
@@ -91,6 +113,16 @@ export class Metrics implements SnapshotObserver {
 
   failed(kind: SnapshotKind): void {
     this.snapshotFailures.inc({ kind });
+  }
+
+  roleChanged(role: Role, previous: Role): void {
+    this.backupRole.set({ role: previous }, 0);
+    this.backupRole.set({ role }, 1);
+    this.roleChanges.inc({ role });
+  }
+
+  heartbeatsRead(heartbeats: readonly Heartbeat[]): void {
+    this.heartbeats.list = heartbeats;
   }
 
   recordClusterStatus(status: ClusterStatus): void {

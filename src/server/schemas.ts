@@ -101,6 +101,41 @@ export const StatusBody = Type.Object(
     ),
     checkedAt: Type.String({ format: 'date-time' }),
     durationMs: Type.Integer(),
+    election: Type.Optional(
+      Type.Object(
+        {
+          mode: Type.Union([Type.Literal('elect'), Type.Literal('always'), Type.Literal('never')], { description: '--snapshot-leader' }),
+          reason: Type.String({ description: 'why the role is what it is (the last check of the own member)' }),
+          roleChanges: Type.Integer({ description: 'role changes since the sidecar started' }),
+          apiURL: Type.String({ description: 'the API URL this sidecar announces in its heartbeat' }),
+          backupLeader: Type.Optional(
+            Type.Object(
+              { name: Type.String(), apiURL: Type.String(), memberId: Type.Optional(Type.String()) },
+              { description: 'the sidecar taking snapshots: this one, or the one a fresh heartbeat announces; followers forward snapshot requests to it' },
+            ),
+          ),
+          heartbeats: Type.Array(
+            Type.Object({
+              name: Type.String(),
+              memberId: Type.Optional(Type.String()),
+              clusterId: Type.Optional(Type.String()),
+              role: Type.Union([Type.Literal('leader'), Type.Literal('follower'), Type.Literal('unknown')]),
+              learner: Type.Optional(Type.Boolean()),
+              revision: Type.Optional(Type.Integer()),
+              raftIndex: Type.Optional(Type.Integer()),
+              apiURL: Type.String(),
+              time: Type.String({ format: 'date-time', description: "the writer's clock" }),
+              etcdUp: Type.Boolean({ description: 'whether the member answered when the heartbeat was written' }),
+              ageSeconds: Type.Number({ description: "by this sidecar's clock" }),
+              stale: Type.Boolean({ description: 'older than --heartbeat-ttl' }),
+            }),
+            { description: "every member's last heartbeat in the store" },
+          ),
+          heartbeatError: Type.Optional(Type.String({ description: 'why the last heartbeat write or read failed' })),
+        },
+        { description: 'backup-leader election and member heartbeats' },
+      ),
+    ),
   }
 );
 export type StatusBody = Static<typeof StatusBody>;

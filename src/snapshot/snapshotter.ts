@@ -127,6 +127,8 @@ export class Snapshotter {
     this.clusterId = BigInt(status.header.cluster_id).toString(16);
     const etcdRevision = Number(status.header.revision);
     const chain = restorableChain(await listSnapshots(this.deps.store));
+    // Stopped while asking (the backup role was lost): nothing may be scheduled on a stopped snapshotter.
+    if (this.stopped) return;
     if (chain.full && chain.lastRevision > etcdRevision) {
       this.problem = `the store's chain reaches revision ${chain.lastRevision} but etcd is at ${etcdRevision}: these backups belong to another history of this cluster (restored to an older point, or another cluster). Back up to a new prefix, or restore from them.`;
       throw new ForeignChainError(this.problem);
@@ -142,7 +144,7 @@ export class Snapshotter {
       await this.takeFull(reason);
     } else {
       this.deps.log.info({ full: chain.full?.name, lastRevision: chain.lastRevision }, 'continuing the chain in the store');
-      this.deltas?.resumeAfter(chain.lastRevision);
+      if (!this.stopped) this.deltas?.resumeAfter(chain.lastRevision);
     }
   }
 

@@ -104,7 +104,7 @@ describe('invalid input names the field and the value', () => {
     ['compression level out of range', { 'compression-level': '11' }, {}, /--compression-level: 11 is not between 1 and 9/],
     ['no backups kept', { 'max-backups': '0' }, {}, /--max-backups: must be at least 1/],
     ['tiny delta memory limit', { 'delta-snapshot-memory-limit': '1KiB' }, {}, /--delta-snapshot-memory-limit: 1024 bytes is below 64KiB/],
-    ['bad snapshot leader', { 'snapshot-leader': 'sometimes' }, {}, /--snapshot-leader: "sometimes" is not one of always, never/],
+    ['bad snapshot leader', { 'snapshot-leader': 'sometimes' }, {}, /--snapshot-leader: "sometimes" is not one of elect, always, never/],
   ];
   for (const [what, flags, env, expected] of cases) {
     it(what, () => {

@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { restorableChain } from '../../snapshot/chain.js';
 import type { SnapshotRef } from '../../snapshot/names.js';
 import { SnapshotBusyError } from '../../snapshot/snapshotter.js';
 import { StoreError } from '../../snapstore/types.js';
-import type { ServerDeps } from '../app.js';
+import type { ServerDeps, SnapshotApi } from '../app.js';
 import { ErrorBody, LatestBody, NoDeltaBody, SnapshotListBody, SnapshotListQuery, SnapshotRecordBody } from '../schemas.js';
 
 function refBody(s: SnapshotRef): typeof SnapshotListBody.static.snapshots[number] {
@@ -36,6 +36,42 @@ function snapshotFailure(reply: FastifyReply, err: unknown): FastifyReply {
   return reply.status(500).send({ error: 'snapshot_failed', message: (err as Error).message });
 }
 
+/** Set on a request a follower forwards, so that the receiver never forwards it again (no loops). */
+export const FORWARDED_BY = 'x-ebs-forwarded-by';
+/** A full snapshot of a large db takes minutes; the forwarded request waits as long as the leader works. */
+const FORWARD_TIMEOUT_MS = { GET: 30_000, POST: 15 * 60_000 } as const;
+
+/**
+ * Sends the request to the backup leader's sidecar and relays its answer, or answers 503 when the
+ * leader does not answer. Returns undefined when the request must be answered here.
+ */
+async function forwardToLeader(api: SnapshotApi, self: string, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  const target = api.forwardTo?.();
+  if (!target) return undefined;
+  const forwardedBy = req.headers[FORWARDED_BY];
+  if (forwardedBy !== undefined) {
+    // The sender believes this sidecar leads; it does not (a handoff in progress): say so, never bounce it on.
+    return reply.status(503).send({ error: 'not_backup_leader', message: `forwarded by ${String(forwardedBy)}, but this sidecar is not the backup leader either (the role is changing hands; retry)` });
+  }
+  const method = req.method === 'POST' ? 'POST' : 'GET';
+  const headers: Record<string, string> = { [FORWARDED_BY]: self };
+  if (req.headers.authorization) headers.authorization = req.headers.authorization;
+  let res: Response;
+  try {
+    res = await fetch(new URL(req.url, target.url), { method, headers, signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS[method]) });
+  } catch (err) {
+    return reply.status(503).send({ error: 'leader_unreachable', message: `the backup leader ${target.name} at ${target.url} did not answer: ${(err as Error).message}` });
+  }
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return reply.status(502).send({ error: 'bad_leader_answer', message: `the backup leader ${target.name} answered ${res.status} with a body that is not JSON` });
+  }
+  return reply.status(res.status).header('x-ebs-forwarded-to', target.name).send(body);
+}
+
 export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = async (app, { deps }) => {
   const api = deps.snapshots;
   const errors = { 409: ErrorBody, 500: ErrorBody, 502: ErrorBody, 503: ErrorBody };
@@ -43,7 +79,9 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
   app.post(
     '/snapshot/full',
     { schema: { summary: 'Take a full snapshot now', tags: ['snapshots'], response: { 201: SnapshotRecordBody, ...errors } } },
-    async (_req, reply) => {
+    async (req, reply) => {
+      const forwarded = await forwardToLeader(api, deps.self.name, req, reply);
+      if (forwarded) return forwarded;
       const why = api.unavailable();
       if (why) return reply.status(503).send({ error: 'not_backup_leader', message: why });
       try {
@@ -64,7 +102,9 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
         response: { 200: NoDeltaBody, 201: SnapshotRecordBody, ...errors },
       },
     },
-    async (_req, reply) => {
+    async (req, reply) => {
+      const forwarded = await forwardToLeader(api, deps.self.name, req, reply);
+      if (forwarded) return forwarded;
       const why = api.unavailable();
       if (why) return reply.status(503).send({ error: 'not_backup_leader', message: why });
       if (!api.deltasEnabled) return reply.status(409).send({ error: 'deltas_disabled', message: 'delta snapshots are disabled (--delta-snapshot-period=0)' });
@@ -80,8 +120,17 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
 
   app.get(
     '/snapshot/latest',
-    { schema: { summary: 'The latest full snapshot and the deltas after it: what a restore would use', tags: ['snapshots'], response: { 200: LatestBody, 502: ErrorBody } } },
-    async (_req, reply) => {
+    {
+      schema: {
+        summary: 'The latest full snapshot and the deltas after it: what a restore would use',
+        description: "On a follower, forwarded to the backup leader's sidecar; answered from the store here when no leader is known.",
+        tags: ['snapshots'],
+        response: { 200: LatestBody, 502: ErrorBody, 503: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const forwarded = await forwardToLeader(api, deps.self.name, req, reply);
+      if (forwarded) return forwarded;
       let listing: SnapshotRef[];
       try {
         listing = await api.list();

@@ -64,6 +64,11 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
       };
       const store = deps.storeHealth();
       if (store) body.store = store;
+      if (deps.cluster) {
+        const { role, ...election } = deps.cluster();
+        body.role = role;
+        body.election = election;
+      }
       return body;
     },
   );

@@ -1,0 +1,246 @@
+import { Readable } from 'node:stream';
+import type { Logger } from '../logger.js';
+import { listAll, type SnapStore } from '../snapstore/types.js';
+
+/**
+ * What a sidecar last said about itself and its member. Kept in the store, outside the anchor's
+ * `v2/` layout, so it survives when etcd is down: the initializer tells a live cluster from a dead
+ * one by it, and spots a member whose data went back in time (revision lower than it announced).
+ */
+export interface Heartbeat {
+  name: string;
+  /** hex, like memberIdHex() in src/etcd/members.ts */
+  memberId?: string;
+  clusterId?: string;
+  role: 'leader' | 'follower' | 'unknown';
+  learner?: boolean;
+  /** Of this member's etcd when written. */
+  revision?: number;
+  raftIndex?: number;
+  /** This sidecar's API base URL. */
+  apiURL: string;
+  /** RFC 3339, the writer's clock. */
+  time: string;
+  /** Did the own member answer when written. */
+  etcdUp: boolean;
+}
+
+export const HEARTBEAT_DIR = 'members';
+
+export function heartbeatName(memberName: string): string {
+  return `${HEARTBEAT_DIR}/${memberName}.json`;
+}
+
+const ROLES = new Set(['leader', 'follower', 'unknown']);
+const optional = (v: unknown, type: 'string' | 'number' | 'boolean'): boolean => v === undefined || typeof v === type;
+
+/** The heartbeat in `text`, or why it is not one. */
+export function parseHeartbeat(text: string): Heartbeat | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    return `not JSON (${(err as Error).message})`;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not a JSON object';
+  const o = v as Record<string, unknown>;
+  if (typeof o.name !== 'string' || o.name === '') return 'name: missing';
+  if (typeof o.role !== 'string' || !ROLES.has(o.role)) return `role: ${JSON.stringify(o.role)} is not leader, follower or unknown`;
+  if (typeof o.apiURL !== 'string') return 'apiURL: missing';
+  if (typeof o.time !== 'string' || Number.isNaN(Date.parse(o.time))) return `time: ${JSON.stringify(o.time)} is not an RFC 3339 time`;
+  if (typeof o.etcdUp !== 'boolean') return 'etcdUp: missing';
+  for (const k of ['memberId', 'clusterId'] as const) if (!optional(o[k], 'string')) return `${k}: not a string`;
+  for (const k of ['revision', 'raftIndex'] as const) if (!optional(o[k], 'number')) return `${k}: not a number`;
+  if (!optional(o.learner, 'boolean')) return 'learner: not a boolean';
+  const hb: Heartbeat = { name: o.name, role: o.role as Heartbeat['role'], apiURL: o.apiURL, time: o.time, etcdUp: o.etcdUp };
+  if (o.memberId !== undefined) hb.memberId = o.memberId as string;
+  if (o.clusterId !== undefined) hb.clusterId = o.clusterId as string;
+  if (o.learner !== undefined) hb.learner = o.learner as boolean;
+  if (o.revision !== undefined) hb.revision = o.revision as number;
+  if (o.raftIndex !== undefined) hb.raftIndex = o.raftIndex as number;
+  return hb;
+}
+
+async function readText(store: SnapStore, name: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of await store.get(name)) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * Every member's last heartbeat, one listing plus one small GET per member. Objects that are not
+ * heartbeats (garbage, half-edited by hand, another tool's files) are skipped and logged: one bad
+ * object must not hide the others.
+ */
+export async function readHeartbeats(store: SnapStore, log?: Logger): Promise<Heartbeat[]> {
+  const out: Heartbeat[] = [];
+  for await (const o of listAll(store, `${HEARTBEAT_DIR}/`)) {
+    if (!o.name.endsWith('.json')) continue;
+    let parsed: Heartbeat | string | undefined;
+    let lastErr: Error | undefined;
+    // Heartbeats are overwritten every period: a read racing the writer's replace (the local store
+    // swaps checksum and bytes in two renames) fails its checksum once; the next read is whole.
+    for (let attempt = 0; attempt < 3 && parsed === undefined; attempt++) {
+      try {
+        parsed = parseHeartbeat(await readText(store, o.name));
+      } catch (err) {
+        lastErr = err as Error;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    if (parsed === undefined) {
+      // Deleted between list and get, or unreadable: the same as absent.
+      log?.warn({ object: o.name, err: lastErr?.message }, 'heartbeat unreadable; skipped');
+      continue;
+    }
+    if (typeof parsed === 'string') log?.warn({ object: o.name, problem: parsed }, 'not a heartbeat; skipped');
+    else out.push(parsed);
+  }
+  return out;
+}
+
+/** How old a heartbeat is by the reader's clock (negative when the writer's clock runs ahead). */
+export function heartbeatAgeMs(hb: Heartbeat, now: Date): number {
+  return now.getTime() - Date.parse(hb.time);
+}
+
+/**
+ * The API URL other sidecars reach this one at when --advertise-api-url is not set: the listen
+ * address, except that a wildcard bind is replaced by the host etcd advertises to clients (the
+ * sidecar shares the pod's or VM's address with its member).
+ */
+export function defaultApiURL(listenHost: string, port: number, advertiseClientUrls: readonly string[]): string {
+  const wildcard = listenHost === '' || listenHost === '0.0.0.0' || listenHost === '::' || listenHost === '[::]';
+  let host = listenHost.includes(':') && !listenHost.startsWith('[') ? `[${listenHost}]` : listenHost;
+  if (wildcard) {
+    const first = advertiseClientUrls[0];
+    host = first ? new URL(first).hostname : '127.0.0.1';
+  }
+  return `http://${host}:${port}`;
+}
+
+/** The facts a heartbeat carries besides its time; the role loop or the initializer supplies them. */
+export type HeartbeatFacts = Omit<Heartbeat, 'time'>;
+
+export interface HeartbeatWriterOptions {
+  periodMs: number;
+  log: Logger;
+  now?: () => Date;
+  /** Called after each write attempt (metrics). */
+  written?: (hb: Heartbeat, err?: Error) => void;
+}
+
+/**
+ * Writes `members/<name>.json` every period: one small PUT (the store makes it all-or-nothing).
+ * Writes never overlap and each is aborted after one period, so a slow store delays only the
+ * heartbeat, never the role loop or the snapshots.
+ */
+export class HeartbeatWriter {
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> | undefined;
+  lastWritten: Heartbeat | undefined;
+  lastError: string | undefined;
+
+  constructor(
+    private readonly store: SnapStore,
+    private readonly facts: () => HeartbeatFacts | Promise<HeartbeatFacts>,
+    private readonly opts: HeartbeatWriterOptions,
+  ) {}
+
+  start(): void {
+    const tick = (): void => {
+      if (!this.writing) void this.writeNow().catch(() => {});
+    };
+    tick();
+    this.timer = setInterval(tick, this.opts.periodMs);
+    this.timer.unref();
+  }
+
+  /** Writes one heartbeat now (joining one in flight); rejects when the store refused it. */
+  writeNow(): Promise<void> {
+    this.writing ??= this.write().finally(() => {
+      this.writing = undefined;
+    });
+    return this.writing;
+  }
+
+  private async write(): Promise<void> {
+    const hb: Heartbeat = { ...(await this.facts()), time: (this.opts.now?.() ?? new Date()).toISOString() };
+    const signal = AbortSignal.timeout(Math.max(this.opts.periodMs, 1_000));
+    try {
+      await this.store.put(heartbeatName(hb.name), Readable.from([Buffer.from(JSON.stringify(hb))]), { signal, metadata: { kind: 'heartbeat' } });
+      this.lastWritten = hb;
+      this.lastError = undefined;
+      this.opts.written?.(hb);
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.opts.log.warn({ err: this.lastError }, 'heartbeat not written');
+      this.opts.written?.(hb, err as Error);
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.writing?.catch(() => {});
+  }
+}
+
+/**
+ * The other sidecars as their heartbeats describe them, re-read every period on its own timer:
+ * the API forwards to the leader's URL from here without touching the store on each request.
+ */
+export class HeartbeatDirectory {
+  private timer: NodeJS.Timeout | undefined;
+  private reading: Promise<void> | undefined;
+  private known: Heartbeat[] = [];
+  readAt: Date | undefined;
+  lastError: string | undefined;
+
+  constructor(
+    private readonly store: SnapStore,
+    private readonly opts: { periodMs: number; log: Logger; onRead?: (heartbeats: readonly Heartbeat[]) => void },
+  ) {}
+
+  latest(): Heartbeat[] {
+    return this.known;
+  }
+
+  refresh(): Promise<void> {
+    this.reading ??= readHeartbeats(this.store, this.opts.log)
+      .then((hbs) => {
+        this.known = hbs;
+        this.readAt = new Date();
+        this.lastError = undefined;
+        this.opts.onRead?.(hbs);
+      })
+      .catch((err: Error) => {
+        this.lastError = err.message;
+        this.opts.log.warn({ err: err.message }, 'heartbeats not read');
+      })
+      .finally(() => {
+        this.reading = undefined;
+      });
+    return this.reading;
+  }
+
+  start(): void {
+    void this.refresh();
+    this.timer = setInterval(() => void this.refresh(), this.opts.periodMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+}
+
+/**
+ * The backup leader's sidecar by the heartbeats: a fresh heartbeat announcing role leader, the one
+ * of the current etcd leader first (during a handoff two may briefly claim it).
+ */
+export function leaderHeartbeat(hbs: readonly Heartbeat[], now: Date, ttlMs: number, etcdLeaderId?: string, self?: string): Heartbeat | undefined {
+  const fresh = hbs.filter((h) => h.role === 'leader' && h.name !== self && heartbeatAgeMs(h, now) <= ttlMs);
+  return fresh.find((h) => etcdLeaderId !== undefined && h.memberId === etcdLeaderId) ?? fresh.sort((a, b) => Date.parse(b.time) - Date.parse(a.time))[0];
+}
