@@ -14,6 +14,7 @@ import type { GcPolicy } from './snapshot/retention.js';
 import { startBackupLeadership, type BackupLeadership, type SnapshotLeaderMode } from './cluster/leadership.js';
 import { DutyRunner } from './cluster/leader.js';
 import { defaultApiURL } from './cluster/heartbeat.js';
+import { Initializer } from './initializer/act.js';
 
 /** A running sidecar: what `serve` starts and what tests start in-process. */
 export interface Sidecar {
@@ -27,6 +28,8 @@ export interface Sidecar {
   cluster: BackupLeadership;
   /** The address the API listens on, e.g. http://127.0.0.1:8080. */
   url: string;
+  /** Decides how the member starts (`POST /initialize`) and renders etcd's config (`GET /config`). */
+  initializer: Initializer;
   close(): Promise<void>;
 }
 
@@ -80,6 +83,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     if (!s) throw new Error('this sidecar is no longer the backup leader');
     return s;
   };
+  const initializer = new Initializer({ config, etcd, store, log: log.child({ part: 'initializer' }), heartbeat: cluster.heartbeat });
   const app = await buildServer(
     {
       self: { name: config.name, clientURLs: config.advertiseClientUrls },
@@ -110,6 +114,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
         },
       },
       cluster: () => cluster.view(),
+      initializer,
     },
     {
       bodyLimit: config.serverBodyLimit,
@@ -142,7 +147,9 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     },
     cluster,
     url,
+    initializer,
     async close() {
+      initializer.stop();
       await cluster.stop();
       monitor.stop();
       storeProbe.stop();

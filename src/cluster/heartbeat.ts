@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Logger } from '../logger.js';
-import { listAll, type SnapStore } from '../snapstore/types.js';
+import { listAll, StoreError, type SnapStore } from '../snapstore/types.js';
 
 /**
  * What a sidecar last said about itself and its member. Kept in the store, outside the anchor's
@@ -23,6 +23,11 @@ export interface Heartbeat {
   time: string;
   /** Did the own member answer when written. */
   etcdUp: boolean;
+  /**
+   * The initializer waits for the designated restorer because this member's data is unusable: the
+   * restorer restores a multi-member cluster only when every other member says so.
+   */
+  awaitingRestore?: boolean;
 }
 
 export const HEARTBEAT_DIR = 'members';
@@ -52,13 +57,38 @@ export function parseHeartbeat(text: string): Heartbeat | string {
   for (const k of ['memberId', 'clusterId'] as const) if (!optional(o[k], 'string')) return `${k}: not a string`;
   for (const k of ['revision', 'raftIndex'] as const) if (!optional(o[k], 'number')) return `${k}: not a number`;
   if (!optional(o.learner, 'boolean')) return 'learner: not a boolean';
+  if (!optional(o.awaitingRestore, 'boolean')) return 'awaitingRestore: not a boolean';
   const hb: Heartbeat = { name: o.name, role: o.role as Heartbeat['role'], apiURL: o.apiURL, time: o.time, etcdUp: o.etcdUp };
   if (o.memberId !== undefined) hb.memberId = o.memberId as string;
   if (o.clusterId !== undefined) hb.clusterId = o.clusterId as string;
   if (o.learner !== undefined) hb.learner = o.learner as boolean;
   if (o.revision !== undefined) hb.revision = o.revision as number;
   if (o.raftIndex !== undefined) hb.raftIndex = o.raftIndex as number;
+  if (o.awaitingRestore === true) hb.awaitingRestore = true;
   return hb;
+}
+
+/** What a heartbeat says of the member's identity and progress, kept while etcd is down. */
+export type MemberProgress = Pick<Heartbeat, 'memberId' | 'clusterId' | 'raftIndex' | 'revision'>;
+
+function progressOf(hb: Partial<Heartbeat>): MemberProgress {
+  const p: MemberProgress = {};
+  if (hb.memberId !== undefined) p.memberId = hb.memberId;
+  if (hb.clusterId !== undefined) p.clusterId = hb.clusterId;
+  if (hb.raftIndex !== undefined) p.raftIndex = hb.raftIndex;
+  if (hb.revision !== undefined) p.revision = hb.revision;
+  return p;
+}
+
+/**
+ * The heartbeat to write: the member's own facts, and where it did not answer (etcd down, not yet
+ * started), the identity and raft index it last reported. Dropping them would erase the record the
+ * initializer uses to catch a data dir that went back in time (seed 004) the moment a sidecar
+ * restarts. Progress of another member ID (the member was replaced) is not carried over.
+ */
+export function withCarriedProgress(facts: HeartbeatFacts, carried: MemberProgress): HeartbeatFacts {
+  const sameMember = facts.memberId === undefined || carried.memberId === undefined || facts.memberId === carried.memberId;
+  return sameMember ? { ...carried, ...facts } : facts;
 }
 
 async function readText(store: SnapStore, name: string): Promise<string> {
@@ -138,8 +168,12 @@ export interface HeartbeatWriterOptions {
 export class HeartbeatWriter {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
+  /** Undefined until the previous heartbeat of this member was read back from the store. */
+  private carried: MemberProgress | undefined;
   lastWritten: Heartbeat | undefined;
   lastError: string | undefined;
+  /** Set by the initializer while it waits for the designated restorer. */
+  awaitingRestore = false;
 
   constructor(
     private readonly store: SnapStore,
@@ -164,8 +198,37 @@ export class HeartbeatWriter {
     return this.writing;
   }
 
+  /**
+   * Replaces what is carried while etcd is down: after a restore the data dir starts a new raft log,
+   * and the old raft index would make it look as if it went back in time.
+   */
+  remember(progress: MemberProgress): void {
+    this.carried = { ...progress };
+  }
+
+  private async previous(name: string): Promise<MemberProgress> {
+    try {
+      const parsed = parseHeartbeat(await readText(this.store, heartbeatName(name)));
+      return typeof parsed === 'string' ? {} : progressOf(parsed);
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'not_found') return {};
+      // Writing now would erase a record that could not be read: skip this beat instead.
+      throw new Error(`previous heartbeat unreadable: ${(err as Error).message}`);
+    }
+  }
+
   private async write(): Promise<void> {
-    const hb: Heartbeat = { ...(await this.facts()), time: (this.opts.now?.() ?? new Date()).toISOString() };
+    const facts = await this.facts();
+    try {
+      this.carried ??= await this.previous(facts.name);
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.opts.log.warn({ err: this.lastError }, 'heartbeat not written');
+      throw err;
+    }
+    const hb: Heartbeat = { ...withCarriedProgress(facts, this.carried), time: (this.opts.now?.() ?? new Date()).toISOString() };
+    if (this.awaitingRestore) hb.awaitingRestore = true;
+    this.carried = progressOf(hb);
     const signal = AbortSignal.timeout(Math.max(this.opts.periodMs, 1_000));
     try {
       await this.store.put(heartbeatName(hb.name), Readable.from([Buffer.from(JSON.stringify(hb))]), { signal, metadata: { kind: 'heartbeat' } });

@@ -287,6 +287,10 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
     }
   }
   if (config.endpoints.length === 0) config.endpoints = [...config.advertiseClientUrls];
+  if (config.listenClientUrls.length === 0) config.listenClientUrls = [...config.advertiseClientUrls];
+  if (config.listenPeerUrls.length === 0) config.listenPeerUrls = [...config.initialAdvertisePeerUrls];
+  if (config.restoreLeader === '') config.restoreLeader = config.initialCluster[0]?.name ?? '';
+  else if (requireMember && !config.initialCluster.some((e) => e.name === config.restoreLeader)) problems.push(`--restore-leader: "${config.restoreLeader}" is not a member of --initial-cluster`);
   const schemes = new Set(config.endpoints.map((u) => new URL(u).protocol));
   if (schemes.size > 1) problems.push(`--endpoints: mixes http and https (${config.endpoints.join(',')})`);
   if (config.etcdPassword !== '' && config.etcdPasswordFile !== '') problems.push('--etcd-password and --etcd-password-file are both set; keep one');

@@ -196,6 +196,13 @@ export const OPTIONS = [
   { flag: 'heartbeat-ttl', kind: 'duration', group: 'snapshot', description: 'a heartbeat older than this is stale: its sidecar is taken as gone (default: 3 x --heartbeat-period)' },
   { flag: 'advertise-api-url', kind: 'url', group: 'server', description: "this sidecar's API URL as other sidecars reach it, in its heartbeat (default: --listen, with the host of --advertise-client-urls when --listen binds every interface)" },
 
+  // --- initializer ---
+  { flag: 'listen-client-urls', kind: 'urls', group: 'member', description: "URLs etcd listens on for clients, as in etcd's --listen-client-urls (default: --advertise-client-urls)" },
+  { flag: 'listen-peer-urls', kind: 'urls', group: 'member', description: "URLs etcd listens on for peers, as in etcd's --listen-peer-urls (default: --initial-advertise-peer-urls)" },
+  { flag: 'restore-leader', kind: 'string', group: 'member', description: 'the one member allowed to restore a multi-member cluster from the backups (default: the first member of --initial-cluster)' },
+  { flag: 'etcd-config-template', kind: 'path', group: 'member', mustExist: true, description: "etcd config file (YAML) whose settings GET /config keeps (TLS, quotas, tuning); the member's identity and cluster settings are the initializer's" },
+  { flag: 'initialize-retry-period', kind: 'duration', group: 'member', default: '2s', description: 'how often a waiting initializer gathers the facts again' },
+
   // --- HTTP server ---
   { flag: 'listen', kind: 'hostPort', group: 'server', default: '127.0.0.1:8080', description: 'address of the HTTP API' },
   { flag: 'server-body-limit', kind: 'size', group: 'server', default: '1MiB', description: 'largest request body the API accepts' },

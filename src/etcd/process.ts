@@ -17,9 +17,15 @@ export interface EtcdMemberSpec {
   logFile: string;
   extraArgs?: string[];
   etcdBinary?: string;
+  /**
+   * An etcd config file (what `GET /config` serves). etcd then ignores every other flag, so the
+   * fields above only describe the member; the file is what it starts with.
+   */
+  configFile?: string;
 }
 
 export function etcdArgs(spec: EtcdMemberSpec): string[] {
+  if (spec.configFile) return [`--config-file=${spec.configFile}`];
   return [
     `--name=${spec.name}`,
     `--data-dir=${spec.dataDir}`,

@@ -68,7 +68,7 @@ export interface InitFacts {
   local: LocalData;
   /** Undefined when no configured endpoint answered. */
   cluster?: RunningCluster;
-  /** Every heartbeat in the store, this member's own included, live or not. */
+  /** Every heartbeat in the store, this member's own included, live or not (one without a cluster ID: no etcd answered its sidecar yet). */
   heartbeats: MemberRecord[];
   backups: BackupFacts;
 }
@@ -144,7 +144,9 @@ function decideWithoutCluster(facts: InitFacts): Verdict {
   const problem = unusable(facts, own?.clusterId, own?.memberId);
   const peerUp = others.find((h) => h.live && h.etcdUp);
   const hasBackups = backups.chain !== undefined;
-  const existed = backups.anySnapshot || heartbeats.length > 0 || facts.local.state === 'valid' || facts.local.state === 'corrupt';
+  // A heartbeat proves the cluster existed only when it names one: sidecars beat from their first
+  // second, before any etcd ran, and a bootstrap must not wait on its own members' heartbeats.
+  const existed = backups.anySnapshot || heartbeats.some((h) => h.clusterId !== undefined) || facts.local.state === 'valid' || facts.local.state === 'corrupt';
 
   if (!problem) {
     const exact = exactRevision(facts.local);
@@ -162,7 +164,7 @@ function decideWithoutCluster(facts: InitFacts): Verdict {
   if (peerUp) return { decision: 'wait', reason: `${problem}; member ${peerUp.name} reports its etcd up (heartbeat) though no endpoint answers yet: wait for the cluster rather than start a second one` };
   if (!existed) return { decision: 'bootstrap', reason: 'no cluster answers, no backup and no heartbeat exist, the data dir is empty: bootstrap a new cluster' };
   if (!hasBackups) {
-    return { decision: 'wait', reason: `${problem}; this cluster existed (${backups.anySnapshot ? 'snapshots without a restorable chain' : 'heartbeats or data in the store'}) but no restorable backup exists: bootstrapping empty would lose it. An operator must restore or wipe the store.` };
+    return { decision: 'wait', reason: `${problem}; this cluster existed (${backups.anySnapshot ? 'snapshots without a restorable chain' : 'heartbeats of its members, or data'}) but no restorable backup exists: bootstrapping empty would lose it. An operator must restore or clear the store.` };
   }
   if (single) return { decision: 'restore', reason: `${problem}; no cluster is running: restore from the backups` };
   if (self.name !== facts.restoreLeader) return { decision: 'wait', reason: `${problem}; no cluster is running and only ${facts.restoreLeader} (the designated restorer) may restore: wait for it, then join` };

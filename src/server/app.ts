@@ -13,6 +13,7 @@ import { bodyDeadline, errorHandler, notFoundHandler, clientErrorHandler, refuse
 import { authPlugin } from './auth.js';
 import type { ServerTls } from './tls.js';
 import { healthRoutes } from './routes/health.js';
+import { initializeRoutes, type InitializeApi } from './routes/initialize.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
 import { snapshotRoutes } from './routes/snapshots.js';
@@ -33,6 +34,8 @@ export interface ServerDeps {
   snapshots: SnapshotApi;
   /** Backup-leader election and heartbeats, for `/status` (absent: role unknown). */
   cluster?: () => LeadershipView;
+  /** Absent when the sidecar runs without an initializer (tests of other parts). */
+  initializer?: InitializeApi;
 }
 
 /** The snapshot routes' view of the snapshotter and the store. */
@@ -121,6 +124,7 @@ export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promis
   await app.register(statusRoutes, { deps });
   await app.register(metricsRoutes, { deps });
   await app.register(snapshotRoutes, { deps });
+  await app.register(initializeRoutes, { deps });
   await app.register(openapiRoutes);
   await app.ready();
   return app;

@@ -210,3 +210,21 @@ export const SnapshotListBody = Type.Object({
   snapshots: Type.Array(SnapshotRefBody, { description: 'newest first' }),
   nextPageToken: Type.Optional(Type.String()),
 });
+
+export const InitializeQuery = Type.Object({
+  wait: Type.Integer({ minimum: 0, maximum: 3600, default: 0, description: 'seconds to block until initialization is done' }),
+});
+
+export const InitializeBody = Type.Object({
+  state: Type.Union([Type.Literal('New'), Type.Literal('Progress'), Type.Literal('Successful'), Type.Literal('Failed')]),
+  decision: Type.Optional(
+    Type.Union(['use-existing', 'join-existing', 'join-as-learner', 'replace', 'restore', 'wait', 'bootstrap'].map((d) => Type.Literal(d)), { description: 'the latest decision (DESIGN.md section 6)' }),
+  ),
+  reason: Type.Optional(Type.String({ description: 'why, in words' })),
+  progress: Type.Optional(Type.String()),
+  error: Type.Optional(Type.String()),
+  startedAt: Type.Optional(Type.String({ format: 'date-time' })),
+  finishedAt: Type.Optional(Type.String({ format: 'date-time' })),
+  rounds: Type.Integer({ description: 'rounds of fact gathering so far' }),
+});
+export type InitializeBody = Static<typeof InitializeBody>;

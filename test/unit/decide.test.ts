@@ -21,7 +21,11 @@ const local: fc.Arbitrary<LocalData> = fc.oneof(
 );
 
 const record = (name: string): fc.Arbitrary<MemberRecord> =>
-  fc.record({ name: fc.constant(name), memberId, clusterId, raftIndex: index, etcdUp: fc.boolean(), awaitingRestore: fc.boolean(), live: fc.boolean() });
+  fc.oneof(
+    fc.record({ name: fc.constant(name), memberId, clusterId, raftIndex: index, etcdUp: fc.boolean(), awaitingRestore: fc.boolean(), live: fc.boolean() }),
+    // A sidecar whose etcd never answered: no identity yet.
+    fc.record({ name: fc.constant(name), etcdUp: fc.constant(false), awaitingRestore: fc.boolean(), live: fc.boolean() }),
+  );
 
 const world = fc
   .record({
@@ -103,7 +107,7 @@ describe('decide(): invariants over the whole input space (DESIGN.md section 6)'
       fc.property(world, (f) => {
         if (decide(f).decision !== 'bootstrap') return;
         assert.equal(f.backups.anySnapshot, false);
-        assert.equal(f.heartbeats.length, 0);
+        assert.equal(f.heartbeats.filter((h) => h.clusterId !== undefined).length, 0);
         assert.ok(f.local.state === 'missing' || f.local.state === 'empty');
       }),
       RUNS,
@@ -188,6 +192,7 @@ const valid = (over: Partial<LocalData> = {}): LocalData => ({ state: 'valid', m
 describe('decide(): the scenarios of the seeds', () => {
   const cases: [string, InitFacts, string][] = [
     ['first member of a fresh cluster: nothing anywhere', three('m1'), 'bootstrap'],
+    ['a fresh cluster whose sidecars already beat (no etcd answered them yet)', three('m2', { heartbeats: [{ name: 'm1', etcdUp: false, awaitingRestore: false, live: true }, { name: 'm2', etcdUp: false, awaitingRestore: false, live: true }] }), 'bootstrap'],
     [
       'seed 003: the late third member sees a full snapshot and the two others running: it joins, never restores',
       three('m3', { cluster: running([started('m1', 'a1'), started('m2', 'a2'), { id: 'a3', name: '', peerURLs: [peerURL('m3')], learner: false, started: false }]), backups: { chain: { clusterId: 'c1', lastRevision: 1 }, anySnapshot: true }, heartbeats: [hb('m1'), hb('m2')] }),

@@ -1,0 +1,300 @@
+// Carries out the decision: gather facts, decide, and for anything irreversible (wiping a data dir,
+// removing a member, restoring) gather the facts again right before it and start over when the
+// decision changed. The outcome is etcd's config for this member, served by `GET /config`.
+
+import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import type { Config } from '../config/index.js';
+import type { EtcdClient } from '../etcd/client.js';
+import { inspectDataDir } from '../etcd/datadir.js';
+import { memberIdHex } from '../etcd/members.js';
+import type { HeartbeatWriter } from '../cluster/heartbeat.js';
+import type { Logger } from '../logger.js';
+import { restore } from '../restore/index.js';
+import type { SnapStore } from '../snapstore/index.js';
+import { decide, findSelf, type Decision, type InitFacts, type Verdict } from './decide.js';
+import { joiningCluster, renderEtcdConfig, type EtcdStart, type MemberIdentity } from './etcd-config.js';
+import { gatherFacts, type GatheredFacts } from './facts.js';
+
+export type InitState = 'New' | 'Progress' | 'Successful' | 'Failed';
+
+export interface InitStatus {
+  state: InitState;
+  decision?: Decision;
+  reason?: string;
+  progress?: string;
+  error?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  /** Rounds of fact gathering so far (a waiting member counts up). */
+  rounds: number;
+}
+
+export interface InitializerDeps {
+  config: Config;
+  etcd: EtcdClient;
+  store: SnapStore;
+  log: Logger;
+  /** This member's heartbeat: the others read `awaitingRestore` from it, and a restore resets what it carries. */
+  heartbeat?: Pick<HeartbeatWriter, 'awaitingRestore' | 'writeNow' | 'remember'>;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** etcd answers these while a learner is catching up or the cluster is electing: retry, don't fail. */
+const RETRYABLE_MEMBERSHIP = /too many learner members|unhealthy cluster|no leader|leader changed|timed out|deadline exceeded|unavailable/i;
+const MEMBERSHIP_ATTEMPTS = 30;
+
+export class InitializationError extends Error {}
+
+export class Initializer {
+  private current: InitStatus = { state: 'New', rounds: 0 };
+  private running: Promise<InitStatus> | undefined;
+  private rendered: string | undefined;
+  private abort = new AbortController();
+
+  constructor(private readonly deps: InitializerDeps) {}
+
+  status(): InitStatus {
+    return { ...this.current };
+  }
+
+  /** etcd's config file, once initialization succeeded. */
+  etcdConfig(): string | undefined {
+    return this.rendered;
+  }
+
+  /** Starts initialization, or joins the one running; a finished one is not repeated. */
+  start(): Promise<InitStatus> {
+    if (this.current.state === 'Successful') return Promise.resolve(this.status());
+    this.running ??= this.run().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  stop(): void {
+    this.abort.abort();
+  }
+
+  private update(patch: Partial<InitStatus>): void {
+    this.current = { ...this.current, ...patch };
+  }
+
+  private async run(): Promise<InitStatus> {
+    const { log } = this.deps;
+    this.rendered = undefined;
+    this.current = { state: 'Progress', startedAt: new Date().toISOString(), rounds: 0, progress: 'gathering facts' };
+    try {
+      const start = await this.decideAndAct();
+      this.rendered = this.render(start);
+      this.update({ state: 'Successful', finishedAt: new Date().toISOString(), progress: 'done: start etcd with GET /config' });
+      log.info({ decision: this.current.decision, state: start.state }, 'initialization succeeded');
+    } catch (err) {
+      this.update({ state: 'Failed', finishedAt: new Date().toISOString(), error: (err as Error).message });
+      log.error({ err: (err as Error).message, decision: this.current.decision }, 'initialization failed');
+    } finally {
+      if (this.deps.heartbeat) this.deps.heartbeat.awaitingRestore = false;
+    }
+    return this.status();
+  }
+
+  private async facts(): Promise<GatheredFacts> {
+    if (this.abort.signal.aborted) throw new InitializationError('initialization stopped');
+    this.update({ rounds: this.current.rounds + 1 });
+    return gatherFacts(this.deps);
+  }
+
+  /** Loops until a decision other than `wait` is carried out; returns how etcd must start. */
+  private async decideAndAct(): Promise<EtcdStart> {
+    const { log, config } = this.deps;
+    const sleep = this.deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+    let lastLogged = '';
+    for (;;) {
+      const gathered = await this.facts();
+      const verdict = decide(gathered.facts);
+      this.update({ decision: verdict.decision, reason: verdict.reason });
+      if (verdict.reason !== lastLogged) log.info({ decision: verdict.decision, reason: verdict.reason, local: gathered.facts.local.state }, 'initializer decided');
+      lastLogged = verdict.reason;
+      if (verdict.decision === 'wait') {
+        await this.announceWaiting(gathered.facts);
+        this.update({ progress: `waiting (round ${this.current.rounds}): ${verdict.reason}` });
+        await sleep(config.initializeRetryPeriod);
+        continue;
+      }
+      const start = await this.act(verdict, gathered);
+      if (start) return start;
+      // The facts changed under an irreversible step: decide again from the top.
+    }
+  }
+
+  /** A member whose data is unusable tells the designated restorer, through its heartbeat, that it waits. */
+  private async announceWaiting(facts: InitFacts): Promise<void> {
+    const unusable = facts.local.state !== 'valid' || decide({ ...facts, cluster: undefined, heartbeats: facts.heartbeats.filter((h) => h.name === facts.self.name) }).decision !== 'use-existing';
+    const awaiting = facts.cluster === undefined && unusable;
+    const hb = this.deps.heartbeat;
+    if (hb && awaiting !== hb.awaitingRestore) {
+      hb.awaitingRestore = awaiting;
+      await hb.writeNow().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'heartbeat not published'));
+    }
+  }
+
+  /** Gathers the facts again right before an irreversible step: undefined when the decision changed. */
+  private async confirm(verdict: Verdict, step: string): Promise<GatheredFacts | undefined> {
+    this.update({ progress: `re-checking the facts before: ${step}` });
+    const again = await this.facts();
+    const now = decide(again.facts);
+    if (now.decision === verdict.decision && now.removeMemberId === verdict.removeMemberId && !!now.forceNewCluster === !!verdict.forceNewCluster) return again;
+    this.deps.log.warn({ was: verdict.decision, now: now.decision, reason: now.reason }, `the facts changed before ${step}; deciding again`);
+    return undefined;
+  }
+
+  private async act(verdict: Verdict, gathered: GatheredFacts): Promise<EtcdStart | undefined> {
+    const { config } = this.deps;
+    const { facts } = gathered;
+    switch (verdict.decision) {
+      case 'use-existing':
+        return { state: 'existing', initialCluster: config.initialCluster, ...(verdict.forceNewCluster ? { forceNewCluster: true } : {}) };
+      case 'bootstrap':
+        return { state: 'new', initialCluster: config.initialCluster };
+      case 'join-existing': {
+        const cluster = facts.cluster;
+        if (!cluster) return undefined;
+        return { state: 'existing', initialCluster: joiningCluster(cluster.members, facts.self, config.initialCluster) };
+      }
+      case 'join-as-learner':
+      case 'replace': {
+        const confirmed = await this.confirm(verdict, verdict.decision === 'replace' ? `removing member ${verdict.removeMemberId}` : 'adding this member as a learner');
+        if (!confirmed) return undefined;
+        if (verdict.removeMemberId) await this.removeMember(verdict.removeMemberId, confirmed);
+        await this.wipe();
+        return this.addAsLearner();
+      }
+      case 'restore': {
+        const confirmed = await this.confirm(verdict, 'restoring from the backups');
+        if (!confirmed) return undefined;
+        return this.restoreFromBackups(confirmed.facts);
+      }
+      case 'wait':
+        return undefined;
+    }
+  }
+
+  private async wipe(): Promise<void> {
+    this.update({ progress: `wiping the data dir ${this.deps.config.dataDir}` });
+    await rm(this.deps.config.dataDir, { recursive: true, force: true });
+  }
+
+  /** The client URL of the raft leader: membership changes go there (seed 002: a follower forwarding a promote loses the token). */
+  private leaderURL(gathered: GatheredFacts): string | undefined {
+    const leader = gathered.status.members.find((m) => m.isLeader);
+    return leader?.clientURLs[0];
+  }
+
+  private async withMembershipRetries<T>(what: string, op: () => Promise<T>): Promise<T> {
+    const sleep = this.deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+    let delay = 500;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await op();
+      } catch (err) {
+        const msg = (err as Error).message;
+        if (attempt >= MEMBERSHIP_ATTEMPTS || !RETRYABLE_MEMBERSHIP.test(msg)) throw new InitializationError(`${what}: ${msg}`);
+        this.update({ progress: `${what}: ${msg}; retrying (attempt ${attempt})` });
+        await sleep(delay);
+        delay = Math.min(delay * 2, 5_000);
+      }
+    }
+  }
+
+  private async removeMember(id: string, gathered: GatheredFacts): Promise<void> {
+    const url = this.leaderURL(gathered);
+    if (!url) throw new InitializationError(`cannot remove member ${id}: no leader known`);
+    this.update({ progress: `removing member ${id} through the leader at ${url}` });
+    await this.withMembershipRetries(`member remove ${id}`, async () => {
+      try {
+        await this.deps.etcd.member(url).cluster.memberRemove({ ID: BigInt(`0x${id}`).toString() }, { deadline: Date.now() + this.deps.etcd.memberTimeoutMs });
+      } catch (err) {
+        // Removed by an earlier attempt whose answer was lost: the goal is reached.
+        if (/member not found/i.test((err as Error).message)) return;
+        throw err;
+      }
+    });
+    this.deps.log.info({ memberId: id, leader: url }, 'member removed');
+  }
+
+  /** `member add --learner`, serialized by etcd itself (one learner at a time): retried while another catches up. */
+  private async addAsLearner(): Promise<EtcdStart> {
+    const { config, log } = this.deps;
+    const self = { name: config.name, peerURLs: config.initialAdvertisePeerUrls };
+    const members = await this.withMembershipRetries('member add --learner', async () => {
+      // Gathered afresh each attempt: the leader may have changed, or an earlier attempt may have added us.
+      const gathered = await this.facts();
+      const cluster = gathered.facts.cluster;
+      if (!cluster?.hasQuorum) throw new Error('unhealthy cluster: no quorum to add a member');
+      const listed = findSelf(cluster, self);
+      if (listed) return cluster.members;
+      const url = this.leaderURL(gathered);
+      if (!url) throw new Error('no leader known');
+      this.update({ progress: `adding this member as a learner through the leader at ${url}` });
+      const res = await this.deps.etcd.member(url).cluster.memberAdd({ peerURLs: self.peerURLs, isLearner: true }, { deadline: Date.now() + this.deps.etcd.memberTimeoutMs });
+      log.info({ memberId: memberIdHex(res.member.ID), leader: url }, 'member added as a learner');
+      return res.members.map((m) => ({ id: memberIdHex(m.ID), name: m.name, peerURLs: [...m.peerURLs], learner: m.isLearner, started: m.name !== '' && m.clientURLs.length > 0 }));
+    });
+    return { state: 'existing', initialCluster: joiningCluster(members, self, config.initialCluster) };
+  }
+
+  private async restoreFromBackups(facts: InitFacts): Promise<EtcdStart> {
+    const { config, store, log } = this.deps;
+    // A multi-member cluster is restored as a one-member cluster: the others join it as learners,
+    // so no member ever starts from a copy the others do not share.
+    const initialCluster = config.initialCluster.length > 1 ? config.initialCluster.filter((m) => m.name === config.name) : config.initialCluster;
+    this.update({ progress: 'restoring from the backups' });
+    const result = await restore({
+      store,
+      dataDir: config.dataDir,
+      replaceExisting: true,
+      name: config.name,
+      initialCluster: initialCluster.map((m) => `${m.name}=${m.peerURL}`).join(','),
+      initialClusterToken: config.initialClusterToken,
+      initialAdvertisePeerUrls: config.initialAdvertisePeerUrls,
+      ...(config.restoreScratchDir ? { scratchDir: config.restoreScratchDir } : {}),
+      log: log.child({ part: 'restore' }),
+      signal: this.abort.signal,
+      onProgress: (p) => this.update({ progress: `restoring: ${p.phase}, revision ${p.revision} of ${p.targetRevision} (${p.deltasApplied}/${p.deltasTotal} deltas)` }),
+    });
+    log.info({ revision: result.revision, full: result.fullSnapshot, deltas: result.deltasApplied, local: facts.local.state }, 'restored from the backups');
+    // The restored data dir starts a new raft log: the raft index the heartbeat carried from the old
+    // one would make it look as if it went back in time at the next start.
+    const restored = await inspectDataDir(config.dataDir);
+    this.deps.heartbeat?.remember({
+      ...(restored.memberId ? { memberId: restored.memberId } : {}),
+      ...(restored.clusterId ? { clusterId: restored.clusterId } : {}),
+      ...(restored.raftIndex !== undefined ? { raftIndex: restored.raftIndex } : {}),
+      ...(restored.revision !== undefined ? { revision: restored.revision } : {}),
+    });
+    await this.deps.heartbeat?.writeNow().catch((err: Error) => log.warn({ err: err.message }, 'heartbeat not published'));
+    return { state: 'new', initialCluster };
+  }
+
+  private render(start: EtcdStart): string {
+    const c = this.deps.config;
+    const identity: MemberIdentity = {
+      name: c.name,
+      dataDir: c.dataDir,
+      initialClusterToken: c.initialClusterToken,
+      initialAdvertisePeerUrls: c.initialAdvertisePeerUrls,
+      advertiseClientUrls: c.advertiseClientUrls,
+      listenPeerUrls: c.listenPeerUrls,
+      listenClientUrls: c.listenClientUrls,
+    };
+    return renderEtcdConfig(identity, start, c.etcdConfigTemplate ? readTemplate(c.etcdConfigTemplate) : {});
+  }
+}
+
+function readTemplate(path: string): Record<string, unknown> {
+  const doc: unknown = parseYaml(readFileSync(path, 'utf8'));
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new InitializationError(`--etcd-config-template ${path}: expected a mapping of etcd settings`);
+  return doc as Record<string, unknown>;
+}

@@ -1,0 +1,92 @@
+// The facts of DESIGN.md section 6, gathered in parallel, each bounded: the data dir, the running
+// cluster, the heartbeats and the backups. No decision is made here; `decide()` makes it.
+
+import type { Config } from '../config/index.js';
+import type { EtcdClient } from '../etcd/client.js';
+import { inspectDataDir } from '../etcd/datadir.js';
+import { clusterStatus, type ClusterStatus } from '../etcd/status.js';
+import type { Logger } from '../logger.js';
+import { heartbeatAgeMs, readHeartbeats, type Heartbeat } from '../cluster/heartbeat.js';
+import { finishInterruptedSwap } from '../restore/index.js';
+import { restorableChain } from '../snapshot/chain.js';
+import { listSnapshots } from '../snapshot/snapshotter.js';
+import type { SnapStore } from '../snapstore/index.js';
+import type { BackupFacts, InitFacts, LocalData, MemberRecord, RunningCluster } from './decide.js';
+
+export interface FactSources {
+  config: Config;
+  etcd: EtcdClient;
+  store: SnapStore;
+  log: Logger;
+  now?: () => Date;
+}
+
+/** The facts, plus what the actions need beyond them (the leader's endpoint, the raw status). */
+export interface GatheredFacts {
+  facts: InitFacts;
+  status: ClusterStatus;
+  heartbeats: Heartbeat[];
+}
+
+/** A cluster answers when any configured endpoint (other than ours, which is not running) reports a cluster ID. */
+export function runningCluster(status: ClusterStatus): RunningCluster | undefined {
+  if (!status.clusterId) return undefined;
+  return {
+    clusterId: status.clusterId,
+    hasQuorum: status.hasQuorum && status.leader !== undefined,
+    members: status.members.filter((m) => m.id !== '').map((m) => ({ id: m.id, name: m.name, peerURLs: m.peerURLs, learner: m.isLearner, started: m.started })),
+  };
+}
+
+export function memberRecord(hb: Heartbeat, now: Date, ttlMs: number): MemberRecord {
+  const record: MemberRecord = { name: hb.name, etcdUp: hb.etcdUp, awaitingRestore: hb.awaitingRestore === true, live: heartbeatAgeMs(hb, now) <= ttlMs };
+  if (hb.memberId !== undefined) record.memberId = hb.memberId;
+  if (hb.clusterId !== undefined) record.clusterId = hb.clusterId;
+  if (hb.raftIndex !== undefined) record.raftIndex = hb.raftIndex;
+  return record;
+}
+
+async function backupFacts(store: SnapStore): Promise<BackupFacts> {
+  const listing = await listSnapshots(store);
+  const chain = restorableChain(listing);
+  if (!chain.full) return { anySnapshot: listing.length > 0 };
+  const head = await store.head(chain.full.name);
+  const clusterId = head?.metadata?.['cluster-id'];
+  return { anySnapshot: true, chain: { lastRevision: chain.lastRevision, ...(clusterId ? { clusterId } : {}) } };
+}
+
+async function localData(dataDir: string, log: Logger): Promise<LocalData> {
+  // A crash in the middle of a restore's swap is settled first, so the data dir is whole.
+  const settled = await finishInterruptedSwap(dataDir);
+  if (settled !== 'none') log.warn({ dataDir, settled }, 'settled an interrupted restore of the data dir');
+  const d = await inspectDataDir(dataDir);
+  const local: LocalData = { state: d.state, reason: d.reason };
+  if (d.memberId !== undefined) local.memberId = d.memberId;
+  if (d.clusterId !== undefined) local.clusterId = d.clusterId;
+  if (d.raftIndex !== undefined) local.raftIndex = d.raftIndex;
+  if (d.revision !== undefined) local.revision = d.revision;
+  if (d.consistentIndex !== undefined) local.consistentIndex = d.consistentIndex;
+  return local;
+}
+
+export async function gatherFacts(src: FactSources): Promise<GatheredFacts> {
+  const { config, etcd, store, log } = src;
+  const now = src.now?.() ?? new Date();
+  const [local, status, heartbeats, backups] = await Promise.all([
+    localData(config.dataDir, log),
+    clusterStatus(etcd, etcd.memberTimeoutMs, config.endpoints),
+    readHeartbeats(store, log),
+    backupFacts(store),
+  ]);
+  const cluster = runningCluster(status);
+  const facts: InitFacts = {
+    self: { name: config.name, peerURLs: config.initialAdvertisePeerUrls },
+    initialCluster: config.initialCluster,
+    restoreLeader: config.restoreLeader,
+    local,
+    heartbeats: heartbeats.map((hb) => memberRecord(hb, now, config.heartbeatTtl)),
+    backups,
+  };
+  if (cluster) facts.cluster = cluster;
+  return { facts, status, heartbeats };
+}

@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict';
+import { cpSync, readdirSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { Etcd3 } from 'etcd3';
+import { restorableChain } from '../../src/snapshot/chain.js';
+import { listSnapshots } from '../../src/snapshot/snapshotter.js';
+import { LocalStore } from '../../src/snapstore/local.js';
+import { eventually, sleep } from '../helpers/cluster.js';
+import { ManagedCluster } from '../helpers/managed.js';
+
+// Issue 7's must-shows, end to end: real etcd processes started only with the config the sidecar
+// serves at GET /config, after POST /initialize. The tests start processes and inject faults; every
+// decision is the sidecars'.
+
+const client = (c: ManagedCluster): Etcd3 => new Etcd3({ hosts: c.endpoints, defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }) });
+
+async function writeKeys(c: ManagedCluster, prefix: string, n: number): Promise<number> {
+  const etcd = client(c);
+  try {
+    for (let i = 0; i < n; i++) await etcd.put(`${prefix}/${i}`).value(`v${i}`);
+    return Number((await etcd.get(`${prefix}/0`).exec()).header.revision);
+  } finally {
+    etcd.close();
+  }
+}
+
+async function keysUnder(c: ManagedCluster, prefix: string, endpoint?: string): Promise<Record<string, string>> {
+  const etcd = new Etcd3({ hosts: endpoint ? [endpoint] : c.endpoints, defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }) });
+  try {
+    return await etcd.getAll().prefix(prefix).strings();
+  } finally {
+    etcd.close();
+  }
+}
+
+/** Waits until the backups reach the cluster's current revision: everything written is in the store. */
+async function waitBackedUp(c: ManagedCluster): Promise<number> {
+  const etcd = client(c);
+  try {
+    const revision = Number((await etcd.maintenance.status()).header.revision);
+    const store = new LocalStore(c.storeDir);
+    await eventually('backups reach the revision', async () => (restorableChain(await listSnapshots(store)).lastRevision >= revision ? true : undefined), 60_000, 500);
+    return revision;
+  } finally {
+    etcd.close();
+  }
+}
+
+const expected = (prefix: string, n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}/${i}`, `v${i}`]));
+
+describe('initializer: bootstrap 0 -> 3 with members arriving at random delays (seed 003)', { timeout: 400_000 }, () => {
+  const runs = Number(process.env['EBS_BOOTSTRAP_RUNS'] ?? 3);
+  for (let run = 1; run <= runs; run++) {
+    it(`run ${run}: three started voters, one cluster ID, nobody restored`, async () => {
+      const c = await ManagedCluster.define(['m1', 'm2', 'm3']);
+      try {
+        // Two members come up at random within 0-10 s, the third only after the backup leader has
+        // uploaded a full snapshot (the anchor's split brain: the late member restored from it).
+        const delays = [Math.random() * 10_000, Math.random() * 10_000];
+        const early = ['m1', 'm2', 'm3'].sort(() => Math.random() - 0.5);
+        const late = early.pop() as string;
+        await Promise.all(early.map(async (name, i) => { await sleep(delays[i] ?? 0); await c.up(name); }));
+        const store = new LocalStore(c.storeDir);
+        await eventually('a full snapshot in the store', async () => restorableChain(await listSnapshots(store)).full, 60_000, 500);
+        await sleep(Math.random() * 10_000);
+        const init = await c.up(late);
+        assert.notEqual(init.decision, 'restore', `${late} restored: ${init.reason}`);
+        const ids = await c.waitVoters(3);
+        assert.equal(ids.size, 1, `members report different clusters: ${[...ids].join(', ')}`);
+        for (const m of c.members) {
+          const log = readdirSync(m.dir).includes('sidecar.log') ? c.logs(m.name, 100_000) : '';
+          assert.doesNotMatch(log, /"decision":"restore"/, `${m.name} decided to restore`);
+        }
+      } finally {
+        await c.stop();
+      }
+    });
+  }
+});
+
+describe('initializer: a running 3-member cluster and one member in trouble', { timeout: 400_000 }, () => {
+  let c: ManagedCluster;
+  after(async () => {
+    await c?.stop();
+  });
+
+  it('brings the cluster up (bootstrap), backs it up', async () => {
+    c = await ManagedCluster.define(['m1', 'm2', 'm3']);
+    await Promise.all(['m1', 'm2', 'm3'].map((n) => c.up(n)));
+    assert.equal((await c.waitVoters(3)).size, 1);
+    await writeKeys(c, '/base', 50);
+  });
+
+  it('a wiped data dir: the member is replaced, rejoins and has every key', async () => {
+    await c.down('m2');
+    c.wipe('m2');
+    const init = await c.up('m2');
+    assert.equal(init.decision, 'replace', init.reason);
+    await c.waitVoters(3, 90_000);
+    await eventually('m2 has the data', async () => {
+      const kv = await keysUnder(c, '/base', c.member('m2').clientURL).catch(() => ({}));
+      return Object.keys(kv).length === 50 ? kv : undefined;
+    }, 30_000);
+  });
+
+  it('seed 004: a data dir replaced by an older copy of itself is detected; the member is replaced and etcd never crash-loops', async () => {
+    const m3 = c.member('m3');
+    await c.killEtcd('m3');
+    const copy = `${m3.dir}/data-old`;
+    cpSync(m3.dataDir, copy, { recursive: true });
+    await c.up('m3').catch(() => undefined); // restart on the same data: use-existing
+    await writeKeys(c, '/later', 200);
+    await sleep(3_000); // a heartbeat records m3's newer raft index
+    await c.down('m3');
+    c.wipe('m3');
+    cpSync(copy, m3.dataDir, { recursive: true });
+    const init = await c.up('m3');
+    assert.equal(init.decision, 'replace', init.reason);
+    assert.match(init.reason ?? '', /back in time/);
+    await c.waitVoters(3, 90_000);
+    await sleep(3_000);
+    assert.equal(m3.etcd?.running, true, `etcd of m3 exited:\n${c.logs('m3')}`);
+    const kv = await keysUnder(c, '/later', m3.clientURL);
+    assert.equal(Object.keys(kv).length, 200);
+  });
+
+  it('a data dir from another cluster never joins with it', async () => {
+    const other = await ManagedCluster.define(['m1']);
+    try {
+      await other.up('m1');
+      await writeKeys(other, '/foreign', 5);
+      await other.down('m1');
+      await c.down('m1');
+      c.wipe('m1');
+      cpSync(other.member('m1').dataDir, c.member('m1').dataDir, { recursive: true });
+      const init = await c.up('m1');
+      assert.equal(init.decision, 'replace', init.reason);
+      assert.match(init.reason ?? '', /belongs to cluster/);
+      assert.equal((await c.waitVoters(3, 90_000)).size, 1);
+      assert.deepEqual(await keysUnder(c, '/foreign', c.member('m1').clientURL), {});
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('scale-up 3 -> 4: the new member joins as a learner and is promoted', async () => {
+    await c.add('m4');
+    const init = await c.up('m4');
+    assert.equal(init.decision, 'join-as-learner', init.reason);
+    await c.waitVoters(4, 90_000);
+    const kv = await keysUnder(c, '/base', c.member('m4').clientURL);
+    assert.equal(Object.keys(kv).length, 50);
+  });
+});
+
+describe('initializer: restores when the data is gone', { timeout: 400_000 }, () => {
+  it('single member, data dir lost: restored from the backups up to the last delta', async () => {
+    const c = await ManagedCluster.define(['m1']);
+    try {
+      const init = await c.up('m1');
+      assert.equal(init.decision, 'bootstrap', init.reason);
+      await writeKeys(c, '/single', 300);
+      await waitBackedUp(c);
+      await c.down('m1');
+      c.wipe('m1');
+      const again = await c.up('m1');
+      assert.equal(again.decision, 'restore', again.reason);
+      assert.deepEqual(await keysUnder(c, '/single'), expected('/single', 300));
+      // And a plain restart afterwards uses the restored data (no restore loop).
+      await c.down('m1');
+      const third = await c.up('m1');
+      assert.equal(third.decision, 'use-existing', third.reason);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('three members, every data dir lost: only the designated restorer restores, the others wait, join as learners and are promoted', async () => {
+    const c = await ManagedCluster.define(['m1', 'm2', 'm3']);
+    try {
+      await Promise.all(['m1', 'm2', 'm3'].map((n) => c.up(n)));
+      await c.waitVoters(3);
+      await writeKeys(c, '/quorum', 200);
+      await waitBackedUp(c);
+      for (const n of ['m1', 'm2', 'm3']) await c.down(n);
+      for (const n of ['m1', 'm2', 'm3']) c.wipe(n);
+      // The others first: they must wait, not bootstrap or restore.
+      await c.startSidecar('m2');
+      await c.startSidecar('m3');
+      void fetch(`${c.member('m2').apiURL}/initialize`, { method: 'POST' });
+      void fetch(`${c.member('m3').apiURL}/initialize`, { method: 'POST' });
+      await eventually('m2 and m3 wait', async () => ((await c.initializeState('m2')).decision === 'wait' && (await c.initializeState('m3')).decision === 'wait' ? true : undefined), 30_000);
+      const [i1, i2, i3] = await Promise.all([c.up('m1'), c.up('m2'), c.up('m3')]);
+      assert.equal(i1?.decision, 'restore', i1?.reason);
+      assert.equal(i2?.decision, 'join-as-learner', i2?.reason);
+      assert.equal(i3?.decision, 'join-as-learner', i3?.reason);
+      assert.equal((await c.waitVoters(3, 120_000)).size, 1);
+      assert.deepEqual(await keysUnder(c, '/quorum'), expected('/quorum', 200));
+    } finally {
+      await c.stop();
+    }
+  });
+});

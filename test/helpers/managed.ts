@@ -1,0 +1,233 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { EtcdProcess } from '../../src/etcd/process.js';
+import type { InitializeBody } from '../../src/server/schemas.js';
+import { eventually, freePort, sleep } from './cluster.js';
+
+const run = promisify(execFile);
+
+export interface ManagedMember {
+  name: string;
+  clientURL: string;
+  peerURL: string;
+  apiURL: string;
+  apiPort: number;
+  dir: string;
+  dataDir: string;
+  sidecar?: ChildProcess;
+  etcd?: EtcdProcess;
+}
+
+/**
+ * Members brought up the way the product is deployed: a sidecar (`serve`, the built CLI) per
+ * member, `POST /initialize` until it succeeds, then etcd started from `GET /config`. Nothing here
+ * decides for the sidecars; the tests only start processes, inject faults and look.
+ */
+export class ManagedCluster {
+  readonly members: ManagedMember[] = [];
+  readonly storeDir: string;
+  private readonly template: string;
+
+  private constructor(
+    readonly dir: string,
+    private readonly sidecarFlags: Record<string, string>,
+  ) {
+    this.storeDir = join(dir, 'backups');
+    this.template = join(dir, 'etcd-template.yaml');
+    // Fast elections on loopback; everything else is the initializer's.
+    writeFileSync(this.template, 'heartbeat-interval: 100\nelection-timeout: 1000\nlog-level: warn\n');
+  }
+
+  static async define(names: readonly string[], sidecarFlags: Record<string, string> = {}): Promise<ManagedCluster> {
+    const c = new ManagedCluster(mkdtempSync(join(tmpdir(), 'ebs-managed-')), sidecarFlags);
+    for (const name of names) await c.add(name);
+    return c;
+  }
+
+  /** Defines one more member (scale-up); the sidecars of the others keep their configuration. */
+  async add(name: string): Promise<ManagedMember> {
+    const [client, peer, api] = [await freePort(), await freePort(), await freePort()];
+    const dir = join(this.dir, name);
+    mkdirSync(dir, { recursive: true });
+    const m: ManagedMember = { name, clientURL: `http://127.0.0.1:${client}`, peerURL: `http://127.0.0.1:${peer}`, apiURL: `http://127.0.0.1:${api}`, apiPort: api, dir, dataDir: join(dir, 'data') };
+    this.members.push(m);
+    return m;
+  }
+
+  member(name: string): ManagedMember {
+    const m = this.members.find((x) => x.name === name);
+    if (!m) throw new Error(`no member ${name}`);
+    return m;
+  }
+
+  get endpoints(): string[] {
+    return this.members.map((m) => m.clientURL);
+  }
+
+  /** The flags an operator gives the sidecar of `name` (the initial cluster is every member defined now). */
+  flags(name: string, extra: Record<string, string> = {}): Record<string, string> {
+    const m = this.member(name);
+    return {
+      name: m.name,
+      'data-dir': m.dataDir,
+      'initial-cluster': this.members.map((x) => `${x.name}=${x.peerURL}`).join(','),
+      'initial-cluster-token': 'managed',
+      'advertise-client-urls': m.clientURL,
+      endpoints: this.endpoints.join(','),
+      listen: `127.0.0.1:${m.apiPort}`,
+      store: `file://${this.storeDir}`,
+      'etcd-config-template': this.template,
+      'leader-check-period': '500ms',
+      'heartbeat-period': '1s',
+      'heartbeat-ttl': '4s',
+      'delta-snapshot-period': '1s',
+      'initialize-retry-period': '500ms',
+      'log-level': 'debug',
+      ...this.sidecarFlags,
+      ...extra,
+    };
+  }
+
+  async startSidecar(name: string, extra: Record<string, string> = {}): Promise<void> {
+    const m = this.member(name);
+    if (m.sidecar && m.sidecar.exitCode === null && m.sidecar.signalCode === null) return;
+    const args = Object.entries(this.flags(name, extra)).flatMap(([k, v]) => [`--${k}`, v]);
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_')));
+    const child = spawn(process.execPath, ['dist/cli.js', 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = createWriteStream(join(m.dir, 'sidecar.log'), { flags: 'a' });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    process.once('exit', () => child.kill('SIGKILL'));
+    m.sidecar = child;
+    await eventually(`${name} sidecar API up`, async () => ((await fetch(`${m.apiURL}/healthz`).catch(() => undefined))?.ok ? true : undefined), 30_000);
+  }
+
+  async killSidecar(name: string): Promise<void> {
+    const child = this.member(name).sidecar;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await gone;
+  }
+
+  async initializeState(name: string): Promise<InitializeBody> {
+    const res = await fetch(`${this.member(name).apiURL}/initialize`);
+    return (await res.json()) as InitializeBody;
+  }
+
+  /** POST /initialize until it succeeds (a waiting member keeps answering 202). */
+  async initialize(name: string, timeoutMs = 90_000): Promise<InitializeBody> {
+    const m = this.member(name);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const res = await fetch(`${m.apiURL}/initialize?wait=5`, { method: 'POST' });
+      const body = (await res.json()) as InitializeBody;
+      if (res.status === 200) return body;
+      if (res.status === 500) throw new Error(`${name}: initialization failed: ${body.error ?? JSON.stringify(body)}\n${this.logs(name)}`);
+      if (Date.now() > deadline) throw new Error(`${name}: initialization not done within ${timeoutMs} ms: ${body.decision}: ${body.reason}`);
+    }
+  }
+
+  /** GET /config, written where etcd reads it, then etcd started with it. */
+  async startEtcd(name: string): Promise<string> {
+    const m = this.member(name);
+    const res = await fetch(`${m.apiURL}/config`);
+    const yaml = await res.text();
+    if (res.status !== 200) throw new Error(`${name}: GET /config answered ${res.status}: ${yaml}`);
+    const file = join(m.dir, 'etcd.yaml');
+    writeFileSync(file, yaml);
+    m.etcd = new EtcdProcess({
+      name,
+      dataDir: m.dataDir,
+      listenClientUrls: [m.clientURL],
+      advertiseClientUrls: [m.clientURL],
+      listenPeerUrls: [m.peerURL],
+      initialAdvertisePeerUrls: [m.peerURL],
+      initialCluster: '',
+      initialClusterState: 'new',
+      initialClusterToken: 'managed',
+      logFile: join(m.dir, 'etcd.log'),
+      configFile: file,
+    });
+    m.etcd.start();
+    return yaml;
+  }
+
+  /** What an init container and the etcd container do: sidecar up, initialize, etcd from its config. */
+  async up(name: string, extra: Record<string, string> = {}): Promise<InitializeBody> {
+    await this.startSidecar(name, extra);
+    const body = await this.initialize(name);
+    await this.startEtcd(name);
+    return body;
+  }
+
+  async killEtcd(name: string): Promise<void> {
+    await this.member(name).etcd?.kill();
+  }
+
+  /** Kills the member's etcd and sidecar: the pod is gone. */
+  async down(name: string): Promise<void> {
+    await this.killEtcd(name);
+    await this.killSidecar(name);
+  }
+
+  wipe(name: string): void {
+    rmSync(this.member(name).dataDir, { recursive: true, force: true });
+  }
+
+  async etcdctl(args: string[], endpoints: string[] = this.endpoints): Promise<string> {
+    const { stdout } = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, '--command-timeout=5s', ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
+    return stdout;
+  }
+
+  /** The member list as etcd reports it (any answering endpoint). */
+  async memberList(): Promise<{ ID: string; name: string; peerURLs: string[]; clientURLs?: string[]; isLearner?: boolean }[]> {
+    const out = JSON.parse(await this.etcdctl(['member', 'list', '-w', 'json'])) as { members?: { ID: number | string; name: string; peerURLs: string[]; clientURLs?: string[]; isLearner?: boolean }[] };
+    return (out.members ?? []).map((m) => ({ ...m, ID: BigInt(m.ID).toString(16) }));
+  }
+
+  /** Waits until the cluster has exactly `n` started voting members, and returns the cluster IDs the members report (one, if all is well). */
+  async waitVoters(n: number, timeoutMs = 60_000): Promise<Set<string>> {
+    await eventually(
+      `${n} started voting members`,
+      async () => {
+        const list = await this.memberList();
+        const voters = list.filter((m) => !m.isLearner && m.name !== '' && (m.clientURLs ?? []).length > 0);
+        return voters.length === n && list.length === n ? true : undefined;
+      },
+      timeoutMs,
+      500,
+    );
+    const ids = new Set<string>();
+    for (const m of this.members.filter((x) => x.etcd?.running)) {
+      const out = JSON.parse(await this.etcdctl(['endpoint', 'status', '-w', 'json'], [m.clientURL])) as { Status: { header: { cluster_id: number | string } } }[];
+      for (const s of out) ids.add(BigInt(s.Status.header.cluster_id).toString(16));
+    }
+    return ids;
+  }
+
+  logs(name: string, lines = 30): string {
+    const tail = (file: string): string => {
+      try {
+        return readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join('\n');
+      } catch {
+        return '(none)';
+      }
+    };
+    const m = this.member(name);
+    return `--- ${name} sidecar ---\n${tail(join(m.dir, 'sidecar.log'))}\n--- ${name} etcd ---\n${tail(join(m.dir, 'etcd.log'))}`;
+  }
+
+  async stop(): Promise<void> {
+    for (const m of this.members) {
+      await m.etcd?.stop().catch(() => undefined);
+      m.sidecar?.kill('SIGKILL');
+    }
+    await sleep(100);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
