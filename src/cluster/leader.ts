@@ -32,6 +32,21 @@ function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]).finally(() => clearTimeout(timer));
 }
 
+/** The own member's status, within the deadline whatever the member does. */
+export async function readMemberFacts(member: Etcd3, deadlineMs: number): Promise<MemberFacts> {
+  const s = await bounded(member.maintenance.status({ deadline: Date.now() + deadlineMs }), deadlineMs, 'status');
+  return {
+    memberId: memberIdHex(s.header.member_id),
+    clusterId: memberIdHex(s.header.cluster_id),
+    leaderId: memberIdHex(s.leader),
+    learner: s.isLearner,
+    revision: Number(s.header.revision),
+    raftIndex: Number(s.raftIndex),
+    raftTerm: Number(s.raftTerm),
+    at: new Date(),
+  };
+}
+
 /** A key nobody writes; reading it costs etcd a ReadIndex round, nothing more. */
 const QUORUM_PROBE_KEY = '/etcd-backup-sidecar/quorum-probe';
 
@@ -45,17 +60,7 @@ export async function checkOwnMember(member: Etcd3, deadlineMs: number, standIn:
   const deadline = Date.now() + deadlineMs;
   let facts: MemberFacts;
   try {
-    const s = await bounded(member.maintenance.status({ deadline }), deadlineMs, 'status');
-    facts = {
-      memberId: memberIdHex(s.header.member_id),
-      clusterId: memberIdHex(s.header.cluster_id),
-      leaderId: memberIdHex(s.leader),
-      learner: s.isLearner,
-      revision: Number(s.header.revision),
-      raftIndex: Number(s.raftIndex),
-      raftTerm: Number(s.raftTerm),
-      at: new Date(),
-    };
+    facts = await readMemberFacts(member, deadlineMs);
   } catch (err) {
     return { result: { kind: 'unconfirmed', reason: `own member did not answer its status: ${(err as Error).message}` } };
   }

@@ -3,7 +3,7 @@ import type { EtcdClient } from '../etcd/client.js';
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { heartbeatAgeMs, HeartbeatDirectory, HeartbeatWriter, leaderHeartbeat, type Heartbeat, type HeartbeatFacts } from './heartbeat.js';
-import { checkOwnMember, promoteLearner, RoleLoop, type Duty, type DutyRunner, type MemberFacts } from './leader.js';
+import { checkOwnMember, promoteLearner, readMemberFacts, RoleLoop, type Duty, type DutyRunner, type MemberFacts } from './leader.js';
 import { effectiveRole, shouldStandIn, type Role } from './role.js';
 
 export type SnapshotLeaderMode = 'elect' | 'always' | 'never';
@@ -62,16 +62,22 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
   const startedAt = Date.now();
 
   const directory = new HeartbeatDirectory(deps.store, { periodMs: config.heartbeatPeriod, log, onRead: (hbs) => deps.metrics.heartbeatsRead(hbs, new Date()) });
-  const facts = (): HeartbeatFacts => {
-    const f: MemberFacts | undefined = roles.facts;
-    const hb: HeartbeatFacts = { name: config.name, role: effectiveRole(mode, roles.role), apiURL, etcdUp: roles.etcdUp };
+  const facts = async (): Promise<HeartbeatFacts> => {
+    let f: MemberFacts | undefined = roles.facts;
+    let up = roles.etcdUp;
+    if (mode === 'always') {
+      // No role loop runs (see start): ask the member once per heartbeat instead.
+      f = await readMemberFacts(member, config.leaderCheckPeriod).catch(() => undefined);
+      up = f !== undefined;
+    }
+    const hb: HeartbeatFacts = { name: config.name, role: effectiveRole(mode, roles.role), apiURL, etcdUp: up };
     if (f) {
       hb.memberId = f.memberId;
       hb.clusterId = f.clusterId;
       hb.learner = f.learner;
       // Only what the member said at the last check: a stale revision would tell the initializer a
       // member is further than it may be.
-      if (roles.etcdUp) {
+      if (up) {
         hb.revision = f.revision;
         hb.raftIndex = f.raftIndex;
       }
@@ -143,7 +149,8 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
         deps.metrics.roleChanged('leader', 'unknown');
         deps.duties.lead();
       }
-      roles.start();
+      // --snapshot-leader=always turns the election off: its checks would decide nothing.
+      if (mode !== 'always') roles.start();
       heartbeat.start();
       directory.start();
     },
@@ -163,7 +170,7 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
       const role = effectiveRole(mode, roles.role);
       const v: LeadershipView = {
         role,
-        reason: mode === 'elect' ? roles.current.reason : `--snapshot-leader=${mode}; election: ${roles.current.reason}`,
+        reason: mode === 'elect' ? roles.current.reason : mode === 'always' ? 'the election is off: --snapshot-leader=always' : `--snapshot-leader=never; election: ${roles.current.reason}`,
         mode,
         roleChanges: roles.changes,
         apiURL,
