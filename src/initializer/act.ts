@@ -207,11 +207,16 @@ export class Initializer {
     }
   }
 
-  private async removeMember(id: string, gathered: GatheredFacts): Promise<void> {
-    const url = this.leaderURL(gathered);
-    if (!url) throw new InitializationError(`cannot remove member ${id}: no leader known`);
-    this.update({ progress: `removing member ${id} through the leader at ${url}` });
+  private async removeMember(id: string, confirmed: GatheredFacts): Promise<void> {
+    let gathered: GatheredFacts | undefined = confirmed;
     await this.withMembershipRetries(`member remove ${id}`, async () => {
+      // The leader of the first attempt may be the member that just went down (its peers have not
+      // elected another yet): every retry asks again.
+      gathered ??= await this.facts();
+      const url = this.leaderURL(gathered);
+      gathered = undefined;
+      if (!url) throw new Error('no leader known');
+      this.update({ progress: `removing member ${id} through the leader at ${url}` });
       try {
         await this.deps.etcd.member(url).cluster.memberRemove({ ID: BigInt(`0x${id}`).toString() }, { deadline: Date.now() + this.deps.etcd.memberTimeoutMs });
       } catch (err) {
@@ -220,7 +225,7 @@ export class Initializer {
         throw err;
       }
     });
-    this.deps.log.info({ memberId: id, leader: url }, 'member removed');
+    this.deps.log.info({ memberId: id }, 'member removed');
   }
 
   /** `member add --learner`, serialized by etcd itself (one learner at a time): retried while another catches up. */

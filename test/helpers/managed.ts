@@ -128,7 +128,7 @@ export class ManagedCluster {
       const body = (await res.json()) as InitializeBody;
       if (res.status === 200) return body;
       if (res.status === 500) throw new Error(`${name}: initialization failed: ${body.error ?? JSON.stringify(body)}\n${this.logs(name)}`);
-      if (Date.now() > deadline) throw new Error(`${name}: initialization not done within ${timeoutMs} ms: ${body.decision}: ${body.reason}`);
+      if (Date.now() > deadline) throw new Error(`${name}: initialization not done within ${timeoutMs} ms: ${body.decision}: ${body.reason} (progress: ${body.progress})\n${this.logs(name)}`);
     }
   }
 
@@ -154,6 +154,8 @@ export class ManagedCluster {
       configFile: file,
     });
     m.etcd.start();
+    // Answering status is all a member can promise alone: a learner or a member without quorum does too.
+    await eventually(`${name} etcd answers`, async () => ((await this.etcdctl(['endpoint', 'status'], [m.clientURL]).catch(() => '')) !== '' ? true : undefined), 30_000, 200);
     return yaml;
   }
 
