@@ -155,7 +155,9 @@ export class ManagedCluster {
     });
     m.etcd.start();
     // Answering status is all a member can promise alone: a learner or a member without quorum does too.
-    await eventually(`${name} etcd answers`, async () => ((await this.etcdctl(['endpoint', 'status'], [m.clientURL]).catch(() => '')) !== '' ? true : undefined), 30_000, 200);
+    await eventually(`${name} etcd answers`, async () => ((await this.etcdctl(['endpoint', 'status'], [m.clientURL]).catch(() => '')) !== '' ? true : undefined), 30_000, 200).catch((err: Error) => {
+      throw new Error(`${err.message}\n${yaml}\n${this.logs(name)}`);
+    });
     return yaml;
   }
 
