@@ -4,15 +4,18 @@
 //   npm run demo                  runs until Ctrl-C, then stops everything it started
 //   npm run demo -- --once        brings everything up, prints the summary, stops (a smoke test)
 //   DEMO_ONCE=1 npm run demo      the same as --once
+//   npm run demo -- --disaster    then kills every member, wipes every data dir, brings them back
+//                                 and shows every key restored from the backups
 //
-// Other arguments are accepted and ignored for now: `--disaster` (kill and wipe members, then watch
-// the sidecars restore them) arrives with the restore and initializer work.
+// Each member starts as it would in a pod: its sidecar first, then `POST /initialize?wait=...`
+// (the init container), then etcd with the config file from `GET /config` (the etcd container).
 //
 // Everything lives under ./.demo/ (wiped at every start): per member the etcd data dir, etcd.log and
 // sidecar.log (the sidecar's JSON lines), and backups/, the sidecars' file store.
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { Etcd3 } from 'etcd3';
 import { createServer } from 'node:net';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -65,6 +68,10 @@ class StopRequested extends Error {
 
 function isOnce(argv: readonly string[]): boolean {
   return argv.includes('--once') || process.env['DEMO_ONCE'] === '1';
+}
+
+function isDisaster(argv: readonly string[]): boolean {
+  return argv.includes('--disaster');
 }
 
 /** Whether 127.0.0.1:port can be bound right now. */
@@ -143,7 +150,8 @@ function describeExit(code: number | null, signal: NodeJS.Signals | null): strin
   return code === null ? 'exited' : `exit code ${code}`;
 }
 
-function etcdChild(plan: MemberPlan, initialCluster: string): Child {
+/** etcd started only with the config file its sidecar decided (`GET /config`), as the etcd container does. */
+function etcdChild(plan: MemberPlan, configFile: string): Child {
   const etcd = new EtcdProcess({
     name: plan.name,
     dataDir: plan.dataDir,
@@ -151,12 +159,11 @@ function etcdChild(plan: MemberPlan, initialCluster: string): Child {
     advertiseClientUrls: [plan.clientURL],
     listenPeerUrls: [plan.peerURL],
     initialAdvertisePeerUrls: [plan.peerURL],
-    initialCluster,
+    initialCluster: '',
     initialClusterState: 'new',
     initialClusterToken: CLUSTER_TOKEN,
     logFile: plan.etcdLog,
-    // etcd 3.4's default capnslog logger prints a deprecation warning; zap writes JSON like the sidecar.
-    extraArgs: ['--logger=zap'],
+    configFile,
   });
   etcd.start();
   return {
@@ -184,8 +191,9 @@ function sidecarArgs(plan: MemberPlan, plans: readonly MemberPlan[]): string[] {
     ...['--endpoints', plans.map((p) => p.clientURL).join(',')],
     ...['--store', `file://${BACKUP_DIR}`],
     ...['--listen', plan.listen],
-    // Until backup-leader election lands, one sidecar is named the one that takes snapshots.
-    ...['--snapshot-leader', plan === plans[0] ? 'always' : 'never'],
+    ...['--etcd-config-template', join(DEMO_DIR, 'etcd-template.yaml')],
+    ...['--initialize-retry-period', '1s'],
+    ...['--delta-snapshot-period', '2s'],
   ];
 }
 
@@ -245,8 +253,16 @@ class Supervisor {
     return child;
   }
 
+  /** Kills children on purpose (the disaster): their end is not a failure. */
+  async killKind(kind: Child['kind']): Promise<void> {
+    const doomed = this.children.filter((c) => c.kind === kind);
+    for (const c of doomed) this.children.splice(this.children.indexOf(c), 1);
+    for (const c of doomed) c.kill();
+    await Promise.all(doomed.map((c) => c.ended));
+  }
+
   private async onEnded(child: Child, how: string): Promise<void> {
-    if (this.stopping.aborted) return;
+    if (this.stopping.aborted || !this.children.includes(child)) return;
     await sleep(EXIT_SETTLE_MS);
     if (this.stopping.aborted) return;
     this.abort(new Error(`${child.label} died unexpectedly (${how}); see ${child.logs.map(show).join(' and ')}`));
@@ -343,26 +359,120 @@ async function waitSidecarReady(plan: MemberPlan, signal: AbortSignal): Promise<
   }
 }
 
-async function putSampleKeys(plans: readonly MemberPlan[], signal: AbortSignal): Promise<void> {
-  const keys: Array<[string, string]> = [
+const SAMPLE_KEYS = 200;
+
+/** The keys the demo writes, and after a disaster expects back byte for byte. */
+function sampleKeys(): Map<string, string> {
+  const keys = new Map<string, string>([
     ['demo/greeting', 'hello from etcd-backup-sidecar'],
     ['demo/members', MEMBER_NAMES.join(',')],
-    ['demo/started-at', new Date().toISOString()],
-  ];
-  for (const [key, value] of keys) await etcdctl(plans, ['put', key, value], signal);
+  ]);
+  for (let i = 0; i < SAMPLE_KEYS; i++) keys.set(`demo/key-${String(i).padStart(4, '0')}`, `value ${i} written before the disaster`);
+  return keys;
 }
 
-async function bringUp(plans: readonly MemberPlan[], supervisor: Supervisor): Promise<void> {
+async function putSampleKeys(plans: readonly MemberPlan[], signal: AbortSignal): Promise<Map<string, string>> {
+  const keys = sampleKeys();
+  const client = new Etcd3({ hosts: plans.map((p) => p.clientURL), defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }) });
+  try {
+    for (const [key, value] of keys) {
+      signal.throwIfAborted();
+      await client.put(key).value(value);
+    }
+  } finally {
+    client.close();
+  }
+  return keys;
+}
+
+async function readSampleKeys(plans: readonly MemberPlan[]): Promise<Record<string, string>> {
+  const client = new Etcd3({ hosts: plans.map((p) => p.clientURL), defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }) });
+  try {
+    return await client.getAll().prefix('demo/').strings();
+  } finally {
+    client.close();
+  }
+}
+
+interface InitializeState {
+  state: string;
+  decision?: string;
+  reason?: string;
+  progress?: string;
+  error?: string;
+}
+
+/** The init container's job: POST /initialize until it succeeds, then fetch etcd's config. */
+async function initializeMember(plan: MemberPlan, signal: AbortSignal, onDecision: (plan: MemberPlan, s: InitializeState) => void): Promise<string> {
+  let seen = '';
+  for (;;) {
+    signal.throwIfAborted();
+    const res = await fetch(`${plan.apiURL}/initialize?wait=2`, { method: 'POST', signal }).catch(() => undefined);
+    if (!res) {
+      await sleep(POLL_INTERVAL_MS, undefined, { signal });
+      continue;
+    }
+    const body = (await res.json()) as InitializeState;
+    if (body.decision && body.decision !== seen) {
+      seen = body.decision;
+      onDecision(plan, body);
+    }
+    if (res.status === 500) throw new Error(`initialization of ${plan.name} failed: ${body.error ?? body.reason}; see ${show(plan.sidecarLog)}`);
+    if (res.status === 200) break;
+  }
+  const res = await fetch(`${plan.apiURL}/config`, { signal });
+  if (!res.ok) throw new Error(`GET ${plan.apiURL}/config: HTTP ${res.status} ${await res.text()}`);
+  const file = join(plan.dir, 'etcd.yaml');
+  writeFileSync(file, await res.text());
+  return file;
+}
+
+const printDecision = (plan: MemberPlan, s: InitializeState): void => {
+  process.stdout.write(`  ${plan.name}: ${s.decision} (${s.reason})\n`);
+};
+
+/** Sidecars first, then every member initialized and started from its own config, all at once. */
+async function startMembers(plans: readonly MemberPlan[], supervisor: Supervisor): Promise<void> {
   const signal = supervisor.stopping;
-  const initialCluster = plans.map((p) => `${p.name}=${p.peerURL}`).join(',');
-  for (const p of plans) supervisor.start(() => etcdChild(p, initialCluster));
-  // The sidecars would cope with etcd still electing, but waiting here tells an etcd failure apart
-  // from a sidecar failure.
-  await waitEtcdHealthy(plans, signal);
   for (const p of plans) supervisor.start(() => sidecarChild(p, plans));
+  await Promise.all(
+    plans.map(async (p) => {
+      const configFile = await initializeMember(p, signal, printDecision);
+      supervisor.start(() => etcdChild(p, configFile));
+    }),
+  );
+  await waitEtcdHealthy(plans, signal);
   await Promise.all(plans.map((p) => waitSidecarReady(p, signal)));
-  await putSampleKeys(plans, signal);
+}
+
+async function bringUp(plans: readonly MemberPlan[], supervisor: Supervisor): Promise<Map<string, string>> {
+  const signal = supervisor.stopping;
+  // Fast elections on loopback; the member's identity and cluster settings are the initializer's.
+  writeFileSync(join(DEMO_DIR, 'etcd-template.yaml'), 'heartbeat-interval: 100\nelection-timeout: 1000\nlogger: zap\n');
+  await startMembers(plans, supervisor);
+  const keys = await putSampleKeys(plans, signal);
   await waitBackedUp(plans[0] as MemberPlan, plans, signal);
+  return keys;
+}
+
+/** Every member lost at once, data and all: only the backups survive. */
+async function disaster(plans: readonly MemberPlan[], supervisor: Supervisor, keys: Map<string, string>): Promise<void> {
+  process.stdout.write(`\nDISASTER: killing every etcd member and sidecar (SIGKILL) and wiping every data dir…\n`);
+  await supervisor.killKind('sidecar');
+  await supervisor.killKind('etcd');
+  for (const p of plans) rmSync(p.dataDir, { recursive: true, force: true });
+  process.stdout.write(`every data dir is gone; ${show(BACKUP_DIR)}/ is all that is left. Bringing the members back:\n`);
+  const started = Date.now();
+  await startMembers(plans, supervisor);
+  await pollUntil('not every member is a voting member again', 120_000, supervisor.stopping, async () => {
+    const list = await etcdctl(plans, ['member', 'list'], supervisor.stopping);
+    const lines = list.trim().split('\n');
+    return lines.length === plans.length && lines.every((l) => l.includes(', started,') && l.trim().endsWith('false')) ? true : list;
+  });
+  const back = await readSampleKeys(plans);
+  const missing = [...keys].filter(([k, v]) => back[k] !== v);
+  process.stdout.write(`\nrecovered in ${((Date.now() - started) / 1000).toFixed(1)} s: ${keys.size - missing.length} of ${keys.size} keys are back with their values${missing.length ? `; MISSING: ${missing.map(([k]) => k).join(', ')}` : ''}.\n`);
+  if (missing.length > 0) throw new Error(`${missing.length} keys were not restored`);
 }
 
 interface LatestChain {
@@ -436,7 +546,8 @@ function summary(plans: readonly MemberPlan[], status: StatusBody, latest: Lates
     '',
     `Try it (every sidecar serves the same routes):`,
     ...curls,
-    `  curl -s -X POST ${first.apiURL}/snapshot/full      (${first.name}'s sidecar takes the snapshots)`,
+    `  curl -s ${first.apiURL}/initialize                 (what the initializer decided, and why)`,
+    `  curl -s -X POST ${first.apiURL}/snapshot/full      (forwarded to the backup leader's sidecar)`,
     `  npx tsx src/cli.ts snapshots list --store file://${BACKUP_DIR}`,
     `  ETCDCTL_API=3 etcdctl --endpoints=${endpoints} get --prefix demo/`,
     '',
@@ -466,7 +577,8 @@ async function main(): Promise<number> {
   try {
     const plans = await planMembers();
     process.stdout.write(`starting ${plans.length} etcd members and their sidecars (logs in ${show(DEMO_DIR)}/)…\n`);
-    await bringUp(plans, supervisor);
+    const keys = await bringUp(plans, supervisor);
+    if (isDisaster(process.argv.slice(2))) await disaster(plans, supervisor, keys);
     const first = plans[0] as MemberPlan;
     process.stdout.write(summary(plans, await fetchStatus(first, supervisor.stopping), await fetchLatest(first, supervisor.stopping), once));
     if (!once) await new Promise((resolve) => supervisor.stopping.addEventListener('abort', resolve, { once: true }));

@@ -51,7 +51,7 @@ async function backupFacts(store: SnapStore): Promise<BackupFacts> {
   const chain = restorableChain(listing);
   if (!chain.full) return { anySnapshot: listing.length > 0 };
   const head = await store.head(chain.full.name);
-  const clusterId = head?.metadata?.['cluster-id'];
+  const clusterId = head?.metadata?.['ebs-cluster-id'];
   return { anySnapshot: true, chain: { lastRevision: chain.lastRevision, ...(clusterId ? { clusterId } : {}) } };
 }
 

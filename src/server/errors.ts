@@ -52,6 +52,11 @@ export async function refuseNonFiniteNumbers(req: FastifyRequest, reply: Fastify
         await reply.status(400).send({ error: 'bad_request', message: `${where}/${key} must be a finite number` });
         return;
       }
+      // Coercion also reads a blank value as 0 (`?wait=%20` would start work meant to be asked for).
+      if (where === 'querystring' && list.some((v) => typeof v === 'number') && new URLSearchParams(req.url.split('?')[1] ?? '').getAll(key).some((v) => v.trim() === '')) {
+        await reply.status(400).send({ error: 'bad_request', message: `${where}/${key} must be a number, not blank` });
+        return;
+      }
     }
   }
 }

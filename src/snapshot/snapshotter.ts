@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import { removeSpoolLeftovers } from '../snapstore/stage.js';
 import { listAll, type SnapStore } from '../snapstore/types.js';
 import { restorableChain, type Chain } from './chain.js';
-import { DeltaSnapshotter, type DeltaSettings } from './deltas.js';
+import { DeltaSnapshotter, type DeltaContext, type DeltaSettings } from './deltas.js';
 import { takeFullSnapshot, type FullSnapshot } from './full.js';
 import { FORMAT_DIR, parseSnapshotName, type Compression, type SnapshotKind, type SnapshotRef } from './names.js';
 import type { SnapshotObserver, SnapshotRecord } from './record.js';
@@ -81,6 +81,8 @@ export class Snapshotter {
   private task: ScheduledTask | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private clusterId: string | undefined;
+  /** Shared with the delta snapshotter, which learns the cluster ID once `start()` asked etcd. */
+  private deltaContext: DeltaContext | undefined;
   private stopped = false;
   lastFull: FullSnapshot | undefined;
   /** Why the snapshotter is not working, when it is not (shown in /status). */
@@ -92,7 +94,7 @@ export class Snapshotter {
   ) {
     if (settings.deltaPeriodMs > 0) {
       const deltaSettings: DeltaSettings = { periodMs: settings.deltaPeriodMs, memoryLimit: settings.deltaMemoryLimit, compression: settings.compression, compressionLevel: settings.compressionLevel };
-      this.deltas = new DeltaSnapshotter(deltaSettings, {
+      this.deltas = new DeltaSnapshotter(deltaSettings, this.deltaContext = {
         store: deps.store,
         member: deps.member,
         memberName: deps.memberName,
@@ -125,6 +127,7 @@ export class Snapshotter {
     await removeSpoolLeftovers(this.spoolDir());
     const status = await this.deps.member.maintenance.status();
     this.clusterId = BigInt(status.header.cluster_id).toString(16);
+    if (this.deltaContext) this.deltaContext.clusterId = this.clusterId;
     const etcdRevision = Number(status.header.revision);
     const chain = restorableChain(await listSnapshots(this.deps.store));
     // Stopped while asking (the backup role was lost): nothing may be scheduled on a stopped snapshotter.
@@ -133,7 +136,7 @@ export class Snapshotter {
       this.problem = `the store's chain reaches revision ${chain.lastRevision} but etcd is at ${etcdRevision}: these backups belong to another history of this cluster (restored to an older point, or another cluster). Back up to a new prefix, or restore from them.`;
       throw new ForeignChainError(this.problem);
     }
-    const reason = this.fullNeededAtStart(chain);
+    const reason = this.fullNeededAtStart(chain) ?? (await this.otherClusterChain(chain));
     this.task ??= cron.schedule(this.settings.fullSchedule, () => void this.takeFull('schedule').catch(() => {}), { name: `full-snapshot-${this.deps.memberName}` });
     if (this.settings.gcPeriodMs > 0 && !this.gcTimer) {
       this.gcTimer = setInterval(() => void this.collectGarbage().catch((err: Error) => this.deps.log.error({ err: err.message }, 'retention failed')), this.settings.gcPeriodMs);
@@ -146,6 +149,16 @@ export class Snapshotter {
       this.deps.log.info({ full: chain.full?.name, lastRevision: chain.lastRevision }, 'continuing the chain in the store');
       if (!this.stopped) this.deltas?.resumeAfter(chain.lastRevision);
     }
+  }
+
+  /**
+   * A chain started by another cluster (this one was restored as a new one-member cluster, so its
+   * ID changed) is not extended: a restore refuses a chain whose objects name two clusters.
+   */
+  private async otherClusterChain(chain: Chain): Promise<string | undefined> {
+    if (!chain.full || !this.clusterId) return undefined;
+    const theirs = (await this.deps.store.head(chain.full.name))?.metadata?.['ebs-cluster-id'];
+    return theirs && theirs !== this.clusterId ? `the latest full snapshot is of cluster ${theirs}, this member is in cluster ${this.clusterId}` : undefined;
   }
 
   private fullNeededAtStart(chain: Chain): string | undefined {

@@ -177,7 +177,7 @@ describe('HTTPS and mutual TLS on a real sidecar', { timeout: 180_000 }, () => {
   });
 
   it('serves HTTPS with --server-cert/--server-key; the token still guards POST', async () => {
-    const sidecar = await startTestSidecar(cluster, 'm1', { 'server-cert': pki.serverCert, 'server-key': pki.serverKey, 'api-token': 'https-token-1' });
+    const sidecar = await startTestSidecar(cluster, 'm1', { 'server-cert': pki.serverCert, 'server-key': pki.serverKey, 'api-token': 'https-token-1', 'snapshot-leader': 'never' });
     try {
       assert.match(sidecar.url, /^https:\/\//);
       const health = await httpsCall(`${sidecar.url}/healthz`, { ca: pki.ca });
