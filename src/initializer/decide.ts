@@ -170,7 +170,7 @@ function decideWithoutCluster(facts: InitFacts): Verdict {
   if (self.name !== facts.restoreLeader) return { decision: 'wait', reason: `${problem}; no cluster is running and only ${facts.restoreLeader} (the designated restorer) may restore: wait for it, then join` };
   if (!othersAwaitRestore(facts)) {
     const silent = facts.initialCluster.filter((m) => m.name !== self.name && !others.some((h) => h.name === m.name && h.live && h.awaitingRestore)).map((m) => m.name);
-    return { decision: 'wait', reason: `${problem}; this member is the designated restorer, but ${silent.join(', ')} has not reported that its data is lost: one of them may still hold newer data, and restoring now could split the cluster` };
+    return { decision: 'wait', reason: `${problem}; this member is the designated restorer, but ${silent.join(', ')} ${silent.length > 1 ? 'have' : 'has'} not reported ${silent.length > 1 ? 'their' : 'its'} data lost: ${silent.length > 1 ? 'one of them' : 'it'} may still hold newer data, and restoring now could split the cluster` };
   }
   return { decision: 'restore', reason: `${problem}; every other member lost its data and waits: restore as a one-member cluster the others join as learners` };
 }

@@ -196,6 +196,9 @@ describe('initializer: restores when the data is gone', { timeout: 400_000 }, ()
       assert.equal(i3?.decision, 'join-as-learner', i3?.reason);
       assert.equal((await c.waitVoters(3, 120_000)).size, 1);
       assert.deepEqual(await keysUnder(c, '/quorum'), expected('/quorum', 200));
+      // The restored cluster has a new ID: its backups start a new chain, and it restores too.
+      await writeKeys(c, '/after', 20);
+      await waitBackedUp(c);
     } finally {
       await c.stop();
     }
