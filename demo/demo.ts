@@ -21,7 +21,7 @@ import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { EtcdProcess } from '../src/etcd/process.js';
+import { etcdFromConfigFile } from '../src/etcd/process.js';
 import type { StatusBody } from '../src/server/schemas.js';
 import { freePort } from '../test/helpers/cluster.js';
 
@@ -152,19 +152,7 @@ function describeExit(code: number | null, signal: NodeJS.Signals | null): strin
 
 /** etcd started only with the config file its sidecar decided (`GET /config`), as the etcd container does. */
 function etcdChild(plan: MemberPlan, configFile: string): Child {
-  const etcd = new EtcdProcess({
-    name: plan.name,
-    dataDir: plan.dataDir,
-    listenClientUrls: [plan.clientURL],
-    advertiseClientUrls: [plan.clientURL],
-    listenPeerUrls: [plan.peerURL],
-    initialAdvertisePeerUrls: [plan.peerURL],
-    initialCluster: '',
-    initialClusterState: 'new',
-    initialClusterToken: CLUSTER_TOKEN,
-    logFile: plan.etcdLog,
-    configFile,
-  });
+  const etcd = etcdFromConfigFile(plan.name, configFile, plan.etcdLog);
   etcd.start();
   return {
     label: `etcd ${plan.name}`,

@@ -118,3 +118,20 @@ export class EtcdProcess {
     clearTimeout(timer);
   }
 }
+
+/** An etcd started only from its config file (what `GET /config` serves): the file is the member. */
+export function etcdFromConfigFile(name: string, configFile: string, logFile: string): EtcdProcess {
+  return new EtcdProcess({
+    name,
+    configFile,
+    logFile,
+    dataDir: '',
+    listenClientUrls: [],
+    advertiseClientUrls: [],
+    listenPeerUrls: [],
+    initialAdvertisePeerUrls: [],
+    initialCluster: '',
+    initialClusterState: 'new',
+    initialClusterToken: '',
+  });
+}

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
+import { folderDigests } from '../helpers/files.js';
 import { eventually, TestCluster } from '../helpers/cluster.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
 
@@ -33,19 +32,7 @@ interface Answer {
 
 const TRAVERSALS = ['../../../../etc/passwd', '..%2f..%2fetc%2fpasswd', '%2e%2e/%2e%2e/etc/passwd', '/etc/passwd', '.ebs-meta/x', 'v2/..\\..\\x', '\u0000', 'a'.repeat(5000), '....//....//', '%00', '${jndi:ldap://x}', "'; DROP TABLE x; --"];
 
-function storeTree(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!existsSync(dir)) return out;
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out[relative(dir, p)] = createHash('sha256').update(readFileSync(p)).digest('hex');
-    }
-  };
-  walk(dir);
-  return out;
-}
+const storeTree = folderDigests;
 
 function fill(path: string, value: string): string {
   return path.replace(/\{[^}]+\}/g, encodeURIComponent(value));

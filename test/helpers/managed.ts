@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { EtcdProcess } from '../../src/etcd/process.js';
+import { etcdFromConfigFile, type EtcdProcess } from '../../src/etcd/process.js';
 import type { InitializeBody } from '../../src/server/schemas.js';
 import { eventually, freePort, sleep } from './cluster.js';
 
@@ -140,19 +140,7 @@ export class ManagedCluster {
     if (res.status !== 200) throw new Error(`${name}: GET /config answered ${res.status}: ${yaml}`);
     const file = join(m.dir, 'etcd.yaml');
     writeFileSync(file, yaml);
-    m.etcd = new EtcdProcess({
-      name,
-      dataDir: m.dataDir,
-      listenClientUrls: [m.clientURL],
-      advertiseClientUrls: [m.clientURL],
-      listenPeerUrls: [m.peerURL],
-      initialAdvertisePeerUrls: [m.peerURL],
-      initialCluster: '',
-      initialClusterState: 'new',
-      initialClusterToken: 'managed',
-      logFile: join(m.dir, 'etcd.log'),
-      configFile: file,
-    });
+    m.etcd = etcdFromConfigFile(name, file, join(m.dir, 'etcd.log'));
     m.etcd.start();
     // Answering status is all a member can promise alone: a learner or a member without quorum does too.
     await eventually(`${name} etcd answers`, async () => ((await this.etcdctl(['endpoint', 'status'], [m.clientURL]).catch(() => '')) !== '' ? true : undefined), 30_000, 200).catch((err: Error) => {
