@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { Pod } from 'kubernetes-models/v1/Pod';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
@@ -177,6 +178,33 @@ describe('deploy/kubernetes', () => {
     assert.ok(pod.volumes.find((v: Doc) => v.name === mountOf(init).name).emptyDir, 'an emptyDir');
     // The script runs as written: it is valid JavaScript.
     assert.doesNotThrow(() => new Function(init.command[2]));
+  });
+});
+
+describe('deploy/kubernetes/maintenance', () => {
+  const file = `${K8S_DIR}maintenance/data-dir-pod.yaml`;
+  const pods = parseAllDocuments(read(file)).map((d) => d.toJS() as Doc);
+
+  it('the maintenance pod validates, mounts member 0\'s data volume where the sidecar has it, and sets only real settings', () => {
+    assert.equal(pods.length, 1);
+    const p = pods[0];
+    assert.equal(p.kind, 'Pod');
+    assert.doesNotThrow(() => new Pod(p).validate(), file);
+    // Never selected by the etcd Services: it serves nothing.
+    for (const svc of ofKind('Service')) assert.ok(!isSubset(svc.spec.selector, p.metadata.labels ?? {}), `Service ${svc.metadata.name} selects the maintenance pod`);
+    const claim = p.spec.volumes.find((v: Doc) => v.persistentVolumeClaim)?.persistentVolumeClaim.claimName;
+    assert.equal(claim, `${sts.spec.volumeClaimTemplates[0].metadata.name}-${sts.metadata.name}-0`, 'the PVC of the first member');
+    const [c] = p.spec.containers;
+    const dataMount = c.volumeMounts.find((m: Doc) => p.spec.volumes.find((v: Doc) => v.name === m.name)?.persistentVolumeClaim);
+    assert.equal(dataMount.mountPath, container('sidecar').volumeMounts.find((m: Doc) => m.name === 'data').mountPath);
+    const volumes = new Set(p.spec.volumes.map((v: Doc) => v.name));
+    for (const m of c.volumeMounts) assert.ok(volumes.has(m.name), `mounts ${m.name}`);
+    const envNames = new Set(SPECS.map((s) => envName(s.flag)));
+    const sidecarEnv = new Map<string, string>(container('sidecar').env.filter((e: Doc) => e.value !== undefined).map((e: Doc) => [e.name, e.value]));
+    for (const e of c.env) {
+      assert.ok(envNames.has(e.name), `${e.name} is not a setting`);
+      assert.equal(e.value, sidecarEnv.get(e.name), `${e.name} differs from the sidecar's`);
+    }
   });
 });
 
