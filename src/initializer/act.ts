@@ -2,7 +2,7 @@
 // removing a member, restoring) gather the facts again right before it and start over when the
 // decision changed. The outcome is etcd's config for this member, served by `GET /config`.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import type { Config } from '../config/index.js';
@@ -51,6 +51,7 @@ export class Initializer {
   private current: InitStatus = { state: 'New', rounds: 0 };
   private running: Promise<InitStatus> | undefined;
   private rendered: string | undefined;
+  private started: EtcdStart | undefined;
   private abort = new AbortController();
 
   constructor(private readonly deps: InitializerDeps) {}
@@ -77,6 +78,33 @@ export class Initializer {
     this.abort.abort();
   }
 
+  /** Waiting for this member's etcd to answer once: its config still says --force-new-cluster. */
+  get forcingNewCluster(): boolean {
+    return this.started?.forceNewCluster === true;
+  }
+
+  /**
+   * This member's etcd answered: a forced new cluster exists now. The config drops
+   * --force-new-cluster, since an etcd restarted with it again would drop every member that
+   * joined since.
+   */
+  etcdAnswered(): void {
+    if (!this.started?.forceNewCluster) return;
+    this.started = { ...this.started, forceNewCluster: false };
+    this.rendered = this.render(this.started);
+    this.writeConfigFile();
+    this.deps.log.info('etcd answered after --force-new-cluster; the config no longer forces a new cluster');
+  }
+
+  /** --etcd-config-file: the config where etcd reads it, replaced whole (rename), so etcd never reads half a file. */
+  private writeConfigFile(): void {
+    const file = this.deps.config.etcdConfigFile;
+    if (!file || this.rendered === undefined) return;
+    const tmp = `${file}.tmp-${process.pid}`;
+    writeFileSync(tmp, this.rendered);
+    renameSync(tmp, file);
+  }
+
   private update(patch: Partial<InitStatus>): void {
     this.current = { ...this.current, ...patch };
   }
@@ -87,7 +115,9 @@ export class Initializer {
     this.current = { state: 'Progress', startedAt: new Date().toISOString(), rounds: 0, progress: 'gathering facts' };
     try {
       const start = await this.decideAndAct();
+      this.started = start;
       this.rendered = this.render(start);
+      this.writeConfigFile();
       this.update({ state: 'Successful', finishedAt: new Date().toISOString(), progress: 'done: start etcd with GET /config' });
       log.info({ decision: this.current.decision, state: start.state }, 'initialization succeeded');
     } catch (err) {

@@ -63,7 +63,7 @@ export const StatusBody = Type.Object(
       healthy: Type.Boolean(),
     }),
     role: Type.Union([Type.Literal('leader'), Type.Literal('follower'), Type.Literal('unknown')], {
-      description: 'backup role of this sidecar; unknown until backup-leader election runs',
+      description: 'backup role of this sidecar (leader: takes the snapshots); unknown while its member has not confirmed a role (etcd down, no quorum)',
     }),
     cluster: Type.Object({
       id: Type.Optional(Type.String()),
@@ -126,6 +126,7 @@ export const StatusBody = Type.Object(
               apiURL: Type.String(),
               time: Type.String({ format: 'date-time', description: "the writer's clock" }),
               etcdUp: Type.Boolean({ description: 'whether the member answered when the heartbeat was written' }),
+              awaitingRestore: Type.Optional(Type.Boolean({ description: "its data is lost and its initializer waits for the designated restorer" })),
               ageSeconds: Type.Number({ description: "by this sidecar's clock" }),
               stale: Type.Boolean({ description: 'older than --heartbeat-ttl' }),
             }),

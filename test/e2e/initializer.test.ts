@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, readdirSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { restorableChain } from '../../src/snapshot/chain.js';
@@ -44,6 +44,16 @@ async function waitBackedUp(c: ManagedCluster): Promise<number> {
   } finally {
     etcd.close();
   }
+}
+
+/** Sidecars of members whose data is lost start first and must wait for the designated restorer. */
+async function othersWait(c: ManagedCluster, names: string[]): Promise<void> {
+  for (const n of names) await c.startSidecar(n);
+  for (const n of names) void fetch(`${c.member(n).apiURL}/initialize`, { method: 'POST' });
+  await eventually(`${names.join(', ')} wait`, async () => {
+    const states = await Promise.all(names.map((n) => c.initializeState(n)));
+    return states.every((st) => st.decision === 'wait') ? true : undefined;
+  }, 30_000);
 }
 
 const expected = (prefix: string, n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}/${i}`, `v${i}`]));
@@ -153,7 +163,38 @@ describe('initializer: a running 3-member cluster and one member in trouble', { 
   });
 });
 
-describe('initializer: restores when the data is gone', { timeout: 400_000 }, () => {
+describe('initializer: restores when the data is gone', { timeout: 600_000 }, () => {
+  it('the designated restorer kept its data, the others lost theirs: it starts them from its own copy (force-new-cluster once), the others join; a restart in place keeps every member', async () => {
+    const c = await ManagedCluster.define(['m1', 'm2', 'm3']);
+    try {
+      await Promise.all(['m1', 'm2', 'm3'].map((n) => c.up(n)));
+      await c.waitVoters(3);
+      await writeKeys(c, '/kept', 100);
+      await waitBackedUp(c);
+      for (const n of ['m1', 'm2', 'm3']) await c.down(n);
+      c.wipe('m2');
+      c.wipe('m3');
+      await othersWait(c, ['m2', 'm3']);
+      const configFile = `${c.member('m1').dir}/etcd-from-sidecar.yaml`;
+      await c.startSidecar('m1', { 'etcd-config-file': configFile });
+      const i1 = await c.initialize('m1');
+      assert.equal(i1.decision, 'use-existing', i1.reason);
+      assert.match(await c.startEtcd('m1'), /force-new-cluster: true/);
+      const [i2, i3] = await Promise.all([c.up('m2'), c.up('m3')]);
+      assert.equal(i2.decision, 'join-as-learner', i2.reason);
+      assert.equal(i3.decision, 'join-as-learner', i3.reason);
+      assert.equal((await c.waitVoters(3, 120_000)).size, 1);
+      assert.deepEqual(await keysUnder(c, '/kept'), expected('/kept', 100));
+      // Once m1's etcd answered, neither GET /config nor the file etcd reads forces a new cluster.
+      await eventually('config without force-new-cluster', async () => (!readFileSync(configFile, 'utf8').includes('force-new-cluster') ? true : undefined), 30_000);
+      assert.doesNotMatch(await (await fetch(`${c.member('m1').apiURL}/config`)).text(), /force-new-cluster/);
+      await c.restartEtcdFrom('m1', configFile);
+      assert.equal((await c.waitVoters(3, 60_000)).size, 1);
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('single member, data dir lost: restored from the backups up to the last delta', async () => {
     const c = await ManagedCluster.define(['m1']);
     try {
@@ -185,11 +226,7 @@ describe('initializer: restores when the data is gone', { timeout: 400_000 }, ()
       for (const n of ['m1', 'm2', 'm3']) await c.down(n);
       for (const n of ['m1', 'm2', 'm3']) c.wipe(n);
       // The others first: they must wait, not bootstrap or restore.
-      await c.startSidecar('m2');
-      await c.startSidecar('m3');
-      void fetch(`${c.member('m2').apiURL}/initialize`, { method: 'POST' });
-      void fetch(`${c.member('m3').apiURL}/initialize`, { method: 'POST' });
-      await eventually('m2 and m3 wait', async () => ((await c.initializeState('m2')).decision === 'wait' && (await c.initializeState('m3')).decision === 'wait' ? true : undefined), 30_000);
+      await othersWait(c, ['m2', 'm3']);
       const [i1, i2, i3] = await Promise.all([c.up('m1'), c.up('m2'), c.up('m3')]);
       assert.equal(i1?.decision, 'restore', i1?.reason);
       assert.equal(i2?.decision, 'join-as-learner', i2?.reason);

@@ -157,6 +157,15 @@ export class ManagedCluster {
     return body;
   }
 
+  /** Restarts etcd in place from a config file (an etcd container restarted without its init container). */
+  async restartEtcdFrom(name: string, file: string): Promise<void> {
+    const m = this.member(name);
+    await m.etcd?.kill();
+    m.etcd = etcdFromConfigFile(name, file, join(m.dir, 'etcd.log'));
+    m.etcd.start();
+    await eventually(`${name} etcd answers`, async () => ((await this.etcdctl(['endpoint', 'status'], [m.clientURL]).catch(() => '')) !== '' ? true : undefined), 30_000, 200);
+  }
+
   async killEtcd(name: string): Promise<void> {
     await this.member(name).etcd?.kill();
   }
