@@ -132,7 +132,10 @@ export class Initializer {
   private async facts(): Promise<GatheredFacts> {
     if (this.abort.signal.aborted) throw new InitializationError('initialization stopped');
     this.update({ rounds: this.current.rounds + 1 });
-    return gatherFacts(this.deps);
+    const gathered = await gatherFacts(this.deps);
+    const started = Date.parse(this.current.startedAt ?? '') || Date.now();
+    gathered.facts.graceOver = Date.now() - started >= this.deps.config.heartbeatTtl;
+    return gathered;
   }
 
   /** Loops until a decision other than `wait` is carried out; returns how etcd must start. */

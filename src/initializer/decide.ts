@@ -71,6 +71,11 @@ export interface InitFacts {
   /** Every heartbeat in the store, this member's own included, live or not (one without a cluster ID: no etcd answered its sidecar yet). */
   heartbeats: MemberRecord[];
   backups: BackupFacts;
+  /**
+   * The initializer has waited long enough (--heartbeat-ttl) to hear from every other member;
+   * absent means yes. Until then the designated restorer does not start its own data blindly.
+   */
+  graceOver?: boolean;
 }
 
 export interface Verdict {
@@ -154,9 +159,20 @@ function decideWithoutCluster(facts: InitFacts): Verdict {
     if (single && chainAhead && backups.chain) {
       return { decision: 'restore', reason: `the data dir stops at revision ${exact}, but the backups reach ${backups.chain.lastRevision}: restore the newer state` };
     }
+    // Every other member lost its data: this copy and the backups are all that is left. The copy
+    // started alone keeps only what it knew committed (etcd drops the rest of its log), so a write
+    // the others acknowledged can be missing from it, while the backups hold what the leader
+    // applied. The backups win whenever they reach past what this db holds.
+    const backupsReachFurther = backups.chain !== undefined && facts.local.revision !== undefined && backups.chain.lastRevision > facts.local.revision && (backups.chain.clusterId === undefined || backups.chain.clusterId === facts.local.clusterId);
     if (!single && self.name === facts.restoreLeader && !peerUp && othersAwaitRestore(facts)) {
-      if (chainAhead && backups.chain) return { decision: 'restore', reason: `every other member lost its data and waits; the backups (revision ${backups.chain.lastRevision}) are newer than this data dir (${exact}): restore them as a one-member cluster the others join` };
+      if (backupsReachFurther && backups.chain) return { decision: 'restore', reason: `every other member lost its data and waits; the backups (revision ${backups.chain.lastRevision}) reach past this data dir (${facts.local.revision}): restore them as a one-member cluster the others join` };
       return { decision: 'use-existing', forceNewCluster: true, reason: 'every other member lost its data and waits; this data dir is the newest copy: start it as a one-member cluster (--force-new-cluster) the others join as learners' };
+    }
+    if (!single && self.name === facts.restoreLeader && !peerUp && facts.graceOver === false) {
+      // Started alone with its data, this member would wait for a quorum that members whose data is
+      // lost can never give; it first hears whether they still have theirs.
+      const unheard = facts.initialCluster.filter((m) => m.name !== self.name && !others.some((h) => h.name === m.name && h.live && (h.etcdUp || h.awaitingRestore))).map((m) => m.name);
+      if (unheard.length > 0) return { decision: 'wait', reason: `no cluster answers; before starting its data this member (the designated restorer) waits to hear whether ${unheard.join(', ')} still ${unheard.length > 1 ? 'have' : 'has'} data, up to --heartbeat-ttl` };
     }
     return { decision: 'use-existing', reason: single ? 'the data dir is valid and no newer backup exists' : 'no cluster answers and the data dir is valid: a restart of the cluster, its members meet again with their data' };
   }

@@ -47,6 +47,7 @@ const world = fc
     heartbeats: fc.tuple(fc.option(record('m1')), fc.option(record('m2')), fc.option(record('m3'))),
     chain: fc.option(fc.record({ clusterId: fc.option(clusterId, { nil: undefined }), lastRevision: index }), { nil: undefined }),
     anySnapshot: fc.boolean(),
+    graceOver: fc.option(fc.boolean(), { nil: undefined }),
   })
   .map((w): InitFacts => {
     const names = NAMES.slice(0, w.size);
@@ -68,6 +69,7 @@ const world = fc
       ...(cluster ? { cluster } : {}),
       heartbeats: w.heartbeats.filter((h): h is MemberRecord => h !== null && names.includes(h.name as (typeof names)[number])),
       backups: { ...(w.chain ? { chain: w.chain } : {}), anySnapshot: w.anySnapshot || w.chain !== undefined },
+      ...(w.graceOver !== undefined ? { graceOver: w.graceOver } : {}),
     };
   });
 
@@ -227,6 +229,16 @@ describe('decide(): the scenarios of the seeds', () => {
       'quorum loss, every data dir lost, both others wait: the designated restorer restores',
       three('m1', { backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true }, heartbeats: [hb('m2', { etcdUp: false, awaitingRestore: true }), hb('m3', { etcdUp: false, awaitingRestore: true })] }),
       'restore',
+    ],
+    [
+      'the designated restorer with its data, no cluster, the others not heard from yet: it waits to hear whether they lost theirs',
+      three('m1', { local: valid(), graceOver: false, heartbeats: [hb('m2', { etcdUp: false }), hb('m3', { etcdUp: false, awaitingRestore: true })] }),
+      'wait',
+    ],
+    [
+      'the same once the grace is over: a plain restart of the cluster',
+      three('m1', { local: valid(), graceOver: true, heartbeats: [hb('m2', { etcdUp: false }), hb('m3', { etcdUp: false, awaitingRestore: true })] }),
+      'use-existing',
     ],
     ['quorum loss: a member that is not the restorer waits', three('m2', { backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true } }), 'wait'],
     ['after the restore: the restored one-member cluster runs, the others join it as learners', three('m2', { cluster: running([started('m1', 'f1')]) }), 'join-as-learner'],
