@@ -8,14 +8,15 @@ import { parse as parseYaml } from 'yaml';
 import type { Config } from '../config/index.js';
 import type { EtcdClient } from '../etcd/client.js';
 import { inspectDataDir } from '../etcd/datadir.js';
-import { memberIdHex } from '../etcd/members.js';
+import { memberIdHex, toMember } from '../etcd/members.js';
+import type { ClusterStatus } from '../etcd/status.js';
 import type { HeartbeatWriter } from '../cluster/heartbeat.js';
 import type { Logger } from '../logger.js';
 import { restore } from '../restore/index.js';
 import type { SnapStore } from '../snapstore/index.js';
-import { decide, findSelf, type Decision, type InitFacts, type Verdict } from './decide.js';
+import { decide, findSelf, localDataProblem, type Decision, type InitFacts, type Verdict } from './decide.js';
 import { joiningCluster, renderEtcdConfig, type EtcdStart, type MemberIdentity } from './etcd-config.js';
-import { gatherFacts, type GatheredFacts } from './facts.js';
+import { clusterMember, clusterNow, gatherFacts, type GatheredFacts } from './facts.js';
 
 export type InitState = 'New' | 'Progress' | 'Successful' | 'Failed';
 
@@ -163,8 +164,7 @@ export class Initializer {
 
   /** A member whose data is unusable tells the designated restorer, through its heartbeat, that it waits. */
   private async announceWaiting(facts: InitFacts): Promise<void> {
-    const unusable = facts.local.state !== 'valid' || decide({ ...facts, cluster: undefined, heartbeats: facts.heartbeats.filter((h) => h.name === facts.self.name) }).decision !== 'use-existing';
-    const awaiting = facts.cluster === undefined && unusable;
+    const awaiting = facts.cluster === undefined && localDataProblem(facts) !== undefined;
     const hb = this.deps.heartbeat;
     if (hb && awaiting !== hb.awaitingRestore) {
       hb.awaitingRestore = awaiting;
@@ -219,9 +219,8 @@ export class Initializer {
   }
 
   /** The client URL of the raft leader: membership changes go there (seed 002: a follower forwarding a promote loses the token). */
-  private leaderURL(gathered: GatheredFacts): string | undefined {
-    const leader = gathered.status.members.find((m) => m.isLeader);
-    return leader?.clientURLs[0];
+  private leaderURL(status: ClusterStatus): string | undefined {
+    return status.members.find((m) => m.isLeader)?.clientURLs[0];
   }
 
   private async withMembershipRetries<T>(what: string, op: () => Promise<T>): Promise<T> {
@@ -241,13 +240,13 @@ export class Initializer {
   }
 
   private async removeMember(id: string, confirmed: GatheredFacts): Promise<void> {
-    let gathered: GatheredFacts | undefined = confirmed;
+    let status: ClusterStatus | undefined = confirmed.status;
     await this.withMembershipRetries(`member remove ${id}`, async () => {
       // The leader of the first attempt may be the member that just went down (its peers have not
       // elected another yet): every retry asks again.
-      gathered ??= await this.facts();
-      const url = this.leaderURL(gathered);
-      gathered = undefined;
+      status ??= (await clusterNow(this.deps)).status;
+      const url = this.leaderURL(status);
+      status = undefined;
       if (!url) throw new Error('no leader known');
       this.update({ progress: `removing member ${id} through the leader at ${url}` });
       try {
@@ -266,18 +265,16 @@ export class Initializer {
     const { config, log } = this.deps;
     const self = { name: config.name, peerURLs: config.initialAdvertisePeerUrls };
     const members = await this.withMembershipRetries('member add --learner', async () => {
-      // Gathered afresh each attempt: the leader may have changed, or an earlier attempt may have added us.
-      const gathered = await this.facts();
-      const cluster = gathered.facts.cluster;
+      // Asked afresh each attempt: the leader may have changed, or an earlier attempt may have added us.
+      const { status, cluster } = await clusterNow(this.deps);
       if (!cluster?.hasQuorum) throw new Error('unhealthy cluster: no quorum to add a member');
-      const listed = findSelf(cluster, self);
-      if (listed) return cluster.members;
-      const url = this.leaderURL(gathered);
+      if (findSelf(cluster, self)) return cluster.members;
+      const url = this.leaderURL(status);
       if (!url) throw new Error('no leader known');
       this.update({ progress: `adding this member as a learner through the leader at ${url}` });
       const res = await this.deps.etcd.member(url).cluster.memberAdd({ peerURLs: self.peerURLs, isLearner: true }, { deadline: Date.now() + this.deps.etcd.memberTimeoutMs });
       log.info({ memberId: memberIdHex(res.member.ID), leader: url }, 'member added as a learner');
-      return res.members.map((m) => ({ id: memberIdHex(m.ID), name: m.name, peerURLs: [...m.peerURLs], learner: m.isLearner, started: m.name !== '' && m.clientURLs.length > 0 }));
+      return res.members.map((m) => clusterMember(toMember(m)));
     });
     return { state: 'existing', initialCluster: joiningCluster(members, self, config.initialCluster) };
   }

@@ -141,12 +141,27 @@ function decideWithCluster(facts: InitFacts, cluster: RunningCluster): Verdict {
   return { decision: 'replace', reason: `${problem}: remove member ${me.id} through the leader, wipe the data dir, rejoin as a learner`, removeMemberId: me.id };
 }
 
+/**
+ * Why the local data cannot be started when no cluster answers (the cluster it belongs to is then
+ * the one its own last heartbeat names), or undefined.
+ */
+export function localDataProblem(facts: InitFacts): string | undefined {
+  const own = facts.heartbeats.find((h) => h.name === facts.self.name);
+  return unusable(facts, own?.clusterId, own?.memberId);
+}
+
+/** The backups of this data's cluster reach past `revision`. */
+function backupsPast(facts: InitFacts, revision: number | undefined): boolean {
+  const chain = facts.backups.chain;
+  if (!chain || revision === undefined) return false;
+  return chain.lastRevision > revision && (chain.clusterId === undefined || chain.clusterId === facts.local.clusterId);
+}
+
 function decideWithoutCluster(facts: InitFacts): Verdict {
   const { self, heartbeats, backups } = facts;
   const single = facts.initialCluster.length <= 1;
-  const own = heartbeats.find((h) => h.name === self.name);
   const others = heartbeats.filter((h) => h.name !== self.name);
-  const problem = unusable(facts, own?.clusterId, own?.memberId);
+  const problem = localDataProblem(facts);
   const peerUp = others.find((h) => h.live && h.etcdUp);
   const hasBackups = backups.chain !== undefined;
   // A heartbeat proves the cluster existed only when it names one: sidecars beat from their first
@@ -155,17 +170,15 @@ function decideWithoutCluster(facts: InitFacts): Verdict {
 
   if (!problem) {
     const exact = exactRevision(facts.local);
-    const chainAhead = backups.chain && exact !== undefined && backups.chain.lastRevision > exact && (backups.chain.clusterId === undefined || backups.chain.clusterId === facts.local.clusterId);
-    if (single && chainAhead && backups.chain) {
+    if (single && backupsPast(facts, exact) && backups.chain) {
       return { decision: 'restore', reason: `the data dir stops at revision ${exact}, but the backups reach ${backups.chain.lastRevision}: restore the newer state` };
     }
     // Every other member lost its data: this copy and the backups are all that is left. The copy
     // started alone keeps only what it knew committed (etcd drops the rest of its log), so a write
     // the others acknowledged can be missing from it, while the backups hold what the leader
     // applied. The backups win whenever they reach past what this db holds.
-    const backupsReachFurther = backups.chain !== undefined && facts.local.revision !== undefined && backups.chain.lastRevision > facts.local.revision && (backups.chain.clusterId === undefined || backups.chain.clusterId === facts.local.clusterId);
     if (!single && self.name === facts.restoreLeader && !peerUp && othersAwaitRestore(facts)) {
-      if (backupsReachFurther && backups.chain) return { decision: 'restore', reason: `every other member lost its data and waits; the backups (revision ${backups.chain.lastRevision}) reach past this data dir (${facts.local.revision}): restore them as a one-member cluster the others join` };
+      if (backupsPast(facts, facts.local.revision) && backups.chain) return { decision: 'restore', reason: `every other member lost its data and waits; the backups (revision ${backups.chain.lastRevision}) reach past this data dir (${facts.local.revision}): restore them as a one-member cluster the others join` };
       return { decision: 'use-existing', forceNewCluster: true, reason: 'every other member lost its data and waits; this data dir is the newest copy: start it as a one-member cluster (--force-new-cluster) the others join as learners' };
     }
     if (!single && self.name === facts.restoreLeader && !peerUp && facts.graceOver === false) {

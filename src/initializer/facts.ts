@@ -11,7 +11,8 @@ import { finishInterruptedSwap } from '../restore/index.js';
 import { restorableChain } from '../snapshot/chain.js';
 import { listSnapshots } from '../snapshot/snapshotter.js';
 import type { SnapStore } from '../snapstore/index.js';
-import type { BackupFacts, InitFacts, LocalData, MemberRecord, RunningCluster } from './decide.js';
+import type { Member } from '../etcd/members.js';
+import type { BackupFacts, ClusterMember, InitFacts, LocalData, MemberRecord, RunningCluster } from './decide.js';
 
 export interface FactSources {
   config: Config;
@@ -28,14 +29,22 @@ export interface GatheredFacts {
   heartbeats: Heartbeat[];
 }
 
+export const clusterMember = (m: Member): ClusterMember => ({ id: m.id, name: m.name, peerURLs: m.peerURLs, learner: m.isLearner, started: m.started });
+
 /** A cluster answers when any configured endpoint (other than ours, which is not running) reports a cluster ID. */
 export function runningCluster(status: ClusterStatus): RunningCluster | undefined {
   if (!status.clusterId) return undefined;
   return {
     clusterId: status.clusterId,
     hasQuorum: status.hasQuorum && status.leader !== undefined,
-    members: status.members.filter((m) => m.id !== '').map((m) => ({ id: m.id, name: m.name, peerURLs: m.peerURLs, learner: m.isLearner, started: m.started })),
+    members: status.members.filter((m) => m.id !== '').map(clusterMember),
   };
+}
+
+/** The running cluster alone (one bounded fan-out), for steps that need nothing else afresh. */
+export async function clusterNow(src: Pick<FactSources, 'etcd' | 'config'>): Promise<{ status: ClusterStatus; cluster: RunningCluster | undefined }> {
+  const status = await clusterStatus(src.etcd, src.etcd.memberTimeoutMs, src.config.endpoints);
+  return { status, cluster: runningCluster(status) };
 }
 
 export function memberRecord(hb: Heartbeat, now: Date, ttlMs: number): MemberRecord {
@@ -72,13 +81,7 @@ async function localData(dataDir: string, log: Logger): Promise<LocalData> {
 export async function gatherFacts(src: FactSources): Promise<GatheredFacts> {
   const { config, etcd, store, log } = src;
   const now = src.now?.() ?? new Date();
-  const [local, status, heartbeats, backups] = await Promise.all([
-    localData(config.dataDir, log),
-    clusterStatus(etcd, etcd.memberTimeoutMs, config.endpoints),
-    readHeartbeats(store, log),
-    backupFacts(store),
-  ]);
-  const cluster = runningCluster(status);
+  const [local, { status, cluster }, heartbeats, backups] = await Promise.all([localData(config.dataDir, log), clusterNow({ etcd, config }), readHeartbeats(store, log), backupFacts(store)]);
   const facts: InitFacts = {
     self: { name: config.name, peerURLs: config.initialAdvertisePeerUrls },
     initialCluster: config.initialCluster,

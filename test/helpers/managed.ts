@@ -142,10 +142,7 @@ export class ManagedCluster {
     writeFileSync(file, yaml);
     m.etcd = etcdFromConfigFile(name, file, join(m.dir, 'etcd.log'));
     m.etcd.start();
-    // Answering status is all a member can promise alone: a learner or a member without quorum does too.
-    await eventually(`${name} etcd answers`, async () => ((await this.etcdctl(['endpoint', 'status'], [m.clientURL]).catch(() => '')) !== '' ? true : undefined), 30_000, 200).catch((err: Error) => {
-      throw new Error(`${err.message}\n${yaml}\n${this.logs(name)}`);
-    });
+    await this.waitAnswers(name, yaml);
     return yaml;
   }
 
@@ -163,7 +160,15 @@ export class ManagedCluster {
     await m.etcd?.kill();
     m.etcd = etcdFromConfigFile(name, file, join(m.dir, 'etcd.log'));
     m.etcd.start();
-    await eventually(`${name} etcd answers`, async () => ((await this.etcdctl(['endpoint', 'status'], [m.clientURL]).catch(() => '')) !== '' ? true : undefined), 30_000, 200);
+    await this.waitAnswers(name, readFileSync(file, 'utf8'));
+  }
+
+  /** Answering status is all a member can promise alone: a learner or a member without quorum does too. */
+  private async waitAnswers(name: string, config: string): Promise<void> {
+    const m = this.member(name);
+    await eventually(`${name} etcd answers`, async () => ((await this.etcdctl(['endpoint', 'status'], [m.clientURL]).catch(() => '')) !== '' ? true : undefined), 30_000, 200).catch((err: Error) => {
+      throw new Error(`${err.message}\n${config}\n${this.logs(name)}`);
+    });
   }
 
   async killEtcd(name: string): Promise<void> {
