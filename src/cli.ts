@@ -8,7 +8,7 @@ import { startSidecar } from './sidecar.js';
 import { restorableChain } from './snapshot/chain.js';
 import { listSnapshots } from './snapshot/snapshotter.js';
 import { openStore } from './snapstore/index.js';
-import { RestoreError, restore, type RestoreProgress } from './restore/index.js';
+import { RestoreError, restore, restoreOptionsFromConfig, type RestoreProgress } from './restore/index.js';
 import { restoreDrill } from './restore/drill.js';
 import { writeFileSync } from 'node:fs';
 import { createEtcdClient, etcdAccessFromConfig } from './etcd/client.js';
@@ -198,16 +198,10 @@ export function program(): Command {
           store,
           dataDir: config.dataDir,
           replaceExisting: opts.replaceExisting ?? false,
-          name: config.name,
-          initialCluster: config.initialCluster.map((e) => `${e.name}=${e.peerURL}`).join(','),
-          initialClusterToken: config.initialClusterToken,
-          initialAdvertisePeerUrls: config.initialAdvertisePeerUrls,
+          ...restoreOptionsFromConfig(config, config.initialCluster),
           ...(toRevision !== undefined ? { toRevision } : {}),
           ...(toTime !== undefined ? { toTime } : {}),
-          ...(config.restoreScratchDir ? { scratchDir: config.restoreScratchDir } : {}),
           ...(opts.expectClusterId ? { expectClusterId: opts.expectClusterId } : {}),
-          prefetch: config.restorePrefetch,
-          replayLeaseTtlSeconds: Math.max(1, Math.round(config.restoreLeaseTtl / 1000)),
           log,
           onProgress: bar.update,
           signal: abort.signal,

@@ -50,7 +50,11 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     etcd,
     { periodMs: config.healthCheckPeriod, timeoutMs: etcd.memberTimeoutMs, endpoints: config.endpoints },
     log.child({ part: 'monitor' }),
-    (status) => metrics.recordClusterStatus(status),
+    (status) => {
+      metrics.recordClusterStatus(status);
+      // A member started with --force-new-cluster must not get it again at its next restart.
+      if (initializer.forcingNewCluster && status.members.some((m) => m.clientURLs.includes(memberURL) && m.status?.reachable)) initializer.etcdAnswered();
+    },
   );
   const mode = config.snapshotLeader as SnapshotLeaderMode;
   const memberURL = config.advertiseClientUrls[0] as string;
@@ -135,14 +139,6 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   }
   monitor.start();
   storeProbe.start();
-  // A member started with --force-new-cluster must not get it again at its next restart.
-  const forcedCheck = setInterval(() => {
-    if (!initializer.forcingNewCluster) return;
-    void probeEndpoint(etcd, memberURL, etcd.memberTimeoutMs).then((s) => {
-      if (s.reachable) initializer.etcdAnswered();
-    });
-  }, 1_000);
-  forcedCheck.unref();
   cluster.start(config.advertiseApiUrl || defaultApiURL(config.listen.host, new URL(url).port ? Number(new URL(url).port) : config.listen.port, config.advertiseClientUrls));
   log.info({ url, endpoints: etcd.endpoints() }, 'serving');
   return {
@@ -157,7 +153,6 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     url,
     initializer,
     async close() {
-      clearInterval(forcedCheck);
       initializer.stop();
       await cluster.stop();
       monitor.stop();

@@ -168,6 +168,7 @@ export interface HeartbeatWriterOptions {
 export class HeartbeatWriter {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
   /** Undefined until the previous heartbeat of this member was read back from the store. */
   private carried: MemberProgress | undefined;
   lastWritten: Heartbeat | undefined;
@@ -190,9 +191,22 @@ export class HeartbeatWriter {
     this.timer.unref();
   }
 
-  /** Writes one heartbeat now (joining one in flight); rejects when the store refused it. */
+  /**
+   * Writes a heartbeat with the facts as they are now; rejects when the store refused it. A write in
+   * flight was built from older facts (the role or awaitingRestore a caller just changed), so one
+   * more write is queued after it, shared by every caller meanwhile; writes never overlap.
+   */
   writeNow(): Promise<void> {
-    this.writing ??= this.write().finally(() => {
+    if (!this.writing) return this.startWrite();
+    this.queued ??= this.writing.catch(() => {}).then(() => {
+      this.queued = undefined;
+      return this.startWrite();
+    });
+    return this.queued;
+  }
+
+  private startWrite(): Promise<void> {
+    this.writing = this.write().finally(() => {
       this.writing = undefined;
     });
     return this.writing;
@@ -220,7 +234,11 @@ export class HeartbeatWriter {
   private async write(): Promise<void> {
     const facts = await this.facts();
     try {
-      this.carried ??= await this.previous(facts.name);
+      if (this.carried === undefined) {
+        const previous = await this.previous(facts.name);
+        // remember() may have run during the read: what it set is newer than the store's record.
+        this.carried ??= previous;
+      }
     } catch (err) {
       this.lastError = (err as Error).message;
       this.opts.log.warn({ err: this.lastError }, 'heartbeat not written');

@@ -62,7 +62,8 @@ export function loadSecrets(config: Config, env: Record<string, string | undefin
   if (apiToken) values.push(apiToken);
   if (config.etcdPassword !== '') values.push(config.etcdPassword);
   const etcdPassword = optionalRead(config.etcdPasswordFile);
-  if (etcdPassword) values.push(etcdPassword.replace(/\r?\n$/, ''));
+  // Trimmed exactly as etcdAccessFromConfig reads it: the value the client sends is the one to hide.
+  if (etcdPassword) values.push(etcdPassword.trim());
   const awsFile = optionalRead(config.s3CredentialsFile);
   if (awsFile) values.push(...awsSecrets(awsFile));
   const sseKey = optionalRead(config.s3SseCKeyFile);
@@ -93,7 +94,14 @@ function escapeRegExp(s: string): string {
  * newlines become `\n`), since logs and API bodies are JSON. Pure: the same input gives the same text.
  */
 export function redactText(text: string, secrets: readonly string[]): string {
-  let out = text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s/:@"']+):([^\s/@"']+)@/gi, `$1:${REDACTED}@`);
+  return redactor(secrets)(text);
+}
+
+/**
+ * A scrubber bound to one set of secrets, for the logger and the HTTP server: the pattern is built
+ * once, since it runs on every log line and every response.
+ */
+export function redactor(secrets: readonly string[]): (text: string) => string {
   const forms = new Set<string>();
   for (const s of secrets) {
     if (s.length < MIN_SECRET_LENGTH) continue;
@@ -102,12 +110,9 @@ export function redactText(text: string, secrets: readonly string[]): string {
   }
   // Longest first, so a secret containing another is replaced whole.
   const sorted = [...forms].sort((a, b) => b.length - a.length);
-  if (sorted.length === 0) return out;
-  out = out.replace(new RegExp(sorted.map(escapeRegExp).join('|'), 'g'), REDACTED);
-  return out;
-}
-
-/** A scrubber bound to one set of secrets, for the logger and the HTTP server. */
-export function redactor(secrets: readonly string[]): (text: string) => string {
-  return (text) => redactText(text, secrets);
+  const secret = sorted.length > 0 ? new RegExp(sorted.map(escapeRegExp).join('|'), 'g') : undefined;
+  return (text) => {
+    const out = text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s/:@"']+):([^\s/@"']+)@/gi, `$1:${REDACTED}@`);
+    return secret ? out.replace(secret, REDACTED) : out;
+  };
 }

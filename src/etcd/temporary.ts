@@ -11,6 +11,8 @@ import { Etcd3, type IRequestOp } from 'etcd3';
 import type { Logger } from '../logger.js';
 import { EtcdProcess } from './process.js';
 
+const CALL_TIMEOUT_MS = 120_000;
+
 /** Far above anything one revision can hold; etcd accepts it (and warns above 10MiB). */
 export const REPLAY_MAX_REQUEST_BYTES = 1 << 30;
 export const REPLAY_MAX_TXN_OPS = 10_000_000;
@@ -90,6 +92,9 @@ export class TemporaryEtcd {
       grpcOptions: { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 },
       // A retried transaction could apply twice; every failure must surface instead.
       faultHandling: { host: () => noop, global: noop },
+      // Every call bounded, so a wedged temporary etcd fails the restore instead of hanging it; one
+      // revision can be one huge transaction, hence the generous bound.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
     });
     proc.start();
     const t = new TemporaryEtcd(proc, client, clientURL);
@@ -100,7 +105,7 @@ export class TemporaryEtcd {
         throw new TemporaryEtcdError(`the temporary etcd exited at start (code ${await proc.exited()}); see ${opts.logFile}`);
       }
       try {
-        const s = await client.maintenance.status();
+        const s = await client.maintenance.status({ deadline: Date.now() + 1_000 });
         if (s.leader !== '0') break;
       } catch {
         // not up yet

@@ -12,7 +12,7 @@ import { memberIdHex, toMember } from '../etcd/members.js';
 import type { ClusterStatus } from '../etcd/status.js';
 import type { HeartbeatWriter } from '../cluster/heartbeat.js';
 import type { Logger } from '../logger.js';
-import { restore } from '../restore/index.js';
+import { restore, restoreOptionsFromConfig } from '../restore/index.js';
 import type { SnapStore } from '../snapstore/index.js';
 import { decide, findSelf, localDataProblem, type Decision, type InitFacts, type Verdict } from './decide.js';
 import { joiningCluster, renderEtcdConfig, type EtcdStart, type MemberIdentity } from './etcd-config.js';
@@ -289,11 +289,7 @@ export class Initializer {
       store,
       dataDir: config.dataDir,
       replaceExisting: true,
-      name: config.name,
-      initialCluster: initialCluster.map((m) => `${m.name}=${m.peerURL}`).join(','),
-      initialClusterToken: config.initialClusterToken,
-      initialAdvertisePeerUrls: config.initialAdvertisePeerUrls,
-      ...(config.restoreScratchDir ? { scratchDir: config.restoreScratchDir } : {}),
+      ...restoreOptionsFromConfig(config, initialCluster),
       log: log.child({ part: 'restore' }),
       signal: this.abort.signal,
       onProgress: (p) => this.update({ progress: `restoring: ${p.phase}, revision ${p.revision} of ${p.targetRevision} (${p.deltasApplied}/${p.deltasTotal} deltas)` }),

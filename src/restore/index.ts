@@ -6,9 +6,10 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { IRequestOp } from 'etcd3';
-import { readBoltFacts } from '../etcd/bolt.js';
+import { inspectBoltFile } from '../etcd/bolt.js';
 import { EtcdctlError, etcdctlSnapshotRestore } from '../etcd/etcdctl.js';
 import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, TemporaryEtcdError, type LeaseKeeper } from '../etcd/temporary.js';
+import type { Config } from '../config/index.js';
 import type { Logger } from '../logger.js';
 import type { SnapshotRef } from '../snapshot/names.js';
 import { listSnapshots } from '../snapshot/snapshotter.js';
@@ -46,6 +47,19 @@ export interface RestoreOptions {
   prefetch?: number;
   /** TTL given to leases that keys in the deltas use but the full snapshot lacks (default 1h). */
   replayLeaseTtlSeconds?: number;
+}
+
+/** The options every restore takes from the configuration (the CLI's and the initializer's alike). */
+export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'replayLeaseTtlSeconds'> {
+  return {
+    name: config.name,
+    initialCluster: initialCluster.map((e) => `${e.name}=${e.peerURL}`).join(','),
+    initialClusterToken: config.initialClusterToken,
+    initialAdvertisePeerUrls: config.initialAdvertisePeerUrls,
+    ...(config.restoreScratchDir ? { scratchDir: config.restoreScratchDir } : {}),
+    prefetch: config.restorePrefetch,
+    replayLeaseTtlSeconds: Math.max(1, Math.round(config.restoreLeaseTtl / 1000)),
+  };
 }
 
 export type RestorePhase = 'planning' | 'fetching-full' | 'restoring-full' | 'replaying' | 'finalizing' | 'done';
@@ -178,7 +192,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       await temp.stop();
       temp = undefined;
       const db = join(tempData, 'member', 'snap', 'db');
-      const facts = await readBoltFacts(db);
+      const facts = await inspectBoltFile(db);
       if (facts.revision !== revision) {
         throw new RestoreError('revision_mismatch', `the temporary etcd's db holds revision ${facts.revision} after it stopped, not the ${revision} replayed`);
       }

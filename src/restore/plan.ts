@@ -2,7 +2,7 @@
  * The pure part of a restore: which objects to read, up to where, and what a replayed revision must
  * look like. No I/O here, so every refusal is decided (and tested) on plain data.
  */
-import { restorableChain, type Chain, type ChainLink } from '../snapshot/chain.js';
+import { latestFull, restorableChain, type Chain, type ChainLink } from '../snapshot/chain.js';
 import type { DeltaEvent } from '../snapshot/delta.js';
 import type { SnapshotRef } from '../snapshot/names.js';
 
@@ -75,7 +75,7 @@ export function planRestore(listing: readonly SnapshotRef[], target: RestoreTarg
     const what = toRevision !== undefined ? `revision ${toRevision}` : `time ${toTime?.toISOString()}`;
     throw new RestoreError('target_not_covered', `no full snapshot at or before ${what}; the oldest is ${oldest.name} (revision ${oldest.lastRevision})`);
   }
-  const full = eligible.reduce((a, b) => (b.lastRevision > a.lastRevision || (b.lastRevision === a.lastRevision && b.createdAt > a.createdAt) ? b : a));
+  const full = latestFull(eligible) as SnapshotRef;
   const chain = restorableChain(listing, full);
 
   if (toRevision !== undefined) {

@@ -130,13 +130,13 @@ export class Snapshotter {
     if (this.deltaContext) this.deltaContext.clusterId = this.clusterId;
     const etcdRevision = Number(status.header.revision);
     const chain = restorableChain(await listSnapshots(this.deps.store));
-    // Stopped while asking (the backup role was lost): nothing may be scheduled on a stopped snapshotter.
-    if (this.stopped) return;
     if (chain.full && chain.lastRevision > etcdRevision) {
       this.problem = `the store's chain reaches revision ${chain.lastRevision} but etcd is at ${etcdRevision}: these backups belong to another history of this cluster (restored to an older point, or another cluster). Back up to a new prefix, or restore from them.`;
       throw new ForeignChainError(this.problem);
     }
     const reason = this.fullNeededAtStart(chain) ?? (await this.otherClusterChain(chain));
+    // Stopped while asking (the backup role was lost): nothing may be scheduled on a stopped snapshotter.
+    if (this.stopped) return;
     this.task ??= cron.schedule(this.settings.fullSchedule, () => void this.takeFull('schedule').catch(() => {}), { name: `full-snapshot-${this.deps.memberName}` });
     if (this.settings.gcPeriodMs > 0 && !this.gcTimer) {
       this.gcTimer = setInterval(() => void this.collectGarbage().catch((err: Error) => this.deps.log.error({ err: err.message }, 'retention failed')), this.settings.gcPeriodMs);

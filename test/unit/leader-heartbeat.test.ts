@@ -60,4 +60,47 @@ describe('heartbeats', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('carry the last identity and raft index across a sidecar restart with etcd down (seed 004 record), drop them for another member ID, and take what remember() sets', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ebs-hb-'));
+    const store = new LocalStore(dir);
+    const { log } = capturingLogger();
+    const own = async (): Promise<Heartbeat | undefined> => (await readHeartbeats(store, log)).find((h) => h.name === 'm1');
+    try {
+      await new HeartbeatWriter(store, () => ({ name: 'm1', role: 'leader', apiURL: 'u', etcdUp: true, memberId: 'a1', clusterId: 'c1', raftIndex: 50, revision: 42 }), { periodMs: 1_000, log }).writeNow();
+      // A new sidecar process whose etcd does not answer: the record survives.
+      const down = new HeartbeatWriter(store, () => ({ name: 'm1', role: 'unknown', apiURL: 'u', etcdUp: false }), { periodMs: 1_000, log });
+      await down.writeNow();
+      assert.deepEqual({ ...(await own()), time: '' }, { name: 'm1', role: 'unknown', apiURL: 'u', etcdUp: false, memberId: 'a1', clusterId: 'c1', raftIndex: 50, revision: 42, time: '' });
+      // After a restore: the new raft log's index, not the old one.
+      down.remember({ memberId: 'a1', clusterId: 'c1', raftIndex: 3, revision: 42 });
+      down.awaitingRestore = true;
+      await down.writeNow();
+      assert.equal((await own())?.raftIndex, 3);
+      assert.equal((await own())?.awaitingRestore, true);
+      // The member was replaced: another ID, nothing of the old one's progress.
+      await new HeartbeatWriter(store, () => ({ name: 'm1', role: 'follower', apiURL: 'u', etcdUp: true, memberId: 'b2', clusterId: 'c1' }), { periodMs: 1_000, log }).writeNow();
+      assert.equal((await own())?.raftIndex, undefined);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a write asked for while one is in flight is made after it, with the facts of the moment', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ebs-hb-'));
+    const store = new LocalStore(dir);
+    const { log } = capturingLogger();
+    let role: Heartbeat['role'] = 'follower';
+    try {
+      const writer = new HeartbeatWriter(store, () => ({ name: 'm2', role, apiURL: 'u', etcdUp: true }), { periodMs: 1_000, log });
+      const first = writer.writeNow();
+      role = 'leader';
+      await Promise.all([first, writer.writeNow(), writer.writeNow()]);
+      assert.equal((await readHeartbeats(store, log)).find((h) => h.name === 'm2')?.role, 'leader');
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
