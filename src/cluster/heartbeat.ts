@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Logger } from '../logger.js';
 import { listAll, StoreError, type SnapStore } from '../snapstore/types.js';
+import { HeartbeatAges, type SeenHeartbeat } from './heartbeat-ages.js';
 
 /**
  * What a sidecar last said about itself and its member. Kept in the store, outside the anchor's
@@ -19,15 +20,46 @@ export interface Heartbeat {
   raftIndex?: number;
   /** This sidecar's API base URL. */
   apiURL: string;
-  /** RFC 3339, the writer's clock. */
+  /** RFC 3339, the writer's clock: shown to operators, never used to judge freshness (see heartbeat-ages.ts). */
   time: string;
   /** Did the own member answer when written. */
   etcdUp: boolean;
+  /** Its etcd confirmed a leader at the last check: it is part of a cluster with quorum. */
+  inQuorum?: boolean;
+  /** False when this sidecar never takes snapshots (--snapshot-leader=never): others stand in for its member. */
+  backsUp?: boolean;
   /**
-   * The initializer waits for the designated restorer because this member's data is unusable: the
-   * restorer restores a multi-member cluster only when every other member says so.
+   * Set while this member's initializer waits because no cluster with quorum answers: what its data
+   * holds, so that every member can choose the same copy to recover from (src/initializer/decide.ts).
    */
-  awaitingRestore?: boolean;
+  waiting?: WaitingReport;
+}
+
+/** What a waiting member holds; the recovery starts from the newest copy or the backups. */
+export interface WaitingReport {
+  /** Its data dir is missing, empty, corrupt, foreign or went back in time. */
+  dataLost: boolean;
+  clusterId?: string;
+  memberId?: string;
+  raftIndex?: number;
+  /** The highest revision its data can hold (the db's revision plus its WAL entries not yet applied). */
+  revisionBound?: number;
+}
+
+function parseWaiting(v: unknown): WaitingReport | string {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'waiting: not an object';
+  const o = v as Record<string, unknown>;
+  if (typeof o.dataLost !== 'boolean') return 'waiting.dataLost: not a boolean';
+  const w: WaitingReport = { dataLost: o.dataLost };
+  for (const k of ['clusterId', 'memberId'] as const) {
+    if (!optional(o[k], 'string')) return `waiting.${k}: not a string`;
+    if (o[k] !== undefined) w[k] = o[k] as string;
+  }
+  for (const k of ['raftIndex', 'revisionBound'] as const) {
+    if (!optional(o[k], 'number')) return `waiting.${k}: not a number`;
+    if (o[k] !== undefined) w[k] = o[k] as number;
+  }
+  return w;
 }
 
 export const HEARTBEAT_DIR = 'members';
@@ -56,15 +88,18 @@ export function parseHeartbeat(text: string): Heartbeat | string {
   if (typeof o.etcdUp !== 'boolean') return 'etcdUp: missing';
   for (const k of ['memberId', 'clusterId'] as const) if (!optional(o[k], 'string')) return `${k}: not a string`;
   for (const k of ['revision', 'raftIndex'] as const) if (!optional(o[k], 'number')) return `${k}: not a number`;
-  if (!optional(o.learner, 'boolean')) return 'learner: not a boolean';
-  if (!optional(o.awaitingRestore, 'boolean')) return 'awaitingRestore: not a boolean';
+  for (const k of ['learner', 'inQuorum', 'backsUp'] as const) if (!optional(o[k], 'boolean')) return `${k}: not a boolean`;
+  const waiting = o.waiting === undefined ? undefined : parseWaiting(o.waiting);
+  if (typeof waiting === 'string') return waiting;
   const hb: Heartbeat = { name: o.name, role: o.role as Heartbeat['role'], apiURL: o.apiURL, time: o.time, etcdUp: o.etcdUp };
   if (o.memberId !== undefined) hb.memberId = o.memberId as string;
   if (o.clusterId !== undefined) hb.clusterId = o.clusterId as string;
   if (o.learner !== undefined) hb.learner = o.learner as boolean;
   if (o.revision !== undefined) hb.revision = o.revision as number;
   if (o.raftIndex !== undefined) hb.raftIndex = o.raftIndex as number;
-  if (o.awaitingRestore === true) hb.awaitingRestore = true;
+  if (o.inQuorum !== undefined) hb.inQuorum = o.inQuorum as boolean;
+  if (o.backsUp !== undefined) hb.backsUp = o.backsUp as boolean;
+  if (waiting) hb.waiting = waiting;
   return hb;
 }
 
@@ -129,11 +164,6 @@ export async function readHeartbeats(store: SnapStore, log?: Logger): Promise<He
   return out;
 }
 
-/** How old a heartbeat is by the reader's clock (negative when the writer's clock runs ahead). */
-export function heartbeatAgeMs(hb: Heartbeat, now: Date): number {
-  return now.getTime() - Date.parse(hb.time);
-}
-
 /**
  * The API URL other sidecars reach this one at when --advertise-api-url is not set: the listen
  * address, except that a wildcard bind is replaced by the host etcd advertises to clients (the
@@ -173,8 +203,8 @@ export class HeartbeatWriter {
   private carried: MemberProgress | undefined;
   lastWritten: Heartbeat | undefined;
   lastError: string | undefined;
-  /** Set by the initializer while it waits for the designated restorer. */
-  awaitingRestore = false;
+  /** Set by the initializer while it waits for a cluster with quorum; cleared when it acts. */
+  waiting: WaitingReport | undefined;
 
   constructor(
     private readonly store: SnapStore,
@@ -193,7 +223,7 @@ export class HeartbeatWriter {
 
   /**
    * Writes a heartbeat with the facts as they are now; rejects when the store refused it. A write in
-   * flight was built from older facts (the role or awaitingRestore a caller just changed), so one
+   * flight was built from older facts (the role or waiting report a caller just changed), so one
    * more write is queued after it, shared by every caller meanwhile; writes never overlap.
    */
   writeNow(): Promise<void> {
@@ -226,7 +256,13 @@ export class HeartbeatWriter {
       return typeof parsed === 'string' ? {} : progressOf(parsed);
     } catch (err) {
       if (err instanceof StoreError && err.code === 'not_found') return {};
-      // Writing now would erase a record that could not be read: skip this beat instead.
+      if (err instanceof StoreError && err.code === 'checksum_mismatch') {
+        // Torn for good (a writer killed mid-put): no later read will return the record, and
+        // skipping every beat would make this member look dead to the others forever.
+        this.opts.log.warn({ err: err.message }, 'previous heartbeat is corrupt; writing a new one without its recorded progress');
+        return {};
+      }
+      // Writing now would erase a record that could not be read (the store failed): skip this beat.
       throw new Error(`previous heartbeat unreadable: ${(err as Error).message}`);
     }
   }
@@ -245,7 +281,7 @@ export class HeartbeatWriter {
       throw err;
     }
     const hb: Heartbeat = { ...withCarriedProgress(facts, this.carried), time: (this.opts.now?.() ?? new Date()).toISOString() };
-    if (this.awaitingRestore) hb.awaitingRestore = true;
+    if (this.waiting) hb.waiting = this.waiting;
     this.carried = progressOf(hb);
     const signal = AbortSignal.timeout(Math.max(this.opts.periodMs, 1_000));
     try {
@@ -281,17 +317,19 @@ export class HeartbeatDirectory {
 
   constructor(
     private readonly store: SnapStore,
-    private readonly opts: { periodMs: number; log: Logger; onRead?: (heartbeats: readonly Heartbeat[]) => void },
+    private readonly opts: { periodMs: number; log: Logger; ages: HeartbeatAges; onRead?: (heartbeats: readonly SeenHeartbeat[]) => void },
   ) {}
 
-  latest(): Heartbeat[] {
-    return this.known;
+  /** The heartbeats of the last read, aged by this reader's clock as of now. */
+  latest(): SeenHeartbeat[] {
+    return this.known.map((h) => ({ ...h, ageMs: this.opts.ages.ageMs(h.name) ?? 0 }));
   }
 
   refresh(): Promise<void> {
     this.reading ??= readHeartbeats(this.store, this.opts.log)
-      .then((hbs) => {
-        this.known = hbs;
+      .then((read) => {
+        const hbs = this.opts.ages.observe(read);
+        this.known = read;
         this.readAt = new Date();
         this.lastError = undefined;
         this.opts.onRead?.(hbs);
@@ -321,7 +359,7 @@ export class HeartbeatDirectory {
  * The backup leader's sidecar by the heartbeats: a fresh heartbeat announcing role leader, the one
  * of the current etcd leader first (during a handoff two may briefly claim it).
  */
-export function leaderHeartbeat(hbs: readonly Heartbeat[], now: Date, ttlMs: number, etcdLeaderId?: string, self?: string): Heartbeat | undefined {
-  const fresh = hbs.filter((h) => h.role === 'leader' && h.name !== self && heartbeatAgeMs(h, now) <= ttlMs);
-  return fresh.find((h) => etcdLeaderId !== undefined && h.memberId === etcdLeaderId) ?? fresh.sort((a, b) => Date.parse(b.time) - Date.parse(a.time))[0];
+export function leaderHeartbeat(hbs: readonly SeenHeartbeat[], ttlMs: number, etcdLeaderId?: string, self?: string): SeenHeartbeat | undefined {
+  const fresh = hbs.filter((h) => h.role === 'leader' && h.name !== self && h.ageMs <= ttlMs);
+  return fresh.find((h) => etcdLeaderId !== undefined && h.memberId === etcdLeaderId) ?? fresh.sort((a, b) => a.ageMs - b.ageMs)[0];
 }

@@ -2,8 +2,9 @@ import type { Config } from '../config/index.js';
 import type { EtcdClient } from '../etcd/client.js';
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
-import { heartbeatAgeMs, HeartbeatDirectory, HeartbeatWriter, leaderHeartbeat, type Heartbeat, type HeartbeatFacts } from './heartbeat.js';
-import { checkOwnMember, promoteLearner, readMemberFacts, RoleLoop, type Duty, type DutyRunner, type MemberFacts } from './leader.js';
+import { HeartbeatDirectory, HeartbeatWriter, leaderHeartbeat, type Heartbeat, type HeartbeatFacts } from './heartbeat.js';
+import { checkOwnMember, promoteLearner, RoleLoop, type Duty, type DutyRunner, type MemberFacts } from './leader.js';
+import { HeartbeatAges, type SeenHeartbeat } from './heartbeat-ages.js';
 import { effectiveRole, shouldStandIn, type Role } from './role.js';
 
 export type SnapshotLeaderMode = 'elect' | 'always' | 'never';
@@ -11,7 +12,7 @@ export type SnapshotLeaderMode = 'elect' | 'always' | 'never';
 /** What the metrics learn from the election (kept as an interface: cluster/ does not import server/). */
 export interface LeadershipObserver {
   roleChanged(role: Role, previous: Role): void;
-  heartbeatsRead(heartbeats: readonly Heartbeat[], now: Date): void;
+  heartbeatsRead(heartbeats: readonly SeenHeartbeat[]): void;
 }
 
 /** What `GET /status` shows of the election. */
@@ -47,6 +48,8 @@ export interface LeadershipDeps {
   metrics: LeadershipObserver;
   duties: Pick<DutyRunner<Duty>, 'lead' | 'stepDown'>;
   log: Logger;
+  /** Shared with the initializer, so both judge heartbeats by the same observations. */
+  ages: HeartbeatAges;
 }
 
 /**
@@ -59,18 +62,15 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
   const member = deps.etcd.member(config.advertiseClientUrls[0] as string);
   let apiURL = '';
   let promoting = false;
-  const startedAt = Date.now();
+  const startedAt = performance.now();
 
-  const directory = new HeartbeatDirectory(deps.store, { periodMs: config.heartbeatPeriod, log, onRead: (hbs) => deps.metrics.heartbeatsRead(hbs, new Date()) });
-  const facts = async (): Promise<HeartbeatFacts> => {
-    let f: MemberFacts | undefined = roles.facts;
-    let up = roles.etcdUp;
-    if (mode === 'always') {
-      // No role loop runs (see start): ask the member once per heartbeat instead.
-      f = await readMemberFacts(member, config.leaderCheckPeriod).catch(() => undefined);
-      up = f !== undefined;
-    }
-    const hb: HeartbeatFacts = { name: config.name, role: effectiveRole(mode, roles.role), apiURL, etcdUp: up };
+  const directory = new HeartbeatDirectory(deps.store, { periodMs: config.heartbeatPeriod, log, ages: deps.ages, onRead: (hbs) => deps.metrics.heartbeatsRead(hbs) });
+  const facts = (): HeartbeatFacts => {
+    const f: MemberFacts | undefined = roles.facts;
+    const up = roles.etcdUp;
+    const hb: HeartbeatFacts = { name: config.name, role: effectiveRole(mode, roles.role), apiURL, etcdUp: up, backsUp: mode !== 'never' };
+    // The elected role, not the announced one: an `always` sidecar leads whatever its etcd says.
+    if (up) hb.inQuorum = roles.role !== 'unknown';
     if (f) {
       hb.memberId = f.memberId;
       hb.clusterId = f.clusterId;
@@ -104,13 +104,12 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
     () =>
       checkOwnMember(member, config.leaderCheckPeriod, (f) => {
         if (mode !== 'elect') return false;
-        const now = new Date();
         return shouldStandIn({
           self: config.name,
           leaderId: f.leaderId,
-          beats: directory.latest().map((h) => ({ name: h.name, ...(h.memberId ? { memberId: h.memberId } : {}), ...(h.learner ? { learner: true } : {}), etcdUp: h.etcdUp, ageMs: heartbeatAgeMs(h, now) })),
+          beats: directory.latest().map((h) => ({ name: h.name, ...(h.memberId ? { memberId: h.memberId } : {}), ...(h.learner ? { learner: true } : {}), ...(h.backsUp === false ? { backsUp: false } : {}), etcdUp: h.etcdUp, ageMs: h.ageMs })),
           ttlMs: config.heartbeatTtl,
-          runningMs: now.getTime() - startedAt,
+          runningMs: performance.now() - startedAt,
           directoryRead: directory.readAt !== undefined,
         });
       }),
@@ -131,7 +130,7 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
 
   const forwardTo = (): { url: string; name: string } | undefined => {
     if (effectiveRole(mode, roles.role) === 'leader') return undefined;
-    const hb = leaderHeartbeat(directory.latest(), new Date(), config.heartbeatTtl, roles.current.leaderId, config.name);
+    const hb = leaderHeartbeat(directory.latest(), config.heartbeatTtl, roles.current.leaderId, config.name);
     return hb ? { url: hb.apiURL, name: hb.name } : undefined;
   };
 
@@ -149,8 +148,9 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
         deps.metrics.roleChanged('leader', 'unknown');
         deps.duties.lead();
       }
-      // --snapshot-leader=always turns the election off: its checks would decide nothing.
-      if (mode !== 'always') roles.start();
+      // The loop runs in every mode: it reports the member in the heartbeat and promotes a learner,
+      // whether or not this sidecar takes snapshots.
+      roles.start();
       heartbeat.start();
       directory.start();
     },
@@ -166,7 +166,6 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
       return `this sidecar is not the backup leader (role ${role}: ${roles.current.reason}) and no backup leader is known from the heartbeats`;
     },
     view() {
-      const now = new Date();
       const role = effectiveRole(mode, roles.role);
       const v: LeadershipView = {
         role,
@@ -174,14 +173,11 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
         mode,
         roleChanges: roles.changes,
         apiURL,
-        heartbeats: directory.latest().map((h) => {
-          const age = heartbeatAgeMs(h, now);
-          return { ...h, ageSeconds: Math.round(age / 100) / 10, stale: age > config.heartbeatTtl };
-        }),
+        heartbeats: directory.latest().map(({ ageMs, ...h }) => ({ ...h, ageSeconds: Math.round(ageMs / 100) / 10, stale: ageMs > config.heartbeatTtl })),
       };
       if (role === 'leader') v.backupLeader = { name: config.name, apiURL, ...(roles.facts ? { memberId: roles.facts.memberId } : {}) };
       else {
-        const hb = leaderHeartbeat(directory.latest(), now, config.heartbeatTtl, roles.current.leaderId, config.name);
+        const hb = leaderHeartbeat(directory.latest(), config.heartbeatTtl, roles.current.leaderId, config.name);
         if (hb) v.backupLeader = { name: hb.name, apiURL: hb.apiURL, ...(hb.memberId ? { memberId: hb.memberId } : {}) };
       }
       const err = heartbeat.lastError ?? directory.lastError;

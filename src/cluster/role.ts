@@ -69,13 +69,16 @@ export interface PeerBeat {
   learner?: boolean;
   etcdUp: boolean;
   ageMs: number;
+  /** False for a sidecar that never takes snapshots (--snapshot-leader=never). */
+  backsUp?: boolean;
 }
 
 /**
  * Whether this sidecar stands in for a backup leader whose sidecar is gone (killed, crash-looping):
  * its etcd member still leads, so no sidecar would otherwise take snapshots. The etcd leader's
- * sidecar counts as gone when its heartbeat is older than the TTL, or absent while this sidecar has
- * run longer than the TTL (a fresh start has not read the heartbeats yet), and only while this
+ * sidecar counts as gone when its heartbeat is older than the TTL, says it never backs up
+ * (--snapshot-leader=never), or is absent while this sidecar has run longer than the TTL (a fresh
+ * start has not read the heartbeats yet), and only while this
  * sidecar's own heartbeat reads back fresh. Among the live voting
  * followers the one with the smallest name stands in, so every follower that reads the same
  * heartbeats picks the same one; a short disagreement only overlaps deltas, which the chain allows.
@@ -87,7 +90,9 @@ export function shouldStandIn(opts: { self: string; leaderId: string; beats: rea
   const own = opts.beats.find((b) => b.name === opts.self);
   if (!own || own.ageMs > opts.ttlMs) return false;
   const leaderBeat = opts.beats.find((b) => b.memberId === opts.leaderId);
-  if (leaderBeat ? leaderBeat.ageMs <= opts.ttlMs : opts.runningMs <= opts.ttlMs) return false;
-  const live = opts.beats.filter((b) => b.name !== opts.self && b.memberId !== opts.leaderId && !b.learner && b.etcdUp && b.ageMs <= opts.ttlMs).map((b) => b.name);
+  // A leader whose sidecar is alive but never backs up is covered like one whose sidecar is gone.
+  const covered = leaderBeat ? leaderBeat.ageMs <= opts.ttlMs && leaderBeat.backsUp !== false : opts.runningMs <= opts.ttlMs;
+  if (covered) return false;
+  const live = opts.beats.filter((b) => b.name !== opts.self && b.memberId !== opts.leaderId && !b.learner && b.backsUp !== false && b.etcdUp && b.ageMs <= opts.ttlMs).map((b) => b.name);
   return [...live, opts.self].sort()[0] === opts.self;
 }

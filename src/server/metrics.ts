@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { SnapshotKind } from '../snapshot/names.js';
 import type { SnapshotObserver, SnapshotRecord } from '../snapshot/record.js';
 import type { ClusterStatus } from '../etcd/status.js';
-import type { Heartbeat } from '../cluster/heartbeat.js';
+import type { SeenHeartbeat } from '../cluster/heartbeat-ages.js';
 import type { LeadershipObserver } from '../cluster/leadership.js';
 import type { Role } from '../cluster/role.js';
 
@@ -36,7 +36,7 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
   private readonly backupRole: Gauge<'role'>;
   private readonly roleChanges: Counter<'role'>;
   private readonly heartbeatAge: Gauge<'member'>;
-  private heartbeats: { list: readonly Heartbeat[] } = { list: [] };
+  private heartbeats: { list: readonly SeenHeartbeat[]; readAtMs: number } = { list: [], readAtMs: 0 };
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
@@ -86,13 +86,13 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
     const heartbeats = this.heartbeats;
     this.heartbeatAge = new Gauge({
       name: PREFIX + 'heartbeat_age_seconds',
-      help: "age of each member's last heartbeat in the store, by this sidecar's clock, when scraped",
+      help: "time since this sidecar last saw each member's heartbeat change in the store, by its own clock, when scraped",
       labelNames: ['member'],
       registers: [this.registry],
       collect() {
         this.reset();
-        const now = Date.now();
-        for (const hb of heartbeats.list) this.set({ member: hb.name }, (now - Date.parse(hb.time)) / 1000);
+        const since = performance.now() - heartbeats.readAtMs;
+        for (const hb of heartbeats.list) this.set({ member: hb.name }, (hb.ageMs + since) / 1000);
       },
     });
   }
@@ -121,8 +121,9 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
     this.roleChanges.inc({ role });
   }
 
-  heartbeatsRead(heartbeats: readonly Heartbeat[]): void {
+  heartbeatsRead(heartbeats: readonly SeenHeartbeat[]): void {
     this.heartbeats.list = heartbeats;
+    this.heartbeats.readAtMs = performance.now();
   }
 
   recordClusterStatus(status: ClusterStatus): void {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { defaultApiURL, heartbeatAgeMs, HeartbeatWriter, leaderHeartbeat, parseHeartbeat, readHeartbeats, type Heartbeat } from '../../src/cluster/heartbeat.js';
+import { HeartbeatAges } from '../../src/cluster/heartbeat-ages.js';
+import { defaultApiURL, HeartbeatWriter, leaderHeartbeat, parseHeartbeat, readHeartbeats, type Heartbeat } from '../../src/cluster/heartbeat.js';
 import { LocalStore } from '../../src/snapstore/local.js';
 import { capturingLogger } from '../helpers/sidecar.js';
 
@@ -20,18 +21,38 @@ describe('heartbeats', () => {
     assert.match(parseHeartbeat(JSON.stringify({ ...HB, revision: '42' })) as string, /revision: not a number/);
   });
 
-  it('age by the reader clock', () => {
-    assert.equal(heartbeatAgeMs(HB, new Date('2026-01-01T00:00:05Z')), 5_000);
+  it('parse and check the waiting report a waiting initializer publishes', () => {
+    const waiting = { ...HB, etcdUp: false, waiting: { dataLost: false, clusterId: 'c1', memberId: 'a1', raftIndex: 50, revisionBound: 44 } };
+    assert.deepEqual(parseHeartbeat(JSON.stringify(waiting)), waiting);
+    assert.match(parseHeartbeat(JSON.stringify({ ...HB, waiting: { raftIndex: 3 } })) as string, /waiting.dataLost: not a boolean/);
+    assert.match(parseHeartbeat(JSON.stringify({ ...HB, waiting: { dataLost: false, raftIndex: 'x' } })) as string, /waiting.raftIndex: not a number/);
+    assert.match(parseHeartbeat(JSON.stringify({ ...HB, inQuorum: 'yes' })) as string, /inQuorum: not a boolean/);
+  });
+
+  it("age by the reader's own clock: the time since it saw the heartbeat change, whatever the writer's clock says", () => {
+    let now = 1_000;
+    const ages = new HeartbeatAges(() => now);
+    // A writer 60 s behind and one 60 s ahead of this reader: their stamps say nothing of their age.
+    const behind: Heartbeat = { ...HB, name: 'behind', time: new Date(Date.now() - 60_000).toISOString() };
+    const ahead: Heartbeat = { ...HB, name: 'ahead', time: new Date(Date.now() + 60_000).toISOString() };
+    assert.deepEqual(ages.observe([behind, ahead]).map((h) => h.ageMs), [0, 0], 'first seen: taken for fresh');
+    now += 4_000;
+    const moved = { ...behind, time: new Date(Date.parse(behind.time) + 4_000).toISOString() };
+    assert.deepEqual(ages.observe([moved, ahead]).map((h) => h.ageMs), [0, 4_000], 'the one that changed is fresh, the one that did not ages');
+    now += 30_000;
+    assert.deepEqual(ages.observe([moved, ahead]).map((h) => h.ageMs), [30_000, 34_000]);
+    assert.equal(ages.ageMs('ahead'), 34_000);
+    assert.equal(ages.ageMs('never'), undefined);
   });
 
   it('the leader is a fresh heartbeat announcing leader, the etcd leader first, never this sidecar', () => {
-    const now = new Date('2026-01-01T00:00:05Z');
-    const other: Heartbeat = { ...HB, name: 'm2', memberId: 'b2', time: '2026-01-01T00:00:04Z' };
-    assert.equal(leaderHeartbeat([HB, other], now, 30_000)?.name, 'm2', 'newest first without an etcd leader');
-    assert.equal(leaderHeartbeat([HB, other], now, 30_000, 'a1')?.name, 'm1');
-    assert.equal(leaderHeartbeat([HB], now, 3_000), undefined, 'stale');
-    assert.equal(leaderHeartbeat([HB], now, 30_000, 'a1', 'm1'), undefined, 'self');
-    assert.equal(leaderHeartbeat([{ ...HB, role: 'follower' }], now, 30_000), undefined);
+    const hb = { ...HB, ageMs: 5_000 };
+    const other = { ...HB, name: 'm2', memberId: 'b2', ageMs: 1_000 };
+    assert.equal(leaderHeartbeat([hb, other], 30_000)?.name, 'm2', 'newest first without an etcd leader');
+    assert.equal(leaderHeartbeat([hb, other], 30_000, 'a1')?.name, 'm1');
+    assert.equal(leaderHeartbeat([hb], 3_000), undefined, 'stale');
+    assert.equal(leaderHeartbeat([hb], 30_000, 'a1', 'm1'), undefined, 'self');
+    assert.equal(leaderHeartbeat([{ ...hb, role: 'follower' }], 30_000), undefined);
   });
 
   it('default API URL: the listen address, with the advertised host for a wildcard bind', () => {
@@ -74,10 +95,10 @@ describe('heartbeats', () => {
       assert.deepEqual({ ...(await own()), time: '' }, { name: 'm1', role: 'unknown', apiURL: 'u', etcdUp: false, memberId: 'a1', clusterId: 'c1', raftIndex: 50, revision: 42, time: '' });
       // After a restore: the new raft log's index, not the old one.
       down.remember({ memberId: 'a1', clusterId: 'c1', raftIndex: 3, revision: 42 });
-      down.awaitingRestore = true;
+      down.waiting = { dataLost: true };
       await down.writeNow();
       assert.equal((await own())?.raftIndex, 3);
-      assert.equal((await own())?.awaitingRestore, true);
+      assert.deepEqual((await own())?.waiting, { dataLost: true });
       // The member was replaced: another ID, nothing of the old one's progress.
       await new HeartbeatWriter(store, () => ({ name: 'm1', role: 'follower', apiURL: 'u', etcdUp: true, memberId: 'b2', clusterId: 'c1' }), { periodMs: 1_000, log }).writeNow();
       assert.equal((await own())?.raftIndex, undefined);
@@ -98,6 +119,29 @@ describe('heartbeats', () => {
       role = 'leader';
       await Promise.all([first, writer.writeNow(), writer.writeNow()]);
       assert.equal((await readHeartbeats(store, log)).find((h) => h.name === 'm2')?.role, 'leader');
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a heartbeat torn by a writer killed mid-put', () => {
+  it('is replaced by the next writer (the member must not look dead forever), and the loss of its record is logged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ebs-hb-'));
+    const store = new LocalStore(dir);
+    const { log, lines } = capturingLogger();
+    try {
+      await new HeartbeatWriter(store, () => ({ name: 'm2', role: 'leader', apiURL: 'u', etcdUp: true, memberId: 'a2', clusterId: 'c1', raftIndex: 50 }), { periodMs: 1_000, log }).writeNow();
+      // The object's bytes no longer match what its metadata recorded: what a kill between the
+      // store's renames leaves.
+      writeFileSync(join(dir, 'members', 'm2.json'), '{"name":"m2"}');
+      const next = new HeartbeatWriter(store, () => ({ name: 'm2', role: 'unknown', apiURL: 'u', etcdUp: false }), { periodMs: 1_000, log });
+      await next.writeNow();
+      const back = (await readHeartbeats(store, log)).find((h) => h.name === 'm2');
+      assert.equal(back?.etcdUp, false);
+      assert.equal(back?.raftIndex, undefined, 'the torn record carries nothing forward');
+      assert.ok(lines.some((l) => l.includes('previous heartbeat is corrupt')));
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
