@@ -12,6 +12,7 @@ import { RestoreError, restore, restoreOptionsFromConfig, type RestoreProgress }
 import { restoreDrill } from './restore/drill.js';
 import { writeFileSync } from 'node:fs';
 import { createEtcdClient, etcdAccessFromConfig } from './etcd/client.js';
+import { HeartbeatAges } from './cluster/heartbeat-ages.js';
 import { HeartbeatWriter } from './cluster/heartbeat.js';
 import { Initializer } from './initializer/act.js';
 
@@ -227,7 +228,7 @@ export function program(): Command {
       // Without `serve` there is no role loop: the heartbeat says only that etcd is not up yet, and
       // carries the member's last recorded progress forward.
       const heartbeat = new HeartbeatWriter(store, () => ({ name: config.name, role: 'unknown', apiURL: '', etcdUp: false }), { periodMs: config.heartbeatPeriod, log });
-      const initializer = new Initializer({ config, etcd, store, log: log.child({ part: 'initializer' }), heartbeat });
+      const initializer = new Initializer({ config, etcd, store, log: log.child({ part: 'initializer' }), heartbeat, ages: new HeartbeatAges() });
       const stop = (): void => initializer.stop();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -14,6 +14,7 @@ import type { GcPolicy } from './snapshot/retention.js';
 import { startBackupLeadership, type BackupLeadership, type SnapshotLeaderMode } from './cluster/leadership.js';
 import { DutyRunner } from './cluster/leader.js';
 import { defaultApiURL } from './cluster/heartbeat.js';
+import { HeartbeatAges } from './cluster/heartbeat-ages.js';
 import { Initializer } from './initializer/act.js';
 
 /** A running sidecar: what `serve` starts and what tests start in-process. */
@@ -50,11 +51,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     etcd,
     { periodMs: config.healthCheckPeriod, timeoutMs: etcd.memberTimeoutMs, endpoints: config.endpoints },
     log.child({ part: 'monitor' }),
-    (status) => {
-      metrics.recordClusterStatus(status);
-      // A member started with --force-new-cluster must not get it again at its next restart.
-      if (initializer.forcingNewCluster && status.members.some((m) => m.clientURLs.includes(memberURL) && m.status?.reachable)) initializer.etcdAnswered();
-    },
+    (status) => metrics.recordClusterStatus(status),
   );
   const mode = config.snapshotLeader as SnapshotLeaderMode;
   const memberURL = config.advertiseClientUrls[0] as string;
@@ -81,13 +78,15 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     },
   );
   metrics.followDeltas(() => duties.current?.deltaState);
-  const cluster = startBackupLeadership(config, mode, { etcd, store, metrics, duties, log });
+  // One judge of heartbeat ages for the election and the initializer: both see the same members alive.
+  const ages = new HeartbeatAges();
+  const cluster = startBackupLeadership(config, mode, { etcd, store, metrics, duties, log, ages });
   const leading = (): Snapshotter => {
     const s = duties.current;
     if (!s) throw new Error('this sidecar is no longer the backup leader');
     return s;
   };
-  const initializer = new Initializer({ config, etcd, store, log: log.child({ part: 'initializer' }), heartbeat: cluster.heartbeat });
+  const initializer = new Initializer({ config, etcd, store, log: log.child({ part: 'initializer' }), heartbeat: cluster.heartbeat, ages });
   const app = await buildServer(
     {
       self: { name: config.name, clientURLs: config.advertiseClientUrls },

@@ -48,6 +48,11 @@ export interface TemporaryEtcdOptions {
   log: Logger;
   startTimeoutMs?: number;
   etcdBinary?: string;
+  /**
+   * Start a copy of a real member's data dir as a one-member cluster (--force-new-cluster): etcd
+   * applies every entry its WAL holds as committed, so the db then holds all the member knew.
+   */
+  forceNewCluster?: boolean;
 }
 
 export class TemporaryEtcdError extends Error {
@@ -84,6 +89,7 @@ export class TemporaryEtcd {
         `--heartbeat-interval=${HEARTBEAT_MS}`,
         `--quota-backend-bytes=${QUOTA_BACKEND_BYTES}`,
         '--auto-compaction-retention=0',
+        ...(opts.forceNewCluster ? ['--force-new-cluster'] : []),
       ],
       ...(opts.etcdBinary ? { etcdBinary: opts.etcdBinary } : {}),
     });

@@ -11,10 +11,11 @@ import { inspectDataDir } from '../etcd/datadir.js';
 import { memberIdHex, toMember } from '../etcd/members.js';
 import type { ClusterStatus } from '../etcd/status.js';
 import type { HeartbeatWriter } from '../cluster/heartbeat.js';
+import type { HeartbeatAges } from '../cluster/heartbeat-ages.js';
 import type { Logger } from '../logger.js';
-import { restore, restoreOptionsFromConfig } from '../restore/index.js';
+import { restore, restoreFromDataDir, restoreOptionsFromConfig } from '../restore/index.js';
 import type { SnapStore } from '../snapstore/index.js';
-import { decide, findSelf, localDataProblem, type Decision, type InitFacts, type Verdict } from './decide.js';
+import { decide, findSelf, waitingReport, type Decision, type InitFacts, type Verdict, type WaitingReport } from './decide.js';
 import { joiningCluster, renderEtcdConfig, type EtcdStart, type MemberIdentity } from './etcd-config.js';
 import { clusterMember, clusterNow, gatherFacts, type GatheredFacts } from './facts.js';
 
@@ -37,8 +38,10 @@ export interface InitializerDeps {
   etcd: EtcdClient;
   store: SnapStore;
   log: Logger;
-  /** This member's heartbeat: the others read `awaitingRestore` from it, and a restore resets what it carries. */
-  heartbeat?: Pick<HeartbeatWriter, 'awaitingRestore' | 'writeNow' | 'remember'>;
+  /** This member's heartbeat: the others read its waiting report from it, and a restore resets what it carries. */
+  heartbeat?: Pick<HeartbeatWriter, 'waiting' | 'writeNow' | 'remember'>;
+  /** Judges heartbeat freshness by this process's clock (shared with the election). */
+  ages: HeartbeatAges;
   sleep?: (ms: number) => Promise<void>;
 }
 
@@ -79,24 +82,6 @@ export class Initializer {
     this.abort.abort();
   }
 
-  /** Waiting for this member's etcd to answer once: its config still says --force-new-cluster. */
-  get forcingNewCluster(): boolean {
-    return this.started?.forceNewCluster === true;
-  }
-
-  /**
-   * This member's etcd answered: a forced new cluster exists now. The config drops
-   * --force-new-cluster, since an etcd restarted with it again would drop every member that
-   * joined since.
-   */
-  etcdAnswered(): void {
-    if (!this.started?.forceNewCluster) return;
-    this.started = { ...this.started, forceNewCluster: false };
-    this.rendered = this.render(this.started);
-    this.writeConfigFile();
-    this.deps.log.info('etcd answered after --force-new-cluster; the config no longer forces a new cluster');
-  }
-
   /** --etcd-config-file: the config where etcd reads it, replaced whole (rename), so etcd never reads half a file. */
   private writeConfigFile(): void {
     const file = this.deps.config.etcdConfigFile;
@@ -125,7 +110,7 @@ export class Initializer {
       this.update({ state: 'Failed', finishedAt: new Date().toISOString(), error: (err as Error).message });
       log.error({ err: (err as Error).message, decision: this.current.decision }, 'initialization failed');
     } finally {
-      if (this.deps.heartbeat) this.deps.heartbeat.awaitingRestore = false;
+      await this.announce(undefined);
     }
     return this.status();
   }
@@ -162,14 +147,19 @@ export class Initializer {
     }
   }
 
-  /** A member whose data is unusable tells the designated restorer, through its heartbeat, that it waits. */
+  /**
+   * A member waiting without a cluster with quorum says in its heartbeat what its data holds: every
+   * member then chooses the same copy (or the backups) to recover from.
+   */
   private async announceWaiting(facts: InitFacts): Promise<void> {
-    const awaiting = facts.cluster === undefined && localDataProblem(facts) !== undefined;
+    await this.announce(facts.cluster?.hasQuorum ? undefined : waitingReport(facts));
+  }
+
+  private async announce(report: WaitingReport | undefined): Promise<void> {
     const hb = this.deps.heartbeat;
-    if (hb && awaiting !== hb.awaitingRestore) {
-      hb.awaitingRestore = awaiting;
-      await hb.writeNow().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'heartbeat not published'));
-    }
+    if (!hb || JSON.stringify(report) === JSON.stringify(hb.waiting)) return;
+    hb.waiting = report;
+    await hb.writeNow().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'heartbeat not published'));
   }
 
   /** Gathers the facts again right before an irreversible step: undefined when the decision changed. */
@@ -177,7 +167,7 @@ export class Initializer {
     this.update({ progress: `re-checking the facts before: ${step}` });
     const again = await this.facts();
     const now = decide(again.facts);
-    if (now.decision === verdict.decision && now.removeMemberId === verdict.removeMemberId && !!now.forceNewCluster === !!verdict.forceNewCluster) return again;
+    if (now.decision === verdict.decision && now.removeMemberId === verdict.removeMemberId && now.recovery?.source === verdict.recovery?.source && now.recovery?.epoch === verdict.recovery?.epoch) return again;
     this.deps.log.warn({ was: verdict.decision, now: now.decision, reason: now.reason }, `the facts changed before ${step}; deciding again`);
     return undefined;
   }
@@ -187,7 +177,7 @@ export class Initializer {
     const { facts } = gathered;
     switch (verdict.decision) {
       case 'use-existing':
-        return { state: 'existing', initialCluster: config.initialCluster, ...(verdict.forceNewCluster ? { forceNewCluster: true } : {}) };
+        return { state: 'existing', initialCluster: config.initialCluster };
       case 'bootstrap':
         return { state: 'new', initialCluster: config.initialCluster };
       case 'join-existing': {
@@ -204,9 +194,10 @@ export class Initializer {
         return this.addAsLearner();
       }
       case 'restore': {
-        const confirmed = await this.confirm(verdict, 'restoring from the backups');
+        const source = verdict.recovery?.source ?? 'backups';
+        const confirmed = await this.confirm(verdict, source === 'backups' ? 'restoring from the backups' : 'recovering the cluster from its own data');
         if (!confirmed) return undefined;
-        return this.restoreFromBackups(confirmed.facts);
+        return this.restore(confirmed.facts, verdict.recovery);
       }
       case 'wait':
         return undefined;
@@ -279,22 +270,39 @@ export class Initializer {
     return { state: 'existing', initialCluster: joiningCluster(members, self, config.initialCluster) };
   }
 
-  private async restoreFromBackups(facts: InitFacts): Promise<EtcdStart> {
+  /**
+   * A restore of this member's data dir, from the backups or (a recovery from the newest surviving
+   * copy) from its own data. A multi-member cluster is recovered as a one-member cluster the others
+   * join as learners, so no member ever starts from a copy the others do not share; its token names
+   * the recovery epoch, so each recovery makes a cluster ID no earlier one had.
+   */
+  private async restore(facts: InitFacts, recovery: Verdict['recovery']): Promise<EtcdStart> {
     const { config, store, log } = this.deps;
-    // A multi-member cluster is restored as a one-member cluster: the others join it as learners,
-    // so no member ever starts from a copy the others do not share.
     const initialCluster = config.initialCluster.length > 1 ? config.initialCluster.filter((m) => m.name === config.name) : config.initialCluster;
-    this.update({ progress: 'restoring from the backups' });
-    const result = await restore({
-      store,
-      dataDir: config.dataDir,
-      replaceExisting: true,
-      ...restoreOptionsFromConfig(config, initialCluster),
-      log: log.child({ part: 'restore' }),
-      signal: this.abort.signal,
-      onProgress: (p) => this.update({ progress: `restoring: ${p.phase}, revision ${p.revision} of ${p.targetRevision} (${p.deltasApplied}/${p.deltasTotal} deltas)` }),
-    });
-    log.info({ revision: result.revision, full: result.fullSnapshot, deltas: result.deltasApplied, local: facts.local.state }, 'restored from the backups');
+    const identity = { ...restoreOptionsFromConfig(config, initialCluster), ...(recovery ? { initialClusterToken: `${config.initialClusterToken}-recovery-${recovery.epoch}` } : {}) };
+    const restoreLog = log.child({ part: 'restore' });
+    if (recovery?.source === 'local-copy') {
+      this.update({ progress: 'recovering the cluster from the data dir: replaying its WAL in a temporary etcd' });
+      const result = await restoreFromDataDir({ dataDir: config.dataDir, ...identity, log: restoreLog });
+      log.info({ revision: result.revision, epoch: recovery.epoch }, 'recovered the cluster from the newest surviving copy, this data dir');
+    } else {
+      // Up to the end of the contiguous chain: a gap after it must not turn into a restore that
+      // fails and is retried forever (decide() compared the local data with that end too).
+      const chain = facts.backups.chain;
+      if (chain?.gaps) log.warn({ lastRevision: chain.lastRevision, gaps: chain.gaps }, 'the backups have a gap: restoring up to the end of their contiguous part');
+      this.update({ progress: 'restoring from the backups' });
+      const result = await restore({
+        store,
+        dataDir: config.dataDir,
+        replaceExisting: true,
+        ...identity,
+        ...(chain?.gaps ? { toRevision: chain.lastRevision } : {}),
+        log: restoreLog,
+        signal: this.abort.signal,
+        onProgress: (p) => this.update({ progress: `restoring: ${p.phase}, revision ${p.revision} of ${p.targetRevision} (${p.deltasApplied}/${p.deltasTotal} deltas)` }),
+      });
+      log.info({ revision: result.revision, full: result.fullSnapshot, deltas: result.deltasApplied, local: facts.local.state, ...(recovery ? { epoch: recovery.epoch } : {}) }, 'restored from the backups');
+    }
     // The restored data dir starts a new raft log: the raft index the heartbeat carried from the old
     // one would make it look as if it went back in time at the next start.
     const restored = await inspectDataDir(config.dataDir);

@@ -20,7 +20,6 @@ export interface EtcdStart {
   state: ClusterState;
   /** name=peerURL entries, as etcd's --initial-cluster. */
   initialCluster: { name: string; peerURL: string }[];
-  forceNewCluster?: boolean;
 }
 
 /**
@@ -60,7 +59,8 @@ export function renderEtcdConfig(identity: MemberIdentity, start: EtcdStart, tem
     'initial-cluster-state': start.state,
     'initial-cluster-token': identity.initialClusterToken,
   };
-  if (start.forceNewCluster) doc['force-new-cluster'] = true;
-  else delete doc['force-new-cluster'];
+  // Never from a template: a forced new cluster is applied again at every restart of etcd, and
+  // each time drops every member that joined since. Recovery restores a new data dir instead.
+  delete doc['force-new-cluster'];
   return stringify(doc);
 }

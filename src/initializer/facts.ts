@@ -6,7 +6,8 @@ import type { EtcdClient } from '../etcd/client.js';
 import { inspectDataDir } from '../etcd/datadir.js';
 import { clusterStatus, type ClusterStatus } from '../etcd/status.js';
 import type { Logger } from '../logger.js';
-import { heartbeatAgeMs, readHeartbeats, type Heartbeat } from '../cluster/heartbeat.js';
+import { readHeartbeats, type Heartbeat } from '../cluster/heartbeat.js';
+import type { HeartbeatAges, SeenHeartbeat } from '../cluster/heartbeat-ages.js';
 import { finishInterruptedSwap } from '../restore/index.js';
 import { restorableChain } from '../snapshot/chain.js';
 import { listSnapshots } from '../snapshot/snapshotter.js';
@@ -19,7 +20,8 @@ export interface FactSources {
   etcd: EtcdClient;
   store: SnapStore;
   log: Logger;
-  now?: () => Date;
+  /** Judges heartbeat freshness by this process's clock (shared with the election). */
+  ages: HeartbeatAges;
 }
 
 /** The facts, plus what the actions need beyond them (the leader's endpoint, the raw status). */
@@ -47,11 +49,13 @@ export async function clusterNow(src: Pick<FactSources, 'etcd' | 'config'>): Pro
   return { status, cluster: runningCluster(status) };
 }
 
-export function memberRecord(hb: Heartbeat, now: Date, ttlMs: number): MemberRecord {
-  const record: MemberRecord = { name: hb.name, etcdUp: hb.etcdUp, awaitingRestore: hb.awaitingRestore === true, live: heartbeatAgeMs(hb, now) <= ttlMs };
+export function memberRecord(hb: SeenHeartbeat, ttlMs: number): MemberRecord {
+  const record: MemberRecord = { name: hb.name, etcdUp: hb.etcdUp, live: hb.ageMs <= ttlMs };
   if (hb.memberId !== undefined) record.memberId = hb.memberId;
   if (hb.clusterId !== undefined) record.clusterId = hb.clusterId;
   if (hb.raftIndex !== undefined) record.raftIndex = hb.raftIndex;
+  if (hb.inQuorum !== undefined) record.inQuorum = hb.inQuorum;
+  if (hb.waiting !== undefined) record.waiting = hb.waiting;
   return record;
 }
 
@@ -61,7 +65,7 @@ async function backupFacts(store: SnapStore): Promise<BackupFacts> {
   if (!chain.full) return { anySnapshot: listing.length > 0 };
   const head = await store.head(chain.full.name);
   const clusterId = head?.metadata?.['ebs-cluster-id'];
-  return { anySnapshot: true, chain: { lastRevision: chain.lastRevision, ...(clusterId ? { clusterId } : {}) } };
+  return { anySnapshot: true, chain: { lastRevision: chain.lastRevision, ...(clusterId ? { clusterId } : {}), ...(chain.contiguous ? {} : { gaps: chain.gaps }) } };
 }
 
 async function localData(dataDir: string, log: Logger): Promise<LocalData> {
@@ -78,18 +82,37 @@ async function localData(dataDir: string, log: Logger): Promise<LocalData> {
   return local;
 }
 
+/**
+ * Every fact at once. The data dir and the running cluster are this host's and etcd's; the rest
+ * lives in the object store, and a store that does not answer must not keep etcd from starting
+ * where no store fact is needed (valid data in a running cluster with quorum): its failure becomes
+ * `storeError` and `decide()` makes only the decisions that need none of them.
+ */
 export async function gatherFacts(src: FactSources): Promise<GatheredFacts> {
   const { config, etcd, store, log } = src;
-  const now = src.now?.() ?? new Date();
-  const [local, { status, cluster }, heartbeats, backups] = await Promise.all([localData(config.dataDir, log), clusterNow({ etcd, config }), readHeartbeats(store, log), backupFacts(store)]);
+  const [local, { status, cluster }, fromStore] = await Promise.all([
+    localData(config.dataDir, log),
+    clusterNow({ etcd, config }),
+    Promise.all([readHeartbeats(store, log), backupFacts(store)]).then(
+      ([heartbeats, backups]) => ({ heartbeats, backups }),
+      (err: Error) => ({ error: err.message }),
+    ),
+  ]);
   const facts: InitFacts = {
     self: { name: config.name, peerURLs: config.initialAdvertisePeerUrls },
     initialCluster: config.initialCluster,
     restoreLeader: config.restoreLeader,
     local,
-    heartbeats: heartbeats.map((hb) => memberRecord(hb, now, config.heartbeatTtl)),
-    backups,
+    heartbeats: [],
+    backups: { anySnapshot: false },
   };
+  let heartbeats: SeenHeartbeat[] = [];
+  if ('error' in fromStore) facts.storeError = fromStore.error;
+  else {
+    heartbeats = src.ages.observe(fromStore.heartbeats);
+    facts.heartbeats = heartbeats.map((hb) => memberRecord(hb, config.heartbeatTtl));
+    facts.backups = fromStore.backups;
+  }
   if (cluster) facts.cluster = cluster;
   return { facts, status, heartbeats };
 }

@@ -21,6 +21,7 @@ import { finishInterruptedSwap, isMissingOrEmpty, partDir, swapIn } from './swap
 
 export { RestoreError, type RestoreErrorCode } from './plan.js';
 export { finishInterruptedSwap } from './swap.js';
+export { restoreFromDataDir } from './local-copy.js';
 
 export interface RestoreOptions {
   store: SnapStore;

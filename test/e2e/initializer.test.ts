@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, readdirSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { readHeartbeats } from '../../src/cluster/heartbeat.js';
@@ -47,7 +47,7 @@ async function waitBackedUp(c: ManagedCluster): Promise<number> {
   }
 }
 
-/** Sidecars of members whose data is lost start first and must wait for the designated restorer. */
+/** Sidecars of members whose data is lost start first and must wait: nobody holds a quorum or the newest copy yet. */
 async function othersWait(c: ManagedCluster, names: string[]): Promise<void> {
   for (const n of names) await c.startSidecar(n);
   for (const n of names) void fetch(`${c.member(n).apiURL}/initialize`, { method: 'POST' });
@@ -58,7 +58,7 @@ async function othersWait(c: ManagedCluster, names: string[]): Promise<void> {
   // ...and say so in their heartbeats, which is what the restorer reads.
   await eventually(`${names.join(', ')} announce they wait`, async () => {
     const hbs = await readHeartbeats(new LocalStore(c.storeDir));
-    return names.every((n) => hbs.some((h) => h.name === n && h.awaitingRestore)) ? true : undefined;
+    return names.every((n) => hbs.some((h) => h.name === n && h.waiting?.dataLost === true)) ? true : undefined;
   }, 30_000);
 }
 
@@ -170,47 +170,49 @@ describe('initializer: a running 3-member cluster and one member in trouble', { 
 });
 
 describe('initializer: restores when the data is gone', { timeout: 600_000 }, () => {
-  it('the designated restorer kept its data, the others lost theirs: it starts them from its own copy (force-new-cluster once), the others join; a restart in place keeps every member', async () => {
-    // Deltas off: the backups stop at the first full snapshot, so m1's copy is the newest and is
-    // what the cluster starts from (with deltas on, newer backups would be restored instead).
-    const c = await ManagedCluster.define(['m1', 'm2', 'm3'], { 'delta-snapshot-period': '0' });
-    try {
-      await Promise.all(['m1', 'm2', 'm3'].map((n) => c.up(n)));
-      await c.waitVoters(3);
-      await writeKeys(c, '/kept', 100);
-      // A follower learns that its last entries are committed with the next message, and etcd
-      // writes that news to its WAL without a sync; --force-new-cluster keeps only what the WAL says
-      // is committed. One write after the payload carries that news for every payload key (the
-      // fence itself may be lost: this is etcd's own limit, and why newer backups win when present).
-      const revision = await writeKeys(c, '/fence', 1);
-      await writeKeys(c, '/fence-sync', 1);
-      await eventually('m1 applied every write', async () => {
-        const out = JSON.parse(await c.etcdctl(['endpoint', 'status', '-w', 'json'], [c.member('m1').clientURL])) as { Status: { header: { revision: number } } }[];
-        return (out[0]?.Status.header.revision ?? 0) >= revision ? true : undefined;
-      }, 30_000);
-      for (const n of ['m1', 'm2', 'm3']) await c.down(n);
-      c.wipe('m2');
-      c.wipe('m3');
-      await othersWait(c, ['m2', 'm3']);
-      const configFile = `${c.member('m1').dir}/etcd-from-sidecar.yaml`;
-      await c.startSidecar('m1', { 'etcd-config-file': configFile });
-      const i1 = await c.initialize('m1');
-      assert.equal(i1.decision, 'use-existing', i1.reason);
-      assert.match(await c.startEtcd('m1'), /force-new-cluster: true/);
-      const [i2, i3] = await Promise.all([c.up('m2'), c.up('m3')]);
-      assert.equal(i2.decision, 'join-as-learner', i2.reason);
-      assert.equal(i3.decision, 'join-as-learner', i3.reason);
-      assert.equal((await c.waitVoters(3, 120_000)).size, 1);
-      assert.deepEqual(await keysUnder(c, '/kept'), expected('/kept', 100));
-      // Once m1's etcd answered, neither GET /config nor the file etcd reads forces a new cluster.
-      await eventually('config without force-new-cluster', async () => (!readFileSync(configFile, 'utf8').includes('force-new-cluster') ? true : undefined), 30_000);
-      assert.doesNotMatch(await (await fetch(`${c.member('m1').apiURL}/config`)).text(), /force-new-cluster/);
-      await c.restartEtcdFrom('m1', configFile);
-      assert.equal((await c.waitVoters(3, 60_000)).size, 1);
-    } finally {
-      await c.stop();
-    }
-  });
+  for (const survivor of ['m1', 'm2', 'm3']) {
+    it(`quorum loss with one survivor (${survivor}), every pod started again at once: the survivor recovers from its own copy, the others join; no config ever forces a new cluster; a restart in place keeps every member`, async () => {
+      // Deltas off: the backups stop at the first full snapshot, so the survivor's copy is the
+      // newest and the recovery starts from it (with deltas on, newer backups would win).
+      const c = await ManagedCluster.define(['m1', 'm2', 'm3'], { 'delta-snapshot-period': '0' });
+      const t0 = performance.now();
+      try {
+        await Promise.all(['m1', 'm2', 'm3'].map((n) => c.up(n)));
+        await c.waitVoters(3);
+        await writeKeys(c, '/kept', 100);
+        // A follower learns that its last entries are committed with the next message, and etcd
+        // writes that news to its WAL without a sync; a forced new cluster keeps only what the WAL
+        // says is committed. One write after the payload carries that news for every payload key.
+        const revision = await writeKeys(c, '/fence', 1);
+        await writeKeys(c, '/fence-sync', 1);
+        await eventually(`${survivor} applied every write`, async () => {
+          const out = JSON.parse(await c.etcdctl(['endpoint', 'status', '-w', 'json'], [c.member(survivor).clientURL])) as { Status: { header: { revision: number } } }[];
+          return (out[0]?.Status.header.revision ?? 0) >= revision ? true : undefined;
+        }, 30_000);
+        for (const n of ['m1', 'm2', 'm3']) await c.down(n);
+        const wiped = ['m1', 'm2', 'm3'].filter((n) => n !== survivor);
+        for (const n of wiped) c.wipe(n);
+        const t1 = performance.now();
+        const verdicts = await Promise.all(['m1', 'm2', 'm3'].map((n) => c.up(n)));
+        const of = (n: string): { decision?: string; reason?: string } => verdicts[['m1', 'm2', 'm3'].indexOf(n)] ?? {};
+        assert.equal(of(survivor).decision, 'restore', of(survivor).reason);
+        for (const n of wiped) assert.equal(of(n).decision, 'join-as-learner', of(n).reason);
+        assert.equal((await c.waitVoters(3, 120_000)).size, 1);
+        console.log(`# quorum loss, survivor ${survivor}: recovered to 3 voters in ${Math.round(performance.now() - t1)} ms after the pods started`);
+        assert.deepEqual(await keysUnder(c, '/kept'), expected('/kept', 100));
+        for (const n of ['m1', 'm2', 'm3']) assert.doesNotMatch(await (await fetch(`${c.member(n).apiURL}/config`)).text(), /force-new-cluster/);
+        // A restart of the survivor's etcd and sidecar: it uses its data and stays a member.
+        await c.down(survivor);
+        assert.equal((await c.up(survivor)).decision, 'use-existing');
+        assert.equal((await c.waitVoters(3, 60_000)).size, 1);
+        assert.deepEqual(await keysUnder(c, '/kept'), expected('/kept', 100));
+      } finally {
+        if (process.env.EBS_DEBUG) for (const n of ['m1', 'm2', 'm3']) for (const l of c.logs(n, 400_000).split('\n').filter((x) => /initializer decided|recovered|restored|heartbeat/.test(x))) console.log(`# ${n} ${l.slice(0, 400)}`);
+        await c.stop();
+        console.log(`# quorum loss, survivor ${survivor}: test took ${Math.round(performance.now() - t0)} ms`);
+      }
+    });
+  }
 
   it('single member, data dir lost: restored from the backups up to the last delta', async () => {
     const c = await ManagedCluster.define(['m1']);
@@ -233,7 +235,7 @@ describe('initializer: restores when the data is gone', { timeout: 600_000 }, ()
     }
   });
 
-  it('three members, every data dir lost: only the designated restorer restores, the others wait, join as learners and are promoted', async () => {
+  it('three members, every data dir lost: only the preferred restorer restores from the backups, the others wait, join as learners and are promoted', async () => {
     const c = await ManagedCluster.define(['m1', 'm2', 'm3']);
     try {
       await Promise.all(['m1', 'm2', 'm3'].map((n) => c.up(n)));
