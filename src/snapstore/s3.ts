@@ -313,7 +313,9 @@ export class S3Store implements SnapStore {
       return out.ETag;
     } catch (err) {
       const e = this.fail(err, `put ${name}`);
-      if (e.code !== 'precondition_failed') throw e;
+      // If-Match on a key that does not exist is NoSuchKey, not 412: it lost all the same.
+      const lost = e.code === 'precondition_failed' || (expected !== undefined && e.code === 'not_found');
+      if (!lost) throw e;
       const landed = await this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...this.customerKey() })).catch(() => undefined);
       if (landed?.Metadata?.[WRITE_ID_META] === writeId && landed.ETag) return landed.ETag;
       throw new StoreError(
