@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -160,6 +162,101 @@ else {
     it('runs against moto_server', { skip: "moto_server is not on the PATH (pip install 'moto[server]')" }, () => {});
   });
 }
+
+/**
+ * Forwards every request, but for the next armed write lets the store apply it and then drops the
+ * connection before the answer reaches the client: the client retries a write that already won.
+ */
+class LosingProxy {
+  private armed = 0;
+  lost = 0;
+  writes = 0;
+  private constructor(
+    private readonly server: Server,
+    readonly url: string,
+  ) {}
+
+  static async start(target: string, isWrite: (req: IncomingMessage) => boolean): Promise<LosingProxy> {
+    const t = new URL(target);
+    let self: LosingProxy | undefined;
+    const server = createServer((req, res) => {
+      const p = self as LosingProxy;
+      const write = isWrite(req);
+      if (write) p.writes++;
+      const lose = write && p.armed > 0;
+      if (lose) p.armed--;
+      const upstream = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+        if (lose) {
+          up.resume();
+          up.on('end', () => {
+            p.lost++;
+            req.socket.destroy();
+          });
+          return;
+        }
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    self = new LosingProxy(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    return self;
+  }
+
+  loseNext(): void {
+    this.armed++;
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+/** The write id on each conditional write: a retried write that had already won reports its win. */
+function lostAnswers(makeFixture: () => Promise<StoreFixture>, provider: string, endpointFlag: string, isWrite: (req: IncomingMessage) => boolean): void {
+  describe(`conditional writes whose answer is lost: ${provider}`, () => {
+    let fx: StoreFixture;
+    let proxy: LosingProxy;
+    let direct: SnapStore;
+    let store: SnapStore;
+    before(async () => {
+      fx = await makeFixture();
+      proxy = await LosingProxy.start(fx.flags[endpointFlag] as string, isWrite);
+      direct = await fx.open();
+      store = await fx.open({ [endpointFlag]: proxy.url, 'store-timeout': '5s' });
+    });
+    after(async () => {
+      await store?.close();
+      await direct?.close();
+      await proxy?.stop();
+      await fx?.stop();
+    });
+
+    it('the retry meets 412 from its own first attempt and resolves to that version', async () => {
+      proxy.loseNext();
+      const before = proxy.writes;
+      const v1 = await store.putIfVersion('lost/claim', json({ epoch: 1 }), undefined);
+      assert.equal(proxy.lost, 1);
+      assert.ok(proxy.writes - before >= 2, 'the client retried');
+      assert.deepEqual(await direct.readVersioned('lost/claim'), { body: json({ epoch: 1 }), version: v1 });
+      proxy.loseNext();
+      const v2 = await store.putIfVersion('lost/claim', json({ epoch: 2 }), v1);
+      assert.equal(proxy.lost, 2);
+      assert.deepEqual(await direct.readVersioned('lost/claim'), { body: json({ epoch: 2 }), version: v2 });
+    });
+
+    it('another writer\'s object is still a loss', async () => {
+      await direct.putIfVersion('lost/other', json({ who: 'other' }), undefined);
+      await rejectsWith(store.putIfVersion('lost/other', json({ who: 'me' }), undefined), 'precondition_failed');
+    });
+  });
+}
+
+if (hasMotoServer()) lostAnswers(motoFixture, 's3 (moto_server)', 's3-endpoint', (req) => req.method === 'PUT');
+lostAnswers(gcsFixture, 'gcs (local JSON API server)', 'gcs-endpoint', (req) => req.method === 'POST' && (req.url ?? '').includes('/upload/'));
 
 describe('probeConditionalWrites on a store that ignores the conditions', () => {
   it('reports not ok, saying which condition was ignored', async () => {
