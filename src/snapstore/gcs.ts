@@ -72,7 +72,8 @@ export class GcsStore implements SnapStore {
       retryOptions: {
         autoRetry: s.maxAttempts > 1,
         maxRetries: Math.max(0, s.maxAttempts - 1),
-        // Every write here goes to a fresh name or is a delete, so retrying them is safe.
+        // Every write here goes to a fresh name, is a delete, or is a conditional write whose
+        // write id tells a retry that met its own earlier success (putIfVersion): retrying is safe.
         idempotencyStrategy: IdempotencyStrategy.RetryAlways,
         maxRetryDelay: 8,
         totalTimeout: Math.ceil((s.timeoutMs * s.maxAttempts) / 1000) + 30,
