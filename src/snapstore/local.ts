@@ -465,7 +465,8 @@ async function readLock(path: string): Promise<{ raw: string; owner: LockOwner |
     const raw = await readFile(path, 'utf8');
     let owner: LockOwner | undefined;
     try {
-      owner = JSON.parse(raw) as LockOwner;
+      const parsed: unknown = JSON.parse(raw);
+      if (parsed !== null && typeof parsed === 'object') owner = parsed as LockOwner;
     } catch {
       // Empty or cut short: its holder is between open and write, or died there; only age tells.
     }
