@@ -29,6 +29,8 @@ const TMP_MARK = RESERVED_TMP_MARK;
 const WRITE_BUFFER = 1 << 20;
 /** A lock this old belongs to a holder that crashed or hung: a conditional write takes milliseconds. */
 const LOCK_STALE_MS = 30_000;
+/** An upload in progress writes its temporary file without pause; one idle this long is a crash's. */
+const LEFTOVER_QUIET_MS = 60_000;
 
 interface LocalMeta {
   sha256: string;
@@ -265,12 +267,15 @@ export class LocalStore implements SnapStore {
 
   /**
    * Removes temporary files left by a crash mid-upload (they never carry a final name, but they
-   * take space). Called when the store is opened.
+   * take space). Called when the store is opened. Files written to within `quietMs` are spared:
+   * another process sharing the folder may be uploading or about to rename them into place.
    */
-  async removeLeftovers(): Promise<number> {
+  async removeLeftovers(quietMs = LEFTOVER_QUIET_MS): Promise<number> {
     let removed = 0;
     for await (const file of filesUnder(this.root)) {
       if (!basename(file).includes(TMP_MARK)) continue;
+      const st = await stat(file).catch(() => undefined);
+      if (!st || Date.now() - st.mtimeMs < quietMs) continue;
       await unlink(file).catch(() => {});
       removed++;
     }
