@@ -1,9 +1,22 @@
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { IdempotencyStrategy, Storage, type Bucket, type StorageOptions } from '@google-cloud/storage';
 import { DigestStream } from './digest.js';
 import { checkObjectName, checkPrefix, keyOf } from './names.js';
-import { StoreError, type ListOptions, type ListPage, type ObjectInfo, type PutOptions, type PutResult, type SnapStore, type StoreErrorCode } from './types.js';
+import {
+  checkVersionedSize,
+  StoreError,
+  type ListOptions,
+  type ListPage,
+  type ObjectInfo,
+  type PutOptions,
+  type PutResult,
+  type SnapStore,
+  type StoreErrorCode,
+  type VersionedObject,
+  type VersionedPutOptions,
+} from './types.js';
 
 export interface GcsSettings {
   bucket: string;
@@ -17,8 +30,17 @@ export interface GcsSettings {
   maxAttempts: number;
 }
 
+/**
+ * A random id on each conditional write: when a retried upload meets 412, the id on the object
+ * tells whether the 412 is our own earlier attempt (its answer lost) or another writer.
+ */
+const WRITE_ID_META = 'ebs-write-id';
+/** Reads of a versioned object that may meet a newer generation before giving up. */
+const VERSIONED_READ_ATTEMPTS = 5;
+
 interface GcsMetadata {
   name?: string;
+  generation?: string | number;
   size?: string | number;
   updated?: string;
   md5Hash?: string;
@@ -28,7 +50,7 @@ interface GcsMetadata {
 
 function toInfo(name: string, m: GcsMetadata): ObjectInfo {
   const metadata: Record<string, string> = {};
-  for (const [k, v] of Object.entries(m.metadata ?? {})) if (v !== null) metadata[k] = String(v);
+  for (const [k, v] of Object.entries(m.metadata ?? {})) if (v !== null && k !== WRITE_ID_META) metadata[k] = String(v);
   return { name, size: Number(m.size ?? 0), lastModified: new Date(m.updated ?? 0), metadata };
 }
 
@@ -50,7 +72,8 @@ export class GcsStore implements SnapStore {
       retryOptions: {
         autoRetry: s.maxAttempts > 1,
         maxRetries: Math.max(0, s.maxAttempts - 1),
-        // Every write here goes to a fresh name or is a delete, so retrying them is safe.
+        // Every write here goes to a fresh name, is a delete, or is a conditional write whose
+        // write id tells a retry that met its own earlier success (putIfVersion): retrying is safe.
         idempotencyStrategy: IdempotencyStrategy.RetryAlways,
         maxRetryDelay: 8,
         totalTimeout: Math.ceil((s.timeoutMs * s.maxAttempts) / 1000) + 30,
@@ -80,7 +103,9 @@ export class GcsStore implements SnapStore {
     // An upload creates its object, so its 404 can only be the bucket's.
     const bucketGone = /bucket/i.test(message) && !/object/i.test(message);
     const code: StoreErrorCode | undefined =
-      status === 404 ? (bucketGone || what.startsWith('put ') ? 'no_such_bucket' : 'not_found') : status === 403 ? 'access_denied' : status === 401 ? 'bad_credentials' : undefined;
+      status === 412
+        ? 'precondition_failed'
+        : status === 404 ? (bucketGone || what.startsWith('put ') ? 'no_such_bucket' : 'not_found') : status === 403 ? 'access_denied' : status === 401 ? 'bad_credentials' : undefined;
     if (code) return new StoreError(code, this.url, `${where}: ${message}`, false, { cause: err });
     if (e.name === 'AbortError') return new StoreError('aborted', this.url, `${where}: aborted`, false, { cause: err });
     if (/CONTENT_DOWNLOAD_MISMATCH|FILE_NO_UPLOAD|mismatch/i.test(String(e.code) + message)) return new StoreError('checksum_mismatch', this.url, `${where}: ${message}`, false, { cause: err });
@@ -167,6 +192,76 @@ export class GcsStore implements SnapStore {
       await this.bucket.file(this.key(name)).delete({ ignoreNotFound: true });
     } catch (err) {
       throw this.fail(err, `delete ${name}`);
+    }
+  }
+
+  /**
+   * The generation is read first and then exactly that generation is downloaded, so body and version
+   * belong together; a newer write in between makes the old generation 404, and the read starts over.
+   */
+  async readVersioned(name: string, opts: { signal?: AbortSignal } = {}): Promise<VersionedObject | undefined> {
+    checkObjectName(this.url, name);
+    try {
+      for (let attempt = 0; attempt < VERSIONED_READ_ATTEMPTS; attempt++) {
+        opts.signal?.throwIfAborted();
+        let meta: GcsMetadata;
+        try {
+          [meta] = (await this.bucket.file(this.key(name)).getMetadata()) as unknown as [GcsMetadata];
+        } catch (err) {
+          if (this.fail(err, `read ${name}`).code === 'not_found') return undefined;
+          throw err;
+        }
+        checkVersionedSize(this.url, name, Number(meta.size ?? 0));
+        const generation = String(meta.generation ?? '');
+        if (!/^[1-9]\d*$/.test(generation)) throw new StoreError('failed', this.url, `read ${name}: the store sent no generation`);
+        try {
+          const [body] = await this.bucket.file(this.key(name), { generation }).download({ validation: 'md5' });
+          opts.signal?.throwIfAborted();
+          return { body, version: generation };
+        } catch (err) {
+          if (this.fail(err, `read ${name}`).code !== 'not_found') throw err;
+        }
+      }
+      throw new StoreError('failed', this.url, `read ${name}: a newer generation was written during each of ${VERSIONED_READ_ATTEMPTS} reads`, true);
+    } catch (err) {
+      throw this.fail(err, `read ${name}`);
+    }
+  }
+
+  /** One upload with ifGenerationMatch (0: must not exist); GCS checks it atomically with the write. */
+  async putIfVersion(name: string, body: Buffer, expected: string | undefined, opts: VersionedPutOptions = {}): Promise<string> {
+    checkObjectName(this.url, name);
+    checkVersionedSize(this.url, name, body.length);
+    // A token from another kind of store can never be this object's generation.
+    if (expected !== undefined && !/^[1-9]\d*$/.test(expected)) throw new StoreError('precondition_failed', this.url, `put ${name}: ${JSON.stringify(expected)} is no GCS generation`);
+    const writeId = randomBytes(12).toString('hex');
+    const file = this.bucket.file(this.key(name));
+    try {
+      opts.signal?.throwIfAborted();
+      await file.save(body, {
+        resumable: false,
+        validation: 'md5',
+        metadata: { metadata: { ...(opts.metadata ?? {}), [WRITE_ID_META]: writeId } },
+        preconditionOpts: { ifGenerationMatch: expected ?? 0 },
+      });
+      const generation = (file.metadata as GcsMetadata).generation;
+      if (generation === undefined) throw new StoreError('failed', this.url, `put ${name}: the store sent no generation; the object may have been written`);
+      return String(generation);
+    } catch (err) {
+      const e = this.fail(err, `put ${name}`);
+      if (e.code !== 'precondition_failed') throw e;
+      const landed = await this.bucket
+        .file(this.key(name))
+        .getMetadata()
+        .then(([m]) => m as unknown as GcsMetadata, () => undefined);
+      if (landed?.metadata?.[WRITE_ID_META] === writeId && landed.generation !== undefined) return String(landed.generation);
+      throw new StoreError(
+        'precondition_failed',
+        this.url,
+        `put ${name}: ${expected === undefined ? 'the object already exists' : `the object is no longer at generation ${expected}`}`,
+        false,
+        { cause: err },
+      );
     }
   }
 

@@ -1,7 +1,19 @@
 export { openStore, localPath } from './open.js';
-export { LocalStore } from './local.js';
+export { LocalStore, type LocalStoreOptions } from './local.js';
 export type { S3Settings } from './s3.js';
 export type { GcsSettings } from './gcs.js';
 export { checkObjectName, nameProblem } from './names.js';
-export { StoreError, listAll, type ListPage, type ObjectInfo, type PutOptions, type PutResult, type SnapStore, type StoreErrorCode } from './types.js';
-export { StoreProbe, type StoreHealth } from './probe.js';
+export {
+  StoreError,
+  listAll,
+  MAX_VERSIONED_BYTES,
+  type ListPage,
+  type ObjectInfo,
+  type PutOptions,
+  type PutResult,
+  type SnapStore,
+  type StoreErrorCode,
+  type VersionedObject,
+  type VersionedPutOptions,
+} from './types.js';
+export { StoreProbe, probeConditionalWrites, type ConditionalWriteProbe, type StoreHealth } from './probe.js';

@@ -1,22 +1,56 @@
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, type BigIntStats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DigestStream } from './digest.js';
 import { checkObjectName, checkPrefix, RESERVED_META_DIR, RESERVED_TMP_MARK } from './names.js';
-import { StoreError, type ListOptions, type ListPage, type ObjectInfo, type PutOptions, type PutResult, type SnapStore, type StagedObject, type StageOptions } from './types.js';
+import {
+  checkVersionedSize,
+  StoreError,
+  type ListOptions,
+  type ListPage,
+  type ObjectInfo,
+  type PutOptions,
+  type PutResult,
+  type SnapStore,
+  type StagedObject,
+  type StageOptions,
+  type VersionedObject,
+  type VersionedPutOptions,
+} from './types.js';
 
 /** Checksums and metadata live beside the objects, outside any snapshot folder the anchor lists. */
 const META_DIR = RESERVED_META_DIR;
 const TMP_MARK = RESERVED_TMP_MARK;
 const WRITE_BUFFER = 1 << 20;
+/** A lock this old belongs to a holder that crashed or hung: a conditional write takes milliseconds. */
+const LOCK_STALE_MS = 30_000;
+/** An upload in progress writes its temporary file without pause; one idle this long is a crash's. */
+const LEFTOVER_QUIET_MS = 60_000;
 
 interface LocalMeta {
   sha256: string;
   size: number;
   metadata: Record<string, string>;
+  /** Drawn anew by each `putIfVersion`; absent for objects written by `put` or other tools. */
+  version?: string;
+}
+
+export interface LocalStoreOptions {
+  /** How old a lock must be before another process breaks it (default 30 s). */
+  lockStaleMs?: number;
+}
+
+/** What a lock file holds: enough for another process to tell whether its holder still lives. */
+interface LockOwner {
+  pid: number;
+  host: string;
+  token: string;
+  at: string;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -30,9 +64,14 @@ function isNotFound(err: unknown): boolean {
  */
 export class LocalStore implements SnapStore {
   readonly url: string;
+  private readonly lockStaleMs: number;
 
-  constructor(private readonly root: string) {
+  constructor(
+    private readonly root: string,
+    opts: LocalStoreOptions = {},
+  ) {
     this.url = `file://${root}`;
+    this.lockStaleMs = opts.lockStaleMs ?? LOCK_STALE_MS;
   }
 
   private path(name: string): string {
@@ -228,19 +267,230 @@ export class LocalStore implements SnapStore {
 
   /**
    * Removes temporary files left by a crash mid-upload (they never carry a final name, but they
-   * take space). Called when the store is opened.
+   * take space). Called when the store is opened. Files written to within `quietMs` are spared:
+   * another process sharing the folder may be uploading or about to rename them into place.
    */
-  async removeLeftovers(): Promise<number> {
+  async removeLeftovers(quietMs = LEFTOVER_QUIET_MS): Promise<number> {
     let removed = 0;
     for await (const file of filesUnder(this.root)) {
       if (!basename(file).includes(TMP_MARK)) continue;
+      const st = await stat(file).catch(() => undefined);
+      if (!st || Date.now() - st.mtimeMs < quietMs) continue;
       await unlink(file).catch(() => {});
       removed++;
     }
     return removed;
   }
 
+  /**
+   * Needs no lock: the meta file (with the version) is renamed into place before the object, so a
+   * version is returned only with a body whose sha256 is the one recorded with that version. A body
+   * read between the two renames, or left by a writer that crashed between them, no longer matches
+   * and gets a version derived from the file itself, which no writer will ever expect: the next
+   * conditional write from it fails, and the reader reads again.
+   */
+  async readVersioned(name: string, opts: { signal?: AbortSignal } = {}): Promise<VersionedObject | undefined> {
+    checkObjectName(this.url, name);
+    try {
+      opts.signal?.throwIfAborted();
+      return await this.currentVersioned(name);
+    } catch (err) {
+      throw this.fail(err, `read ${name}`);
+    }
+  }
+
+  private async currentVersioned(name: string): Promise<VersionedObject | undefined> {
+    let handle;
+    try {
+      handle = await open(this.path(name), 'r');
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    let body: Buffer;
+    let st: BigIntStats;
+    try {
+      st = await handle.stat({ bigint: true });
+      if (!st.isFile()) return undefined;
+      checkVersionedSize(this.url, name, Number(st.size));
+      body = await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+    const meta = await this.readMeta(name);
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    if (meta?.version !== undefined && meta.sha256 === sha256 && meta.size === body.length) return { body, version: meta.version };
+    // The inode and the mtime in ns change with every rename into place, even for identical bytes.
+    const derived = createHash('sha256').update(`${sha256}:${st.ino}:${st.mtimeNs}:${st.size}`).digest('hex');
+    return { body, version: `f-${derived.slice(0, 32)}` };
+  }
+
+  /**
+   * Read, compare and write under an exclusive lock file beside the meta, so writers in several
+   * processes sharing the folder (one machine) take turns; the write itself is the same temp file,
+   * fsync, rename and folder fsync as `put`.
+   */
+  async putIfVersion(name: string, body: Buffer, expected: string | undefined, opts: VersionedPutOptions = {}): Promise<string> {
+    checkObjectName(this.url, name);
+    checkVersionedSize(this.url, name, body.length);
+    const path = this.path(name);
+    const metaPath = this.metaPath(name);
+    let lock: HeldLock | undefined;
+    const temps: string[] = [];
+    try {
+      lock = await this.lock(name, opts.signal);
+      const current = (await this.currentVersioned(name))?.version;
+      if (current !== expected) {
+        throw new StoreError(
+          'precondition_failed',
+          this.url,
+          `put ${name}: expected ${expected === undefined ? 'no object' : `version ${expected}`}, found ${current === undefined ? 'none' : `version ${current}`}`,
+        );
+      }
+      // Time first so versions sort roughly by age when someone reads them in a log.
+      const version = `${Date.now().toString(36)}-${randomBytes(9).toString('hex')}`;
+      const meta: LocalMeta = { sha256: createHash('sha256').update(body).digest('hex'), size: body.length, metadata: opts.metadata ?? {}, version };
+      temps.push(await this.writeTemp(path, Readable.from([body]), undefined, opts.signal));
+      temps.push(await this.writeTemp(metaPath, Readable.from([Buffer.from(JSON.stringify(meta))])));
+      opts.signal?.throwIfAborted();
+      await lock.confirm();
+      await rename(temps[1] as string, metaPath);
+      await rename(temps[0] as string, path);
+      temps.length = 0;
+      await fsync(dirname(metaPath));
+      await fsync(dirname(path));
+      return version;
+    } catch (err) {
+      for (const t of temps) await unlink(t).catch(() => {});
+      throw this.fail(err, `put ${name}`);
+    } finally {
+      await lock?.release();
+    }
+  }
+
+  private lockPath(name: string): string {
+    return join(this.root, META_DIR, ...name.split('/')) + '.lock';
+  }
+
+  private async lock(name: string, signal?: AbortSignal): Promise<HeldLock> {
+    const path = this.lockPath(name);
+    await mkdir(dirname(path), { recursive: true });
+    const owner: LockOwner = { pid: process.pid, host: hostname(), token: randomBytes(12).toString('hex'), at: new Date().toISOString() };
+    // Past this, even a live holder would have been broken as stale: something else is wrong.
+    const deadline = Date.now() + 2 * this.lockStaleMs + 5_000;
+    let delay = 2;
+    for (;;) {
+      signal?.throwIfAborted();
+      try {
+        const h = await open(path, 'wx');
+        try {
+          await h.writeFile(JSON.stringify(owner));
+        } catch (err) {
+          // An empty lock would hold everyone off for the whole stale age.
+          await unlink(path).catch(() => {});
+          throw err;
+        } finally {
+          await h.close();
+        }
+        return new HeldLock(path, owner.token, this.url, name);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      if (await this.breakIfStale(path)) continue;
+      if (Date.now() > deadline) throw new StoreError('timeout', this.url, `put ${name}: the lock ${path} stayed held for ${2 * this.lockStaleMs} ms`, true);
+      await sleep(delay + Math.random() * delay, undefined, signal ? { signal } : {});
+      delay = Math.min(delay * 2, 50);
+    }
+  }
+
+  /**
+   * Removes a lock whose holder crashed: dead by its pid (same host only: another host's or another
+   * pid namespace's pid means nothing here) or older than the stale age. Two processes could both
+   * find the same lock stale; the removal runs under a second exclusive file and only if the lock is
+   * still the one judged stale, so neither removes a fresh lock the other just took. Returns whether
+   * the lock is gone.
+   */
+  private async breakIfStale(path: string): Promise<boolean> {
+    const seen = await readLock(path);
+    if (!seen) return true;
+    const dead = seen.owner !== undefined && seen.owner.host === hostname() && !isAlive(seen.owner.pid);
+    if (!dead && Date.now() - seen.mtimeMs <= this.lockStaleMs) return false;
+    const guardPath = `${path}.break`;
+    let guard;
+    try {
+      guard = await open(guardPath, 'wx');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // A breaker holds the guard for microseconds; one this old crashed while holding it.
+      const g = await stat(guardPath).catch(() => undefined);
+      if (g && Date.now() - g.mtimeMs > this.lockStaleMs) await unlink(guardPath).catch(() => {});
+      return false;
+    }
+    try {
+      const again = await readLock(path);
+      if (!again) return true;
+      if (again.raw !== seen.raw || again.mtimeMs !== seen.mtimeMs) return false;
+      await unlink(path);
+      return true;
+    } finally {
+      await guard.close();
+      await unlink(guardPath).catch(() => {});
+    }
+  }
+
   async close(): Promise<void> {}
+}
+
+/** A lock taken by this process; `confirm` and `release` touch it only while it is still ours. */
+class HeldLock {
+  constructor(
+    private readonly path: string,
+    private readonly token: string,
+    private readonly store: string,
+    private readonly name: string,
+  ) {}
+
+  private async ours(): Promise<boolean> {
+    return (await readLock(this.path))?.owner?.token === this.token;
+  }
+
+  /** Just before the write lands: a holder that stalled past the stale age may have lost the lock. */
+  async confirm(): Promise<void> {
+    if (!(await this.ours())) throw new StoreError('failed', this.store, `put ${this.name}: the lock was broken as stale before the write; nothing was written`, true);
+  }
+
+  async release(): Promise<void> {
+    if (await this.ours().catch(() => false)) await unlink(this.path).catch(() => {});
+  }
+}
+
+async function readLock(path: string): Promise<{ raw: string; owner: LockOwner | undefined; mtimeMs: number } | undefined> {
+  try {
+    const st = await stat(path);
+    const raw = await readFile(path, 'utf8');
+    let owner: LockOwner | undefined;
+    try {
+      const parsed: unknown = JSON.parse(raw);
+      if (parsed !== null && typeof parsed === 'object') owner = parsed as LockOwner;
+    } catch {
+      // Empty or cut short: its holder is between open and write, or died there; only age tells.
+    }
+    return { raw, owner, mtimeMs: st.mtimeMs };
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Flushes a file or a folder (so a rename in it survives a crash) to disk. */

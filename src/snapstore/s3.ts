@@ -1,12 +1,24 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { DigestStream, type DigestResult } from './digest.js';
 import { checkObjectName, checkPrefix, keyOf } from './names.js';
-import { StoreError, type ListOptions, type ListPage, type ObjectInfo, type PutOptions, type PutResult, type SnapStore, type StoreErrorCode } from './types.js';
+import {
+  checkVersionedSize,
+  StoreError,
+  type ListOptions,
+  type ListPage,
+  type ObjectInfo,
+  type PutOptions,
+  type PutResult,
+  type SnapStore,
+  type StoreErrorCode,
+  type VersionedObject,
+  type VersionedPutOptions,
+} from './types.js';
 
 export interface S3Settings {
   bucket: string;
@@ -31,6 +43,11 @@ export interface S3Settings {
 
 /** Our one metadata key: the part size, so a reader can recompute a multipart ETag. */
 const PART_SIZE_META = 'ebs-part-size';
+/**
+ * A random id on each conditional write: when a retried PutObject meets 412, the id on the object
+ * tells whether the 412 is our own earlier attempt (its answer lost) or another writer.
+ */
+const WRITE_ID_META = 'ebs-write-id';
 
 /** Errors that name a permanent cause: retrying will not help. */
 const PERMANENT: Record<string, StoreErrorCode> = {
@@ -48,6 +65,9 @@ const PERMANENT: Record<string, StoreErrorCode> = {
   InvalidBucketName: 'config',
   PermanentRedirect: 'config',
   AuthorizationHeaderMalformed: 'config',
+  PreconditionFailed: 'precondition_failed',
+  // S3 answers 409 when another conditional write to the key is in flight: it lost all the same.
+  ConditionalRequestConflict: 'precondition_failed',
 };
 
 /**
@@ -117,6 +137,7 @@ export class S3Store implements SnapStore {
     const status = e.$metadata?.httpStatusCode;
     if (status === 404) return new StoreError('not_found', this.url, `${where}: not found`, false, { cause: err });
     if (status === 403) return new StoreError('access_denied', this.url, `${where}: access denied`, false, { cause: err });
+    if (status === 412) return new StoreError('precondition_failed', this.url, `${where}: precondition failed`, false, { cause: err });
     return new StoreError('failed', this.url, `${where}: ${name}: ${e.message}`, status === undefined || status >= 500 || status === 429, { cause: err });
   }
 
@@ -195,6 +216,7 @@ export class S3Store implements SnapStore {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...this.customerKey() }));
       const metadata = { ...(out.Metadata ?? {}) };
       delete metadata[PART_SIZE_META];
+      delete metadata[WRITE_ID_META];
       return { name, size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0), metadata };
     } catch (err) {
       const e = this.fail(err, `head ${name}`);
@@ -231,6 +253,78 @@ export class S3Store implements SnapStore {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.s.bucket, Key: this.key(name) }));
     } catch (err) {
       throw this.fail(err, `delete ${name}`);
+    }
+  }
+
+  /** One GetObject: its body and its ETag come from the same response, so they always belong together. */
+  async readVersioned(name: string, opts: { signal?: AbortSignal } = {}): Promise<VersionedObject | undefined> {
+    checkObjectName(this.url, name);
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...this.customerKey() }), opts.signal ? { abortSignal: opts.signal } : {});
+      const stream = out.Body as Readable;
+      if (out.ContentLength !== undefined) {
+        try {
+          checkVersionedSize(this.url, name, out.ContentLength);
+        } catch (err) {
+          stream.destroy();
+          throw err;
+        }
+      }
+      const body = Buffer.from(await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+      checkVersionedSize(this.url, name, body.length);
+      if (!out.ETag) throw new StoreError('failed', this.url, `read ${name}: the store sent no ETag`);
+      const md5 = createHash('md5').update(body).digest('hex');
+      const plain = out.ServerSideEncryption !== 'aws:kms' && !out.SSECustomerAlgorithm && !/-\d+"?$/.test(out.ETag);
+      if (plain && out.ETag.replace(/"/g, '') !== md5) throw new StoreError('checksum_mismatch', this.url, `read ${name}: ETag ${out.ETag} does not match the md5 ${md5} of the bytes read`);
+      return { body, version: out.ETag };
+    } catch (err) {
+      const e = this.fail(err, `read ${name}`);
+      if (e.code === 'not_found') return undefined;
+      throw e;
+    }
+  }
+
+  /** PutObject with If-None-Match: * (create) or If-Match: <ETag> (update); S3 decides atomically. */
+  async putIfVersion(name: string, body: Buffer, expected: string | undefined, opts: VersionedPutOptions = {}): Promise<string> {
+    checkObjectName(this.url, name);
+    checkVersionedSize(this.url, name, body.length);
+    const writeId = randomBytes(12).toString('hex');
+    const md5 = createHash('md5').update(body).digest();
+    const condition = expected === undefined ? { IfNoneMatch: '*' } : { IfMatch: expected };
+    try {
+      const out = await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.s.bucket,
+          Key: this.key(name),
+          Body: body,
+          ContentLength: body.length,
+          ContentMD5: md5.toString('base64'),
+          Metadata: { ...(opts.metadata ?? {}), [WRITE_ID_META]: writeId },
+          ...condition,
+          ...this.encryption(),
+        }),
+        opts.signal ? { abortSignal: opts.signal } : {},
+      );
+      if (!out.ETag) throw new StoreError('failed', this.url, `put ${name}: the store sent no ETag; the object may have been written`);
+      // Not deleted on a mismatch, unlike `put`: a later writer may already have replaced it.
+      if (this.etagIsMd5() && out.ETag.replace(/"/g, '') !== md5.toString('hex')) {
+        throw new StoreError('checksum_mismatch', this.url, `put ${name}: ETag ${out.ETag} does not match the md5 ${md5.toString('hex')} of the bytes sent`);
+      }
+      return out.ETag;
+    } catch (err) {
+      const e = this.fail(err, `put ${name}`);
+      // If-Match on a key that does not exist is NoSuchKey, not 412: it lost all the same.
+      const lost = e.code === 'precondition_failed' || (expected !== undefined && e.code === 'not_found');
+      if (!lost) throw e;
+      const landed = await this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...this.customerKey() })).catch(() => undefined);
+      if (landed?.Metadata?.[WRITE_ID_META] === writeId && landed.ETag) return landed.ETag;
+      throw new StoreError(
+        'precondition_failed',
+        this.url,
+        `put ${name}: ${expected === undefined ? 'the object already exists' : `the object is no longer at version ${expected}`}`,
+        false,
+        { cause: err },
+      );
     }
   }
 

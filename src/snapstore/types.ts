@@ -46,6 +46,23 @@ export interface StagedObject {
   discard(): Promise<void>;
 }
 
+/** The most bytes `readVersioned` and `putIfVersion` handle: they hold the whole body in memory. */
+export const MAX_VERSIONED_BYTES = 1 << 20;
+
+/**
+ * A small object read together with the version it had when read. `version` is opaque: pass it back
+ * to `putIfVersion` unchanged. S3: the ETag; GCS: the generation; local: a token drawn at each write.
+ */
+export interface VersionedObject {
+  body: Buffer;
+  version: string;
+}
+
+export interface VersionedPutOptions {
+  signal?: AbortSignal;
+  metadata?: Record<string, string>;
+}
+
 export interface ListPage {
   objects: ObjectInfo[];
   /** Present when more objects follow; pass it back to get the next page. */
@@ -78,6 +95,25 @@ export interface SnapStore {
   /** Names, sizes and times; metadata costs a request per object on S3, so `list` never carries it. */
   list(prefix: string, opts?: ListOptions): Promise<ListPage>;
   delete(name: string): Promise<void>;
+  /**
+   * Reads a small object (at most `MAX_VERSIONED_BYTES`, larger fails with code `config`) and its
+   * current version in one consistent pair; undefined when the object does not exist.
+   */
+  readVersioned(name: string, opts?: { signal?: AbortSignal }): Promise<VersionedObject | undefined>;
+  /**
+   * Compare-and-swap: stores `body` only if the object's current version is `expected` (`undefined`:
+   * only if the object does not exist), and resolves to the new version. When another writer came
+   * first it rejects with a `StoreError` of code `precondition_failed` (not retryable: read again and
+   * decide). Bodies larger than `MAX_VERSIONED_BYTES` are refused with code `config` before any I/O.
+   *
+   * On S3 the version is the ETag, the md5 of the body: writing the same bytes again gives the same
+   * version, so a reader cannot tell A -> B -> A from no change. Bodies that carry a counter or an
+   * epoch (as a claim does) never repeat. GCS and the local store give every write a new version.
+   *
+   * A store that ignores the conditions (old MinIO, some S3 clones) overwrites silently: check it
+   * once with `probeConditionalWrites` before relying on this.
+   */
+  putIfVersion(name: string, body: Buffer, expected: string | undefined, opts?: VersionedPutOptions): Promise<string>;
   /** Releases connections; the store is unusable afterwards. */
   close(): Promise<void>;
 }
@@ -89,6 +125,8 @@ export type StoreErrorCode =
   | 'bad_credentials'
   | 'invalid_name'
   | 'checksum_mismatch'
+  /** A conditional write lost: the object is no longer at the version the writer expected. */
+  | 'precondition_failed'
   | 'unreachable'
   | 'timeout'
   | 'aborted'
@@ -106,6 +144,13 @@ export class StoreError extends Error {
   ) {
     super(`${store}: ${message}`, options);
     this.name = 'StoreError';
+  }
+}
+
+/** Refuses a body too large for the versioned calls, before any I/O. */
+export function checkVersionedSize(store: string, name: string, size: number): void {
+  if (size > MAX_VERSIONED_BYTES) {
+    throw new StoreError('config', store, `${name}: ${size} bytes, more than the ${MAX_VERSIONED_BYTES} a versioned object may hold`);
   }
 }
 

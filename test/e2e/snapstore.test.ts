@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HeadObjectCommand, S3Client, type HeadObjectCommandOutput } from '@aws-sdk/client-s3';
@@ -217,6 +217,25 @@ else {
 }
 
 describe('local store crash safety', () => {
+  it('opening the store removes stale temporary files, not those another process is writing', async () => {
+    const fx = await localFixture();
+    const dir = fx.flags['store']?.replace('file://', '') as string;
+    try {
+      mkdirSync(join(dir, 'v2'), { recursive: true });
+      const crashed = join(dir, 'v2', '.Full-1.ebs-tmp-aaaaaa');
+      const writing = join(dir, 'v2', '.Full-2.ebs-tmp-bbbbbb');
+      writeFileSync(crashed, 'left by a crash');
+      const old = new Date(Date.now() - 120_000);
+      utimesSync(crashed, old, old);
+      writeFileSync(writing, 'being uploaded by another sidecar');
+      const store = await fx.open();
+      await store.close();
+      assert.deepEqual(readdirSync(join(dir, 'v2')), ['.Full-2.ebs-tmp-bbbbbb']);
+    } finally {
+      await fx.stop();
+    }
+  });
+
   it('leaves no temporary file behind after a failed upload', async () => {
     const fx = await localFixture();
     const store = await fx.open();
