@@ -140,7 +140,8 @@ export function renderApi(openapiYaml: string): string {
   const ops: Array<[string, string, Operation]> = [];
   for (const [path, byMethod] of Object.entries(doc.paths)) for (const [method, op] of Object.entries(byMethod)) ops.push([method.toUpperCase(), path, op]);
   for (const [method, path, op] of ops) {
-    const anchor = `${method}-${path}`.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/-+$/, '');
+    // GitHub's heading anchor: punctuation (the path's slashes) is dropped, not turned into a hyphen.
+    const anchor = `${method} ${path}`.toLowerCase().replace(/[^a-z0-9 _-]/g, '').replace(/ /g, '-');
     out.push(`| [\`${method} ${path}\`](#${anchor}) | ${cell(op.summary ?? '')}${op.security ? ' (**token**)' : ''} |`);
   }
   out.push('');
