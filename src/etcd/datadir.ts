@@ -5,7 +5,7 @@ import { orderWalNames, WalFormatError, WalReader, type WalFacts } from './wal.j
 
 export type DataDirState = 'missing' | 'empty' | 'valid' | 'corrupt';
 
-/** What a member's data dir holds, read without starting etcd (DESIGN.md section 6). */
+/** What a member's data dir holds, read without starting etcd. */
 export interface DataDirFacts {
   state: DataDirState;
   /** Human-readable: why corrupt / what was found. */

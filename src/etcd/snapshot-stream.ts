@@ -19,7 +19,7 @@ interface SnapshotResponse {
 /**
  * The `Maintenance.Snapshot` stream of one member, as bytes: the member's bolt db followed by etcd's
  * 32-byte sha256 trailer. Called through etcd3's pool because its own `maintenance.snapshot()` passes
- * the auth metadata in the request's place, so a cluster with auth enabled refuses it (DESIGN §3).
+ * the auth metadata in the request's place, so a cluster with auth enabled refuses it.
  * Backpressure holds end to end: grpc stops reading from the member while the consumer is slow.
  */
 export async function openSnapshotStream(member: Etcd3): Promise<Readable> {

@@ -1,4 +1,4 @@
-// The facts of DESIGN.md section 6, gathered in parallel, each bounded: the data dir, the running
+// The facts the initializer decides from (docs/architecture.md, "Initializer and recovery"), gathered in parallel, each bounded: the data dir, the running
 // cluster, the heartbeats and the backups. No decision is made here; `decide()` makes it.
 
 import type { Config } from '../config/index.js';

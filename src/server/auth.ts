@@ -3,7 +3,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { ErrorBody } from './schemas.js';
 
-/** Methods that only read. Everything else mutates and needs the token (DESIGN section 5). */
+/** Methods that only read. Everything else mutates and needs the token. */
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface AuthOptions {

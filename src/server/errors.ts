@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
-/** Every error leaves as {"error": code, "message": text} with a fitting status (DESIGN section 5). */
+/** Every error leaves as {"error": code, "message": text} with a fitting status. */
 export function errorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   if (err.validation) {
     void reply.status(400).send({ error: 'bad_request', message: err.message });

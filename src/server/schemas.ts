@@ -232,7 +232,7 @@ export const InitializeQuery = Type.Object({
 export const InitializeBody = Type.Object({
   state: Type.Union([Type.Literal('New'), Type.Literal('Progress'), Type.Literal('Successful'), Type.Literal('Failed')]),
   decision: Type.Optional(
-    Type.Union(['use-existing', 'join-existing', 'join-as-learner', 'replace', 'restore', 'wait', 'bootstrap'].map((d) => Type.Literal(d)), { description: 'the latest decision (DESIGN.md section 6)' }),
+    Type.Union(['use-existing', 'join-existing', 'join-as-learner', 'replace', 'restore', 'wait', 'bootstrap'].map((d) => Type.Literal(d)), { description: 'the latest decision (docs/operations.md explains each)' }),
   ),
   reason: Type.Optional(Type.String({ description: 'why, in words' })),
   progress: Type.Optional(Type.String()),

@@ -90,7 +90,7 @@ const timeTravelled = (f: InitFacts): boolean => {
   return !!own && own.clusterId === f.local.clusterId && own.memberId === f.local.memberId && (own.raftIndex ?? 0) > (f.local.raftIndex ?? 0);
 };
 
-describe('decide(): invariants over the whole input space (DESIGN.md section 6)', () => {
+describe('decide(): invariants over the whole input space', () => {
   it('is total: one known decision and a reason for every input', () => {
     fc.assert(
       fc.property(world, (f) => {

@@ -43,15 +43,17 @@ const FORWARD_TIMEOUT_MS = { GET: 30_000, POST: 15 * 60_000 } as const;
 
 /**
  * Sends the request to the backup leader's sidecar and relays its answer, or answers 503 when the
- * leader does not answer. Returns undefined when the request must be answered here.
+ * leader does not answer. Returns false when the request must be answered here. (A boolean, not
+ * the reply: an awaited fastify reply resolves to undefined, and the request would run here too.)
  */
-async function forwardToLeader(api: SnapshotApi, self: string, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+async function forwardToLeader(api: SnapshotApi, self: string, req: FastifyRequest, reply: FastifyReply): Promise<boolean> {
   const target = api.forwardTo?.();
-  if (!target) return undefined;
+  if (!target) return false;
   const forwardedBy = req.headers[FORWARDED_BY];
   if (forwardedBy !== undefined) {
     // The sender believes this sidecar leads; it does not (a handoff in progress): say so, never bounce it on.
-    return reply.status(503).send({ error: 'not_backup_leader', message: `forwarded by ${String(forwardedBy)}, but this sidecar is not the backup leader either (the role is changing hands; retry)` });
+    reply.status(503).send({ error: 'not_backup_leader', message: `forwarded by ${String(forwardedBy)}, but this sidecar is not the backup leader either (the role is changing hands; retry)` });
+    return true;
   }
   const method = req.method === 'POST' ? 'POST' : 'GET';
   const headers: Record<string, string> = { [FORWARDED_BY]: self };
@@ -60,16 +62,19 @@ async function forwardToLeader(api: SnapshotApi, self: string, req: FastifyReque
   try {
     res = await fetch(new URL(req.url, target.url), { method, headers, signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS[method]) });
   } catch (err) {
-    return reply.status(503).send({ error: 'leader_unreachable', message: `the backup leader ${target.name} at ${target.url} did not answer: ${(err as Error).message}` });
+    reply.status(503).send({ error: 'leader_unreachable', message: `the backup leader ${target.name} at ${target.url} did not answer: ${(err as Error).message}` });
+    return true;
   }
   const text = await res.text();
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
-    return reply.status(502).send({ error: 'bad_leader_answer', message: `the backup leader ${target.name} answered ${res.status} with a body that is not JSON` });
+    reply.status(502).send({ error: 'bad_leader_answer', message: `the backup leader ${target.name} answered ${res.status} with a body that is not JSON` });
+    return true;
   }
-  return reply.status(res.status).header('x-ebs-forwarded-to', target.name).send(body);
+  reply.status(res.status).header('x-ebs-forwarded-to', target.name).send(body);
+  return true;
 }
 
 export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = async (app, { deps }) => {
@@ -80,8 +85,7 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
     '/snapshot/full',
     { schema: { summary: 'Take a full snapshot now', tags: ['snapshots'], response: { 201: SnapshotRecordBody, ...errors } } },
     async (req, reply) => {
-      const forwarded = await forwardToLeader(api, deps.self.name, req, reply);
-      if (forwarded) return forwarded;
+      if (await forwardToLeader(api, deps.self.name, req, reply)) return reply;
       const why = api.unavailable();
       if (why) return reply.status(503).send({ error: 'not_backup_leader', message: why });
       try {
@@ -103,8 +107,7 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
       },
     },
     async (req, reply) => {
-      const forwarded = await forwardToLeader(api, deps.self.name, req, reply);
-      if (forwarded) return forwarded;
+      if (await forwardToLeader(api, deps.self.name, req, reply)) return reply;
       const why = api.unavailable();
       if (why) return reply.status(503).send({ error: 'not_backup_leader', message: why });
       if (!api.deltasEnabled) return reply.status(409).send({ error: 'deltas_disabled', message: 'delta snapshots are disabled (--delta-snapshot-period=0)' });
@@ -129,8 +132,7 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
       },
     },
     async (req, reply) => {
-      const forwarded = await forwardToLeader(api, deps.self.name, req, reply);
-      if (forwarded) return forwarded;
+      if (await forwardToLeader(api, deps.self.name, req, reply)) return reply;
       let listing: SnapshotRef[];
       try {
         listing = await api.list();
