@@ -14,6 +14,14 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; th
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 fi
 
+# faketime: the tests run sidecars with skewed clocks (libfaketime preloaded into node).
+if ! compgen -G '/usr/lib/*/faketime/libfaketime*.so.1' >/dev/null && ! compgen -G '/usr/lib/faketime/libfaketime*.so.1' >/dev/null; then
+  echo "setup: installing faketime from Debian" >&2
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  ($SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq faketime >/dev/null) || echo "setup: faketime not installed; the clock-skew tests will be skipped" >&2
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm packages" >&2
   npm ci --no-fund --no-audit --loglevel=error

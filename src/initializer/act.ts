@@ -15,7 +15,8 @@ import type { HeartbeatAges } from '../cluster/heartbeat-ages.js';
 import type { Logger } from '../logger.js';
 import { restore, restoreFromDataDir, restoreOptionsFromConfig } from '../restore/index.js';
 import type { SnapStore } from '../snapstore/index.js';
-import { decide, findSelf, waitingReport, type Decision, type InitFacts, type Verdict, type WaitingReport } from './decide.js';
+import { advanceClaim } from './claim.js';
+import { decide, findSelf, waitingReport, type Decision, type InitFacts, type RecoveryClaim, type Verdict, type WaitingReport } from './decide.js';
 import { joiningCluster, renderEtcdConfig, type EtcdStart, type MemberIdentity } from './etcd-config.js';
 import { clusterMember, clusterNow, gatherFacts, type GatheredFacts } from './facts.js';
 
@@ -197,11 +198,46 @@ export class Initializer {
         const source = verdict.recovery?.source ?? 'backups';
         const confirmed = await this.confirm(verdict, source === 'backups' ? 'restoring from the backups' : 'recovering the cluster from its own data');
         if (!confirmed) return undefined;
-        return this.restore(confirmed.facts, verdict.recovery);
+        if (!verdict.recovery) return this.restore(confirmed.facts, undefined);
+        const claimed = await this.claim(verdict.recovery, confirmed.facts);
+        if (claimed === undefined) return undefined;
+        const start = await this.restore(confirmed.facts, verdict.recovery);
+        await this.settleClaim(verdict.recovery, claimed);
+        return start;
       }
       case 'wait':
         return undefined;
     }
+  }
+
+  /**
+   * Takes the recovery epoch in the store (or keeps it, resuming): the version of the claim, or
+   * undefined when another member claimed first or the store failed, and the facts must be read again.
+   */
+  private async claim(recovery: NonNullable<Verdict['recovery']>, facts: InitFacts): Promise<string | undefined> {
+    const { store, log, config } = this.deps;
+    const current = facts.recovery;
+    const mine: RecoveryClaim = { epoch: recovery.epoch, holder: config.name, source: recovery.source, state: 'claimed' };
+    if (current?.version !== undefined && JSON.stringify(current.claim) === JSON.stringify(mine)) return current.version;
+    this.update({ progress: `claiming recovery epoch ${recovery.epoch} in the store` });
+    try {
+      const version = await advanceClaim(store, mine, current?.version);
+      if (version === undefined) log.warn({ epoch: recovery.epoch }, 'another member changed the recovery claim first; deciding again');
+      else log.info({ epoch: recovery.epoch, source: recovery.source }, 'recovery epoch claimed');
+      return version;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'the recovery claim could not be written; deciding again');
+      return undefined;
+    }
+  }
+
+  /** Marks the epoch done; a failure only means others see the claim a little longer. */
+  private async settleClaim(recovery: NonNullable<Verdict['recovery']>, version: string): Promise<void> {
+    const done: RecoveryClaim = { epoch: recovery.epoch, holder: this.deps.config.name, source: recovery.source, state: 'done' };
+    await advanceClaim(this.deps.store, done, version).then(
+      (v) => (v === undefined ? this.deps.log.warn({ epoch: recovery.epoch }, 'the recovery claim changed while this member recovered') : undefined),
+      (err: Error) => this.deps.log.warn({ err: err.message }, 'the recovery claim could not be marked done'),
+    );
   }
 
   private async wipe(): Promise<void> {

@@ -186,6 +186,10 @@ export function localDataProblem(facts: InitFacts): string | undefined {
     const me = findSelf(facts.cluster, facts.self);
     return unusable(facts, facts.cluster.clusterId, me?.id ?? own?.memberId);
   }
+  // The holder of an unfinished recovery may have restarted after its data dir was swapped for the
+  // recovered one and before its heartbeat said so: either identity is its own data then.
+  const claim = facts.recovery?.claim;
+  if (claim?.holder === facts.self.name && claim.state === 'claimed') return unusable(facts, undefined, undefined);
   return unusable(facts, own?.clusterId, own?.memberId);
 }
 
@@ -253,6 +257,14 @@ function participants(facts: InitFacts): Participant[] {
  */
 export function chooseRecovery(facts: InitFacts, present: readonly Participant[]): { holder: string; source: RecoverySource; why: string } | undefined {
   const chainCluster = facts.backups.chain?.clusterId;
+  const claim = facts.recovery?.claim;
+  // A holder that restarted mid-recovery resumes it the same way: its data may already be the
+  // recovered cluster's (a new raft log, so its raft index compares with nobody's), and doing the
+  // same restore again gives the same data.
+  const resumer = claim?.state === 'claimed' ? present.find((p) => p.name === claim.holder) : undefined;
+  if (claim && resumer && (claim.source === 'backups' ? facts.backups.chain !== undefined : !resumer.report.dataLost)) {
+    return { holder: resumer.name, source: claim.source, why: `${resumer.name} resumes the recovery of epoch ${claim.epoch} from ${claim.source === 'backups' ? 'the backups' : 'its own data'}` };
+  }
   const copies = present
     .filter((p) => !p.report.dataLost && p.report.raftIndex !== undefined && p.report.revisionBound !== undefined)
     .filter((p) => chainCluster === undefined || p.report.clusterId === undefined || p.report.clusterId === chainCluster || !facts.backups.chain);

@@ -13,6 +13,7 @@ import { restorableChain } from '../snapshot/chain.js';
 import { listSnapshots } from '../snapshot/snapshotter.js';
 import type { SnapStore } from '../snapstore/index.js';
 import type { Member } from '../etcd/members.js';
+import { readClaim } from './claim.js';
 import type { BackupFacts, ClusterMember, InitFacts, LocalData, MemberRecord, RunningCluster } from './decide.js';
 
 export interface FactSources {
@@ -93,8 +94,8 @@ export async function gatherFacts(src: FactSources): Promise<GatheredFacts> {
   const [local, { status, cluster }, fromStore] = await Promise.all([
     localData(config.dataDir, log),
     clusterNow({ etcd, config }),
-    Promise.all([readHeartbeats(store, log), backupFacts(store)]).then(
-      ([heartbeats, backups]) => ({ heartbeats, backups }),
+    Promise.all([readHeartbeats(store, log), backupFacts(store), readClaim(store)]).then(
+      ([heartbeats, backups, recovery]) => ({ heartbeats, backups, recovery }),
       (err: Error) => ({ error: err.message }),
     ),
   ]);
@@ -112,6 +113,7 @@ export async function gatherFacts(src: FactSources): Promise<GatheredFacts> {
     heartbeats = src.ages.observe(fromStore.heartbeats);
     facts.heartbeats = heartbeats.map((hb) => memberRecord(hb, config.heartbeatTtl));
     facts.backups = fromStore.backups;
+    if (fromStore.recovery.claim) facts.recovery = fromStore.recovery;
   }
   if (cluster) facts.cluster = cluster;
   return { facts, status, heartbeats };

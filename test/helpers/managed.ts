@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -9,6 +9,13 @@ import type { InitializeBody } from '../../src/server/schemas.js';
 import { eventually, freePort, sleep } from './cluster.js';
 
 const run = promisify(execFile);
+
+/** Debian's libfaketime (package faketime), or undefined when it is not installed. */
+export function faketimeLibrary(): string | undefined {
+  const dirs = ['/usr/lib/x86_64-linux-gnu/faketime', '/usr/lib/aarch64-linux-gnu/faketime', '/usr/lib/faketime'];
+  for (const d of dirs) for (const f of ['libfaketimeMT.so.1', 'libfaketime.so.1']) if (existsSync(join(d, f))) return join(d, f);
+  return undefined;
+}
 
 export interface ManagedMember {
   name: string;
@@ -30,6 +37,8 @@ export interface ManagedMember {
 export class ManagedCluster {
   readonly members: ManagedMember[] = [];
   readonly storeDir: string;
+  /** faketime offsets (e.g. '-60s') of the sidecars started from now on, by member name. */
+  readonly clockSkew = new Map<string, string>();
   private readonly template: string;
 
   private constructor(
@@ -50,7 +59,19 @@ export class ManagedCluster {
 
   /** Defines one more member (scale-up); the sidecars of the others keep their configuration. */
   async add(name: string): Promise<ManagedMember> {
-    const [client, peer, api] = [await freePort(), await freePort(), await freePort()];
+    // Each port is free when asked for, but the kernel may hand the same one out twice in a row:
+    // no two of the cluster's ports may collide (a sidecar's API on its etcd's client port).
+    const taken = new Set(this.members.flatMap((x) => [x.clientURL, x.peerURL, x.apiURL].map((u) => Number(new URL(u).port))));
+    const fresh = async (): Promise<number> => {
+      for (;;) {
+        const p = await freePort();
+        if (!taken.has(p)) {
+          taken.add(p);
+          return p;
+        }
+      }
+    };
+    const [client, peer, api] = [await fresh(), await fresh(), await fresh()];
     const dir = join(this.dir, name);
     mkdirSync(dir, { recursive: true });
     const m: ManagedMember = { name, clientURL: `http://127.0.0.1:${client}`, peerURL: `http://127.0.0.1:${peer}`, apiURL: `http://127.0.0.1:${api}`, apiPort: api, dir, dataDir: join(dir, 'data') };
@@ -97,6 +118,14 @@ export class ManagedCluster {
     if (m.sidecar && m.sidecar.exitCode === null && m.sidecar.signalCode === null) return;
     const args = Object.entries(this.flags(name, extra)).flatMap(([k, v]) => [`--${k}`, v]);
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_')));
+    // A skewed clock for this sidecar alone: libfaketime preloaded into node itself (the faketime
+    // command forks, and killing it would leave the sidecar running).
+    const skew = this.clockSkew.get(name);
+    if (skew) {
+      const lib = faketimeLibrary();
+      if (!lib) throw new Error('libfaketime is not installed (Debian package faketime)');
+      Object.assign(env, { LD_PRELOAD: lib, FAKETIME: skew });
+    }
     const child = spawn(process.execPath, ['dist/cli.js', 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = createWriteStream(join(m.dir, 'sidecar.log'), { flags: 'a' });
     child.stdout?.pipe(log);
@@ -234,6 +263,8 @@ export class ManagedCluster {
       m.sidecar?.kill('SIGKILL');
     }
     await sleep(100);
-    rmSync(this.dir, { recursive: true, force: true });
+    // EBS_TEST_KEEP_DIRS=1 keeps the logs, data dirs and store of a failed run for a look.
+    if (process.env.EBS_TEST_KEEP_DIRS) console.log(`# kept ${this.dir}`);
+    else rmSync(this.dir, { recursive: true, force: true });
   }
 }
