@@ -199,9 +199,9 @@ export const OPTIONS = [
   // --- initializer ---
   { flag: 'listen-client-urls', kind: 'urls', group: 'member', description: "URLs etcd listens on for clients, as in etcd's --listen-client-urls (default: --advertise-client-urls)" },
   { flag: 'listen-peer-urls', kind: 'urls', group: 'member', description: "URLs etcd listens on for peers, as in etcd's --listen-peer-urls (default: --initial-advertise-peer-urls)" },
-  { flag: 'restore-leader', kind: 'string', group: 'member', description: 'the one member allowed to restore a multi-member cluster from the backups (default: the first member of --initial-cluster)' },
+  { flag: 'restore-leader', kind: 'string', group: 'member', description: 'the member preferred to recover a multi-member cluster from the backups after quorum loss, when it takes part (default: the first member of --initial-cluster); when it is gone for --heartbeat-ttl another member takes the recovery' },
   { flag: 'etcd-config-template', kind: 'path', group: 'member', mustExist: true, description: "etcd config file (YAML) whose settings GET /config keeps (TLS, quotas, tuning); the member's identity and cluster settings are the initializer's" },
-  { flag: 'etcd-config-file', kind: 'path', group: 'member', description: "where the sidecar also writes etcd's config once initialized (what GET /config serves), e.g. a volume shared with the etcd container; rewritten without force-new-cluster once etcd answered after one" },
+  { flag: 'etcd-config-file', kind: 'path', group: 'member', description: "where the sidecar also writes etcd's config once initialized (what GET /config serves), e.g. a volume shared with the etcd container" },
   { flag: 'initialize-retry-period', kind: 'duration', group: 'member', default: '2s', description: 'how often a waiting initializer gathers the facts again' },
 
   // --- HTTP server ---

@@ -52,6 +52,9 @@ const MEMBERSHIP_ATTEMPTS = 30;
 
 export class InitializationError extends Error {}
 
+/** The cluster a membership change needs is gone (no quorum, no leader): decide again, do not retry. */
+class ClusterGone extends Error {}
+
 export class Initializer {
   private current: InitStatus = { state: 'New', rounds: 0 };
   private running: Promise<InitStatus> | undefined;
@@ -190,9 +193,16 @@ export class Initializer {
       case 'replace': {
         const confirmed = await this.confirm(verdict, verdict.decision === 'replace' ? `removing member ${verdict.removeMemberId}` : 'adding this member as a learner');
         if (!confirmed) return undefined;
-        if (verdict.removeMemberId) await this.removeMember(verdict.removeMemberId, confirmed);
-        await this.wipe();
-        return this.addAsLearner();
+        try {
+          if (verdict.removeMemberId) await this.removeMember(verdict.removeMemberId, confirmed);
+          await this.wipe();
+          return await this.addAsLearner();
+        } catch (err) {
+          if (!(err instanceof ClusterGone)) throw err;
+          // Wiped or not, the data dir is what the next decision reads: it never assumes a wipe.
+          this.deps.log.warn({ err: err.message }, 'the cluster went away during a membership change; deciding again');
+          return undefined;
+        }
       }
       case 'restore': {
         const source = verdict.recovery?.source ?? 'backups';
@@ -257,6 +267,7 @@ export class Initializer {
       try {
         return await op();
       } catch (err) {
+        if (err instanceof ClusterGone) throw err;
         const msg = (err as Error).message;
         if (attempt >= MEMBERSHIP_ATTEMPTS || !RETRYABLE_MEMBERSHIP.test(msg)) throw new InitializationError(`${what}: ${msg}`);
         this.update({ progress: `${what}: ${msg}; retrying (attempt ${attempt})` });
@@ -271,7 +282,11 @@ export class Initializer {
     await this.withMembershipRetries(`member remove ${id}`, async () => {
       // The leader of the first attempt may be the member that just went down (its peers have not
       // elected another yet): every retry asks again.
-      status ??= (await clusterNow(this.deps)).status;
+      if (!status) {
+        const now = await clusterNow(this.deps);
+        if (!now.cluster?.hasQuorum) throw new ClusterGone(`no cluster with quorum answers any more (member remove ${id})`);
+        status = now.status;
+      }
       const url = this.leaderURL(status);
       status = undefined;
       if (!url) throw new Error('no leader known');
@@ -294,7 +309,7 @@ export class Initializer {
     const members = await this.withMembershipRetries('member add --learner', async () => {
       // Asked afresh each attempt: the leader may have changed, or an earlier attempt may have added us.
       const { status, cluster } = await clusterNow(this.deps);
-      if (!cluster?.hasQuorum) throw new Error('unhealthy cluster: no quorum to add a member');
+      if (!cluster?.hasQuorum) throw new ClusterGone('no cluster with quorum answers any more (member add --learner)');
       if (findSelf(cluster, self)) return cluster.members;
       const url = this.leaderURL(status);
       if (!url) throw new Error('no leader known');

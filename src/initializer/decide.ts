@@ -268,11 +268,11 @@ export function chooseRecovery(facts: InitFacts, present: readonly Participant[]
   const copies = present
     .filter((p) => !p.report.dataLost && p.report.raftIndex !== undefined && p.report.revisionBound !== undefined)
     .filter((p) => chainCluster === undefined || p.report.clusterId === undefined || p.report.clusterId === chainCluster || !facts.backups.chain);
-  const rank = (p: Participant): [number, number, string] => [p.report.raftIndex ?? -1, p.name === facts.restoreLeader ? 1 : 0, p.name];
+  const rank = (p: Participant): [number, number, number, string] => [p.report.raftIndex ?? -1, p.report.revisionBound ?? -1, p.name === facts.restoreLeader ? 1 : 0, p.name];
   copies.sort((a, b) => {
-    const [ra, pa, na] = rank(a);
-    const [rb, pb, nb] = rank(b);
-    return rb - ra || pb - pa || (na < nb ? -1 : na > nb ? 1 : 0);
+    const [ra, va, pa, na] = rank(a);
+    const [rb, vb, pb, nb] = rank(b);
+    return rb - ra || vb - va || pb - pa || (na < nb ? -1 : na > nb ? 1 : 0);
   });
   const best = copies[0];
   const chain = facts.backups.chain;
@@ -323,11 +323,17 @@ function decideWithoutQuorum(facts: InitFacts): Verdict {
   if (starting.length > 0) {
     return { decision: 'wait', reason: `${problem ?? noQuorum}; ${starting.join(', ')} ${plural(starting, 'is', 'are')} alive (${plural(starting, 'its', 'their')} sidecar beats) but ${plural(starting, 'has', 'have')} not reported what ${plural(starting, 'it holds', 'they hold')}: wait for ${plural(starting, 'it', 'them')}` };
   }
+  const majority = Math.floor(facts.initialCluster.length / 2) + 1;
   if (!problem && lost.length === 0) {
     // Every member heard from kept its data: a restart of the cluster, its members meet again. A
     // member not heard from yet may have lost its data, and the quorum this member would wait for
-    // could then never form: it first hears from everyone, up to --heartbeat-ttl.
-    if (unheard.length > 0 && facts.graceOver === false) return { decision: 'wait', reason: `${noQuorum}; before starting its data this member waits to hear whether ${unheard.join(', ')} still ${plural(unheard, 'has', 'have')} data, up to --heartbeat-ttl` };
+    // could then never form: it first hears from everyone, up to --heartbeat-ttl, and never starts
+    // with less than a majority (an etcd without quorum serves nothing, and a running etcd would
+    // keep this copy out of a recovery once the others report their data lost).
+    if (unheard.length > 0 && (facts.graceOver === false || present.length < majority)) {
+      const needs = facts.graceOver === false ? 'up to --heartbeat-ttl' : `until a majority (${majority}) reports`;
+      return { decision: 'wait', reason: `${noQuorum}; before starting its data this member waits to hear whether ${unheard.join(', ')} still ${plural(unheard, 'has', 'have')} data, ${needs}` };
+    }
     return { decision: 'use-existing', reason: `${noQuorum} and the data dir is valid: a restart of the cluster, its members meet again with their data` };
   }
 
@@ -347,7 +353,6 @@ function decideWithoutQuorum(facts: InitFacts): Verdict {
   if (peerUp && claim?.holder !== peerUp.name) {
     return { decision: 'wait', reason: `${problem ?? noQuorum}; member ${peerUp.name} reports its etcd up (heartbeat) and has not joined the recovery: wait for it to stop or for its cluster to answer` };
   }
-  const majority = Math.floor(facts.initialCluster.length / 2) + 1;
   if (unheard.length > 0 && (facts.graceOver === false || present.length < majority)) {
     const needs = facts.graceOver === false ? 'up to --heartbeat-ttl, then a majority suffices' : `a majority (${majority}) must take part`;
     return { decision: 'wait', reason: `${problem ?? noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data: the cluster needs a recovery, but ${unheard.join(', ')} ${plural(unheard, 'has', 'have')} not reported what ${plural(unheard, 'it holds', 'they hold')} (${needs})` };

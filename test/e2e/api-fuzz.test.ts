@@ -32,7 +32,8 @@ interface Answer {
 
 const TRAVERSALS = ['../../../../etc/passwd', '..%2f..%2fetc%2fpasswd', '%2e%2e/%2e%2e/etc/passwd', '/etc/passwd', '.ebs-meta/x', 'v2/..\\..\\x', '\u0000', 'a'.repeat(5000), '....//....//', '%00', '${jndi:ldap://x}', "'; DROP TABLE x; --"];
 
-const storeTree = folderDigests;
+/** The store's snapshots and their metadata; heartbeats (members/) change every period by design. */
+const storeTree = (dir: string): Record<string, string> => Object.fromEntries(Object.entries(folderDigests(dir)).filter(([name]) => !name.startsWith('members/') && !name.startsWith('.ebs-meta/members/')));
 
 function fill(path: string, value: string): string {
   return path.replace(/\{[^}]+\}/g, encodeURIComponent(value));

@@ -274,7 +274,8 @@ describe('decide(): the scenarios of the seeds', () => {
     ['a member whose data dir was wiped, cluster running: replace', three('m2', { cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3')]) }), 'replace'],
     ['a member whose data belongs to another cluster: replace, never join with it', three('m1', { local: valid({ clusterId: 'c9' }), cluster: running([started('m1', 'a1'), started('m2', 'a2')]) }), 'replace'],
     ['a restart of a healthy member', three('m1', { local: valid(), cluster: running([started('m1', 'a1'), started('m2', 'a2')]) }), 'use-existing'],
-    ['every member restarts at once with its data (full restart)', three('m2', { local: valid({ memberId: 'a2' }), backups: { chain: { clusterId: 'c1', lastRevision: 9 }, anySnapshot: true } }), 'use-existing'],
+    ['every member restarts at once with its data (full restart): a majority reported, it starts', three('m2', { local: valid({ memberId: 'a2' }), backups: { chain: { clusterId: 'c1', lastRevision: 9 }, anySnapshot: true }, heartbeats: [holds('m1', 10, 5)] }), 'use-existing'],
+    ['a member alone with its data after --heartbeat-ttl: it waits for a majority (an etcd without quorum serves nothing and would keep its copy out of a recovery)', three('m2', { local: valid({ memberId: 'a2' }), graceOver: true }), 'wait'],
     ['scale-up 3 -> 4: the new member is not listed', { ...three('m1'), self: { name: 'm4', peerURLs: [peerURL('m4')] }, cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3')]) }, 'join-as-learner'],
     [
       'single member, data dir lost: restore',
