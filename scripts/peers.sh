@@ -36,11 +36,19 @@ export GOFLAGS="-mod=mod"
 
 mkdir -p "$PEERS_DIR"
 
+# A failed build leaves no half-made wrapper module behind.
+TEMPS=()
+trap 'rm -rf "${TEMPS[@]}"' EXIT
+
 # `bin --version`-style output contains the wanted text.
+# The output is read whole first: `grep -q` quitting early would SIGPIPE the program and, under
+# pipefail, fail the check.
 prints() {
-  local bin="$1" want="$2"
+  local bin="$1" want="$2" out
   shift 2
-  [ -x "$bin" ] && "$bin" "$@" 2>&1 | grep -qF -- "$want"
+  [ -x "$bin" ] || return 1
+  out="$("$bin" "$@" 2>&1)" || return 1
+  [[ "$out" == *"$want"* ]]
 }
 
 # etcd's modules carry `replace` directives, so `go install pkg@version` refuses them: a throwaway
@@ -57,8 +65,9 @@ build_etcd() {
     return
   fi
   say "building etcd $plain into ${dest#"$PWD"/}"
-  local work
+  local t0=$SECONDS work
   work="$(mktemp -d)"
+  TEMPS+=("$work")
   mkdir -p "$work/etcd" "$work/etcdctl" "$work/etcdutl"
   cat >"$work/go.mod" <<EOF
 module peers.invalid/etcd
@@ -128,7 +137,7 @@ EOF
   for b in etcd etcdctl etcdutl; do mv -f "$work/out/$b" "$dest/$b"; done
   rm -rf "$work"
   prints "$dest/etcd" "etcd Version: $plain" --version || { say "built etcd does not print version $plain"; exit 1; }
-  say "etcd $plain built in ${dest#"$PWD"/}"
+  say "etcd $plain built in ${dest#"$PWD"/} ($((SECONDS - t0))s)"
 }
 
 # gardener's etcd-backup-restore: the same technique around its cobra root; the one `replace` its
@@ -140,8 +149,9 @@ build_etcdbrctl() {
     return
   fi
   say "building etcdbrctl $version into ${dest#"$PWD"/}"
-  local work
+  local t0=$SECONDS work
   work="$(mktemp -d)"
+  TEMPS+=("$work")
   local modinfo
   if ! modinfo="$(go mod download -json "github.com/gardener/etcd-backup-restore@$version" 2>&1)"; then
     say "skipping etcdbrctl: the module proxy did not serve github.com/gardener/etcd-backup-restore@$version"
@@ -189,7 +199,7 @@ EOF
   mkdir -p "$dest"
   mv -f "$work/etcdbrctl" "$dest/etcdbrctl"
   rm -rf "$work"
-  say "etcdbrctl $version built in ${dest#"$PWD"/}"
+  say "etcdbrctl $version built in ${dest#"$PWD"/} ($((SECONDS - t0))s)"
 }
 
 start=$SECONDS
