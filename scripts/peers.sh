@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test peers the compatibility tests run against into .peers/ (git-ignored):
-#   .peers/etcd-v3.5/{etcd,etcdctl,etcdutl}, .peers/etcd-v3.6/{etcd,etcdctl,etcdutl}, .peers/etcdbrctl/etcdbrctl
+#   .peers/etcd-v3.5/{etcd,etcdctl,etcdutl}, .peers/etcd-v3.6/{etcd,etcdctl,etcdutl}, .peers/etcdbrctl/etcdbrctl,
+#   .peers/fake-gcs-server/fake-gcs-server
+# MinIO is left out: it is AGPL-licensed; versitygw is the candidate for a real S3 peer.
 # A peer whose binaries already print the wanted version is kept, so a second run costs seconds.
 # Tests that need a peer this script could not build skip and name it.
 #
@@ -12,6 +14,7 @@ cd "$(dirname "$0")/.."
 ETCD_35="${PEERS_ETCD_35:-v3.5.36}"
 ETCD_36="${PEERS_ETCD_36:-v3.6.17}"
 ETCDBR="${PEERS_ETCDBR:-v0.43.0}"
+FAKE_GCS="${PEERS_FAKE_GCS:-v1.56.1}"
 PEERS_DIR="$PWD/.peers"
 
 say() { echo "peers: $*"; }
@@ -202,12 +205,49 @@ EOF
   say "etcdbrctl $version built in ${dest#"$PWD"/} ($((SECONDS - t0))s)"
 }
 
+# fake-gcs-server has no replace directives, so plain `go install` builds it. It prints no version of
+# its own; the module version Go stamps into the binary serves instead. It binds 0.0.0.0 unless
+# told `-host 127.0.0.1`.
+build_fake_gcs() {
+  local version="$1" dest="$PEERS_DIR/fake-gcs-server"
+  if [ -x "$dest/fake-gcs-server" ] && go version -m "$dest/fake-gcs-server" 2>/dev/null | grep -q "^[[:space:]]*mod[[:space:]]*github.com/fsouza/fake-gcs-server[[:space:]]*$version[[:space:]]"; then
+    say "fake-gcs-server $version (cached) in ${dest#"$PWD"/}"
+    return
+  fi
+  say "building fake-gcs-server $version into ${dest#"$PWD"/}"
+  local t0=$SECONDS log
+  log="$(mktemp)"
+  TEMPS+=("$log")
+  mkdir -p "$dest"
+  GOBIN="$dest" quiet "$log" go install -trimpath -ldflags "-s -w" "github.com/fsouza/fake-gcs-server@$version"
+  say "fake-gcs-server $version built in ${dest#"$PWD"/} ($((SECONDS - t0))s)"
+}
+
+# Runs a build whose failure is reported, not fatal. Not as `build || say`: bash ignores set -e
+# inside anything on the left of ||, and a failed step would then be followed by the next.
+optional() {
+  local name="$1" rc
+  shift
+  set +e
+  (
+    set -e
+    trap 'rm -rf "${TEMPS[@]}"' EXIT
+    "$@"
+  )
+  rc=$?
+  set -e
+  if [ "$rc" != 0 ]; then say "$name failed to build; its tests will skip"; fi
+}
+
 start=$SECONDS
 build_etcd "$ETCD_35"
 build_etcd "$ETCD_36"
 if [ "${PEERS_SKIP_ETCDBR:-}" = "1" ]; then
   say "skipping etcdbrctl: PEERS_SKIP_ETCDBR=1"
 else
-  build_etcdbrctl "$ETCDBR"
+  # gardener's tool and the object store serve the interop and contract tests only: a failure here
+  # costs those tests (they skip), not the etcd peers above.
+  optional etcdbrctl build_etcdbrctl "$ETCDBR"
 fi
+optional fake-gcs-server build_fake_gcs "$FAKE_GCS"
 say "done in $((SECONDS - start))s"
