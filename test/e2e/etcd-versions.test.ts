@@ -95,7 +95,12 @@ async function withDecoyPath<T>(work: string, fn: () => Promise<T>): Promise<{ r
 }
 
 for (const line of await releaseLines()) {
-  describe(`etcd ${line.minor}${line.version ? ` (${line.version})` : ''}: backup, restore and start with that release's tools`, { timeout: 240_000, ...(line.skip ? { skip: line.skip } : {}) }, () => {
+  if (line.skip) {
+    // A skipped test, not a skipped suite: the runner's closing count then shows it.
+    it(`etcd ${line.minor}: backup, restore and start with that release's tools`, { skip: line.skip }, () => {});
+    continue;
+  }
+  describe(`etcd ${line.minor} (${line.version ?? '?'}): backup, restore and start with that release's tools`, { timeout: 240_000 }, () => {
     let tools: EtcdTools;
     let cluster: TestCluster;
     let source: Etcd3;
