@@ -1,14 +1,13 @@
 /**
  * Turning a chain of backups into a data dir: the full snapshot restored by etcdutl (etcdctl on
- * etcd 3.4), the deltas
- * replayed revision by revision into a temporary etcd, the result restored once more with this
- * member's real identity into `<data-dir>.part`, then swapped in atomically.
+ * etcd 3.4), the deltas replayed revision by revision into a temporary etcd, the result restored
+ * once more with this member's real identity into `<data-dir>.part`, then swapped in atomically.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { IRequestOp } from 'etcd3';
 import { inspectBoltFile } from '../etcd/bolt.js';
-import { EtcdctlError, snapshotRestore } from '../etcd/etcdctl.js';
+import { EtcdctlError, snapshotRestore, snapshotRestoreTool } from '../etcd/etcdctl.js';
 import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, TemporaryEtcdError, type LeaseKeeper } from '../etcd/temporary.js';
 import { etcdTools, type EtcdTools } from '../etcd/tools.js';
 import type { Config } from '../config/index.js';
@@ -134,7 +133,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const plan = planRestore(await listSnapshots(store), target);
   const refs: SnapshotRef[] = [plan.full, ...plan.links.map((l) => l.delta)];
   const clusterId = chainClusterId(await clusterIdsOf(store, refs), opts.expectClusterId);
-  log.info({ full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId }, 'restore planned');
+  log.info({ full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId, etcd: tools.etcd, restoreTool: snapshotRestoreTool(tools) }, 'restore planned');
 
   const progress: RestoreProgress = { phase: 'planning', fullRevision: plan.full.lastRevision, revision: 0, targetRevision: plan.targetRevision, deltasApplied: 0, deltasTotal: plan.links.length, eventsApplied: 0 };
   const report = (phase: RestorePhase): void => {
