@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
-import { etcdctlSnapshotRestore } from '../src/etcd/etcdctl.js';
+import { snapshotRestore } from '../src/etcd/etcdctl.js';
 import { EtcdProcess } from '../src/etcd/process.js';
 import { openSnapshotStream } from '../src/etcd/snapshot-stream.js';
 import { freeLoopbackPort, TemporaryEtcd } from '../src/etcd/temporary.js';
@@ -109,7 +109,7 @@ async function baseline(fullFile: string, scratch: string): Promise<number> {
   const dir = mkdtempSync(join(scratch, 'baseline-'));
   const peerPort = await freeLoopbackPort();
   const peerURL = `http://127.0.0.1:${peerPort}`;
-  await etcdctlSnapshotRestore({ file: fullFile, dataDir: join(dir, 'data'), name: 'base', initialCluster: `base=${peerURL}`, initialClusterToken: 'base', initialAdvertisePeerUrls: [peerURL] });
+  await snapshotRestore({ file: fullFile, dataDir: join(dir, 'data'), name: 'base', initialCluster: `base=${peerURL}`, initialClusterToken: 'base', initialAdvertisePeerUrls: [peerURL] });
   const temp = await TemporaryEtcd.start({ dataDir: join(dir, 'data'), name: 'base', peerPort, logFile: join(dir, 'etcd.log'), log });
   try {
     const t = performance.now();
@@ -133,7 +133,7 @@ async function etcdctlRestore(file: string): Promise<number> {
   const peer = 'http://127.0.0.1:2380';
   const dir = join(root, 'etcdctl-restore');
   const t = performance.now();
-  await etcdctlSnapshotRestore({ file, dataDir: dir, name: 'x', initialCluster: `x=${peer}`, initialClusterToken: 'x', initialAdvertisePeerUrls: [peer] });
+  await snapshotRestore({ file, dataDir: dir, name: 'x', initialCluster: `x=${peer}`, initialClusterToken: 'x', initialAdvertisePeerUrls: [peer] });
   const s = (performance.now() - t) / 1000;
   rmSync(dir, { recursive: true, force: true });
   return s;

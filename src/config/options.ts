@@ -180,6 +180,12 @@ export const OPTIONS = [
     group: 'snapshot',
     description: 'where a restore runs its temporary etcd to replay deltas (a tmpfs such as /dev/shm spares it every fsync; it needs room for the db); default: beside --data-dir',
   },
+  {
+    flag: 'etcd-bin-dir',
+    kind: 'path',
+    group: 'snapshot',
+    description: "folder of the etcd, etcdctl and etcdutl a restore runs (its temporary etcd, and etcdutl snapshot restore; etcdctl's on 3.4, which has no etcdutl); one release's tools side by side, e.g. /usr/local/etcd-v3.6; default: the folder of the etcd in PATH",
+  },
   { flag: 'restore-prefetch', kind: 'integer', group: 'snapshot', default: '4', description: 'deltas a restore fetches and decodes ahead of the one it replays (memory: this many deltas)' },
   {
     flag: 'restore-lease-ttl',

@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
+import { basename } from 'node:path';
 import { promisify } from 'node:util';
+import { etcdTools, type EtcdTools } from './tools.js';
 
 const run = promisify(execFile);
 
@@ -13,18 +15,26 @@ export interface SnapshotRestoreSpec {
   initialAdvertisePeerUrls: string[];
   /** A db copied out of a data dir has no sha256 trailer. */
   skipHashCheck?: boolean;
-  etcdctlBinary?: string;
+  /** Default: the tools beside the `etcd` in PATH. */
+  tools?: EtcdTools;
 }
 
 export class EtcdctlError extends Error {
   override name = 'EtcdctlError';
 }
 
+/** The program that restores snapshots: etcdutl from 3.5 on (3.6 has no `etcdctl snapshot restore`), etcdctl on 3.4. */
+export function snapshotRestoreTool(tools: EtcdTools): string {
+  return tools.etcdutl ?? tools.etcdctl;
+}
+
 /**
- * `etcdctl snapshot restore`: a new data dir holding the db with a fresh membership (this member
- * only knows the cluster given here) and a new cluster ID derived from it and the token.
+ * `etcdutl snapshot restore` (or etcdctl's on 3.4, same flags): a new data dir holding the db with
+ * a fresh membership (this member only knows the cluster given here) and a new cluster ID derived
+ * from it and the token.
  */
-export async function etcdctlSnapshotRestore(spec: SnapshotRestoreSpec): Promise<void> {
+export async function snapshotRestore(spec: SnapshotRestoreSpec): Promise<void> {
+  const tool = snapshotRestoreTool(spec.tools ?? etcdTools());
   const args = [
     'snapshot',
     'restore',
@@ -37,10 +47,11 @@ export async function etcdctlSnapshotRestore(spec: SnapshotRestoreSpec): Promise
   ];
   if (spec.skipHashCheck) args.push('--skip-hash-check');
   try {
-    await run(spec.etcdctlBinary ?? 'etcdctl', args, { env: { ...process.env, ETCDCTL_API: '3' }, maxBuffer: 16 << 20 });
+    // ETCDCTL_API matters to 3.4's etcdctl only (it defaults to v3 from 3.4 on, but an inherited 2 would break it).
+    await run(tool, args, { env: { ...process.env, ETCDCTL_API: '3' }, maxBuffer: 16 << 20 });
   } catch (err) {
     const e = err as Error & { stderr?: string };
     const detail = (e.stderr ?? '').trim().split('\n').slice(-3).join(' | ') || e.message;
-    throw new EtcdctlError(`etcdctl snapshot restore ${spec.file} into ${spec.dataDir} failed: ${detail}`, { cause: err });
+    throw new EtcdctlError(`${basename(tool)} snapshot restore ${spec.file} into ${spec.dataDir} failed: ${detail}`, { cause: err });
   }
 }

@@ -40,7 +40,7 @@ export async function freeLoopbackPort(): Promise<number> {
 }
 
 export interface TemporaryEtcdOptions {
-  /** Data dir made by `etcdctl snapshot restore` with `name` and `peerURL` of this temporary member. */
+  /** Data dir made by `etcdutl snapshot restore` (etcdctl on 3.4) with `name` and `peerURL` of this temporary member. */
   dataDir: string;
   name: string;
   peerPort: number;

@@ -5,6 +5,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freeLoopbackPort, TemporaryEtcd } from '../etcd/temporary.js';
+import { etcdTools } from '../etcd/tools.js';
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { restore, type RestoreProgress, type RestoreResult } from './index.js';
@@ -17,6 +18,8 @@ export interface DrillOptions {
   expectClusterId?: string;
   onProgress?: (p: RestoreProgress) => void;
   signal?: AbortSignal;
+  /** Folder of the etcd tools (default: where PATH's etcd is); the drill's etcd is that one too. */
+  etcdBinDir?: string;
 }
 
 export interface DrillReport {
@@ -58,9 +61,10 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillReport> {
       ...(opts.expectClusterId !== undefined ? { expectClusterId: opts.expectClusterId } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.etcdBinDir ? { etcdBinDir: opts.etcdBinDir } : {}),
     });
     report.restore = restored;
-    etcd = await TemporaryEtcd.start({ dataDir, name: DRILL_MEMBER, peerPort, logFile: join(work, 'etcd.log'), log: opts.log });
+    etcd = await TemporaryEtcd.start({ dataDir, name: DRILL_MEMBER, peerPort, logFile: join(work, 'etcd.log'), log: opts.log, etcdBinary: etcdTools(opts.etcdBinDir).etcd });
     await workDir.noteEtcd(etcd.process.pid);
     await etcd.keepLeasesAlive(opts.log);
     report.revision = await etcd.revision();

@@ -1,14 +1,15 @@
 /**
- * Turning a chain of backups into a data dir: the full snapshot restored by etcdctl, the deltas
- * replayed revision by revision into a temporary etcd, the result restored once more with this
- * member's real identity into `<data-dir>.part`, then swapped in atomically.
+ * Turning a chain of backups into a data dir: the full snapshot restored by etcdutl (etcdctl on
+ * etcd 3.4), the deltas replayed revision by revision into a temporary etcd, the result restored
+ * once more with this member's real identity into `<data-dir>.part`, then swapped in atomically.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { IRequestOp } from 'etcd3';
 import { inspectBoltFile } from '../etcd/bolt.js';
-import { EtcdctlError, etcdctlSnapshotRestore } from '../etcd/etcdctl.js';
+import { EtcdctlError, snapshotRestore, snapshotRestoreTool } from '../etcd/etcdctl.js';
 import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, TemporaryEtcdError, type LeaseKeeper } from '../etcd/temporary.js';
+import { etcdTools, type EtcdTools } from '../etcd/tools.js';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../logger.js';
 import type { SnapshotRef } from '../snapshot/names.js';
@@ -48,10 +49,12 @@ export interface RestoreOptions {
   prefetch?: number;
   /** TTL given to leases that keys in the deltas use but the full snapshot lacks (default 1h). */
   replayLeaseTtlSeconds?: number;
+  /** Folder of the etcd, etcdctl and etcdutl to restore with (default: where PATH's etcd is). */
+  etcdBinDir?: string;
 }
 
 /** The options every restore takes from the configuration (the CLI's and the initializer's alike). */
-export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'replayLeaseTtlSeconds'> {
+export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'replayLeaseTtlSeconds' | 'etcdBinDir'> {
   return {
     name: config.name,
     initialCluster: initialCluster.map((e) => `${e.name}=${e.peerURL}`).join(','),
@@ -60,6 +63,7 @@ export function restoreOptionsFromConfig(config: Config, initialCluster: readonl
     ...(config.restoreScratchDir ? { scratchDir: config.restoreScratchDir } : {}),
     prefetch: config.restorePrefetch,
     replayLeaseTtlSeconds: Math.max(1, Math.round(config.restoreLeaseTtl / 1000)),
+    ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}),
   };
 }
 
@@ -110,6 +114,14 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const t0 = performance.now();
   const { store, dataDir, log, signal } = opts;
   if (opts.initialAdvertisePeerUrls.length === 0) throw new RestoreError('bad_request', 'initialAdvertisePeerUrls is empty');
+  // One release's tools for every step: the temporary etcd must read what the restore wrote. A
+  // wrong --etcd-bin-dir fails here, before anything is fetched or removed.
+  let tools: EtcdTools;
+  try {
+    tools = etcdTools(opts.etcdBinDir);
+  } catch (err) {
+    throw new RestoreError('bad_request', (err as Error).message, { cause: err });
+  }
   const swapped = await finishInterruptedSwap(dataDir);
   if (swapped !== 'none') log.warn({ dataDir, action: swapped }, 'found the leftovers of an interrupted restore and settled them');
   if (!opts.replaceExisting && !(await isMissingOrEmpty(dataDir))) {
@@ -122,7 +134,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const plan = planRestore(await listSnapshots(store), target);
   const refs: SnapshotRef[] = [plan.full, ...plan.links.map((l) => l.delta)];
   const clusterId = chainClusterId(await clusterIdsOf(store, refs), opts.expectClusterId);
-  log.info({ full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId }, 'restore planned');
+  log.info({ full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId, etcd: tools.etcd, restoreTool: snapshotRestoreTool(tools) }, 'restore planned');
 
   const progress: RestoreProgress = { phase: 'planning', fullRevision: plan.full.lastRevision, revision: 0, targetRevision: plan.targetRevision, deltasApplied: 0, deltasTotal: plan.links.length, eventsApplied: 0 };
   const report = (phase: RestorePhase): void => {
@@ -152,7 +164,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     if (full.revision > plan.targetRevision) {
       throw new RestoreError('target_not_covered', `${plan.full.name} holds revision ${full.revision}, past the target ${plan.targetRevision}`);
     }
-    const real = { name: opts.name, initialCluster: opts.initialCluster, initialClusterToken: opts.initialClusterToken, initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls };
+    const real = { name: opts.name, initialCluster: opts.initialCluster, initialClusterToken: opts.initialClusterToken, initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls, tools };
 
     report('restoring-full');
     let revision = full.revision;
@@ -162,11 +174,11 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     if (plan.links.length === 0 || full.revision === plan.targetRevision) {
       // Nothing to replay: the snapshot goes straight into place with this member's identity.
       t = performance.now();
-      await etcdctlSnapshotRestore({ file: fullFile, dataDir: part, ...real });
+      await snapshotRestore({ file: fullFile, dataDir: part, ...real });
       timings.restoreFullMs = performance.now() - t;
     } else {
       t = performance.now();
-      const started = await startReplayEtcd(fullFile, work, log, (pid) => workDir.noteEtcd(pid));
+      const started = await startReplayEtcd(fullFile, work, tools, log, (pid) => workDir.noteEtcd(pid));
       temp = started.etcd;
       const tempData = started.dataDir;
       await rm(fullFile, { force: true });
@@ -199,7 +211,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       }
       // The second restore gives the data dir this member's name, peers, token and cluster ID; the
       // temporary etcd's loopback identity stays behind in the scratch dir.
-      await etcdctlSnapshotRestore({ file: db, dataDir: part, skipHashCheck: true, ...real });
+      await snapshotRestore({ file: db, dataDir: part, skipHashCheck: true, ...real });
       timings.finalizeMs = performance.now() - t;
     }
     checkAborted(signal);
@@ -244,14 +256,14 @@ const START_ATTEMPTS = 3;
  * are picked free but another process may take one first (etcd then exits at start): each attempt
  * restores afresh with new ports, since the peer URL is written into the data dir.
  */
-async function startReplayEtcd(fullFile: string, work: string, log: Logger, noteEtcd: (pid: number | undefined) => Promise<void>): Promise<{ etcd: TemporaryEtcd; dataDir: string }> {
+async function startReplayEtcd(fullFile: string, work: string, tools: EtcdTools, log: Logger, noteEtcd: (pid: number | undefined) => Promise<void>): Promise<{ etcd: TemporaryEtcd; dataDir: string }> {
   for (let attempt = 1; ; attempt++) {
     const peerPort = await freeLoopbackPort();
     const peerURL = `http://127.0.0.1:${peerPort}`;
     const dataDir = join(work, `data-${attempt}`);
-    await etcdctlSnapshotRestore({ file: fullFile, dataDir, name: TEMP_MEMBER, initialCluster: `${TEMP_MEMBER}=${peerURL}`, initialClusterToken: TEMP_MEMBER, initialAdvertisePeerUrls: [peerURL] });
+    await snapshotRestore({ file: fullFile, dataDir, name: TEMP_MEMBER, initialCluster: `${TEMP_MEMBER}=${peerURL}`, initialClusterToken: TEMP_MEMBER, initialAdvertisePeerUrls: [peerURL], tools });
     try {
-      const etcd = await TemporaryEtcd.start({ dataDir, name: TEMP_MEMBER, peerPort, logFile: join(work, `etcd-${attempt}.log`), log });
+      const etcd = await TemporaryEtcd.start({ dataDir, name: TEMP_MEMBER, peerPort, logFile: join(work, `etcd-${attempt}.log`), log, etcdBinary: tools.etcd });
       await noteEtcd(etcd.process.pid);
       return { etcd, dataDir };
     } catch (err) {

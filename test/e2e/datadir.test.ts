@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { readBoltFacts } from '../../src/etcd/bolt.js';
+import { snapshotRestore } from '../../src/etcd/etcdctl.js';
 import { inspectDataDir, type DataDirFacts } from '../../src/etcd/datadir.js';
 import { memberIdHex } from '../../src/etcd/members.js';
 import { EtcdProcess } from '../../src/etcd/process.js';
@@ -261,11 +262,8 @@ describe('data dir inspection of a single member', { timeout: 150_000 }, () => {
     cpSync(join(m.dataDir, 'member', 'snap', 'db'), snap);
     const restored = join(copies, 'restored');
     const peer = `http://127.0.0.1:${await freePort()}`;
-    await run(
-      'etcdctl',
-      ['snapshot', 'restore', snap, '--skip-hash-check', '--name=r1', `--data-dir=${restored}`, `--initial-cluster=r1=${peer}`, `--initial-advertise-peer-urls=${peer}`, '--initial-cluster-token=restored'],
-      { env: { ...process.env, ETCDCTL_API: '3' } },
-    );
+    // The product's restore call: etcdutl where PATH's etcd has one (3.6 has no etcdctl snapshot restore).
+    await snapshotRestore({ file: snap, skipHashCheck: true, name: 'r1', dataDir: restored, initialCluster: `r1=${peer}`, initialAdvertisePeerUrls: [peer], initialClusterToken: 'restored' });
     const facts = await inspectDataDir(restored);
     assert.equal(facts.state, 'valid', facts.reason);
     assert.equal(facts.revision, was.revision);

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3, type IKeyValue } from 'etcd3';
-import { etcdctlSnapshotRestore } from '../../src/etcd/etcdctl.js';
+import { snapshotRestore } from '../../src/etcd/etcdctl.js';
 import { EtcdProcess } from '../../src/etcd/process.js';
 import { freeLoopbackPort, TemporaryEtcd } from '../../src/etcd/temporary.js';
 import { fetchFullSnapshot } from '../../src/restore/fetch.js';
@@ -212,7 +212,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     const full = await fetchFullSnapshot(store, chain.full, join(dir, 'full.db'));
     const peerPort = await freeLoopbackPort();
     const peerURL = `http://127.0.0.1:${peerPort}`;
-    await etcdctlSnapshotRestore({ file: join(dir, 'full.db'), dataDir: join(dir, 'data'), name: 'control', initialCluster: `control=${peerURL}`, initialClusterToken: 'control', initialAdvertisePeerUrls: [peerURL] });
+    await snapshotRestore({ file: join(dir, 'full.db'), dataDir: join(dir, 'data'), name: 'control', initialCluster: `control=${peerURL}`, initialClusterToken: 'control', initialAdvertisePeerUrls: [peerURL] });
     const temp = await TemporaryEtcd.start({ dataDir: join(dir, 'data'), name: 'control', peerPort, logFile: join(dir, 'etcd.log'), log });
     try {
       assert.equal(await temp.revision(), full.revision);

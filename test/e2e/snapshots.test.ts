@@ -14,6 +14,7 @@ import { listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { SnapshotIntegrityError } from '../../src/snapshot/verify.js';
 import { LocalStore } from '../../src/snapstore/local.js';
 import { createEtcdClient } from '../../src/etcd/client.js';
+import { etcdTools } from '../../src/etcd/tools.js';
 import { createLogger } from '../../src/logger.js';
 import { eventually, sleep, TestCluster } from '../helpers/cluster.js';
 import { getJson, spawnSidecar, startTestSidecar } from '../helpers/sidecar.js';
@@ -28,7 +29,7 @@ async function etcdRevision(client: Etcd3): Promise<number> {
 }
 
 async function snapshotStatusRevision(file: string): Promise<number> {
-  const { stdout } = await run('etcdctl', ['snapshot', 'status', file, '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' } });
+  const { stdout } = await run(etcdTools().etcdutl ?? 'etcdctl', ['snapshot', 'status', file, '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' } });
   return (JSON.parse(stdout) as { revision: number }).revision;
 }
 

@@ -41,6 +41,8 @@ export interface ClusterOptions {
   token?: string;
   /** Serve clients over TLS with client-certificate auth (peers stay plain on loopback). */
   tls?: boolean;
+  /** Default: the etcd in PATH. The compatibility tests start other releases from .peers/. */
+  etcdBinary?: string;
 }
 
 /**
@@ -109,6 +111,7 @@ export class TestCluster {
       logFile: join(this.dir, m.name, 'etcd.log'),
       // Short heartbeats keep elections (and so the tests) quick on a loopback network.
       extraArgs: ['--heartbeat-interval=100', '--election-timeout=1000', '--log-level=warn', ...this.tlsArgs(), ...(this.opts.extraArgs ?? [])],
+      ...(this.opts.etcdBinary ? { etcdBinary: this.opts.etcdBinary } : {}),
     };
   }
 

@@ -1,0 +1,95 @@
+/**
+ * Which etcd programs a restore runs. They come from one folder so that one release does every step:
+ * a data dir restored by one release's etcdutl and opened by another's etcd can be refused (3.5
+ * cannot open what 3.6 wrote without `etcdutl migrate`), and replaying into a temporary etcd of
+ * another minor than the backup's cluster would write another storage version.
+ */
+import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface EtcdTools {
+  etcd: string;
+  etcdctl: string;
+  /** From 3.5 on; 3.4 restores with `etcdctl snapshot restore`, and 3.6's etcdctl no longer can. */
+  etcdutl?: string;
+  /** As `etcd --version` prints it (3.5.16), once read by withVersion(). */
+  version?: string;
+}
+
+function executable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The first `name` in PATH that can be run, like the shell finds it. */
+export function findInPath(name: string, path = process.env['PATH'] ?? ''): string | undefined {
+  for (const dir of path.split(delimiter)) {
+    if (!dir) continue;
+    const file = join(dir, name);
+    if (executable(file)) return file;
+  }
+  return undefined;
+}
+
+export class EtcdToolsError extends Error {
+  override name = 'EtcdToolsError';
+}
+
+/**
+ * The tools in `binDir` (--etcd-bin-dir), or else those beside the `etcd` in PATH: not each found in
+ * PATH on its own, since a PATH can mix releases (Debian's etcd in /usr/bin, a newer etcdutl in
+ * /usr/local/bin). etcdutl is taken only where it is. Without any etcd in PATH the bare names stay,
+ * and running them fails with the usual ENOENT.
+ */
+export function etcdTools(binDir?: string): EtcdTools {
+  if (binDir) {
+    const etcd = join(binDir, 'etcd');
+    if (!executable(etcd)) throw new EtcdToolsError(`--etcd-bin-dir ${binDir} has no etcd that can be run`);
+    const etcdutl = join(binDir, 'etcdutl');
+    return { etcd, etcdctl: join(binDir, 'etcdctl'), ...(executable(etcdutl) ? { etcdutl } : {}) };
+  }
+  const etcd = findInPath('etcd');
+  if (!etcd) return { etcd: 'etcd', etcdctl: 'etcdctl' };
+  const dir = dirname(etcd);
+  const etcdutl = join(dir, 'etcdutl');
+  const etcdctl = join(dir, 'etcdctl');
+  return { etcd, etcdctl: executable(etcdctl) ? etcdctl : 'etcdctl', ...(executable(etcdutl) ? { etcdutl } : {}) };
+}
+
+/** The version in `etcd --version` output ("etcd Version: 3.5.16"), or undefined when it has none. */
+export function parseEtcdVersion(output: string): string | undefined {
+  return /^etcd Version:\s*v?(\d+\.\d+\.\d+\S*)/m.exec(output)?.[1];
+}
+
+/** "3.5" of "3.5.16" (and of "3.6.0-rc.1"). */
+export function minorOf(version: string): string {
+  const m = /^v?(\d+)\.(\d+)/.exec(version);
+  if (!m) throw new EtcdToolsError(`not an etcd version: ${version}`);
+  return `${m[1]}.${m[2]}`;
+}
+
+/** Runs `etcd --version` of these tools. */
+export async function etcdVersion(tools: Pick<EtcdTools, 'etcd'>): Promise<{ version: string; minor: string }> {
+  let out: string;
+  try {
+    out = (await run(tools.etcd, ['--version'], { timeout: 10_000 })).stdout;
+  } catch (err) {
+    throw new EtcdToolsError(`${tools.etcd} --version failed: ${(err as Error).message}`, { cause: err });
+  }
+  const version = parseEtcdVersion(out);
+  if (!version) throw new EtcdToolsError(`${tools.etcd} --version printed no version: ${out.trim().split('\n')[0] ?? ''}`);
+  return { version, minor: minorOf(version) };
+}
+
+/** The same tools with `version` read from their etcd. */
+export async function withVersion(tools: EtcdTools): Promise<EtcdTools> {
+  return { ...tools, version: (await etcdVersion(tools)).version };
+}

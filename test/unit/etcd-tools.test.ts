@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { describe, it } from 'node:test';
+import { snapshotRestoreTool } from '../../src/etcd/etcdctl.js';
+import { EtcdToolsError, etcdTools, etcdVersion, findInPath, minorOf, parseEtcdVersion } from '../../src/etcd/tools.js';
+import { RestoreError } from '../../src/restore/plan.js';
+import { restore } from '../../src/restore/index.js';
+import { capturingLogger } from '../helpers/sidecar.js';
+
+/** A folder of stand-in programs; each prints `output` and exits 0. */
+function toolDir(tools: string[], output = ''): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ebs-tools-'));
+  for (const t of tools) {
+    writeFileSync(join(dir, t), `#!/bin/sh\nprintf '%s\\n' '${output}'\n`);
+    chmodSync(join(dir, t), 0o755);
+  }
+  return dir;
+}
+
+function withPath<T>(path: string, fn: () => T): T {
+  const saved = process.env['PATH'];
+  process.env['PATH'] = path;
+  try {
+    return fn();
+  } finally {
+    process.env['PATH'] = saved;
+  }
+}
+
+describe('etcd tools', () => {
+  it('parses the version etcd --version prints, and its minor', () => {
+    assert.equal(parseEtcdVersion('etcd Version: 3.4.23\nGit SHA: Not provided\nGo Version: go1.19.8\n'), '3.4.23');
+    assert.equal(parseEtcdVersion('etcd Version: 3.6.0-rc.1\n'), '3.6.0-rc.1');
+    assert.equal(parseEtcdVersion('etcdctl version: 3.5.1\n'), undefined);
+    assert.equal(minorOf('3.5.36'), '3.5');
+    assert.equal(minorOf('v3.6.0-rc.1'), '3.6');
+    assert.throws(() => minorOf('three'), EtcdToolsError);
+  });
+
+  it('takes every tool from --etcd-bin-dir, etcdutl only where it is', () => {
+    const with34 = toolDir(['etcd', 'etcdctl']);
+    assert.deepEqual(etcdTools(with34), { etcd: join(with34, 'etcd'), etcdctl: join(with34, 'etcdctl') });
+    assert.equal(snapshotRestoreTool(etcdTools(with34)), join(with34, 'etcdctl'));
+    const with36 = toolDir(['etcd', 'etcdctl', 'etcdutl']);
+    assert.equal(etcdTools(with36).etcdutl, join(with36, 'etcdutl'));
+    assert.equal(snapshotRestoreTool(etcdTools(with36)), join(with36, 'etcdutl'));
+    assert.throws(() => etcdTools(toolDir(['etcdctl'])), /has no etcd/);
+  });
+
+  it('without --etcd-bin-dir, takes the tools beside the first etcd in PATH, not an etcdutl of another folder', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'ebs-tools-'));
+    const otherUtl = toolDir(['etcdutl']);
+    const old = toolDir(['etcd', 'etcdctl']);
+    const newer = toolDir(['etcd', 'etcdctl', 'etcdutl']);
+    const path = [empty, otherUtl, old, newer].join(delimiter);
+    assert.equal(findInPath('etcd', path), join(old, 'etcd'));
+    assert.equal(findInPath('etcdutl', path), join(otherUtl, 'etcdutl'));
+    assert.deepEqual(
+      withPath(path, () => etcdTools()),
+      { etcd: join(old, 'etcd'), etcdctl: join(old, 'etcdctl') },
+    );
+    // A folder in PATH that holds a non-executable etcd is passed over, as the shell would.
+    const notExec = mkdtempSync(join(tmpdir(), 'ebs-tools-'));
+    writeFileSync(join(notExec, 'etcd'), '');
+    assert.equal(withPath([notExec, newer].join(delimiter), () => etcdTools()).etcdutl, join(newer, 'etcdutl'));
+    assert.deepEqual(withPath(empty, () => etcdTools()), { etcd: 'etcd', etcdctl: 'etcdctl' });
+  });
+
+  it('reads the version from the etcd of the tools', async () => {
+    const dir = toolDir(['etcd'], 'etcd Version: 3.5.16');
+    assert.deepEqual(await etcdVersion(etcdTools(dir)), { version: '3.5.16', minor: '3.5' });
+    await assert.rejects(etcdVersion(etcdTools(toolDir(['etcd'], 'nothing useful'))), /printed no version/);
+  });
+
+  it('a restore given a folder without etcd fails before touching the store or the data dir', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ebs-tools-'));
+    mkdirSync(join(dir, 'bin'));
+    const store = new Proxy({}, { get: () => assert.fail('the store was used') });
+    const { log } = capturingLogger('info');
+    await assert.rejects(
+      restore({ store: store as never, dataDir: join(dir, 'data'), name: 'r1', initialCluster: 'r1=http://127.0.0.1:1', initialClusterToken: 't', initialAdvertisePeerUrls: ['http://127.0.0.1:1'], log, etcdBinDir: join(dir, 'bin') }),
+      (err: unknown) => err instanceof RestoreError && err.code === 'bad_request' && /has no etcd/.test(err.message),
+    );
+  });
+});
