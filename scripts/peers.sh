@@ -249,5 +249,9 @@ else
   # costs those tests (they skip), not the etcd peers above.
   optional etcdbrctl build_etcdbrctl "$ETCDBR"
 fi
-optional fake-gcs-server build_fake_gcs "$FAKE_GCS"
+if [ "${PEERS_SKIP_FAKE_GCS:-}" = "1" ]; then
+  say "skipping fake-gcs-server: PEERS_SKIP_FAKE_GCS=1"
+else
+  optional fake-gcs-server build_fake_gcs "$FAKE_GCS"
+fi
 say "done in $((SECONDS - start))s"

@@ -9,7 +9,8 @@ import type { IRequestOp } from 'etcd3';
 import { inspectBoltFile } from '../etcd/bolt.js';
 import { EtcdctlError, snapshotRestore, snapshotRestoreTool } from '../etcd/etcdctl.js';
 import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, TemporaryEtcdError, type LeaseKeeper } from '../etcd/temporary.js';
-import { etcdTools, type EtcdTools } from '../etcd/tools.js';
+import type { EtcdTools } from '../etcd/tools.js';
+import { restoreTools } from './tools.js';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../logger.js';
 import type { SnapshotRef } from '../snapshot/names.js';
@@ -114,14 +115,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const t0 = performance.now();
   const { store, dataDir, log, signal } = opts;
   if (opts.initialAdvertisePeerUrls.length === 0) throw new RestoreError('bad_request', 'initialAdvertisePeerUrls is empty');
-  // One release's tools for every step: the temporary etcd must read what the restore wrote. A
-  // wrong --etcd-bin-dir fails here, before anything is fetched or removed.
-  let tools: EtcdTools;
-  try {
-    tools = etcdTools(opts.etcdBinDir);
-  } catch (err) {
-    throw new RestoreError('bad_request', (err as Error).message, { cause: err });
-  }
+  const tools = restoreTools(opts.etcdBinDir);
   const swapped = await finishInterruptedSwap(dataDir);
   if (swapped !== 'none') log.warn({ dataDir, action: swapped }, 'found the leftovers of an interrupted restore and settled them');
   if (!opts.replaceExisting && !(await isMissingOrEmpty(dataDir))) {

@@ -9,11 +9,12 @@
 import { cp, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { inspectBoltFile } from '../etcd/bolt.js';
-import { EtcdctlError, etcdctlSnapshotRestore } from '../etcd/etcdctl.js';
+import { EtcdctlError, snapshotRestore } from '../etcd/etcdctl.js';
 import { freeLoopbackPort, TemporaryEtcd, TemporaryEtcdError } from '../etcd/temporary.js';
 import type { Logger } from '../logger.js';
 import { RestoreError } from './plan.js';
 import { makeWorkDir, removeStaleWorkDirs } from './scratch.js';
+import { restoreTools } from './tools.js';
 import { finishInterruptedSwap, partDir, swapIn } from './swap.js';
 
 export const LOCAL_COPY_PREFIX = '.etcd-recover-';
@@ -26,6 +27,8 @@ export interface LocalCopyRestoreOptions {
   initialClusterToken: string;
   initialAdvertisePeerUrls: string[];
   scratchDir?: string;
+  /** --etcd-bin-dir: the release whose etcd reads the data dir and restores it (default: the etcd in PATH). */
+  etcdBinDir?: string;
   log: Logger;
 }
 
@@ -34,6 +37,7 @@ export async function restoreFromDataDir(opts: LocalCopyRestoreOptions): Promise
   const { dataDir, log } = opts;
   const settled = await finishInterruptedSwap(dataDir);
   if (settled !== 'none') log.warn({ dataDir, action: settled }, 'found the leftovers of an interrupted restore and settled them');
+  const tools = restoreTools(opts.etcdBinDir);
   const scratchRoot = opts.scratchDir ?? dirname(dataDir);
   await mkdir(scratchRoot, { recursive: true });
   await removeStaleWorkDirs(scratchRoot, [LOCAL_COPY_PREFIX], log);
@@ -43,7 +47,7 @@ export async function restoreFromDataDir(opts: LocalCopyRestoreOptions): Promise
   let temp: TemporaryEtcd | undefined;
   try {
     await cp(dataDir, copy, { recursive: true });
-    temp = await TemporaryEtcd.start({ dataDir: copy, name: opts.name, peerPort: await freeLoopbackPort(), logFile: join(workDir.dir, 'etcd.log'), log, forceNewCluster: true });
+    temp = await TemporaryEtcd.start({ dataDir: copy, name: opts.name, peerPort: await freeLoopbackPort(), logFile: join(workDir.dir, 'etcd.log'), log, forceNewCluster: true, etcdBinary: tools.etcd });
     await workDir.noteEtcd(temp.process.pid);
     const revision = await temp.revision();
     await temp.stop();
@@ -54,7 +58,7 @@ export async function restoreFromDataDir(opts: LocalCopyRestoreOptions): Promise
       throw new RestoreError('revision_mismatch', `the copy's db holds revision ${facts.revision} after its temporary etcd stopped, not the ${revision} it answered with`);
     }
     await rm(part, { recursive: true, force: true });
-    await etcdctlSnapshotRestore({ file: db, dataDir: part, skipHashCheck: true, name: opts.name, initialCluster: opts.initialCluster, initialClusterToken: opts.initialClusterToken, initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls });
+    await snapshotRestore({ file: db, dataDir: part, skipHashCheck: true, name: opts.name, initialCluster: opts.initialCluster, initialClusterToken: opts.initialClusterToken, initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls, tools });
     await swapIn(dataDir, true);
     const durationMs = Math.round(performance.now() - t0);
     log.info({ revision, durationMs }, 'data dir recovered as a new one-member cluster');

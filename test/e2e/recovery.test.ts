@@ -83,6 +83,81 @@ describe('recovery: worst days end in one healthy cluster, nothing lost', { time
     }
   });
 
+  it("the recovering member's sidecar killed in the middle of its recovery (SIGKILL): restarted, it resumes its own epoch; one cluster, every key", async () => {
+    const c = await ManagedCluster.define(NAMES, { 'delta-snapshot-period': '0' });
+    try {
+      await Promise.all(NAMES.map((n) => c.up(n)));
+      await c.waitVoters(3);
+      await writeKeys(c, '/midway', 100);
+      await writeKeys(c, '/fence', 2);
+      for (const n of NAMES) await c.down(n);
+      c.wipe('m1');
+      c.wipe('m2');
+      // m3 holds the only copy: it recovers; its sidecar dies while it does.
+      for (const n of NAMES) await c.startSidecar(n);
+      for (const n of NAMES) void fetch(`${c.member(n).apiURL}/initialize`, { method: 'POST' }).catch(() => undefined);
+      const t0 = performance.now();
+      await eventually('m3 recovers', async () => (/claiming recovery epoch|recovering the cluster/.test((await c.initializeState('m3')).progress ?? '') ? true : undefined), 60_000, 100);
+      await c.killSidecar('m3');
+      const [i1, i2, i3] = await Promise.all(NAMES.map((n) => c.up(n)));
+      assert.equal(i3?.decision, 'restore', i3?.reason);
+      assert.match(i3?.reason ?? '', /resumes the recovery of epoch 1|epoch 1/);
+      assert.equal(i1?.decision, 'join-as-learner', i1?.reason);
+      assert.equal(i2?.decision, 'join-as-learner', i2?.reason);
+      assert.equal((await c.waitVoters(3, 120_000)).size, 1);
+      console.log(`# holder killed mid-recovery: 3 voters in ${Math.round(performance.now() - t0)} ms`);
+      assert.deepEqual(await keysUnder(c, '/midway'), expected('/midway', 100));
+      const claim = (await readClaim(new LocalStore(c.storeDir))).claim;
+      assert.deepEqual(claim, { epoch: 1, holder: 'm3', source: 'local-copy', state: 'done' });
+      // Every etcd restarted at once afterwards: still one three-member cluster (no config forces a new one).
+      for (const n of NAMES) await c.down(n);
+      const again = await Promise.all(NAMES.map((n) => c.up(n)));
+      assert.deepEqual(again.map((v) => v.decision), ['use-existing', 'use-existing', 'use-existing'], again.map((v) => v.reason).join(' | '));
+      assert.equal((await c.waitVoters(3, 60_000)).size, 1);
+      assert.deepEqual(await keysUnder(c, '/midway'), expected('/midway', 100));
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('a single member whose chain has a gap: it restores up to the end of the contiguous part, never loops on the gap', async () => {
+    const c = await ManagedCluster.define(['m1']);
+    try {
+      await c.up('m1');
+      await writeKeys(c, '/before', 50);
+      await waitBackedUp(c);
+      const store = new LocalStore(c.storeDir);
+      const chainBefore = restorableChain(await listSnapshots(store));
+      await writeKeys(c, '/lost', 30);
+      await waitBackedUp(c);
+      await writeKeys(c, '/after', 30);
+      await waitBackedUp(c);
+      await c.down('m1');
+      // Delete the deltas holding /lost: a gap after the contiguous part.
+      const all = await listSnapshots(store);
+      const inGap = all.filter((r) => r.kind === 'delta' && r.startRevision > chainBefore.lastRevision && r.startRevision <= chainBefore.lastRevision + 30);
+      assert.ok(inGap.length > 0);
+      for (const r of inGap) await store.delete(r.name);
+      const chain = restorableChain(await listSnapshots(store));
+      assert.equal(chain.contiguous, false);
+      c.wipe('m1');
+      const init = await c.up('m1');
+      assert.equal(init.decision, 'restore', init.reason);
+      assert.deepEqual(await keysUnder(c, '/before'), expected('/before', 50));
+      const etcd = clientOf(c.endpoints);
+      try {
+        assert.equal(Number((await etcd.maintenance.status()).header.revision), chain.lastRevision, 'restored to the end of the contiguous part');
+      } finally {
+        etcd.close();
+      }
+      // And its next start uses that data (the gap does not turn into a restore loop).
+      await c.down('m1');
+      assert.equal((await c.up('m1')).decision, 'use-existing');
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('the object store stopped (SIGSTOP) during a rolling restart of every member: each member with valid data starts', async () => {
     const s3 = await s3Fixture();
     const c = await ManagedCluster.define(NAMES, { ...s3.flags, 'store-timeout': '3s', 'store-max-attempts': '2' });
