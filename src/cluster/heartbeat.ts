@@ -281,6 +281,8 @@ export class HeartbeatWriter {
       throw err;
     }
     const hb: Heartbeat = { ...withCarriedProgress(facts, this.carried), time: (this.opts.now?.() ?? new Date()).toISOString() };
+    // The report of a member that started without a quorum stands until its etcd is in one.
+    if (this.waiting && facts.inQuorum === true) this.waiting = undefined;
     if (this.waiting) hb.waiting = this.waiting;
     this.carried = progressOf(hb);
     const signal = AbortSignal.timeout(Math.max(this.opts.periodMs, 1_000));

@@ -61,6 +61,7 @@ export class Initializer {
   private rendered: string | undefined;
   private started: EtcdStart | undefined;
   private abort = new AbortController();
+  private startsWithoutQuorum = false;
 
   constructor(private readonly deps: InitializerDeps) {}
 
@@ -102,6 +103,7 @@ export class Initializer {
   private async run(): Promise<InitStatus> {
     const { log } = this.deps;
     this.rendered = undefined;
+    this.startsWithoutQuorum = false;
     this.current = { state: 'Progress', startedAt: new Date().toISOString(), rounds: 0, progress: 'gathering facts' };
     try {
       const start = await this.decideAndAct();
@@ -114,7 +116,10 @@ export class Initializer {
       this.update({ state: 'Failed', finishedAt: new Date().toISOString(), error: (err as Error).message });
       log.error({ err: (err as Error).message, decision: this.current.decision }, 'initialization failed');
     } finally {
-      await this.announce(undefined);
+      // A member that starts its data without a cluster with quorum keeps saying what it holds: its
+      // etcd serves nothing until a quorum forms, and the members still deciding must count it
+      // (the heartbeat drops the report once its etcd is in a quorum).
+      if (!this.startsWithoutQuorum || this.current.state !== 'Successful') await this.announce(undefined);
     }
     return this.status();
   }
@@ -181,6 +186,8 @@ export class Initializer {
     const { facts } = gathered;
     switch (verdict.decision) {
       case 'use-existing':
+        this.startsWithoutQuorum = !facts.cluster?.hasQuorum;
+        if (this.startsWithoutQuorum) await this.announceWaiting(facts);
         return { state: 'existing', initialCluster: config.initialCluster };
       case 'bootstrap':
         return { state: 'new', initialCluster: config.initialCluster };

@@ -350,6 +350,12 @@ function decideWithoutQuorum(facts: InitFacts): Verdict {
       return { decision: 'wait', reason: `${problem ?? noQuorum}; member ${claim.holder} ${what} (recovery epoch ${claim.epoch}): wait for it, then join` };
     }
   }
+  // A majority still holds the cluster's data: started again, they have quorum and the others are
+  // replaced by it, with nothing recovered and no new cluster ID.
+  const keepers = present.filter((p) => !p.report.dataLost && p.report.clusterId !== undefined && p.report.clusterId === facts.local.clusterId);
+  if (!problem && keepers.length >= majority && claim?.state !== 'claimed') {
+    return { decision: 'use-existing', reason: `${noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data, but ${keepers.map((p) => p.name).join(', ')} (a majority) kept theirs: they start the cluster again, and the others are replaced once it has quorum` };
+  }
   if (peerUp && claim?.holder !== peerUp.name) {
     return { decision: 'wait', reason: `${problem ?? noQuorum}; member ${peerUp.name} reports its etcd up (heartbeat) and has not joined the recovery: wait for it to stop or for its cluster to answer` };
   }

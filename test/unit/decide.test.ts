@@ -308,6 +308,11 @@ describe('decide(): the scenarios of the seeds', () => {
       'use-existing',
     ],
     [
+      'two of three kept their data, one wiped, nobody running: the two start the cluster again (no recovery, no new cluster ID)',
+      three('m3', { local: valid({ memberId: 'a3', raftIndex: 50, consistentIndex: 50, revision: 40 }), backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true }, heartbeats: [lost('m1'), holds('m2', 49, 39)] }),
+      'use-existing',
+    ],
+    [
       'quorum loss with one survivor (m3, its etcd stopped): the survivor recovers from its own copy',
       three('m3', { local: valid({ memberId: 'a3', raftIndex: 50, consistentIndex: 48, revision: 40 }), backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true }, heartbeats: [lost('m1'), lost('m2')] }),
       'restore',

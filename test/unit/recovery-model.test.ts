@@ -63,10 +63,13 @@ function hasQuorum(w: World, clusterId: string): boolean {
   return up > members.length / 2;
 }
 
+/**
+ * The cluster whose endpoints answer: etcd serves clients only once it has published itself
+ * through raft since its start, so a member that started without a quorum answers nothing.
+ */
 function answering(w: World, self: string): RunningCluster | undefined {
   const ids = [...new Set(w.members.filter((m) => m.phase === 'running' && m.name !== self && m.cluster).map((m) => m.cluster as string))];
-  // An endpoint of a cluster with quorum answers first when there is one.
-  const id = ids.find((c) => hasQuorum(w, c)) ?? ids[0];
+  const id = ids.find((c) => hasQuorum(w, c));
   if (!id) return undefined;
   const names = w.clusters.get(id) ?? [];
   return {
@@ -80,10 +83,14 @@ function factsOf(w: World, m: ModelMember): InitFacts {
   const heartbeats: MemberRecord[] = w.members
     .filter((o) => o.phase !== 'down' && o.phase !== 'gone')
     .map((o) => {
-      const r: MemberRecord = { name: o.name, etcdUp: o.phase === 'running', live: true };
-      if (o.phase === 'running') r.inQuorum = !!o.cluster && hasQuorum(w, o.cluster);
+      const r: MemberRecord = { name: o.name, etcdUp: false, live: true };
+      const inQuorum = o.phase === 'running' && !!o.cluster && hasQuorum(w, o.cluster);
+      // Its etcd answers its own sidecar only once in a quorum (see answering()).
+      r.etcdUp = inQuorum;
+      if (o.phase === 'running') r.inQuorum = inQuorum;
       if (o.cluster) r.clusterId = o.cluster;
-      if (o.waiting) r.waiting = o.waiting;
+      // A member that started without a quorum keeps its report until its etcd is in one.
+      if (o.waiting && !inQuorum) r.waiting = o.waiting;
       return r;
     });
   const cluster = answering(w, m.name);
@@ -133,10 +140,13 @@ function step(w: World, m: ModelMember): void {
           m.waiting = f.cluster?.hasQuorum ? undefined : waitingReport(f);
           if (m.waiting === undefined) delete m.waiting;
           return;
-        case 'use-existing':
+        case 'use-existing': {
+          const report = f.cluster?.hasQuorum ? undefined : waitingReport(f);
           if (f.cluster && m.data?.clusterId === f.cluster.clusterId) join(w, m, f.cluster.clusterId);
           else if (m.data) join(w, m, m.data.clusterId);
+          if (report) m.waiting = report;
           return;
+        }
         case 'join-existing':
         case 'join-as-learner':
         case 'replace':
