@@ -11,6 +11,7 @@ import { EtcdProcess } from '../../src/etcd/process.js';
 import { openSnapshotStream } from '../../src/etcd/snapshot-stream.js';
 import { etcdTools, etcdVersion } from '../../src/etcd/tools.js';
 import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
+import { mulberry32 } from '../helpers/random.js';
 
 const run = promisify(execFile);
 
@@ -35,17 +36,6 @@ interface Taken {
   liveRevision: number;
 }
 
-/** Small PRNG so a failing chunking can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** Feeds `bytes` in chunk sizes spread evenly over 1 byte .. 1 MiB on a log scale, in a reused buffer. */
 function scanInChunks(bytes: Buffer, seed: number): BoltFacts {

@@ -8,6 +8,7 @@ import { LocalStore } from '../../src/snapstore/local.js';
 import { eventually, sleep } from '../helpers/cluster.js';
 import { faketimeLibrary, ManagedCluster } from '../helpers/managed.js';
 import { s3Fixture } from '../helpers/store-fixtures.js';
+import { mulberry32 } from '../helpers/random.js';
 
 // Worst days of issue 13, end to end on real etcd, as pods start (sidecar, POST /initialize, GET
 // /config, etcd). Each prints its time to recover; nothing here decides for the sidecars.
@@ -256,15 +257,3 @@ describe('recovery: worst days end in one healthy cluster, nothing lost', { time
     });
   }
 });
-
-/** A small seeded generator (mulberry32): the same seed gives the same ordering. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
