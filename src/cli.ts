@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { tmpdir } from 'node:os';
 import { stringify } from 'yaml';
-import { ConfigError, SPECS, camelCase, envName, loadConfig, loadSecrets, redactedConfig, redactor, type OptionSpec } from './config/index.js';
+import { ConfigError, SPECS, camelCase, envName, loadConfig, loadSecrets, redactedConfig, redactor, type Config, type OptionSpec } from './config/index.js';
 import { createLogger } from './logger.js';
 import { startSidecar } from './sidecar.js';
 import { restorableChain } from './snapshot/chain.js';
@@ -15,6 +15,8 @@ import { createEtcdClient, etcdAccessFromConfig } from './etcd/client.js';
 import { HeartbeatAges } from './cluster/heartbeat-ages.js';
 import { HeartbeatWriter } from './cluster/heartbeat.js';
 import { Initializer } from './initializer/act.js';
+import { runEtcd } from './launcher/run-etcd.js';
+import { etcdTools } from './etcd/tools.js';
 
 const EXIT_CONFIG = 2;
 
@@ -105,9 +107,7 @@ export function program(): Command {
   for (const kind of ['full', 'delta'] as const) {
     withSettings(snapshot.command(kind).description(`take a ${kind} snapshot now; prints its metadata as JSON`)).action(async (_o, cmd: Command) => {
       const { config } = load(cmd, false);
-      const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
-      const scheme = config.serverCert !== '' ? 'https' : 'http';
-      const url = `${scheme}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${config.listen.port}/snapshot/${kind}`;
+      const url = `${localSidecarURL(config)}/snapshot/${kind}`;
       const token = secretsOrExit(config).apiToken;
       let res: Response;
       try {
@@ -247,7 +247,37 @@ export function program(): Command {
       }
     });
 
+  withSettings(root.command('run-etcd').description("run etcd as the sidecar at --listen decides: POST /initialize, start etcd with GET /config written to --etcd-config-file, stop and start it again when the sidecar asks (a recovery needs this member's data); the etcd container's command"))
+    .addOption(new Option('--poll <ms>', 'how often the sidecar is asked whether etcd must stop').default('2000'))
+    .action(async (opts: { poll: string }, cmd: Command) => {
+      const { config } = load(cmd, false);
+      const log = createLogger(config.logLevel, process.stderr).child({ part: 'run-etcd' });
+      if (!config.etcdConfigFile) fail('run-etcd needs --etcd-config-file: where etcd reads its config', 2);
+      const abort = new AbortController();
+      // etcd gets SIGTERM from the launcher, never from the container runtime directly.
+      process.once('SIGTERM', () => abort.abort());
+      process.once('SIGINT', () => abort.abort());
+      const code = await runEtcd({
+        sidecarURL: localSidecarURL(config),
+        ...(secretsOrExit(config).apiToken ? { token: secretsOrExit(config).apiToken as string } : {}),
+        configFile: config.etcdConfigFile,
+        etcdBinary: etcdTools(config.etcdBinDir || undefined).etcd,
+        pollMs: Number(opts.poll),
+        stopGraceMs: 30_000,
+        log,
+        signal: abort.signal,
+      }).catch((err: Error) => (abort.signal.aborted ? 0 : fail(err.message, 1)));
+      process.exit(code);
+    });
+
   return root;
+}
+
+/** The sidecar this host runs, as its own --listen says (a wildcard bind is reached on loopback). */
+function localSidecarURL(config: Config): string {
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  const scheme = config.serverCert !== '' ? 'https' : 'http';
+  return `${scheme}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${config.listen.port}`;
 }
 
 function fail(message: string, code: number): never {

@@ -16,6 +16,7 @@ import { DutyRunner } from './cluster/leader.js';
 import { defaultApiURL } from './cluster/heartbeat.js';
 import { HeartbeatAges } from './cluster/heartbeat-ages.js';
 import { Initializer } from './initializer/act.js';
+import { rejoinRecovery } from './initializer/rejoin.js';
 
 /** A running sidecar: what `serve` starts and what tests start in-process. */
 export interface Sidecar {
@@ -87,6 +88,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     return s;
   };
   const initializer = new Initializer({ config, etcd, store, log: log.child({ part: 'initializer' }), heartbeat: cluster.heartbeat, ages });
+  const rejoin = watchForRecovery(config, cluster, initializer);
   const app = await buildServer(
     {
       self: { name: config.name, clientURLs: config.advertiseClientUrls },
@@ -152,6 +154,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     url,
     initializer,
     async close() {
+      clearInterval(rejoin);
       initializer.stop();
       await cluster.stop();
       monitor.stop();
@@ -161,4 +164,34 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       await store.close();
     },
   };
+}
+
+/**
+ * Initializes again when this member's etcd runs without quorum for a TTL while another member
+ * waits for a recovery (src/initializer/rejoin.ts): the launcher then stops etcd and its data takes
+ * part in the recovery.
+ */
+function watchForRecovery(config: Config, cluster: BackupLeadership, initializer: Initializer): NodeJS.Timeout {
+  let noQuorumSince: number | undefined;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    const { roles } = cluster;
+    if (roles.etcdUp && roles.role === 'unknown') noQuorumSince ??= now;
+    else noQuorumSince = undefined;
+    const why = rejoinRecovery({
+      self: config.name,
+      initialized: initializer.status().state === 'Successful' || initializer.status().state === 'New',
+      etcdUp: roles.etcdUp,
+      noQuorumSinceMs: noQuorumSince,
+      nowMs: now,
+      heartbeats: cluster.directory.latest(),
+      ttlMs: config.heartbeatTtl,
+    });
+    if (why) {
+      noQuorumSince = undefined;
+      initializer.reinitialize(why);
+    }
+  }, config.leaderCheckPeriod);
+  timer.unref();
+  return timer;
 }

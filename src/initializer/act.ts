@@ -9,7 +9,7 @@ import type { Config } from '../config/index.js';
 import type { EtcdClient } from '../etcd/client.js';
 import { inspectDataDir } from '../etcd/datadir.js';
 import { memberIdHex, toMember } from '../etcd/members.js';
-import type { ClusterStatus } from '../etcd/status.js';
+import { probeEndpoint, type ClusterStatus } from '../etcd/status.js';
 import type { HeartbeatWriter } from '../cluster/heartbeat.js';
 import type { HeartbeatAges } from '../cluster/heartbeat-ages.js';
 import type { Logger } from '../logger.js';
@@ -32,6 +32,13 @@ export interface InitStatus {
   finishedAt?: string;
   /** Rounds of fact gathering so far (a waiting member counts up). */
   rounds: number;
+  /**
+   * Counts initializations: a launcher running etcd (`run-etcd`) stops it and starts it again with
+   * the new config when this changes (the sidecar began initializing again).
+   */
+  generation: number;
+  /** Set while this member's etcd must stop before initialization goes on: the launcher (run-etcd) stops it. */
+  stopEtcd?: boolean;
 }
 
 export interface InitializerDeps {
@@ -56,7 +63,9 @@ export class InitializationError extends Error {}
 class ClusterGone extends Error {}
 
 export class Initializer {
-  private current: InitStatus = { state: 'New', rounds: 0 };
+  private current: InitStatus = { state: 'New', rounds: 0, generation: 0 };
+  /** Set by reinitialize(): this member's etcd runs and must be stopped before anything is decided. */
+  private ownEtcdRuns = false;
   private running: Promise<InitStatus> | undefined;
   private rendered: string | undefined;
   private started: EtcdStart | undefined;
@@ -66,7 +75,7 @@ export class Initializer {
   constructor(private readonly deps: InitializerDeps) {}
 
   status(): InitStatus {
-    return { ...this.current };
+    return { ...this.current, ...(this.ownEtcdRuns ? { stopEtcd: true } : {}) };
   }
 
   /** etcd's config file, once initialization succeeded. */
@@ -87,6 +96,22 @@ export class Initializer {
     this.abort.abort();
   }
 
+  /**
+   * Initializes again while this member's etcd runs: it has had no quorum for long and another
+   * member waits for a recovery, which this member's data must take part in. The launcher
+   * (`run-etcd`) sees `stopEtcd` and stops etcd; nothing is decided before it has stopped.
+   */
+  reinitialize(why: string): void {
+    // Also from New: a sidecar restarted beside a running etcd has not initialized in this process.
+    if ((this.current.state !== 'Successful' && this.current.state !== 'New') || this.running) return;
+    this.deps.log.warn({ why }, 'initializing again: the launcher stops etcd first');
+    this.ownEtcdRuns = true;
+    this.rendered = undefined;
+    this.running = this.run().finally(() => {
+      this.running = undefined;
+    });
+  }
+
   /** --etcd-config-file: the config where etcd reads it, replaced whole (rename), so etcd never reads half a file. */
   private writeConfigFile(): void {
     const file = this.deps.config.etcdConfigFile;
@@ -104,8 +129,9 @@ export class Initializer {
     const { log } = this.deps;
     this.rendered = undefined;
     this.startsWithoutQuorum = false;
-    this.current = { state: 'Progress', startedAt: new Date().toISOString(), rounds: 0, progress: 'gathering facts' };
+    this.current = { state: 'Progress', startedAt: new Date().toISOString(), rounds: 0, generation: this.current.generation + 1, progress: 'gathering facts' };
     try {
+      if (this.ownEtcdRuns) await this.untilOwnEtcdStopped();
       const start = await this.decideAndAct();
       this.started = start;
       this.rendered = this.render(start);
@@ -122,6 +148,19 @@ export class Initializer {
       if (!this.startsWithoutQuorum || this.current.state !== 'Successful') await this.announce(undefined);
     }
     return this.status();
+  }
+
+  /** Its data dir is read, and its endpoint must not count as a running cluster, only once etcd is gone. */
+  private async untilOwnEtcdStopped(): Promise<void> {
+    const { etcd, config } = this.deps;
+    const sleep = this.deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+    const self = config.advertiseClientUrls[0] as string;
+    this.update({ progress: `waiting for this member's etcd at ${self} to stop (the run-etcd launcher stops it; without one, restart the member)` });
+    while ((await probeEndpoint(etcd, self, etcd.memberTimeoutMs)).reachable) {
+      if (this.abort.signal.aborted) throw new InitializationError('initialization stopped');
+      await sleep(config.initializeRetryPeriod);
+    }
+    this.ownEtcdRuns = false;
   }
 
   private async facts(): Promise<GatheredFacts> {

@@ -240,5 +240,7 @@ export const InitializeBody = Type.Object({
   startedAt: Type.Optional(Type.String({ format: 'date-time' })),
   finishedAt: Type.Optional(Type.String({ format: 'date-time' })),
   rounds: Type.Integer({ description: 'rounds of fact gathering so far' }),
+  generation: Type.Integer({ description: 'counts the initializations of this sidecar process' }),
+  stopEtcd: Type.Optional(Type.Boolean({ description: "this member's etcd must stop before initialization goes on (its cluster lost quorum and its data takes part in a recovery); the run-etcd launcher stops it, then initializes and starts it again" })),
 });
 export type InitializeBody = Static<typeof InitializeBody>;

@@ -159,6 +159,34 @@ describe('recovery: worst days end in one healthy cluster, nothing lost', { time
     }
   });
 
+  it("quorum loss while the survivor's etcd keeps running (its pod never restarted): its sidecar has the launcher stop it, it recovers from its own data, the others join", async () => {
+    const c = await ManagedCluster.define(NAMES, { 'delta-snapshot-period': '0' });
+    try {
+      for (const n of NAMES) await c.upWithLauncher(n);
+      await c.waitVoters(3, 90_000);
+      await writeKeys(c, '/running', 100);
+      await writeKeys(c, '/fence', 2);
+      // Two nodes die with their disks; m3's etcd and sidecar keep running without quorum.
+      await c.down('m1');
+      await c.down('m2');
+      c.wipe('m1');
+      c.wipe('m2');
+      const t0 = performance.now();
+      await c.upWithLauncher('m1');
+      await c.upWithLauncher('m2');
+      // m3's old etcd still lists three members: wait for the recovery itself first.
+      const store = new LocalStore(c.storeDir);
+      await eventually('the recovery done', async () => ((await readClaim(store)).claim?.state === 'done' ? true : undefined), 150_000, 500);
+      assert.equal((await c.waitVoters(3, 150_000)).size, 1);
+      console.log(`# survivor's etcd kept running: 3 voters in ${Math.round(performance.now() - t0)} ms after the wiped pods started`);
+      assert.deepEqual(await keysUnder(c, '/running'), expected('/running', 100));
+      const claim = (await readClaim(new LocalStore(c.storeDir))).claim;
+      assert.deepEqual(claim, { epoch: 1, holder: 'm3', source: 'local-copy', state: 'done' });
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('the object store stopped (SIGSTOP) during a rolling restart of every member: each member with valid data starts', async () => {
     const s3 = await s3Fixture();
     const c = await ManagedCluster.define(NAMES, { ...s3.flags, 'store-timeout': '3s', 'store-max-attempts': '2' });

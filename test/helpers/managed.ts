@@ -27,6 +27,8 @@ export interface ManagedMember {
   dataDir: string;
   sidecar?: ChildProcess;
   etcd?: EtcdProcess;
+  /** `run-etcd` and the etcd it runs (one process group), in place of `etcd`. */
+  launcher?: ChildProcess;
 }
 
 /**
@@ -201,7 +203,42 @@ export class ManagedCluster {
   }
 
   async killEtcd(name: string): Promise<void> {
-    await this.member(name).etcd?.kill();
+    const m = this.member(name);
+    await m.etcd?.kill();
+    const launcher = m.launcher;
+    if (launcher && launcher.exitCode === null && launcher.signalCode === null) {
+      const gone = new Promise((r) => launcher.once('exit', r));
+      // Its process group: the launcher and the etcd it runs die together, like a container.
+      process.kill(-(launcher.pid as number), 'SIGKILL');
+      await gone;
+      // etcd may outlive its parent for a moment: wait until its port is free.
+      await eventually(`${name} etcd gone`, async () => ((await this.etcdctl(['endpoint', 'status'], [m.clientURL]).catch(() => '')) === '' ? true : undefined), 15_000, 200);
+    }
+    delete m.launcher;
+  }
+
+  /**
+   * The member as a pod whose etcd container runs the launcher (`run-etcd`): the sidecar, then the
+   * launcher, which initializes, starts etcd, and stops and restarts it when the sidecar asks.
+   * Resolves once the launcher's etcd answers.
+   */
+  async upWithLauncher(name: string, extra: Record<string, string> = {}): Promise<void> {
+    const m = this.member(name);
+    const configFile = join(m.dir, 'etcd-launched.yaml');
+    await this.startSidecar(name, { 'etcd-config-file': configFile, ...extra });
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_')));
+    const child = spawn(process.execPath, ['dist/cli.js', 'run-etcd', '--listen', `127.0.0.1:${m.apiPort}`, '--etcd-config-file', configFile, '--poll', '500'], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const log = createWriteStream(join(m.dir, 'etcd.log'), { flags: 'a' });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    process.once('exit', () => {
+      try {
+        process.kill(-(child.pid as number), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    });
+    m.launcher = child;
   }
 
   /** Kills the member's etcd and sidecar: the pod is gone. */
@@ -238,7 +275,7 @@ export class ManagedCluster {
       500,
     );
     const ids = new Set<string>();
-    for (const m of this.members.filter((x) => x.etcd?.running)) {
+    for (const m of this.members.filter((x) => x.etcd?.running || (x.launcher !== undefined && x.launcher.exitCode === null && x.launcher.signalCode === null))) {
       const out = JSON.parse(await this.etcdctl(['endpoint', 'status', '-w', 'json'], [m.clientURL])) as { Status: { header: { cluster_id: number | string } } }[];
       for (const s of out) ids.add(BigInt(s.Status.header.cluster_id).toString(16));
     }
@@ -260,6 +297,13 @@ export class ManagedCluster {
   async stop(): Promise<void> {
     for (const m of this.members) {
       await m.etcd?.stop().catch(() => undefined);
+      if (m.launcher?.pid && m.launcher.exitCode === null) {
+        try {
+          process.kill(-m.launcher.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
       m.sidecar?.kill('SIGKILL');
     }
     await sleep(100);

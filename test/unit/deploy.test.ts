@@ -119,8 +119,8 @@ describe('deploy/kubernetes', () => {
   it('the sidecar is a native sidecar running serve with flags and EBS_* variables that exist, and its settings load', () => {
     const sidecar = container('sidecar');
     assert.equal(sidecar.restartPolicy, 'Always', 'a native sidecar (initContainers + restartPolicy Always)');
-    assert.ok(pod.initContainers.indexOf(sidecar) < pod.initContainers.findIndex((c: Doc) => c.name === 'initialize'), 'starts before initialize');
-    assert.ok(sidecar.startupProbe, 'holds initialize back until the API answers');
+    assert.ok(pod.initContainers.includes(sidecar), 'an init container: started, and its startupProbe passed, before etcd starts');
+    assert.ok(sidecar.startupProbe, 'holds the etcd container back until the API answers');
     assert.equal(sidecar.livenessProbe.httpGet.path, '/healthz');
     assert.equal(sidecar.readinessProbe.httpGet.path, '/readyz');
     assert.equal(sidecar.args[0], 'serve');
@@ -161,23 +161,26 @@ describe('deploy/kubernetes', () => {
     assert.ok(mounted(container('etcd'), env['EBS_DATA_DIR'] as string), 'etcd sees the data dir the sidecar prepares');
   });
 
-  it('initialize asks the sidecar, then writes the config file etcd starts with', () => {
-    const init = container('initialize');
-    const script = init.command.join('\n');
-    assert.match(script, /\/initialize\?wait=\d+/);
-    assert.match(script, /method: 'POST'/);
-    assert.match(script, /authorization: 'Bearer '/);
-    const tokenPath = /readFileSync\('([^']+)'/.exec(script)?.[1] as string;
-    assert.ok(init.volumeMounts.some((m: Doc) => tokenPath.startsWith(`${m.mountPath}/`)), 'the token file is mounted');
-    const written = /renameSync\('[^']+', '([^']+)'\)/.exec(script)?.[1] as string;
+  it('etcd runs under the launcher (run-etcd), which asks the sidecar and writes the config file etcd starts with', () => {
     const etcd = container('etcd');
-    const configFlag = etcd.command.find((a: string) => a.startsWith('--config-file='));
-    assert.equal(configFlag, `--config-file=${written}`);
-    const mountOf = (c: Doc): Doc => c.volumeMounts.find((m: Doc) => written.startsWith(`${m.mountPath}/`));
-    assert.equal(mountOf(init)?.name, mountOf(etcd)?.name, 'the same volume');
-    assert.ok(pod.volumes.find((v: Doc) => v.name === mountOf(init).name).emptyDir, 'an emptyDir');
-    // The script runs as written: it is valid JavaScript.
-    assert.doesNotThrow(() => new Function(init.command[2]));
+    assert.equal(etcd.image, container('sidecar').image, 'the product image, which carries etcd');
+    assert.equal(etcd.args[0], 'run-etcd');
+    assert.ok(!pod.initContainers.some((c: Doc) => c.name === 'initialize'), 'no init container decides once per pod: the launcher decides at every etcd start');
+    const known = new Set(SPECS.map((s) => s.flag));
+    const flags: Record<string, string> = {};
+    for (const arg of etcd.args.slice(1)) {
+      const m = /^--([a-z0-9-]+)=(.*)$/.exec(arg);
+      assert.ok(m, `${arg}: write flags as --flag=value`);
+      assert.ok(known.has(m[1] as string), `--${m[1]} is not a setting`);
+      flags[m[1] as string] = m[2] as string;
+    }
+    const apiPort = container('sidecar').ports.find((p: Doc) => p.name === 'sidecar-api').containerPort;
+    assert.equal(flags['listen'], `127.0.0.1:${apiPort}`, 'reaches the sidecar of its own pod');
+    const mounted = (c: Doc, path: string): Doc | undefined => (c.volumeMounts ?? []).find((m: Doc) => path.startsWith(`${m.mountPath}/`));
+    assert.ok(mounted(etcd, flags['api-token-file'] as string), 'the token file is mounted');
+    const configMount = mounted(etcd, flags['etcd-config-file'] as string);
+    assert.ok(configMount && !configMount.readOnly, 'the config file is written where etcd reads it');
+    assert.ok(pod.volumes.find((v: Doc) => v.name === configMount.name).emptyDir, 'an emptyDir');
   });
 });
 

@@ -169,7 +169,7 @@ describe('routes: bearer-token auth (src/server/auth.ts)', () => {
   it('every POST without a token is 401 with the Bearer challenge, and nothing runs', async () => {
     const snapshots = fakeSnapshots();
     let starts = 0;
-    const initializer = { start: async (): Promise<InitStatus> => (starts++, { state: 'Successful', rounds: 1 }), status: (): InitStatus => ({ state: 'New', rounds: 0 }), etcdConfig: () => undefined };
+    const initializer = { start: async (): Promise<InitStatus> => (starts++, { state: 'Successful', rounds: 1, generation: 1 }), status: (): InitStatus => ({ state: 'New', rounds: 0, generation: 1 }), etcdConfig: () => undefined };
     const app = await build(fakeDeps({ snapshots, initializer }), { apiToken: TOKEN });
     for (const [method, url] of mutating) {
       const res = await app.inject({ method, url });
@@ -205,7 +205,7 @@ describe('routes: bearer-token auth (src/server/auth.ts)', () => {
   });
 
   it('reading routes need no token', async () => {
-    const app = await build(fakeDeps({ initializer: { start: async () => ({ state: 'New', rounds: 0 }), status: () => ({ state: 'New', rounds: 0 }), etcdConfig: () => undefined } }), { apiToken: TOKEN });
+    const app = await build(fakeDeps({ initializer: { start: async () => ({ state: 'New', rounds: 0, generation: 1 }), status: () => ({ state: 'New', rounds: 0, generation: 1 }), etcdConfig: () => undefined } }), { apiToken: TOKEN });
     for (const url of ['/healthz', '/readyz', '/status', '/metrics', '/snapshots', '/snapshot/latest', '/initialize', '/openapi.json']) {
       const res = await app.inject({ method: 'GET', url });
       assert.equal(res.statusCode, 200, `${url}: ${res.body.slice(0, 200)}`);
@@ -605,7 +605,7 @@ describe('routes: GET /snapshots and /snapshot/latest from a local-folder store'
 
 /** An initializer whose outcome the test settles by hand. */
 function fakeInitializer(): { api: NonNullable<ServerDeps['initializer']>; settle(s: InitStatus, yaml?: string): void; starts: () => number } {
-  let current: InitStatus = { state: 'New', rounds: 0 };
+  let current: InitStatus = { state: 'New', rounds: 0, generation: 1 };
   let yaml: string | undefined;
   let resolve!: (s: InitStatus) => void;
   const done = new Promise<InitStatus>((r) => (resolve = r));
@@ -614,7 +614,7 @@ function fakeInitializer(): { api: NonNullable<ServerDeps['initializer']>; settl
     api: {
       start: () => {
         starts++;
-        if (current.state === 'New') current = { state: 'Progress', rounds: 1, progress: 'gathering facts', startedAt: '2026-01-01T00:00:00.000Z' };
+        if (current.state === 'New') current = { state: 'Progress', rounds: 1, generation: 1, progress: 'gathering facts', startedAt: '2026-01-01T00:00:00.000Z' };
         return done;
       },
       status: () => ({ ...current }),
@@ -642,7 +642,7 @@ describe('routes: /initialize and /config', () => {
     const app = await build(fakeDeps({ initializer: init.api }));
     const before = await app.inject({ method: 'GET', url: '/initialize' });
     assert.equal(before.statusCode, 200);
-    assert.deepEqual(before.json(), { state: 'New', rounds: 0 });
+    assert.deepEqual(before.json(), { state: 'New', rounds: 0, generation: 1 });
     assert.equal(init.starts(), 0);
     assertError(await app.inject({ method: 'GET', url: '/config' }), 409, 'not_initialized', /state New/);
 
@@ -654,12 +654,12 @@ describe('routes: /initialize and /config', () => {
 
     // A waiting call returns as soon as the initialization settles, well before its wait is over.
     const waiting = app.inject({ method: 'POST', url: '/initialize?wait=30' });
-    setTimeout(() => init.settle({ state: 'Successful', decision: 'bootstrap', reason: 'no cluster, no backups', rounds: 1 }, 'name: m1\n'), 50);
+    setTimeout(() => init.settle({ state: 'Successful', decision: 'bootstrap', reason: 'no cluster, no backups', rounds: 1, generation: 1 }, 'name: m1\n'), 50);
     const t0 = Date.now();
     const done = await waiting;
     assert.ok(Date.now() - t0 < 10_000);
     assert.equal(done.statusCode, 200);
-    assert.deepEqual(done.json(), { state: 'Successful', decision: 'bootstrap', reason: 'no cluster, no backups', rounds: 1 });
+    assert.deepEqual(done.json(), { state: 'Successful', decision: 'bootstrap', reason: 'no cluster, no backups', rounds: 1, generation: 1 });
 
     const config = await app.inject({ method: 'GET', url: '/config' });
     assert.equal(config.statusCode, 200);
@@ -669,11 +669,11 @@ describe('routes: /initialize and /config', () => {
 
   it('500 with the state when initialization failed', async () => {
     const init = fakeInitializer();
-    init.settle({ state: 'Failed', decision: 'restore', error: 'no backup', rounds: 2 });
+    init.settle({ state: 'Failed', decision: 'restore', error: 'no backup', rounds: 2, generation: 1 });
     const app = await build(fakeDeps({ initializer: init.api }));
     const res = await app.inject({ method: 'POST', url: '/initialize' });
     assert.equal(res.statusCode, 500);
-    assert.deepEqual(res.json(), { state: 'Failed', decision: 'restore', error: 'no backup', rounds: 2 });
+    assert.deepEqual(res.json(), { state: 'Failed', decision: 'restore', error: 'no backup', rounds: 2, generation: 1 });
   });
 
   it('refuses a wait that is not a whole number of seconds in 0..3600, without starting', async () => {

@@ -1,0 +1,29 @@
+// When a member whose etcd runs must take part in a recovery: its cluster lost quorum for good
+// (two of three members came back without their data), and the others wait for a recovery that
+// must start from this member's copy. Its etcd cannot help any more; only its data can. Pure, so the
+// rule is tested without processes; the sidecar asks it at every leader check.
+
+import type { SeenHeartbeat } from '../cluster/heartbeat-ages.js';
+
+export interface RejoinFacts {
+  self: string;
+  /** No initialization runs now (it finished, or this sidecar process never ran one). */
+  initialized: boolean;
+  /** This member's etcd answers its sidecar. */
+  etcdUp: boolean;
+  /** Since when (ms, monotonic) its etcd has answered without confirming a leader with quorum; undefined while it has quorum. */
+  noQuorumSinceMs: number | undefined;
+  nowMs: number;
+  heartbeats: readonly SeenHeartbeat[];
+  ttlMs: number;
+}
+
+/** The reason to initialize again, or undefined. */
+export function rejoinRecovery(f: RejoinFacts): string | undefined {
+  if (!f.initialized || !f.etcdUp || f.noQuorumSinceMs === undefined) return undefined;
+  // A leader election or a slow peer must never stop a member: only a quorum gone for a whole TTL.
+  if (f.nowMs - f.noQuorumSinceMs < f.ttlMs) return undefined;
+  const lost = f.heartbeats.filter((h) => h.name !== f.self && h.ageMs <= f.ttlMs && h.waiting?.dataLost === true).map((h) => h.name);
+  if (lost.length === 0) return undefined;
+  return `this member's etcd has had no quorum for ${Math.round((f.nowMs - f.noQuorumSinceMs) / 1000)} s and ${lost.join(', ')} lost ${lost.length > 1 ? 'their' : 'its'} data: the cluster needs a recovery, which this member's data must take part in`;
+}
