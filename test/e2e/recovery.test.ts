@@ -243,6 +243,12 @@ describe('recovery: worst days end in one healthy cluster, nothing lost', { time
       assert.equal((await c.waitVoters(3, 120_000)).size, 1);
       console.log(`# skewed clocks: all data lost, 3 voters again in ${Math.round(performance.now() - t0)} ms`);
       assert.deepEqual(await keysUnder(c, '/skew'), expected('/skew', 100));
+      // And a full restart with the same skews: every member uses its data.
+      for (const n of NAMES) await c.down(n);
+      const again = await Promise.all(NAMES.map((n) => c.up(n)));
+      assert.deepEqual(again.map((v) => v.decision), ['use-existing', 'use-existing', 'use-existing'], again.map((v) => v.reason).join(' | '));
+      assert.equal((await c.waitVoters(3, 60_000)).size, 1);
+      assert.deepEqual(await keysUnder(c, '/skew'), expected('/skew', 100));
     } finally {
       await c.stop();
     }

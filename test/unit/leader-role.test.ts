@@ -83,6 +83,14 @@ describe('standing in for a backup leader whose sidecar is gone', () => {
     assert.equal(shouldStandIn({ ...base, self: 'm3', beats: alive }), false);
   });
 
+  it("a raft leader whose live sidecar never backs up (--snapshot-leader=never) is stood in for, and a 'never' sidecar never stands in", () => {
+    const neverLeads = [beat('m1', 'l1', 500, { backsUp: false }), beat('m2', 'f2', 500), beat('m3', 'f3', 500)];
+    assert.equal(shouldStandIn({ ...base, self: 'm2', beats: neverLeads }), true);
+    assert.equal(shouldStandIn({ ...base, self: 'm3', beats: neverLeads }), false);
+    const neverFollows = [beat('m1', 'l1', 500, { backsUp: false }), beat('m2', 'f2', 500, { backsUp: false }), beat('m3', 'f3', 500)];
+    assert.equal(shouldStandIn({ ...base, self: 'm3', beats: neverFollows }), true, 'm2 never backs up: m3 is next');
+  });
+
   it('a follower whose member is down or whose heartbeat is stale is passed over', () => {
     assert.equal(shouldStandIn({ ...base, self: 'm3', beats: [beats[0] as PeerBeat, beat('m2', 'f2', 500, { etcdUp: false }), beats[2] as PeerBeat] }), true);
     assert.equal(shouldStandIn({ ...base, self: 'm3', beats: [beats[0] as PeerBeat, beat('m2', 'f2', 9_000), beats[2] as PeerBeat] }), true);
