@@ -253,18 +253,14 @@ describe('deploy/systemd', () => {
     loadsExceptMissingFiles({ config: file }, {}, 'config.example.yaml');
   });
 
-  it('ExecStartPre initializes through the API and fetches the config etcd starts with', () => {
-    const pre = etcd.get('Service.ExecStartPre') ?? [];
-    assert.equal(pre.length, 2);
-    const doc = parseAllDocuments(read('deploy/systemd/config.example.yaml'))[0]?.toJS() as Record<string, string>;
-    const port = (doc['listen'] as string).split(':')[1];
-    assert.match(pre[0] as string, new RegExp(`-X POST .*"http://127\\.0\\.0\\.1:${port}/initialize\\?wait=\\d+"`));
-    assert.match(pre[0] as string, /200\) exit 0;; 202\|000\) sleep/, 'asks again while initialization runs');
-    assert.match(pre[0] as string, /-H @\/etc\/etcd-backup-sidecar\/api-auth-header/, 'sends the token (the API is not loopback-only)');
-    const fetched = /-o (\S+) http:\/\/127\.0\.0\.1:(\d+)\/config$/.exec(pre[1] as string);
-    assert.ok(fetched, pre[1]);
-    assert.equal(fetched[2], port);
-    assert.equal(etcd.get('Service.ExecStart')?.[0], `/usr/bin/etcd --config-file=${fetched[1]}`);
-    assert.ok((fetched[1] as string).startsWith(`/run/${etcd.get('Service.RuntimeDirectory')?.[0]}/`), 'written to the unit\'s runtime dir');
+  it('etcd runs under run-etcd with the sidecar\'s own config file, which initializes through the API and writes the config etcd starts with', () => {
+    assert.equal(etcd.get('Service.ExecStartPre'), undefined, 'initialization is the launcher\'s: at every start of etcd, and again when a recovery needs this member');
+    const exec = etcd.get('Service.ExecStart')?.[0] as string;
+    const m = /^\/usr\/bin\/etcd-backup-sidecar run-etcd --config (\S+) --etcd-config-file=(\S+)$/.exec(exec);
+    assert.ok(m, exec);
+    const sidecarConfig = /--config (\S+)$/.exec(sidecar.get('Service.ExecStart')?.[0] as string)?.[1];
+    assert.equal(m[1], sidecarConfig, 'the same settings: it reaches the sidecar at its --listen with its token');
+    assert.ok((m[2] as string).startsWith(`/run/${etcd.get('Service.RuntimeDirectory')?.[0]}/`), "written to the unit's runtime dir");
+    assert.equal(etcd.get('Service.KillMode')?.[0], 'mixed', 'SIGTERM to the launcher alone, which stops etcd');
   });
 });
