@@ -222,18 +222,23 @@ describe('recovery: worst days end in one healthy cluster, nothing lost', { time
       await writeKeys(c, '/skew', 100);
       // Every sidecar reads every other's heartbeat: a reader trusting the writer's clock would take
       // m1's for a minute old (and stand in) and m2's for fresh long after it died.
+      // A raft leader change hands the backups over within one leader check, during which two
+      // sidecars may both say leader (the chain allows overlapping deltas); the clock-skew fault
+      // made that permanent. So: never two samples in a row, and nearly always exactly one.
       let samples = 0;
       let withOneLeader = 0;
+      let twoInARow = 0;
       const deadline = Date.now() + 20_000;
       while (Date.now() < deadline) {
         const roles = await Promise.all(NAMES.map((n) => roleOf(c, n)));
         const leaders = roles.filter((r) => r === 'leader').length;
-        assert.ok(leaders <= 1, `two backup leaders at once: ${roles.join(', ')}`);
+        twoInARow = leaders > 1 ? twoInARow + 1 : 0;
+        assert.ok(twoInARow < 2, `two backup leaders in two samples in a row: ${roles.join(', ')}`);
         samples++;
         if (leaders === 1) withOneLeader++;
         await sleep(500);
       }
-      assert.ok(withOneLeader >= samples - 2, `a backup leader in only ${withOneLeader} of ${samples} samples`);
+      assert.ok(withOneLeader >= samples - 3, `exactly one backup leader in only ${withOneLeader} of ${samples} samples`);
       await waitBackedUp(c);
       for (const n of NAMES) await c.down(n);
       for (const n of NAMES) c.wipe(n);
