@@ -184,6 +184,7 @@ function watchForRecovery(config: Config, cluster: BackupLeadership, initializer
       etcdUp: roles.etcdUp,
       noQuorumSinceMs: noQuorumSince,
       nowMs: now,
+      ...(roles.facts?.clusterId ? { clusterId: roles.facts.clusterId } : {}),
       heartbeats: cluster.directory.latest(),
       ttlMs: config.heartbeatTtl,
     });

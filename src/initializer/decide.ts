@@ -287,6 +287,17 @@ export function chooseRecovery(facts: InitFacts, present: readonly Participant[]
   return { holder: best.name, source: 'local-copy', why: `${best.name} holds the newest copy (raft index ${best.report.raftIndex}, at most revision ${best.report.revisionBound})${chain ? `; the backups reach only revision ${chain.lastRevision}` : ''}` };
 }
 
+/** The members that kept the data of one cluster, when they are a majority of the configured members. */
+function majorityKeepers(present: readonly Participant[], majority: number): { clusterId: string; members: string[] } | undefined {
+  const byCluster = new Map<string, string[]>();
+  for (const p of present) {
+    if (p.report.dataLost || p.report.clusterId === undefined) continue;
+    byCluster.set(p.report.clusterId, [...(byCluster.get(p.report.clusterId) ?? []), p.name]);
+  }
+  for (const [clusterId, members] of byCluster) if (members.length >= majority) return { clusterId, members };
+  return undefined;
+}
+
 function decideWithoutQuorum(facts: InitFacts): Verdict {
   const { self, heartbeats } = facts;
   const single = facts.initialCluster.length <= 1;
@@ -351,10 +362,17 @@ function decideWithoutQuorum(facts: InitFacts): Verdict {
     }
   }
   // A majority still holds the cluster's data: started again, they have quorum and the others are
-  // replaced by it, with nothing recovered and no new cluster ID.
-  const keepers = present.filter((p) => !p.report.dataLost && p.report.clusterId !== undefined && p.report.clusterId === facts.local.clusterId);
-  if (!problem && keepers.length >= majority && claim?.state !== 'claimed') {
-    return { decision: 'use-existing', reason: `${noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data, but ${keepers.map((p) => p.name).join(', ')} (a majority) kept theirs: they start the cluster again, and the others are replaced once it has quorum` };
+  // replaced by it, with nothing recovered and no new cluster ID. Every committed write is on a
+  // majority of the members, and two majorities share a member: nothing committed is lost, and no
+  // backup can reach further. Every member that reads the same reports sees the same majority, so
+  // no member recovers beside it.
+  const keepers = majorityKeepers(present, majority);
+  if (keepers && claim?.state !== 'claimed') {
+    const names = keepers.members.join(', ');
+    if (!problem && facts.local.clusterId === keepers.clusterId) {
+      return { decision: 'use-existing', reason: `${noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data, but ${names} (a majority) kept theirs: they start the cluster again, and the others are replaced once it has quorum` };
+    }
+    return { decision: 'wait', reason: `${problem ?? noQuorum}; ${names} (a majority) kept the data of cluster ${keepers.clusterId}: they start it again, and this member is replaced once it has quorum` };
   }
   if (peerUp && claim?.holder !== peerUp.name) {
     return { decision: 'wait', reason: `${problem ?? noQuorum}; member ${peerUp.name} reports its etcd up (heartbeat) and has not joined the recovery: wait for it to stop or for its cluster to answer` };

@@ -14,6 +14,8 @@ export interface RejoinFacts {
   /** Since when (ms, monotonic) its etcd has answered without confirming a leader with quorum; undefined while it has quorum. */
   noQuorumSinceMs: number | undefined;
   nowMs: number;
+  /** The cluster this member's etcd belongs to, as it last answered. */
+  clusterId?: string;
   heartbeats: readonly SeenHeartbeat[];
   ttlMs: number;
 }
@@ -23,7 +25,13 @@ export function rejoinRecovery(f: RejoinFacts): string | undefined {
   if (!f.initialized || !f.etcdUp || f.noQuorumSinceMs === undefined) return undefined;
   // A leader election or a slow peer must never stop a member: only a quorum gone for a whole TTL.
   if (f.nowMs - f.noQuorumSinceMs < f.ttlMs) return undefined;
-  const lost = f.heartbeats.filter((h) => h.name !== f.self && h.ageMs <= f.ttlMs && h.waiting?.dataLost === true).map((h) => h.name);
-  if (lost.length === 0) return undefined;
-  return `this member's etcd has had no quorum for ${Math.round((f.nowMs - f.noQuorumSinceMs) / 1000)} s and ${lost.join(', ')} lost ${lost.length > 1 ? 'their' : 'its'} data: the cluster needs a recovery, which this member's data must take part in`;
+  const live = f.heartbeats.filter((h) => h.name !== f.self && h.ageMs <= f.ttlMs);
+  const since = `this member's etcd has had no quorum for ${Math.round((f.nowMs - f.noQuorumSinceMs) / 1000)} s`;
+  const lost = live.filter((h) => h.waiting?.dataLost === true).map((h) => h.name);
+  if (lost.length > 0) return `${since} and ${lost.join(', ')} lost ${lost.length > 1 ? 'their' : 'its'} data: the cluster needs a recovery, which this member's data must take part in`;
+  // Another cluster has quorum (a recovery went on without this member, which came back after the
+  // holder had decided): this member joins it, as any member its cluster does not list.
+  const elsewhere = live.find((h) => h.inQuorum === true && h.etcdUp && h.clusterId !== undefined && h.clusterId !== f.clusterId);
+  if (elsewhere) return `${since} while ${elsewhere.name} is in cluster ${elsewhere.clusterId}, which has quorum: this member joins that cluster`;
+  return undefined;
 }

@@ -125,8 +125,20 @@ function join(w: World, m: ModelMember, clusterId: string): void {
 function step(w: World, m: ModelMember): void {
   switch (m.phase) {
     case 'gone':
-    case 'running':
       return;
+    case 'running': {
+      // The rule of src/initializer/rejoin.ts, with its TTL abstracted away: an etcd without quorum
+      // while a member reports its data lost, or another cluster has quorum, is stopped by its
+      // launcher and the member initializes again with its data.
+      if (!m.cluster || hasQuorum(w, m.cluster)) return;
+      const others = w.members.filter((o) => o !== m && o.phase !== 'down' && o.phase !== 'gone');
+      const lostReported = others.some((o) => o.waiting?.dataLost === true && !(o.phase === 'running' && o.cluster && hasQuorum(w, o.cluster)));
+      const elsewhere = others.some((o) => o.phase === 'running' && o.cluster !== undefined && o.cluster !== m.cluster && hasQuorum(w, o.cluster));
+      if (!lostReported && !elsewhere) return;
+      delete m.cluster;
+      m.phase = 'initializing';
+      return;
+    }
     case 'down':
       m.phase = 'initializing';
       m.everStarted = true;

@@ -11,6 +11,13 @@ describe('a member whose etcd runs joins a recovery only when its cluster is gon
     assert.match(rejoinRecovery(base) ?? '', /no quorum for 31 s and m1 lost its data/);
   });
 
+  it('initializes again: no quorum for a TTL while a live member is in another cluster with quorum (a recovery went on without it)', () => {
+    const f: RejoinFacts = { ...base, clusterId: 'c1', heartbeats: [beat('m1', { etcdUp: true, inQuorum: true, clusterId: 'r1' })] };
+    assert.match(rejoinRecovery(f) ?? '', /m1 is in cluster r1, which has quorum/);
+    assert.equal(rejoinRecovery({ ...f, heartbeats: [beat('m1', { etcdUp: true, inQuorum: true, clusterId: 'c1' })] }), undefined, 'its own cluster');
+    assert.equal(rejoinRecovery({ ...f, heartbeats: [beat('m1', { etcdUp: true, inQuorum: false, clusterId: 'r1' })] }), undefined, 'no quorum there either');
+  });
+
   it('never for a quorum lost for less than a TTL (an election, a slow peer)', () => {
     assert.equal(rejoinRecovery({ ...base, nowMs: 29_999 }), undefined);
   });
