@@ -31,7 +31,7 @@ export function rejoinRecovery(f: RejoinFacts): string | undefined {
   if (lost.length > 0) return `${since} and ${lost.join(', ')} lost ${lost.length > 1 ? 'their' : 'its'} data: the cluster needs a recovery, which this member's data must take part in`;
   // Another cluster has quorum (a recovery went on without this member, which came back after the
   // holder had decided): this member joins it, as any member its cluster does not list.
-  const elsewhere = live.find((h) => h.inQuorum === true && h.etcdUp && h.clusterId !== undefined && h.clusterId !== f.clusterId);
+  const elsewhere = f.clusterId === undefined ? undefined : live.find((h) => h.inQuorum === true && h.etcdUp && h.clusterId !== undefined && h.clusterId !== f.clusterId);
   if (elsewhere) return `${since} while ${elsewhere.name} is in cluster ${elsewhere.clusterId}, which has quorum: this member joins that cluster`;
   return undefined;
 }
