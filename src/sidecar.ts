@@ -178,9 +178,10 @@ function watchForRecovery(config: Config, cluster: BackupLeadership, initializer
     const { roles } = cluster;
     if (roles.etcdUp && roles.role === 'unknown') noQuorumSince ??= now;
     else noQuorumSince = undefined;
+    const state = initializer.status().state;
     const why = rejoinRecovery({
       self: config.name,
-      initialized: initializer.status().state === 'Successful' || initializer.status().state === 'New',
+      idle: state === 'Successful' || state === 'New',
       etcdUp: roles.etcdUp,
       noQuorumSinceMs: noQuorumSince,
       nowMs: now,

@@ -8,7 +8,7 @@ import type { SeenHeartbeat } from '../cluster/heartbeat-ages.js';
 export interface RejoinFacts {
   self: string;
   /** No initialization runs now (it finished, or this sidecar process never ran one). */
-  initialized: boolean;
+  idle: boolean;
   /** This member's etcd answers its sidecar. */
   etcdUp: boolean;
   /** Since when (ms, monotonic) its etcd has answered without confirming a leader with quorum; undefined while it has quorum. */
@@ -22,7 +22,7 @@ export interface RejoinFacts {
 
 /** The reason to initialize again, or undefined. */
 export function rejoinRecovery(f: RejoinFacts): string | undefined {
-  if (!f.initialized || !f.etcdUp || f.noQuorumSinceMs === undefined) return undefined;
+  if (!f.idle || !f.etcdUp || f.noQuorumSinceMs === undefined) return undefined;
   // A leader election or a slow peer must never stop a member: only a quorum gone for a whole TTL.
   if (f.nowMs - f.noQuorumSinceMs < f.ttlMs) return undefined;
   const live = f.heartbeats.filter((h) => h.name !== f.self && h.ageMs <= f.ttlMs);

@@ -35,9 +35,10 @@ interface InitStatus {
 
 class SidecarSaid extends Error {}
 
-async function call(o: LauncherOptions, method: 'GET' | 'POST', path: string): Promise<{ status: number; text: string }> {
+/** `POST /initialize?wait=30` holds the answer up to 30 s; anything else answers at once. */
+async function call(o: LauncherOptions, method: 'GET' | 'POST', path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
   const headers: Record<string, string> = o.token ? { authorization: `Bearer ${o.token}` } : {};
-  const res = await fetch(new URL(path, o.sidecarURL), { method, headers, signal: AbortSignal.any([o.signal, AbortSignal.timeout(90_000)]) });
+  const res = await fetch(new URL(path, o.sidecarURL), { method, headers, signal: AbortSignal.any([o.signal, AbortSignal.timeout(timeoutMs)]) });
   return { status: res.status, text: await res.text() };
 }
 
@@ -47,7 +48,7 @@ async function initialize(o: LauncherOptions): Promise<InitStatus> {
     o.signal.throwIfAborted();
     let res: { status: number; text: string } | undefined;
     try {
-      res = await call(o, 'POST', '/initialize?wait=30');
+      res = await call(o, 'POST', '/initialize?wait=30', 60_000);
     } catch (err) {
       if (o.signal.aborted) throw err;
       o.log.info({ err: (err as Error).message }, 'the sidecar does not answer yet');
@@ -88,7 +89,7 @@ export async function runEtcd(o: LauncherOptions): Promise<number> {
   for (;;) {
     const init = await initialize(o);
     o.log.info({ decision: init.decision, reason: init.reason }, 'initialized');
-    const config = await call(o, 'GET', '/config');
+    const config = await call(o, 'GET', '/config', 10_000);
     if (config.status !== 200) throw new SidecarSaid(`GET /config answered ${config.status}: ${config.text}`);
     await writeConfig(o.configFile, config.text);
     const child = spawn(o.etcdBinary, [`--config-file=${o.configFile}`], { stdio: 'inherit' });
@@ -112,7 +113,8 @@ export async function runEtcd(o: LauncherOptions): Promise<number> {
         await stop(child, exited, o.stopGraceMs);
         return 0;
       }
-      const now = await call(o, 'GET', '/initialize').catch(() => undefined);
+      // Bounded by the poll period: a sidecar that hangs must not keep the launcher from seeing etcd exit.
+      const now = await call(o, 'GET', '/initialize', Math.max(o.pollMs, 1_000)).catch(() => undefined);
       if (now?.status === 200 && (JSON.parse(now.text) as InitStatus).stopEtcd) {
         o.log.warn('the sidecar asks for etcd to stop (its data takes part in a recovery): stopping it, then initializing again');
         await stop(child, exited, o.stopGraceMs);

@@ -6,11 +6,11 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { IRequestOp } from 'etcd3';
-import { inspectBoltFile } from '../etcd/bolt.js';
-import { EtcdctlError, snapshotRestore, snapshotRestoreTool } from '../etcd/etcdctl.js';
-import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, TemporaryEtcdError, type LeaseKeeper } from '../etcd/temporary.js';
+import { snapshotRestore, snapshotRestoreTool } from '../etcd/etcdctl.js';
+import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, type LeaseKeeper } from '../etcd/temporary.js';
 import type { EtcdTools } from '../etcd/tools.js';
 import { restoreTools } from './tools.js';
+import { asRestoreError, restoreTemporaryDb } from './finalize.js';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../logger.js';
 import type { SnapshotRef } from '../snapshot/names.js';
@@ -198,14 +198,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       t = performance.now();
       await temp.stop();
       temp = undefined;
-      const db = join(tempData, 'member', 'snap', 'db');
-      const facts = await inspectBoltFile(db);
-      if (facts.revision !== revision) {
-        throw new RestoreError('revision_mismatch', `the temporary etcd's db holds revision ${facts.revision} after it stopped, not the ${revision} replayed`);
-      }
-      // The second restore gives the data dir this member's name, peers, token and cluster ID; the
-      // temporary etcd's loopback identity stays behind in the scratch dir.
-      await snapshotRestore({ file: db, dataDir: part, skipHashCheck: true, ...real });
+      await restoreTemporaryDb(tempData, revision, 'replayed', part, real);
       timings.finalizeMs = performance.now() - t;
     }
     checkAborted(signal);
@@ -234,9 +227,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     return result;
   } catch (err) {
     await rm(part, { recursive: true, force: true }).catch(() => {});
-    if (err instanceof RestoreError) throw err;
-    const code = signal?.aborted ? 'aborted' : err instanceof EtcdctlError || err instanceof TemporaryEtcdError ? 'etcd_failed' : 'failed';
-    throw new RestoreError(code, `restore failed: ${(err as Error).message}`, { cause: err });
+    throw asRestoreError(err, 'restore failed', signal?.aborted);
   } finally {
     if (temp) await temp.stop().catch(() => {});
     await rm(work, { recursive: true, force: true }).catch(() => {});

@@ -8,11 +8,9 @@
  */
 import { cp, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { inspectBoltFile } from '../etcd/bolt.js';
-import { EtcdctlError, snapshotRestore } from '../etcd/etcdctl.js';
-import { freeLoopbackPort, TemporaryEtcd, TemporaryEtcdError } from '../etcd/temporary.js';
+import { freeLoopbackPort, TemporaryEtcd } from '../etcd/temporary.js';
 import type { Logger } from '../logger.js';
-import { RestoreError } from './plan.js';
+import { asRestoreError, restoreTemporaryDb } from './finalize.js';
 import { makeWorkDir, removeStaleWorkDirs } from './scratch.js';
 import { restoreTools } from './tools.js';
 import { finishInterruptedSwap, partDir, swapIn } from './swap.js';
@@ -52,22 +50,15 @@ export async function restoreFromDataDir(opts: LocalCopyRestoreOptions): Promise
     const revision = await temp.revision();
     await temp.stop();
     temp = undefined;
-    const db = join(copy, 'member', 'snap', 'db');
-    const facts = await inspectBoltFile(db);
-    if (facts.revision !== revision) {
-      throw new RestoreError('revision_mismatch', `the copy's db holds revision ${facts.revision} after its temporary etcd stopped, not the ${revision} it answered with`);
-    }
     await rm(part, { recursive: true, force: true });
-    await snapshotRestore({ file: db, dataDir: part, skipHashCheck: true, name: opts.name, initialCluster: opts.initialCluster, initialClusterToken: opts.initialClusterToken, initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls, tools });
+    await restoreTemporaryDb(copy, revision, 'it answered with', part, { name: opts.name, initialCluster: opts.initialCluster, initialClusterToken: opts.initialClusterToken, initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls, tools });
     await swapIn(dataDir, true);
     const durationMs = Math.round(performance.now() - t0);
     log.info({ revision, durationMs }, 'data dir recovered as a new one-member cluster');
     return { revision, durationMs };
   } catch (err) {
     await rm(part, { recursive: true, force: true }).catch(() => {});
-    if (err instanceof RestoreError) throw err;
-    const code = err instanceof EtcdctlError || err instanceof TemporaryEtcdError ? 'etcd_failed' : 'failed';
-    throw new RestoreError(code, `recovery from the data dir ${dataDir} failed: ${(err as Error).message}`, { cause: err });
+    throw asRestoreError(err, `recovery from the data dir ${dataDir} failed`);
   } finally {
     if (temp) await temp.stop().catch(() => {});
     await rm(workDir.dir, { recursive: true, force: true }).catch(() => {});

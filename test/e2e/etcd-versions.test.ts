@@ -19,6 +19,7 @@ import type { LocalStore } from '../../src/snapstore/local.js';
 import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
 import { capturingLogger, startTestSidecar } from '../helpers/sidecar.js';
 import { backupStore, currentChain } from '../helpers/snapshots.js';
+import { keyspaceAt } from '../helpers/replay.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -51,24 +52,6 @@ async function releaseLines(): Promise<Line[]> {
     else lines.push({ minor, skip: `run npm run peers to build etcd ${minor}` });
   }
   return lines;
-}
-
-interface KeyState {
-  key: string;
-  value: string;
-  createRevision: string;
-  modRevision: string;
-  version: string;
-}
-
-function states(kvs: IKeyValue[]): KeyState[] {
-  return kvs
-    .map((kv) => ({ key: kv.key.toString('hex'), value: kv.value.toString('hex'), createRevision: kv.create_revision, modRevision: kv.mod_revision, version: kv.version }))
-    .sort((a, b) => (a.key < b.key ? -1 : 1));
-}
-
-async function keyspaceAt(client: Etcd3, revision: number): Promise<KeyState[]> {
-  return states((await client.getAll().revision(revision).exec()).kvs);
 }
 
 /**

@@ -4,7 +4,7 @@ import type { SeenHeartbeat } from '../../src/cluster/heartbeat-ages.js';
 import { rejoinRecovery, type RejoinFacts } from '../../src/initializer/rejoin.js';
 
 const beat = (name: string, over: Partial<SeenHeartbeat> = {}): SeenHeartbeat => ({ name, role: 'unknown', apiURL: '', time: '2026-01-01T00:00:00Z', etcdUp: false, ageMs: 500, ...over });
-const base: RejoinFacts = { self: 'm3', initialized: true, etcdUp: true, noQuorumSinceMs: 0, nowMs: 31_000, ttlMs: 30_000, heartbeats: [beat('m1', { waiting: { dataLost: true } }), beat('m2')] };
+const base: RejoinFacts = { self: 'm3', idle: true, etcdUp: true, noQuorumSinceMs: 0, nowMs: 31_000, ttlMs: 30_000, heartbeats: [beat('m1', { waiting: { dataLost: true } }), beat('m2')] };
 
 describe('a member whose etcd runs joins a recovery only when its cluster is gone for good', () => {
   it('initializes again: no quorum for a whole TTL while a live member reports its data lost', () => {
@@ -29,7 +29,7 @@ describe('a member whose etcd runs joins a recovery only when its cluster is gon
   });
 
   it('never while an initialization runs, etcd is down, or the cluster has quorum', () => {
-    assert.equal(rejoinRecovery({ ...base, initialized: false }), undefined);
+    assert.equal(rejoinRecovery({ ...base, idle: false }), undefined);
     assert.equal(rejoinRecovery({ ...base, etcdUp: false }), undefined);
     assert.equal(rejoinRecovery({ ...base, noQuorumSinceMs: undefined }), undefined);
   });
