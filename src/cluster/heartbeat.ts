@@ -1,66 +1,54 @@
 import { Readable } from 'node:stream';
+import { Type, type Static } from '@sinclair/typebox';
+import { parseJson } from '../json.js';
 import type { Logger } from '../logger.js';
 import { listAll, StoreError, type SnapStore } from '../snapstore/types.js';
 import { HeartbeatAges, type SeenHeartbeat } from './heartbeat-ages.js';
+
+/** What a waiting member holds; the recovery starts from the newest copy or the backups. */
+const WaitingReportSchema = Type.Object({
+  /** Its data dir is missing, empty, corrupt, foreign or went back in time. */
+  dataLost: Type.Boolean(),
+  clusterId: Type.Optional(Type.String()),
+  memberId: Type.Optional(Type.String()),
+  raftIndex: Type.Optional(Type.Number()),
+  /** The highest revision its data can hold (the db's revision plus its WAL entries not yet applied). */
+  revisionBound: Type.Optional(Type.Number()),
+});
+export type WaitingReport = Static<typeof WaitingReportSchema>;
 
 /**
  * What a sidecar last said about itself and its member. Kept in the store, outside the anchor's
  * `v2/` layout, so it survives when etcd is down: the initializer tells a live cluster from a dead
  * one by it, and spots a member whose data went back in time (revision lower than it announced).
  */
-export interface Heartbeat {
-  name: string;
+const HeartbeatSchema = Type.Object({
+  name: Type.String({ minLength: 1 }),
   /** hex, like memberIdHex() in src/etcd/members.ts */
-  memberId?: string;
-  clusterId?: string;
-  role: 'leader' | 'follower' | 'unknown';
-  learner?: boolean;
+  memberId: Type.Optional(Type.String()),
+  clusterId: Type.Optional(Type.String()),
+  role: Type.Union([Type.Literal('leader'), Type.Literal('follower'), Type.Literal('unknown')]),
+  learner: Type.Optional(Type.Boolean()),
   /** Of this member's etcd when written. */
-  revision?: number;
-  raftIndex?: number;
+  revision: Type.Optional(Type.Number()),
+  raftIndex: Type.Optional(Type.Number()),
   /** This sidecar's API base URL. */
-  apiURL: string;
+  apiURL: Type.String(),
   /** RFC 3339, the writer's clock: shown to operators, never used to judge freshness (see heartbeat-ages.ts). */
-  time: string;
+  time: Type.String({ format: 'date-time' }),
   /** Did the own member answer when written. */
-  etcdUp: boolean;
+  etcdUp: Type.Boolean(),
   /** Its etcd confirmed a leader at the last check: it is part of a cluster with quorum. */
-  inQuorum?: boolean;
+  inQuorum: Type.Optional(Type.Boolean()),
   /** False when this sidecar never takes snapshots (--snapshot-leader=never): others stand in for its member. */
-  backsUp?: boolean;
+  backsUp: Type.Optional(Type.Boolean()),
   /**
    * Set while this member's initializer waits because no cluster with quorum answers: what its data
    * holds, so that every member can choose the same copy to recover from (src/initializer/decide.ts).
    */
-  waiting?: WaitingReport;
-}
-
-/** What a waiting member holds; the recovery starts from the newest copy or the backups. */
-export interface WaitingReport {
-  /** Its data dir is missing, empty, corrupt, foreign or went back in time. */
-  dataLost: boolean;
-  clusterId?: string;
-  memberId?: string;
-  raftIndex?: number;
-  /** The highest revision its data can hold (the db's revision plus its WAL entries not yet applied). */
-  revisionBound?: number;
-}
-
-function parseWaiting(v: unknown): WaitingReport | string {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'waiting: not an object';
-  const o = v as Record<string, unknown>;
-  if (typeof o.dataLost !== 'boolean') return 'waiting.dataLost: not a boolean';
-  const w: WaitingReport = { dataLost: o.dataLost };
-  for (const k of ['clusterId', 'memberId'] as const) {
-    if (!optional(o[k], 'string')) return `waiting.${k}: not a string`;
-    if (o[k] !== undefined) w[k] = o[k] as string;
-  }
-  for (const k of ['raftIndex', 'revisionBound'] as const) {
-    if (!optional(o[k], 'number')) return `waiting.${k}: not a number`;
-    if (o[k] !== undefined) w[k] = o[k] as number;
-  }
-  return w;
-}
+  waiting: Type.Optional(WaitingReportSchema),
+});
+export type Heartbeat = Static<typeof HeartbeatSchema>;
 
 export const HEARTBEAT_DIR = 'members';
 
@@ -68,39 +56,10 @@ export function heartbeatName(memberName: string): string {
   return `${HEARTBEAT_DIR}/${memberName}.json`;
 }
 
-const ROLES = new Set(['leader', 'follower', 'unknown']);
-const optional = (v: unknown, type: 'string' | 'number' | 'boolean'): boolean => v === undefined || typeof v === type;
-
 /** The heartbeat in `text`, or why it is not one. */
 export function parseHeartbeat(text: string): Heartbeat | string {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    return `not JSON (${(err as Error).message})`;
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not a JSON object';
-  const o = v as Record<string, unknown>;
-  if (typeof o.name !== 'string' || o.name === '') return 'name: missing';
-  if (typeof o.role !== 'string' || !ROLES.has(o.role)) return `role: ${JSON.stringify(o.role)} is not leader, follower or unknown`;
-  if (typeof o.apiURL !== 'string') return 'apiURL: missing';
-  if (typeof o.time !== 'string' || Number.isNaN(Date.parse(o.time))) return `time: ${JSON.stringify(o.time)} is not an RFC 3339 time`;
-  if (typeof o.etcdUp !== 'boolean') return 'etcdUp: missing';
-  for (const k of ['memberId', 'clusterId'] as const) if (!optional(o[k], 'string')) return `${k}: not a string`;
-  for (const k of ['revision', 'raftIndex'] as const) if (!optional(o[k], 'number')) return `${k}: not a number`;
-  for (const k of ['learner', 'inQuorum', 'backsUp'] as const) if (!optional(o[k], 'boolean')) return `${k}: not a boolean`;
-  const waiting = o.waiting === undefined ? undefined : parseWaiting(o.waiting);
-  if (typeof waiting === 'string') return waiting;
-  const hb: Heartbeat = { name: o.name, role: o.role as Heartbeat['role'], apiURL: o.apiURL, time: o.time, etcdUp: o.etcdUp };
-  if (o.memberId !== undefined) hb.memberId = o.memberId as string;
-  if (o.clusterId !== undefined) hb.clusterId = o.clusterId as string;
-  if (o.learner !== undefined) hb.learner = o.learner as boolean;
-  if (o.revision !== undefined) hb.revision = o.revision as number;
-  if (o.raftIndex !== undefined) hb.raftIndex = o.raftIndex as number;
-  if (o.inQuorum !== undefined) hb.inQuorum = o.inQuorum as boolean;
-  if (o.backsUp !== undefined) hb.backsUp = o.backsUp as boolean;
-  if (waiting) hb.waiting = waiting;
-  return hb;
+  const parsed = parseJson(HeartbeatSchema, text);
+  return parsed.ok ? parsed.value : parsed.problem;
 }
 
 /** What a heartbeat says of the member's identity and progress, kept while etcd is down. */

@@ -1,6 +1,8 @@
-import type { Etcd3 } from 'etcd3';
+import type { EtcdClient, EtcdMember } from '../etcd/client.js';
+import { confirmQuorum, readMemberStatus } from '../etcd/member-status.js';
+import { promoteLearner } from '../etcd/membership.js';
+import { retryWithBackoff, settleWithin, withDeadline } from '../resilience.js';
 import type { Logger } from '../logger.js';
-import { memberIdHex } from '../etcd/members.js';
 import { INITIAL_ROLE, nextRole, type CheckResult, type Role, type RoleState } from './role.js';
 
 /** What the last check learnt of the own member (for heartbeats and /status). */
@@ -21,30 +23,10 @@ export interface Check {
   facts?: MemberFacts;
 }
 
-/** Rejects with `what` when `p` has not settled after `ms`: the grpc deadline alone does not bound the token exchange with auth on. */
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 /** The own member's status, within the deadline whatever the member does. */
-export async function readMemberFacts(member: Etcd3, deadlineMs: number): Promise<MemberFacts> {
-  const s = await bounded(member.maintenance.status({ deadline: Date.now() + deadlineMs }), deadlineMs, 'status');
-  return {
-    memberId: memberIdHex(s.header.member_id),
-    clusterId: memberIdHex(s.header.cluster_id),
-    leaderId: memberIdHex(s.leader),
-    learner: s.isLearner,
-    revision: Number(s.header.revision),
-    raftIndex: Number(s.raftIndex),
-    raftTerm: Number(s.raftTerm),
-    at: new Date(),
-  };
+export async function readMemberFacts(member: EtcdMember, deadlineMs: number): Promise<MemberFacts> {
+  const s = await readMemberStatus(member, deadlineMs);
+  return { memberId: s.memberId, clusterId: s.clusterId, leaderId: s.leaderId, learner: s.isLearner, revision: s.revision, raftIndex: s.raftIndex, raftTerm: s.raftTerm, at: new Date() };
 }
 
 /** A key nobody writes; reading it costs etcd a ReadIndex round, nothing more. */
@@ -56,7 +38,7 @@ const QUORUM_PROBE_KEY = '/etcd-backup-sidecar/quorum-probe';
  * quorum, so a leader cut off from the others (frozen peers, partition; pre-vote is off and
  * CheckQuorum needs an election timeout) cannot confirm while it still reports itself leader.
  */
-export async function checkOwnMember(member: Etcd3, deadlineMs: number, standIn: (facts: MemberFacts) => boolean = () => false): Promise<Check> {
+export async function checkOwnMember(member: EtcdMember, deadlineMs: number, standIn: (facts: MemberFacts) => boolean = () => false): Promise<Check> {
   const deadline = Date.now() + deadlineMs;
   let facts: MemberFacts;
   try {
@@ -68,8 +50,7 @@ export async function checkOwnMember(member: Etcd3, deadlineMs: number, standIn:
   const standing = facts.leaderId !== facts.memberId && !facts.learner && standIn(facts);
   if (facts.leaderId !== facts.memberId && !standing) return { result: { kind: 'follower', memberId: facts.memberId, leaderId: facts.leaderId }, facts };
   try {
-    const left = Math.max(1, deadline - Date.now());
-    await bounded(member.get(QUORUM_PROBE_KEY).options({ deadline: Date.now() + left }).exec(), left, 'linearizable read');
+    await confirmQuorum(member, QUORUM_PROBE_KEY, Math.max(1, deadline - Date.now()));
   } catch (err) {
     const claim = standing ? `stands in for the silent sidecar of leader ${facts.leaderId}` : 'reports itself leader';
     return { result: { kind: 'unconfirmed', reason: `own member ${claim} but a linearizable read failed (no quorum?): ${(err as Error).message}` }, facts };
@@ -172,6 +153,9 @@ export class RoleLoop {
 }
 
 const STOP_WAIT_MS = 30_000;
+/** A duty that fails to start (etcd not answering yet) is retried within these pauses while the role lasts. */
+const START_RETRY_MIN_MS = 1_000;
+const START_RETRY_MAX_MS = 30_000;
 
 /** Something the backup leader runs: started when leading, stopped at once when not. */
 export interface Duty {
@@ -189,7 +173,7 @@ export class DutyRunner<D extends Duty> {
   private active: D | undefined;
   private generation = 0;
   private settled: Promise<void> = Promise.resolve();
-  private retryTimer: NodeJS.Timeout | undefined;
+  private retries: AbortController | undefined;
 
   constructor(
     private readonly make: () => D,
@@ -204,30 +188,42 @@ export class DutyRunner<D extends Duty> {
 
   lead(): void {
     const gen = ++this.generation;
-    this.settled = this.settled.then(() => this.startWithRetry(gen, 1_000));
+    this.retries?.abort();
+    const retries = new AbortController();
+    this.retries = retries;
+    this.settled = this.settled.then(() => this.start(gen, retries.signal));
   }
 
-  private async startWithRetry(gen: number, delayMs: number): Promise<void> {
-    if (gen !== this.generation) return;
-    const duty = this.active ?? this.make();
-    this.active = duty;
-    try {
-      await duty.start();
-    } catch (err) {
-      if (gen !== this.generation) return;
-      this.failed(duty, err as Error);
-      this.log.error({ err: (err as Error).message }, 'snapshotter could not start; retrying');
-      this.retryTimer = setTimeout(() => {
-        this.settled = this.settled.then(() => this.startWithRetry(gen, Math.min(delayMs * 2, 30_000)));
-      }, delayMs);
-      this.retryTimer.unref();
-    }
+  private async start(gen: number, signal: AbortSignal): Promise<void> {
+    const current = (): boolean => gen === this.generation;
+    await retryWithBackoff(
+      async () => {
+        if (!current()) return;
+        const duty = this.active ?? this.make();
+        this.active = duty;
+        try {
+          await duty.start();
+        } catch (err) {
+          if (current()) this.failed(duty, err as Error);
+          throw err;
+        }
+      },
+      {
+        initialDelayMs: START_RETRY_MIN_MS,
+        maxDelayMs: START_RETRY_MAX_MS,
+        signal,
+        retryWhile: current,
+        onFailure: (err) => {
+          if (current()) this.log.error({ err: err.message }, 'snapshotter could not start; retrying');
+        },
+      },
+    ).catch(() => {});
   }
 
   /** Stops the running duty; resolves when it has stopped. */
   stepDown(): Promise<void> {
     this.generation++;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retries?.abort();
     const duty = this.active;
     this.active = undefined;
     if (!duty) return this.settled;
@@ -235,34 +231,19 @@ export class DutyRunner<D extends Duty> {
     const stopping = duty.stop().catch((err: Error) => this.log.error({ err: err.message }, 'snapshotter did not stop cleanly'));
     // A start or stop stuck on a frozen member (a full snapshot stream has no deadline) must not keep this
     // sidecar from leading again forever; the chain tolerates the overlap, never a gap.
-    const waited = new Promise<void>((resolve) => setTimeout(resolve, STOP_WAIT_MS).unref());
-    this.settled = Promise.race([Promise.all([this.settled, stopping]).then(() => {}), waited]);
+    this.settled = settleWithin(Promise.all([this.settled, stopping]), STOP_WAIT_MS).then(() => {});
     return stopping;
   }
 }
-
-/** etcd's answer while a learner's log still lags the leader's: retry later, nothing is wrong. */
-export const LEARNER_NOT_IN_SYNC = /can only promote a learner member which is in sync with leader/;
 
 /**
  * Promotes the own learner member through the raft leader's own endpoint: a follower forwarding
  * the promote drops the auth token (seed 002). Resolves true when promoted, false when etcd says
  * the learner is not in sync yet (the role loop retries at a later check); throws otherwise.
  */
-export async function promoteLearner(
-  client: { listMembers(): Promise<{ id: string; clientURLs: string[] }[]>; member(url: string): Etcd3 },
-  self: MemberFacts,
-  timeoutMs: number,
-): Promise<boolean> {
-  const members = await bounded(client.listMembers(), timeoutMs, 'member list');
-  const leader = members.find((m) => m.id === self.leaderId);
-  const url = leader?.clientURLs[0];
+export async function promoteOwnLearner(client: Pick<EtcdClient, 'listMembers' | 'member'>, self: MemberFacts, timeoutMs: number): Promise<boolean> {
+  const members = await withDeadline('member list', timeoutMs, () => client.listMembers());
+  const url = members.find((m) => m.id === self.leaderId)?.clientURLs[0];
   if (!url) throw new Error(`the raft leader ${self.leaderId} has no client URL in the member list`);
-  try {
-    await bounded(client.member(url).cluster.memberPromote({ ID: BigInt(`0x${self.memberId}`).toString() }, { deadline: Date.now() + timeoutMs }), timeoutMs, 'member promote');
-    return true;
-  } catch (err) {
-    if (LEARNER_NOT_IN_SYNC.test((err as Error).message)) return false;
-    throw err;
-  }
+  return promoteLearner(client.member(url), self.memberId, timeoutMs);
 }

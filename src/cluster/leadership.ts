@@ -3,7 +3,7 @@ import type { EtcdClient } from '../etcd/client.js';
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { HeartbeatDirectory, HeartbeatWriter, leaderHeartbeat, type Heartbeat, type HeartbeatFacts } from './heartbeat.js';
-import { checkOwnMember, promoteLearner, RoleLoop, type Duty, type DutyRunner, type MemberFacts } from './leader.js';
+import { checkOwnMember, promoteOwnLearner, RoleLoop, type Duty, type DutyRunner, type MemberFacts } from './leader.js';
 import { HeartbeatAges, type SeenHeartbeat } from './heartbeat-ages.js';
 import { effectiveRole, shouldStandIn, type Role } from './role.js';
 
@@ -89,7 +89,7 @@ export function startBackupLeadership(config: Config, mode: SnapshotLeaderMode, 
   const promote = (f: MemberFacts): void => {
     if (promoting || f.leaderId === '0') return;
     promoting = true;
-    promoteLearner(deps.etcd, f, deps.etcd.memberTimeoutMs)
+    promoteOwnLearner(deps.etcd, f, deps.etcd.memberTimeoutMs)
       .then((done) => {
         if (done) log.info({ memberId: f.memberId, leader: f.leaderId }, 'learner promoted to voting member');
         else log.debug('learner not in sync with the leader yet; promotion retried at a later check');

@@ -1,10 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { BrokenCircuitError, EventEmitter, ExponentialBackoff, handleWhen, noop, retry, type IBackoff, type IFailureEvent, type IPolicy, type ISuccessEvent } from 'cockatiel';
+import { BrokenCircuitError, EventEmitter, ExponentialBackoff, handleWhen, noop, retry, type IFailureEvent, type IPolicy, type ISuccessEvent } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
-import { Host } from 'etcd3/lib/connection-pool.js';
+import { invalidateAuthToken, replaceHosts, watchBackoff } from './etcd3-internals.js';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../logger.js';
 import { rotationFromMembers, toMember, type Member } from './members.js';
+
+/** A client bound to one member (see EtcdClient.member); the rest of the sidecar never names etcd3's types. */
+export type EtcdMember = Etcd3;
 
 /** How the sidecar reaches etcd; built once from the config (see `etcdAccessFromConfig`). */
 export interface EtcdAccess {
@@ -89,30 +92,9 @@ export class MemberCooldown implements IPolicy {
   }
 }
 
-// Parts of etcd3 1.1.2's ConnectionPool that auto-sync needs. etcd3 has no API to change its hosts
-// after construction; the pool copies `hosts` at the start of every call, so swapping the array
-// between calls is safe. package.json pins etcd3 to exactly 1.1.2 for this reason.
-interface PoolInternals {
-  hosts: Host[];
-}
-interface HostInternals {
-  host: string;
-  channelCredentials: ConstructorParameters<typeof Host>[1];
-  channelOptions: ConstructorParameters<typeof Host>[2];
-}
-
-/**
- * A cancelled watch stream is re-opened after this backoff (etcd3's default waits up to 30 s, far
- * too long for a delta snapshotter). etcd3 1.1.2 types the option as an IBackoff but calls `.next()`
- * on it, i.e. it wants a backoff factory like its own default; hence the cast.
- */
-function watchBackoff(): IBackoff<unknown> {
-  return new ExponentialBackoff({ initialDelay: 200, maxDelay: 5_000 }) as unknown as IBackoff<unknown>;
-}
-
-function stripScheme(url: string): string {
-  return url.replace(/^https?:\/\//, '');
-}
+/** A cancelled watch is re-opened within this backoff (etcd3's default waits up to 30 s, far too long for a delta snapshotter). */
+const WATCH_REOPEN_MIN_MS = 200;
+const WATCH_REOPEN_MAX_MS = 5_000;
 
 /**
  * The one way the sidecar talks to etcd. `etcd` balances over the rotation (started voting members);
@@ -180,9 +162,9 @@ export class EtcdClient {
         ? {
             host: () => new MemberCooldown(MEMBER_COOLDOWN_MS),
             global: retry(handleWhen(isRecoverableError), { maxAttempts: 3, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 500 }) }),
-            watchBackoff: watchBackoff(),
+            watchBackoff: watchBackoff(WATCH_REOPEN_MIN_MS, WATCH_REOPEN_MAX_MS),
           }
-        : { host: () => noop, global: noop, watchBackoff: watchBackoff() },
+        : { host: () => noop, global: noop, watchBackoff: watchBackoff(WATCH_REOPEN_MIN_MS, WATCH_REOPEN_MAX_MS) },
     };
     if (this.access.auth) options.auth = { ...this.access.auth };
     if (this.access.tls) {
@@ -194,7 +176,7 @@ export class EtcdClient {
   }
 
   /** A client bound to one member, without retries or failover; cached per URL. */
-  member(url: string): Etcd3 {
+  member(url: string): EtcdMember {
     let client = this.memberClients.get(url);
     if (!client) {
       if (this.closed) throw new Error('etcd client is closed');
@@ -243,23 +225,9 @@ export class EtcdClient {
   }
 
   private applyRotation(next: string[]): void {
-    // See PoolInternals: the only way to change etcd3's hosts in place.
-    const pool = (this.etcd as unknown as { pool: PoolInternals }).pool;
-    const current = new Map(pool.hosts.map((h) => [(h as unknown as HostInternals).host, h]));
-    const template = pool.hosts[0] as unknown as HostInternals;
-    const hostPolicy = this.options.faultHandling?.host;
-    const hosts = next.map((url) => {
-      const existing = current.get(stripScheme(url));
-      if (existing) {
-        current.delete(stripScheme(url));
-        return existing;
-      }
-      return new Host(url, template.channelCredentials, template.channelOptions, hostPolicy?.(url));
-    });
-    pool.hosts = hosts;
+    replaceHosts(this.etcd, next, this.options.faultHandling?.host);
     // The authenticator reads the hosts from the options object; keep it on live members too.
     this.options.hosts = next;
-    for (const removed of current.values()) removed.close();
     this.rotation = next;
   }
 
@@ -288,7 +256,7 @@ export class EtcdClient {
  * stream, which etcd3 opens with its cached token too) starts from a fresh token.
  */
 export function forgetAuthToken(member: Etcd3): void {
-  (member as unknown as { pool: { authenticator: { invalidateMetadata(): void } } }).pool.authenticator.invalidateMetadata();
+  invalidateAuthToken(member);
 }
 
 /** The client factory: builds the client and, unless disabled, syncs its rotation before returning. */

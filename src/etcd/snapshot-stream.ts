@@ -1,16 +1,7 @@
-import type { Metadata } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { Transform, type Readable } from 'node:stream';
 import { forgetAuthToken } from './client.js';
-
-/** The part of etcd3 1.1.2's connection pool used here (not public API; the version is pinned). */
-interface PoolInternals {
-  withConnection<T>(service: 'Maintenance', fn: (conn: { client: MaintenanceService; metadata: Metadata }) => T | Promise<T>): Promise<T>;
-}
-
-interface MaintenanceService {
-  snapshot(request: object, metadata: Metadata, options: object): Readable;
-}
+import { openMaintenanceSnapshot } from './etcd3-internals.js';
 
 interface SnapshotResponse {
   blob: Buffer;
@@ -24,8 +15,7 @@ interface SnapshotResponse {
  */
 export async function openSnapshotStream(member: Etcd3): Promise<Readable> {
   forgetAuthToken(member);
-  const pool = (member as unknown as { pool: PoolInternals }).pool;
-  const responses = await pool.withConnection('Maintenance', ({ client, metadata }) => client.snapshot({}, metadata, {}));
+  const responses = await openMaintenanceSnapshot(member);
   const bytes = new Transform({
     writableObjectMode: true,
     readableHighWaterMark: 1 << 20,

@@ -1,5 +1,6 @@
 import type { EtcdClient } from './client.js';
-import { memberIdHex, type Member } from './members.js';
+import { readMemberStatus } from './member-status.js';
+import type { Member } from './members.js';
 
 /** One member's answer to Maintenance.Status, or why there was none (like `etcdctl endpoint status`). */
 export interface EndpointStatus {
@@ -44,41 +45,14 @@ export interface ClusterStatus {
   durationMs: number;
 }
 
-const toNumber = (s: string | undefined): number | undefined => (s === undefined ? undefined : Number(s));
-
 /** Status of one endpoint, bounded by the deadline whatever the member does (frozen, gone, slow). */
 export async function probeEndpoint(client: EtcdClient, endpoint: string, timeoutMs: number): Promise<EndpointStatus> {
   const started = performance.now();
-  let timer: NodeJS.Timeout | undefined;
   try {
-    // The grpc deadline bounds the call; the timer also bounds the token exchange with auth on.
-    const res = await Promise.race([
-      client.member(endpoint).maintenance.status({ deadline: Date.now() + timeoutMs }),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs + 100);
-      }),
-    ]);
-    return {
-      endpoint,
-      reachable: true,
-      latencyMs: Math.round(performance.now() - started),
-      memberId: memberIdHex(res.header.member_id),
-      clusterId: memberIdHex(res.header.cluster_id),
-      leaderId: memberIdHex(res.leader),
-      revision: toNumber(res.header.revision),
-      dbSize: toNumber(res.dbSize),
-      dbSizeInUse: toNumber(res.dbSizeInUse),
-      raftTerm: toNumber(res.raftTerm),
-      raftIndex: toNumber(res.raftIndex),
-      raftAppliedIndex: toNumber(res.raftAppliedIndex),
-      version: res.version,
-      isLearner: res.isLearner,
-      alarms: [...(res.errors ?? [])],
-    };
+    const status = await readMemberStatus(client.member(endpoint), timeoutMs);
+    return { endpoint, reachable: true, latencyMs: Math.round(performance.now() - started), ...status };
   } catch (err) {
     return { endpoint, reachable: false, latencyMs: Math.round(performance.now() - started), error: describeError(err), alarms: [] };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

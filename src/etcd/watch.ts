@@ -1,5 +1,9 @@
 import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
+import { settleWithin } from '../resilience.js';
 import { forgetAuthToken } from './client.js';
+
+/** Cancelling waits for etcd's answer on a live stream; a frozen member never answers. */
+const CANCEL_WAIT_MS = 2_000;
 
 /** etcd's mvccpb.KeyValue with revisions as numbers and the lease id exact. */
 export interface KeyValue {
@@ -114,6 +118,6 @@ export class KeyspaceWatch {
     if (!w) return;
     w.removeAllListeners('data');
     // Cancelling waits for etcd's answer on a live stream; a dead one is dropped at once.
-    await Promise.race([w.cancel().catch(() => {}), new Promise((r) => setTimeout(r, 2_000).unref())]);
+    await settleWithin(w.cancel(), CANCEL_WAIT_MS);
   }
 }

@@ -2,13 +2,14 @@
 // removing a member, restoring) gather the facts again right before it and start over when the
 // decision changed. The outcome is etcd's config for this member, served by `GET /config`.
 
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import type { Config } from '../config/index.js';
+import { writeFileDurably } from '../durable-file.js';
 import type { EtcdClient } from '../etcd/client.js';
 import { inspectDataDir } from '../etcd/datadir.js';
-import { memberIdHex, toMember } from '../etcd/members.js';
+import { addLearner, removeMember } from '../etcd/membership.js';
 import { probeEndpoint, type ClusterStatus } from '../etcd/status.js';
 import type { HeartbeatWriter } from '../cluster/heartbeat.js';
 import type { HeartbeatAges } from '../cluster/heartbeat-ages.js';
@@ -112,13 +113,11 @@ export class Initializer {
     });
   }
 
-  /** --etcd-config-file: the config where etcd reads it, replaced whole (rename), so etcd never reads half a file. */
-  private writeConfigFile(): void {
+  /** --etcd-config-file: the config where etcd reads it, replaced whole, so etcd never reads half a file. */
+  private async writeConfigFile(): Promise<void> {
     const file = this.deps.config.etcdConfigFile;
     if (!file || this.rendered === undefined) return;
-    const tmp = `${file}.tmp-${process.pid}`;
-    writeFileSync(tmp, this.rendered);
-    renameSync(tmp, file);
+    await writeFileDurably(file, this.rendered);
   }
 
   private update(patch: Partial<InitStatus>): void {
@@ -135,7 +134,7 @@ export class Initializer {
       const start = await this.decideAndAct();
       this.started = start;
       this.rendered = this.render(start);
-      this.writeConfigFile();
+      await this.writeConfigFile();
       this.update({ state: 'Successful', finishedAt: new Date().toISOString(), progress: 'done: start etcd with GET /config' });
       log.info({ decision: this.current.decision, state: start.state }, 'initialization succeeded');
     } catch (err) {
@@ -338,7 +337,7 @@ export class Initializer {
       if (!url) throw new Error('no leader known');
       this.update({ progress: `removing member ${id} through the leader at ${url}` });
       try {
-        await this.deps.etcd.member(url).cluster.memberRemove({ ID: BigInt(`0x${id}`).toString() }, { deadline: Date.now() + this.deps.etcd.memberTimeoutMs });
+        await removeMember(this.deps.etcd.member(url), id, this.deps.etcd.memberTimeoutMs);
       } catch (err) {
         // Removed by an earlier attempt whose answer was lost: the goal is reached.
         if (/member not found/i.test((err as Error).message)) return;
@@ -360,9 +359,9 @@ export class Initializer {
       const url = this.leaderURL(status);
       if (!url) throw new Error('no leader known');
       this.update({ progress: `adding this member as a learner through the leader at ${url}` });
-      const res = await this.deps.etcd.member(url).cluster.memberAdd({ peerURLs: self.peerURLs, isLearner: true }, { deadline: Date.now() + this.deps.etcd.memberTimeoutMs });
-      log.info({ memberId: memberIdHex(res.member.ID), leader: url }, 'member added as a learner');
-      return res.members.map((m) => clusterMember(toMember(m)));
+      const res = await addLearner(this.deps.etcd.member(url), self.peerURLs, this.deps.etcd.memberTimeoutMs);
+      log.info({ memberId: res.added.id, leader: url }, 'member added as a learner');
+      return res.members.map(clusterMember);
     });
     return { state: 'existing', initialCluster: joiningCluster(members, self, config.initialCluster) };
   }

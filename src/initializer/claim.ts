@@ -5,7 +5,7 @@
 // the next one, after the holder went silent.
 
 import { Type, type Static } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
+import { parseJson } from '../json.js';
 import { StoreError, type SnapStore } from '../snapstore/index.js';
 import type { RecoveryClaim, RecoveryFacts } from './decide.js';
 
@@ -30,17 +30,9 @@ export class ClaimError extends Error {
 export async function readClaim(store: SnapStore): Promise<RecoveryFacts> {
   const found = await store.readVersioned(CLAIM_OBJECT);
   if (!found) return {};
-  let doc: unknown;
-  try {
-    doc = JSON.parse(found.body.toString('utf8'));
-  } catch (err) {
-    throw new ClaimError(`${store.url}: ${CLAIM_OBJECT} is not JSON (${(err as Error).message}); move it away once no recovery runs`);
-  }
-  if (!Value.Check(ClaimSchema, doc)) {
-    const first = [...Value.Errors(ClaimSchema, doc)][0];
-    throw new ClaimError(`${store.url}: ${CLAIM_OBJECT} is not a recovery claim (${first ? `${first.path || '/'}: ${first.message}` : 'invalid'}); move it away once no recovery runs`);
-  }
-  const { epoch, holder, source, state } = doc;
+  const parsed = parseJson(ClaimSchema, found.body.toString('utf8'));
+  if (!parsed.ok) throw new ClaimError(`${store.url}: ${CLAIM_OBJECT} is not a recovery claim (${parsed.problem}); move it away once no recovery runs`);
+  const { epoch, holder, source, state } = parsed.value;
   return { claim: { epoch, holder, source, state }, version: found.version };
 }
 

@@ -7,9 +7,11 @@
  * a pod that never restarted.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { open, rename } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { writeFileDurably } from '../durable-file.js';
+import { parseJson } from '../json.js';
 import type { Logger } from '../logger.js';
+import { InitializeBody } from '../server/schemas.js';
 
 export interface LauncherOptions {
   /** The sidecar's API, e.g. http://127.0.0.1:8080. */
@@ -25,21 +27,28 @@ export interface LauncherOptions {
   signal: AbortSignal;
 }
 
-interface InitStatus {
-  state: string;
-  stopEtcd?: boolean;
-  decision?: string;
-  reason?: string;
-  error?: string;
-}
+type InitStatus = InitializeBody;
 
 class SidecarSaid extends Error {}
+
+/** The sidecar's initialization state in an answer, checked against the API's own schema. */
+function initStatusOf(text: string): InitStatus {
+  const parsed = parseJson(InitializeBody, text);
+  if (!parsed.ok) throw new SidecarSaid(`the sidecar's answer is not an initialization state (${parsed.problem}): ${text.slice(0, 200)}`);
+  return parsed.value;
+}
 
 /** `POST /initialize?wait=30` holds the answer up to 30 s; anything else answers at once. */
 async function call(o: LauncherOptions, method: 'GET' | 'POST', path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
   const headers: Record<string, string> = o.token ? { authorization: `Bearer ${o.token}` } : {};
   const res = await fetch(new URL(path, o.sidecarURL), { method, headers, signal: AbortSignal.any([o.signal, AbortSignal.timeout(timeoutMs)]) });
   return { status: res.status, text: await res.text() };
+}
+
+/** Whether a GET /initialize answer asks for etcd to stop; an answer that is not a state asks nothing. */
+function stopRequested(text: string): boolean {
+  const parsed = parseJson(InitializeBody, text);
+  return parsed.ok && parsed.value.stopEtcd === true;
 }
 
 /** POST /initialize until it succeeds; a sidecar that is not up yet or still deciding is waited for. */
@@ -54,27 +63,14 @@ async function initialize(o: LauncherOptions): Promise<InitStatus> {
       o.log.info({ err: (err as Error).message }, 'the sidecar does not answer yet');
     }
     if (res) {
-      const body = JSON.parse(res.text) as InitStatus;
+      if (res.status !== 200 && res.status !== 202 && res.status !== 500) throw new SidecarSaid(`POST /initialize answered ${res.status}: ${res.text}`);
+      const body = initStatusOf(res.text);
       if (res.status === 200) return body;
       if (res.status === 500) throw new SidecarSaid(`initialization failed: ${body.error ?? res.text}`);
-      if (res.status !== 202) throw new SidecarSaid(`POST /initialize answered ${res.status}: ${res.text}`);
       o.log.info({ decision: body.decision, reason: body.reason }, 'the sidecar is still initializing');
     }
     await sleep(o.pollMs, undefined, { signal: o.signal });
   }
-}
-
-/** The config written whole (temp file, fsync, rename): etcd never reads half a file. */
-async function writeConfig(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, file);
 }
 
 async function stop(child: ChildProcess, exited: Promise<number | null>, graceMs: number): Promise<void> {
@@ -91,7 +87,7 @@ export async function runEtcd(o: LauncherOptions): Promise<number> {
     o.log.info({ decision: init.decision, reason: init.reason }, 'initialized');
     const config = await call(o, 'GET', '/config', 10_000);
     if (config.status !== 200) throw new SidecarSaid(`GET /config answered ${config.status}: ${config.text}`);
-    await writeConfig(o.configFile, config.text);
+    await writeFileDurably(o.configFile, config.text);
     const child = spawn(o.etcdBinary, [`--config-file=${o.configFile}`], { stdio: 'inherit' });
     const exited = new Promise<number | null>((resolve) => {
       child.once('exit', (code) => resolve(code));
@@ -115,7 +111,7 @@ export async function runEtcd(o: LauncherOptions): Promise<number> {
       }
       // Bounded by the poll period: a sidecar that hangs must not keep the launcher from seeing etcd exit.
       const now = await call(o, 'GET', '/initialize', Math.max(o.pollMs, 1_000)).catch(() => undefined);
-      if (now?.status === 200 && (JSON.parse(now.text) as InitStatus).stopEtcd) {
+      if (now?.status === 200 && stopRequested(now.text)) {
         o.log.warn('the sidecar asks for etcd to stop (its data takes part in a recovery): stopping it, then initializing again');
         await stop(child, exited, o.stopGraceMs);
         break;

@@ -1,4 +1,4 @@
-import type { Etcd3 } from 'etcd3';
+import type { EtcdMember } from '../etcd/client.js';
 import { Readable } from 'node:stream';
 import { KeyspaceWatch, type WatchedEvent, type WatchEnd } from '../etcd/watch.js';
 import type { Logger } from '../logger.js';
@@ -7,6 +7,7 @@ import { compressBuffer } from './compression.js';
 import { DeltaBuilder } from './delta.js';
 import { snapshotName, type Compression } from './names.js';
 import { objectMetadata, type SnapshotObserver, type SnapshotRecord } from './record.js';
+import { retryWithBackoff, settleWithin } from '../resilience.js';
 
 export interface DeltaSettings {
   periodMs: number;
@@ -18,7 +19,7 @@ export interface DeltaSettings {
 export interface DeltaContext {
   store: SnapStore;
   /** The member whose keyspace is watched. */
-  member: Etcd3;
+  member: EtcdMember;
   memberName: string;
   clusterId?: string;
   log: Logger;
@@ -43,6 +44,9 @@ interface SealedDelta {
 
 const RETRY_MIN_MS = 200;
 const RETRY_MAX_MS = 5_000;
+/** A failed upload is retried within these pauses for as long as this member backs up. */
+const UPLOAD_RETRY_MIN_MS = 1_000;
+const UPLOAD_RETRY_MAX_MS = 30_000;
 
 /**
  * Turns a watch of the whole keyspace into delta snapshots: events are collected for
@@ -220,22 +224,24 @@ export class DeltaSnapshotter {
   }
 
   private async uploadWithRetry(sealed: SealedDelta): Promise<SnapshotRecord | undefined> {
-    let delay = 1_000;
-    for (;;) {
-      try {
-        const record = await this.upload(sealed);
-        this.uploadedRevision = Math.max(this.uploadedRevision, sealed.lastRevision);
-        this.lastUpload = record;
-        this.ctx.observer?.uploaded(record);
-        this.ctx.log.info({ snapshot: record.name, events: record.events, size: record.size, durationMs: record.durationMs }, 'delta snapshot uploaded');
-        return record;
-      } catch (err) {
-        this.ctx.observer?.failed('delta', err as Error);
-        this.ctx.log.error({ err: (err as Error).message, startRevision: sealed.startRevision, lastRevision: sealed.lastRevision }, 'delta snapshot upload failed; retrying');
-        if (!this.running) return undefined;
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 30_000);
-      }
+    try {
+      const record = await retryWithBackoff(() => this.upload(sealed), {
+        initialDelayMs: UPLOAD_RETRY_MIN_MS,
+        maxDelayMs: UPLOAD_RETRY_MAX_MS,
+        retryWhile: () => this.running,
+        onFailure: (err) => {
+          this.ctx.observer?.failed('delta', err);
+          this.ctx.log.error({ err: err.message, startRevision: sealed.startRevision, lastRevision: sealed.lastRevision }, 'delta snapshot upload failed; retrying');
+        },
+      });
+      this.uploadedRevision = Math.max(this.uploadedRevision, sealed.lastRevision);
+      this.lastUpload = record;
+      this.ctx.observer?.uploaded(record);
+      this.ctx.log.info({ snapshot: record.name, events: record.events, size: record.size, durationMs: record.durationMs }, 'delta snapshot uploaded');
+      return record;
+    } catch {
+      // Stopped while failing: the events stay unsent; the next leader's chain starts from the store.
+      return undefined;
     }
   }
 
@@ -271,6 +277,6 @@ export class DeltaSnapshotter {
     this.watch = undefined;
     const last = this.flush();
     this.running = false;
-    await Promise.race([last, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    await settleWithin(last, timeoutMs);
   }
 }

@@ -1,4 +1,6 @@
-import type { Etcd3 } from 'etcd3';
+import type { EtcdMember } from '../etcd/client.js';
+import { readMemberStatus } from '../etcd/member-status.js';
+import { retryWithBackoff } from '../resilience.js';
 import cron, { type ScheduledTask } from 'node-cron';
 import { join } from 'node:path';
 import { openSnapshotStream } from '../etcd/snapshot-stream.js';
@@ -28,12 +30,19 @@ export interface SnapshotterSettings {
 export interface SnapshotterDeps {
   store: SnapStore;
   /** Client bound to the local member: the one snapshots and the watch come from. */
-  member: Etcd3;
+  member: EtcdMember;
   memberName: string;
   log: Logger;
   observer?: SnapshotObserver;
   now?: () => Date;
 }
+
+/** A full snapshot that heals a broken chain is retried within these pauses until one succeeds. */
+const HEAL_RETRY_MIN_MS = 2_000;
+const HEAL_RETRY_MAX_MS = 60_000;
+
+/** The status asked before a snapshotter starts; a frozen member fails the start, which is retried. */
+const STATUS_TIMEOUT_MS = 10_000;
 
 /** A snapshot of this kind is already being taken. */
 export class SnapshotBusyError extends Error {
@@ -125,10 +134,10 @@ export class Snapshotter {
    */
   async start(): Promise<void> {
     await removeSpoolLeftovers(this.spoolDir());
-    const status = await this.deps.member.maintenance.status();
-    this.clusterId = BigInt(status.header.cluster_id).toString(16);
+    const status = await readMemberStatus(this.deps.member, STATUS_TIMEOUT_MS);
+    this.clusterId = status.clusterId;
     if (this.deltaContext) this.deltaContext.clusterId = this.clusterId;
-    const etcdRevision = Number(status.header.revision);
+    const etcdRevision = status.revision;
     const chain = restorableChain(await listSnapshots(this.deps.store));
     if (chain.full && chain.lastRevision > etcdRevision) {
       this.problem = `the store's chain reaches revision ${chain.lastRevision} but etcd is at ${etcdRevision}: these backups belong to another history of this cluster (restored to an older point, or another cluster). Back up to a new prefix, or restore from them.`;
@@ -207,20 +216,15 @@ export class Snapshotter {
    * can be uploaded, so waiting for the next scheduled one would leave the chain open for an hour.
    */
   private async healChain(reason: string): Promise<void> {
-    let delayMs = 2_000;
-    while (!this.stopped) {
-      try {
-        await this.takeFull(`chain broken: ${reason}`);
-        return;
-      } catch (err) {
-        if (err instanceof SnapshotBusyError) {
-          // The running one resumes the deltas when it is done; if it is too old to, they break again.
-          await this.fullRunning?.catch(() => {});
-          return;
-        }
-        await new Promise((r) => setTimeout(r, delayMs).unref());
-        delayMs = Math.min(delayMs * 2, 60_000);
-      }
+    try {
+      await retryWithBackoff(() => this.takeFull(`chain broken: ${reason}`), {
+        initialDelayMs: HEAL_RETRY_MIN_MS,
+        maxDelayMs: HEAL_RETRY_MAX_MS,
+        retryWhile: (err) => !this.stopped && !(err instanceof SnapshotBusyError),
+      });
+    } catch (err) {
+      // The running one resumes the deltas when it is done; if it is too old to, they break again.
+      if (err instanceof SnapshotBusyError) await this.fullRunning?.catch(() => {});
     }
   }
 

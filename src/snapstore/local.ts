@@ -6,6 +6,8 @@ import { basename, dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Type, type Static } from '@sinclair/typebox';
+import { parseJson } from '../json.js';
 import { DigestStream } from './digest.js';
 import { checkObjectName, checkPrefix, RESERVED_META_DIR, RESERVED_TMP_MARK } from './names.js';
 import {
@@ -32,13 +34,14 @@ const LOCK_STALE_MS = 30_000;
 /** An upload in progress writes its temporary file without pause; one idle this long is a crash's. */
 const LEFTOVER_QUIET_MS = 60_000;
 
-interface LocalMeta {
-  sha256: string;
-  size: number;
-  metadata: Record<string, string>;
+const LocalMetaSchema = Type.Object({
+  sha256: Type.String(),
+  size: Type.Integer({ minimum: 0 }),
+  metadata: Type.Record(Type.String(), Type.String()),
   /** Drawn anew by each `putIfVersion`; absent for objects written by `put` or other tools. */
-  version?: string;
-}
+  version: Type.Optional(Type.String()),
+});
+type LocalMeta = Static<typeof LocalMetaSchema>;
 
 export interface LocalStoreOptions {
   /** How old a lock must be before another process breaks it (default 30 s). */
@@ -46,12 +49,8 @@ export interface LocalStoreOptions {
 }
 
 /** What a lock file holds: enough for another process to tell whether its holder still lives. */
-interface LockOwner {
-  pid: number;
-  host: string;
-  token: string;
-  at: string;
-}
+const LockOwnerSchema = Type.Object({ pid: Type.Integer(), host: Type.String(), token: Type.String(), at: Type.String() });
+type LockOwner = Static<typeof LockOwnerSchema>;
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ENOENT';
@@ -174,12 +173,16 @@ export class LocalStore implements SnapStore {
   }
 
   private async readMeta(name: string): Promise<LocalMeta | undefined> {
+    let text: string;
     try {
-      return JSON.parse(await readFile(this.metaPath(name), 'utf8')) as LocalMeta;
+      text = await readFile(this.metaPath(name), 'utf8');
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
     }
+    const parsed = parseJson(LocalMetaSchema, text);
+    if (!parsed.ok) throw new StoreError('failed', this.url, `${name}: its metadata file is unreadable (${parsed.problem}); the object cannot be verified`);
+    return parsed.value;
   }
 
   async get(name: string, opts: { signal?: AbortSignal } = {}): Promise<Readable> {
@@ -468,13 +471,9 @@ async function readLock(path: string): Promise<{ raw: string; owner: LockOwner |
   try {
     const st = await stat(path);
     const raw = await readFile(path, 'utf8');
-    let owner: LockOwner | undefined;
-    try {
-      const parsed: unknown = JSON.parse(raw);
-      if (parsed !== null && typeof parsed === 'object') owner = parsed as LockOwner;
-    } catch {
-      // Empty or cut short: its holder is between open and write, or died there; only age tells.
-    }
+    // Empty or cut short: its holder is between open and write, or died there; only age tells.
+    const parsed = parseJson(LockOwnerSchema, raw);
+    const owner = parsed.ok ? parsed.value : undefined;
     return { raw, owner, mtimeMs: st.mtimeMs };
   } catch (err) {
     if (isNotFound(err)) return undefined;

@@ -49,7 +49,7 @@ describe('the recovery claim in a real (local) store', () => {
       await assert.rejects(readClaim(store), /recovery\/claim.json is not a recovery claim \(\/\w+: /);
       const v = (await store.readVersioned(CLAIM_OBJECT))?.version;
       await store.putIfVersion(CLAIM_OBJECT, Buffer.from('{'), v);
-      await assert.rejects(readClaim(store), /recovery\/claim.json is not JSON/);
+      await assert.rejects(readClaim(store), /recovery\/claim.json is not a recovery claim \(not JSON/);
     });
   });
 });

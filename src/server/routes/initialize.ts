@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { InitStatus } from '../../initializer/act.js';
+import { settleWithin } from '../../resilience.js';
 import type { ServerDeps } from '../app.js';
 import { ErrorBody, InitializeBody, InitializeQuery } from '../schemas.js';
 
@@ -28,11 +29,9 @@ export const initializeRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> =
     },
     async (req, reply) => {
       if (!init) return reply.status(503).send({ error: 'no_initializer', message: 'this sidecar runs without an initializer' });
-      const done = init.start();
-      let timer: NodeJS.Timeout | undefined;
-      const waited = await Promise.race([done, new Promise<InitStatus>((resolve) => (timer = setTimeout(() => resolve(init.status()), req.query.wait * 1000)))]);
-      clearTimeout(timer);
-      return reply.status(statusCode(waited)).send(waited);
+      await settleWithin(init.start(), req.query.wait * 1000);
+      const status = init.status();
+      return reply.status(statusCode(status)).send(status);
     },
   );
 

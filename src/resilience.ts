@@ -1,0 +1,105 @@
+/**
+ * Every retry and every deadline of the sidecar, on cockatiel's policies. A frozen etcd member or
+ * a black-holed store answers nothing, ever: each wait on one must end by itself, and each retry
+ * must back off (with jitter, so that three sidecars retrying the same store do not march in step).
+ */
+import { ExponentialBackoff, handleWhen, retry, TaskCancelledError, timeout, TimeoutStrategy } from 'cockatiel';
+
+/** A call that did not settle in time; `what` names it for the operator. */
+export class DeadlineError extends Error {
+  constructor(
+    readonly what: string,
+    readonly ms: number,
+  ) {
+    super(`${what}: no answer within ${ms} ms`);
+    this.name = 'DeadlineError';
+  }
+}
+
+/**
+ * Runs `fn` and rejects with a DeadlineError after `ms` whether or not it honours the signal:
+ * a grpc deadline does not bound etcd3's token exchange with auth on, so the caller cannot rely
+ * on the callee to give up by itself.
+ */
+export async function withDeadline<T>(what: string, ms: number, fn: (signal: AbortSignal) => PromiseLike<T>): Promise<T> {
+  try {
+    return await timeout(ms, TimeoutStrategy.Aggressive)
+      .dangerouslyUnref()
+      .execute(({ signal }) => fn(signal));
+  } catch (err) {
+    if (err instanceof TaskCancelledError) throw new DeadlineError(what, ms);
+    throw err;
+  }
+}
+
+/**
+ * Waits for `p` to settle, at most `ms`; never rejects. For waits whose end matters more than their
+ * outcome: a stop that flushes what it can, a cancel the other side may never answer.
+ */
+export async function settleWithin(p: PromiseLike<unknown>, ms: number): Promise<'settled' | 'timed-out'> {
+  try {
+    await withDeadline('wait', ms, () => p);
+    return 'settled';
+  } catch (err) {
+    return err instanceof DeadlineError ? 'timed-out' : 'settled';
+  }
+}
+
+export interface RetryOptions {
+  /** First delay between attempts. */
+  initialDelayMs: number;
+  /** Longest delay between attempts. */
+  maxDelayMs: number;
+  /** Give up after this many attempts (default: never). */
+  maxAttempts?: number;
+  /** Retry only while this holds for the error (default: always). */
+  retryWhile?: (err: Error) => boolean;
+  /** Told of each failed attempt before the pause (to log it or show it in /status). */
+  onFailure?: (err: Error, attempt: number) => void;
+  /** Stops the retries: the pending pause ends and the last error is thrown. */
+  signal?: AbortSignal;
+}
+
+/** Calls `fn` until it succeeds, with exponential backoff and jitter between attempts. */
+export async function retryWithBackoff<T>(fn: (attempt: number) => PromiseLike<T>, o: RetryOptions): Promise<T> {
+  let attempt = 0;
+  let lastError: Error | undefined;
+  const policy = retry(
+    handleWhen((err) => !o.signal?.aborted && (o.retryWhile?.(err) ?? true)),
+    {
+      maxAttempts: o.maxAttempts === undefined ? Number.POSITIVE_INFINITY : Math.max(0, o.maxAttempts - 1),
+      backoff: new ExponentialBackoff({ initialDelay: o.initialDelayMs, maxDelay: o.maxDelayMs }),
+    },
+  ).dangerouslyUnref();
+  try {
+    return await policy.execute(async () => {
+      attempt++;
+      try {
+        return await fn(attempt);
+      } catch (err) {
+        lastError = err as Error;
+        o.onFailure?.(lastError, attempt);
+        throw err;
+      }
+    }, o.signal);
+  } catch (err) {
+    // An abort during a pause surfaces as cockatiel's cancellation; the caller wants the real cause.
+    if (err instanceof TaskCancelledError && lastError) throw lastError;
+    throw err;
+  }
+}
+
+/** A pause that ends early, without error, when `signal` aborts. */
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    timer.unref();
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
