@@ -4,7 +4,7 @@
 //    it lost quorum (etcd 3.4: pre-vote off, CheckQuorum after an election timeout), and that the
 //    linearizable read refuses to confirm it from the first check.
 // Prints a table, then the same figures as JSON. Run: npx tsx bench/leader-check.ts
-import { checkOwnMember } from '../src/cluster/leader.js';
+import { checkOwnMember } from '../src/cluster/own-member.js';
 import { EtcdClient } from '../src/etcd/client.js';
 import { createLogger } from '../src/logger.js';
 import { sleep, TestCluster } from '../test/helpers/cluster.js';

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { etcdFromConfigFile } from '../src/etcd/process.js';
 import type { StatusBody } from '../src/server/schemas.js';
-import { freePort } from '../test/helpers/cluster.js';
+import { freeLoopbackPort as freePort } from '../src/etcd/temporary.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEMO_DIR = join(ROOT, '.demo');

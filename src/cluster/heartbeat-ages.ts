@@ -4,7 +4,7 @@
 // running ahead would look alive after it died. Only the fact that the stamp changed is used here,
 // never its value, so skew between hosts changes nothing.
 
-import type { Heartbeat } from './heartbeat.js';
+import type { Heartbeat } from './heartbeat-format.js';
 
 /** A heartbeat with its age as this reader judges it. */
 export type SeenHeartbeat = Heartbeat & { ageMs: number };

@@ -8,8 +8,12 @@ import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { noop } from 'cockatiel';
 import { Etcd3, type IRequestOp } from 'etcd3';
+
 import type { Logger } from '../logger.js';
 import { EtcdProcess } from './process.js';
+
+/** One put or delete of a replayed revision, as etcd's Txn takes it. */
+export type TxnOp = IRequestOp;
 
 const CALL_TIMEOUT_MS = 120_000;
 

@@ -5,9 +5,8 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { IRequestOp } from 'etcd3';
 import { snapshotRestore, snapshotRestoreTool } from '../etcd/etcdctl.js';
-import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, type LeaseKeeper } from '../etcd/temporary.js';
+import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, type LeaseKeeper, type TxnOp } from '../etcd/temporary.js';
 import type { EtcdTools } from '../etcd/tools.js';
 import { restoreTools } from './tools.js';
 import { asRestoreError, restoreTemporaryDb } from './finalize.js';
@@ -99,7 +98,7 @@ export interface RestoreResult {
 const TEMP_MEMBER = 'restore-replay';
 export const WORK_PREFIX = '.etcd-restore-';
 
-function putOrDelete(batch: RevisionBatch): IRequestOp[] {
+function putOrDelete(batch: RevisionBatch): TxnOp[] {
   return batch.events.map((ev) =>
     ev.type === 'delete'
       ? { request_delete_range: { key: ev.kv.key } }

@@ -1,67 +1,17 @@
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import type { EndpointStatus } from '../etcd/status.js';
-import type { LeadershipView } from '../cluster/leadership.js';
-import type { ClusterStatus } from '../etcd/status.js';
 import type { Logger } from '../logger.js';
-import type { SnapshotRef } from '../snapshot/names.js';
-import type { SnapshotRecord } from '../snapshot/record.js';
-import type { StoreHealth } from '../snapstore/index.js';
-import type { Metrics } from './metrics.js';
+import type { ServerDeps } from './deps.js';
 import { bodyDeadline, errorHandler, notFoundHandler, clientErrorHandler, refuseNonFiniteNumbers } from './errors.js';
 import { authPlugin } from './auth.js';
 import type { ServerTls } from './tls.js';
 import { healthRoutes } from './routes/health.js';
-import { initializeRoutes, type InitializeApi } from './routes/initialize.js';
+import { initializeRoutes } from './routes/initialize.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
 import { snapshotRoutes } from './routes/snapshots.js';
 import { statusRoutes } from './routes/status.js';
-
-/** What the routes need from the rest of the sidecar; the server holds no etcd logic of its own. */
-export interface ServerDeps {
-  self: { name: string; clientURLs: string[] };
-  /** A fresh health round over every member. */
-  clusterStatus(): Promise<ClusterStatus>;
-  /** The local member's own status. */
-  probeSelf(): Promise<EndpointStatus>;
-  /** Client URLs the etcd client balances over. */
-  endpoints(): string[];
-  /** The last store probe, if one finished yet. */
-  storeHealth(): StoreHealth | undefined;
-  metrics: Metrics;
-  snapshots: SnapshotApi;
-  /** Backup-leader election and heartbeats, for `/status` (absent: role unknown). */
-  cluster?: () => LeadershipView;
-  /** Absent when the sidecar runs without an initializer (tests of other parts). */
-  initializer?: InitializeApi;
-}
-
-/** The snapshot routes' view of the snapshotter and the store. */
-export interface SnapshotApi {
-  /** Why this sidecar cannot take a snapshot now (not the backup leader), or undefined. */
-  unavailable(): string | undefined;
-  /** The backup leader's sidecar to forward snapshot requests to, when this one is not the leader. */
-  forwardTo?(): { url: string; name: string } | undefined;
-  readonly deltasEnabled: boolean;
-  takeFull(): Promise<SnapshotRecord>;
-  /** Undefined when there was nothing new to upload. */
-  takeDelta(): Promise<SnapshotRecord | undefined>;
-  /** Every snapshot in the store (readable on any member). */
-  list(): Promise<SnapshotRef[]>;
-  /** What `/status` shows of the snapshotting. */
-  state(): BackupState;
-}
-
-export interface BackupState {
-  takesSnapshots: boolean;
-  problem?: string;
-  lastFull?: SnapshotRecord;
-  lastDelta?: SnapshotRecord;
-  uploadedRevision?: number;
-  etcdRevision?: number;
-}
 
 export interface ServerOptions {
   bodyLimit: number;
@@ -80,6 +30,7 @@ export interface ServerOptions {
 const TIMEOUT_CHECK_MS = 1_000;
 
 export type App = FastifyInstance;
+export type { BackupState, InitializeApi, ServerDeps, SnapshotApi } from './deps.js';
 
 const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 

@@ -1,17 +1,49 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { SnapshotBusyError } from '../snapshot/snapshotter.js';
+import { StoreError } from '../snapstore/types.js';
 
-/** Every error leaves as {"error": code, "message": text} with a fitting status. */
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The error code of an unexpected failure of this route (default `internal`). */
+    failureCode?: string;
+  }
+}
+
+/** A route of the initializer on a sidecar that runs without one. */
+export class NoInitializerError extends Error {
+  override name = 'NoInitializerError';
+  constructor() {
+    super('this sidecar runs without an initializer');
+  }
+}
+
+/** The sidecar's own errors the API answers with their own status and code, whatever the route. */
+const DOMAIN_ERRORS: readonly { type: abstract new (...args: never[]) => Error; status: number; code: string }[] = [
+  { type: SnapshotBusyError, status: 409, code: 'snapshot_running' },
+  { type: StoreError, status: 502, code: 'store_failed' },
+  { type: NoInitializerError, status: 503, code: 'no_initializer' },
+];
+
+function httpCode(status: number): string {
+  return status === 413 ? 'body_too_large' : status === 415 ? 'unsupported_media_type' : status === 404 ? 'not_found' : status === 408 ? 'request_timeout' : 'bad_request';
+}
+
+/**
+ * Every error leaves as {"error": code, "message": text} with a fitting status: validation 400,
+ * the sidecar's own errors as registered above, HTTP errors by their status, anything else 500
+ * with the route's `failureCode`. Routes throw; they never build an error answer themselves.
+ */
 export function errorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   if (err.validation) {
     void reply.status(400).send({ error: 'bad_request', message: err.message });
     return;
   }
-  const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+  const known = DOMAIN_ERRORS.find((d) => err instanceof d.type);
+  const status = known?.status ?? (err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500);
   if (status >= 500) req.log.error({ err }, 'request failed');
-  const code =
-    status === 413 ? 'body_too_large' : status === 415 ? 'unsupported_media_type' : status === 404 ? 'not_found' : status === 408 ? 'request_timeout' : status >= 500 ? 'internal' : 'bad_request';
+  const code = known?.code ?? (status >= 500 ? (req.routeOptions.config.failureCode ?? 'internal') : httpCode(status));
   void reply.status(status).send({ error: code, message: err.message });
 }
 

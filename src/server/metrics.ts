@@ -3,7 +3,7 @@ import type { SnapshotKind } from '../snapshot/names.js';
 import type { SnapshotObserver, SnapshotRecord } from '../snapshot/record.js';
 import type { ClusterStatus } from '../etcd/status.js';
 import type { SeenHeartbeat } from '../cluster/heartbeat-ages.js';
-import type { LeadershipObserver } from '../cluster/leadership.js';
+import type { LeadershipObserver } from '../cluster/backup-leadership.js';
 import type { Role } from '../cluster/role.js';
 
 const PREFIX = 'etcd_backup_sidecar_';

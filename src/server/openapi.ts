@@ -1,6 +1,7 @@
 import { stringify } from 'yaml';
 import { createLogger } from '../logger.js';
-import { buildServer, type ServerDeps } from './app.js';
+import { buildServer } from './app.js';
+import type { ServerDeps } from './deps.js';
 import { Metrics } from './metrics.js';
 
 const notServing = (): never => {

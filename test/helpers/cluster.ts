@@ -1,26 +1,17 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EtcdProcess, type EtcdMemberSpec } from '../../src/etcd/process.js';
+import { freeLoopbackPort } from '../../src/etcd/temporary.js';
 import { makePki, type TestPki } from './tls.js';
 
 const run = promisify(execFile);
 
 /** A port free on 127.0.0.1 right now (the OS picks it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A free port on loopback, for etcd members and sidecars. */
+export const freePort = freeLoopbackPort;
 
 export interface EtcdctlEndpointStatus {
   Endpoint: string;

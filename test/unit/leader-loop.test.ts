@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DutyRunner, RoleLoop, type Check } from '../../src/cluster/leader.js';
+import { DutyRunner } from '../../src/cluster/duty-runner.js';
+import type { Check } from '../../src/cluster/own-member.js';
+import { RoleLoop } from '../../src/cluster/role-loop.js';
 import type { Role } from '../../src/cluster/role.js';
 import { capturingLogger } from '../helpers/sidecar.js';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { InitStatus } from '../../src/initializer/act.js';
-import type { LeadershipView } from '../../src/cluster/leadership.js';
+import type { LeadershipView } from '../../src/cluster/backup-leadership.js';
 import type { ClusterStatus, EndpointStatus } from '../../src/etcd/status.js';
 import { createLogger } from '../../src/logger.js';
 import { buildServer, type App, type ServerDeps, type ServerOptions, type SnapshotApi } from '../../src/server/app.js';

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { ServerDeps } from '../app.js';
+import type { ServerDeps } from '../deps.js';
 import { HealthBody, ReadyBody } from '../schemas.js';
 
 export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = async (app, { deps }) => {

@@ -1,20 +1,25 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { InitStatus } from '../../initializer/act.js';
 import { settleWithin } from '../../resilience.js';
-import type { ServerDeps } from '../app.js';
+import type { InitializeApi, ServerDeps } from '../deps.js';
+import { NoInitializerError } from '../errors.js';
 import { ErrorBody, InitializeBody, InitializeQuery } from '../schemas.js';
 
-/** What the routes need of the initializer. */
-export interface InitializeApi {
-  start(): Promise<InitStatus>;
-  status(): InitStatus;
-  etcdConfig(): string | undefined;
-}
+/** Stands in when the sidecar runs without an initializer: every call is answered 503 (see errors.ts). */
+const withoutInitializer: InitializeApi = {
+  start: () => Promise.reject(new NoInitializerError()),
+  status: () => {
+    throw new NoInitializerError();
+  },
+  etcdConfig: () => {
+    throw new NoInitializerError();
+  },
+};
 
 const statusCode = (s: InitStatus): 200 | 202 | 500 => (s.state === 'Successful' ? 200 : s.state === 'Failed' ? 500 : 202);
 
 export const initializeRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = async (app, { deps }) => {
-  const init = deps.initializer;
+  const init = deps.initializer ?? withoutInitializer;
 
   app.post(
     '/initialize',
@@ -28,7 +33,6 @@ export const initializeRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> =
       },
     },
     async (req, reply) => {
-      if (!init) return reply.status(503).send({ error: 'no_initializer', message: 'this sidecar runs without an initializer' });
       await settleWithin(init.start(), req.query.wait * 1000);
       const status = init.status();
       return reply.status(statusCode(status)).send(status);
@@ -39,7 +43,6 @@ export const initializeRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> =
     '/initialize',
     { schema: { summary: 'The state of initialization (reading never resets it)', tags: ['initialize'], response: { 200: InitializeBody, 503: ErrorBody } } },
     async (_req, reply) => {
-      if (!init) return reply.status(503).send({ error: 'no_initializer', message: 'this sidecar runs without an initializer' });
       return init.status();
     },
   );
@@ -56,7 +59,6 @@ export const initializeRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> =
       },
     },
     async (_req, reply) => {
-      if (!init) return reply.status(503).send({ error: 'no_initializer', message: 'this sidecar runs without an initializer' });
       const yaml = init.etcdConfig();
       if (yaml === undefined) return reply.status(409).send({ error: 'not_initialized', message: `initialization has not succeeded (state ${init.status().state}): POST /initialize first` });
       return reply.type('application/yaml; charset=utf-8').send(yaml);

@@ -1,28 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { BackupState, ServerDeps } from '../app.js';
-import type { SnapshotRecord } from '../../snapshot/record.js';
+import { summarizeBackup } from '../../snapshot/backup-state.js';
+import type { ServerDeps } from '../deps.js';
 import { ErrorBody, StatusBody } from '../schemas.js';
-
-function point(r: SnapshotRecord | undefined): { name: string; lastRevision: number; uploadedAt: string } | undefined {
-  return r && { name: r.name, lastRevision: r.lastRevision, uploadedAt: new Date(Date.parse(r.createdAt) + r.durationMs).toISOString() };
-}
-
-function backupSummary(state: BackupState, memberRevision: number | undefined): StatusBody['backup'] {
-  const out: StatusBody['backup'] = { takesSnapshots: state.takesSnapshots };
-  if (state.problem) out.problem = state.problem;
-  const full = point(state.lastFull);
-  const delta = point(state.lastDelta);
-  if (full) out.lastFull = full;
-  if (delta) out.lastDelta = delta;
-  if (state.uploadedRevision) {
-    out.uploadedRevision = state.uploadedRevision;
-    const etcd = Math.max(state.etcdRevision ?? 0, memberRevision ?? 0);
-    if (etcd > 0) out.revisionLag = Math.max(0, etcd - state.uploadedRevision);
-  }
-  const last = [full, delta].filter((p) => p !== undefined).map((p) => Date.parse(p.uploadedAt));
-  if (last.length > 0) out.secondsSinceLastUpload = Math.round((Date.now() - Math.max(...last)) / 100) / 10;
-  return out;
-}
 
 export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = async (app, { deps }) => {
   app.get(
@@ -58,7 +37,7 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
         cluster: summary,
         members: cluster.members,
         endpoints: deps.endpoints(),
-        backup: backupSummary(deps.snapshots.state(), me?.status?.revision),
+        backup: summarizeBackup(deps.snapshots.state(), me?.status?.revision),
         checkedAt: cluster.checkedAt,
         durationMs: cluster.durationMs,
       };

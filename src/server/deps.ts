@@ -1,0 +1,56 @@
+/**
+ * The contract between the HTTP layer and the rest of the sidecar: what the routes may call. The
+ * composition root (src/sidecar.ts) builds it; the routes parse, call it, and map its errors.
+ */
+import type { LeadershipView } from '../cluster/backup-leadership.js';
+import type { InitStatus } from '../initializer/act.js';
+import type { ClusterStatus, EndpointStatus } from '../etcd/status.js';
+import type { BackupState } from '../snapshot/backup-state.js';
+import type { SnapshotRef } from '../snapshot/names.js';
+import type { SnapshotRecord } from '../snapshot/record.js';
+import type { StoreHealth } from '../snapstore/index.js';
+import type { Metrics } from './metrics.js';
+
+export type { BackupState } from '../snapshot/backup-state.js';
+
+/** What the routes need from the rest of the sidecar; the server holds no etcd logic of its own. */
+export interface ServerDeps {
+  self: { name: string; clientURLs: string[] };
+  /** A fresh health round over every member. */
+  clusterStatus(): Promise<ClusterStatus>;
+  /** The local member's own status. */
+  probeSelf(): Promise<EndpointStatus>;
+  /** Client URLs the etcd client balances over. */
+  endpoints(): string[];
+  /** The last store probe, if one finished yet. */
+  storeHealth(): StoreHealth | undefined;
+  metrics: Metrics;
+  snapshots: SnapshotApi;
+  /** Backup-leader election and heartbeats, for `/status` (absent: role unknown). */
+  cluster?: () => LeadershipView;
+  /** Absent when the sidecar runs without an initializer (tests of other parts). */
+  initializer?: InitializeApi;
+}
+
+/** The snapshot routes' view of the snapshotter and the store. */
+export interface SnapshotApi {
+  /** Why this sidecar cannot take a snapshot now (not the backup leader), or undefined. */
+  unavailable(): string | undefined;
+  /** The backup leader's sidecar to forward snapshot requests to, when this one is not the leader. */
+  forwardTo?(): { url: string; name: string } | undefined;
+  readonly deltasEnabled: boolean;
+  takeFull(): Promise<SnapshotRecord>;
+  /** Undefined when there was nothing new to upload. */
+  takeDelta(): Promise<SnapshotRecord | undefined>;
+  /** Every snapshot in the store (readable on any member). */
+  list(): Promise<SnapshotRef[]>;
+  /** What `/status` shows of the snapshotting. */
+  state(): BackupState;
+}
+
+/** What the routes need of the initializer. */
+export interface InitializeApi {
+  start(): Promise<InitStatus>;
+  status(): InitStatus;
+  etcdConfig(): string | undefined;
+}
