@@ -162,7 +162,7 @@ function snapshotApi(config: Config, store: SnapStore, duties: DutyRunner<Snapsh
     unavailable: () => (duties.current ? duties.current.problem : cluster.whyNotLeading()),
     forwardTo: () => cluster.forwardTo(),
     deltasEnabled: config.deltaSnapshotPeriod > 0,
-    takeFull: () => leading().takeFull('requested through the API'),
+    takeFull: () => leading().requestFull('requested through the API'),
     takeDelta: () => leading().takeDelta(),
     list: () => listSnapshots(store),
     state: () => backupStateOf(duties.current),

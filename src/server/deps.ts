@@ -39,6 +39,7 @@ export interface SnapshotApi {
   /** The backup leader's sidecar to forward snapshot requests to, when this one is not the leader. */
   forwardTo?(): { url: string; name: string } | undefined;
   readonly deltasEnabled: boolean;
+  /** A full snapshot that starts after the call (a running one is waited for; concurrent calls share the next). */
   takeFull(): Promise<SnapshotRecord>;
   /** Undefined when there was nothing new to upload. */
   takeDelta(): Promise<SnapshotRecord | undefined>;

@@ -94,6 +94,8 @@ export class Snapshotter {
   private deltaContext: DeltaContext | undefined;
   private stopped = false;
   lastFull: FullSnapshot | undefined;
+  /** The full snapshot requests wait for while another runs (see requestFull). */
+  private queuedFull: Promise<FullSnapshot> | undefined;
   /** Why the snapshotter is not working, when it is not (shown in /status). */
   problem: string | undefined;
 
@@ -177,6 +179,24 @@ export class Snapshotter {
     const period = schedulePeriodMs(this.settings.fullSchedule);
     if (age > period) return `the latest full snapshot is ${Math.round(age / 1000)} s old, more than the schedule's period of ${Math.round(period / 1000)} s`;
     return undefined;
+  }
+
+  /**
+   * A full snapshot that starts after this call: when one runs already (the start-up one, the
+   * schedule's), it is waited for and one more is taken, shared by every request that arrived
+   * meanwhile. A request answered with a snapshot of an older revision than it asked for would
+   * tell a script "backed up" for writes that are not.
+   */
+  requestFull(reason: string): Promise<FullSnapshot> {
+    if (!this.fullRunning) return this.takeFull(reason);
+    this.queuedFull ??= this.fullRunning
+      .catch(() => undefined)
+      .then(() => {
+        this.queuedFull = undefined;
+        // One that started meanwhile (the schedule) started after the request too.
+        return this.fullRunning ?? this.takeFull(reason);
+      });
+    return this.queuedFull;
   }
 
   /** Takes a full snapshot now; throws SnapshotBusyError when one is running. */

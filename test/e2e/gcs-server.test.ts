@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from '../helpers/cluster.js';
 import { CRC32C, Storage, type Bucket } from '@google-cloud/storage';
 import { crc32cBase64, crc32cUpdate, FakeGcsServer, type FakeGcsRequestLogEntry } from '../helpers/gcs-server.js';
 import { failingStream } from '../helpers/store-fixtures.js';
@@ -39,11 +40,7 @@ function libCrc32c(b: Buffer): string {
 
 /** Poll until `cond` holds: the server sees client requests a little after the client gives up on them. */
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
+  await eventually(what, async () => (cond() ? true : undefined), timeoutMs, 20);
 }
 
 /** A source that yields `data` in `piece`-sized reads. */

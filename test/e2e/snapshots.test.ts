@@ -16,11 +16,11 @@ import { LocalStore } from '../../src/snapstore/local.js';
 import { createEtcdClient } from '../../src/etcd/client.js';
 import { etcdTools } from '../../src/etcd/tools.js';
 import { createLogger } from '../../src/logger.js';
-import { eventually, sleep, TestCluster } from '../helpers/cluster.js';
+import { eventually, TestCluster } from '../helpers/cluster.js';
 import { getJson, spawnSidecar, startTestSidecar } from '../helpers/sidecar.js';
 import { s3Fixture, type StoreFixture } from '../helpers/store-fixtures.js';
 import { assertChainRestores } from '../helpers/replay.js';
-import { assertChainEvents, backupStore, currentChain, readObject, saveFull } from '../helpers/snapshots.js';
+import { assertChainEvents, backupStore, bytesBeingUploaded, currentChain, readObject, saveFull } from '../helpers/snapshots.js';
 
 const run = promisify(execFile);
 
@@ -105,7 +105,24 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
     }
   });
 
-  it('POST /snapshot/full and /snapshot/delta answer 201 with the metadata, 409 while one runs; GET /snapshots pages newest first', async () => {
+  it('ten POST /snapshot/full during the start-up full snapshot are all answered 201 with one snapshot taken after they arrived', async () => {
+    const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '1h', store: `file://${cluster.dir}/backups-startup`, 'compression-level': '9' });
+    try {
+      await eventually('the start-up full snapshot running', async () => (sidecar.lines.some((l) => l.includes('full snapshot starting')) ? true : undefined), 20_000, 10);
+      await client.put('/startup/1').value('a');
+      const revision = await etcdRevision(client);
+      const answers = await Promise.all(Array.from({ length: 10 }, () => post(`${sidecar.url}/snapshot/full`)));
+      assert.deepEqual(answers.map((a) => a.status), Array(10).fill(201), JSON.stringify(answers.map((a) => a.body)));
+      const names = new Set(answers.map((a) => (a.body as SnapshotRecord).name));
+      assert.equal(names.size, 1, `the requests share one snapshot: ${[...names].join(', ')}`);
+      assert.ok((answers[0]?.body as SnapshotRecord).lastRevision >= revision, 'the snapshot holds the write made before the requests');
+      assert.equal(sidecar.lines.filter((l) => l.includes('full snapshot uploaded')).length, 2, 'the start-up one and the one the requests share');
+    } finally {
+      await sidecar.close();
+    }
+  });
+
+  it('POST /snapshot/full and /snapshot/delta answer 201 with the metadata, a request during a full snapshot gets the next one; GET /snapshots pages newest first', async () => {
     const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '1h' });
     try {
       await eventually('snapshotter started', async () => ((await getJson<LatestBody>(`${sidecar.url}/snapshot/latest`)).body.full ? true : undefined), 20_000);
@@ -114,11 +131,12 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
       await client.put('/api/1').value('a');
       const revision = await etcdRevision(client);
       const [a, b] = await Promise.all([post(`${sidecar.url}/snapshot/full`), post(`${sidecar.url}/snapshot/full`)]);
-      assert.deepEqual([a.status, b.status].sort(), [201, 409]);
-      const full = (a.status === 201 ? a.body : b.body) as SnapshotRecord;
+      assert.deepEqual([a.status, b.status], [201, 201]);
+      const full = a.body as SnapshotRecord;
       assert.equal(full.kind, 'full');
       assert.equal(full.lastRevision, revision);
-      assert.equal(((a.status === 409 ? a.body : b.body) as { error: string }).error, 'snapshot_running');
+      // The second arrived while the first ran: it waited for the next one, of the same revision here.
+      assert.equal((b.body as SnapshotRecord).lastRevision, revision);
 
       // Nothing new since the full snapshot: nothing to upload.
       const empty = await post(`${sidecar.url}/snapshot/delta`);
@@ -327,8 +345,7 @@ describe('a sidecar killed mid-snapshot', { timeout: 180_000 }, () => {
   it('mid full snapshot, then mid delta under load: no half object, and the chain continues contiguously after a restart', async () => {
     const flags = { 'snapshot-leader': 'always', 'delta-snapshot-period': '200ms', 'compression-level': '9' };
     let sidecar = await spawnSidecar(cluster, 'm1', flags);
-    await eventually('full snapshot started', async () => (sidecar.output().includes('full snapshot starting') ? true : undefined), 20_000);
-    await sleep(300);
+    await eventually('full snapshot bytes arriving in the store', async () => (bytesBeingUploaded(cluster) > 0 ? true : undefined), 20_000, 10);
     sidecar.child.kill('SIGKILL');
     await sidecar.exited;
     assert.ok(!sidecar.output().includes('full snapshot uploaded'), 'the full snapshot finished before the kill; make the db bigger');
@@ -350,7 +367,8 @@ describe('a sidecar killed mid-snapshot', { timeout: 180_000 }, () => {
       await sidecar.exited;
       await assertNoHalfObject();
       sidecar = await spawnSidecar(cluster, 'm1', flags);
-      await sleep(1_500);
+      const restarted = sidecar;
+      await eventually('the restarted sidecar uploads deltas under load', async () => (restarted.output().includes('delta snapshot uploaded') ? true : undefined), 60_000);
     } finally {
       writing = false;
       await load;
@@ -449,9 +467,10 @@ describe('uploads falling behind (the S3 server frozen with SIGSTOP)', { timeout
       // About 3 MB of events while nothing can be uploaded: 45 times the memory limit.
       const value = randomBytes(1024);
       for (let i = 0; i < 2000; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => client.put(`/behind/${i + j}`).value(value)));
-      await sleep(2_000);
+      await eventually('the watch pauses at the memory limit', async () => (sidecar.lines.some((l) => l.includes('watch paused')) ? true : undefined), 20_000, 20);
       clearInterval(sampler);
-      assert.ok(sidecar.lines.some((l) => l.includes('watch paused')), 'the watch never paused');
+      // Paused, nothing more arrives and nothing can be uploaded: what is held now is the peak.
+      maxBuffered = Math.max(maxBuffered, sidecar.snapshotter?.deltaState?.bufferedBytes ?? 0);
       // One collecting delta up to the limit, plus at most the watch response that crossed it
       // (etcd sends a catching-up watcher up to 1000 revisions at once).
       t.diagnostic(`most bytes collected while the store was frozen: ${maxBuffered} (limit ${limit})`);

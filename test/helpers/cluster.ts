@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EtcdProcess, type EtcdMemberSpec } from '../../src/etcd/process.js';
 import { freeLoopbackPort } from '../../src/etcd/temporary.js';
+import { withDeadline } from '../../src/resilience.js';
 import { makePki, type TestPki } from './tls.js';
 
 const run = promisify(execFile);
@@ -15,7 +16,13 @@ export const freePort = freeLoopbackPort;
 
 export interface EtcdctlEndpointStatus {
   Endpoint: string;
-  Status: { header: { cluster_id: string; member_id: string; revision: number }; leader: string; dbSize: number };
+  Status: { header: { cluster_id: string; member_id: string; revision: number }; leader: string; dbSize: number; raftIndex: number };
+}
+
+/** The rows of `etcdctl endpoint status -w json`, with etcd's uint64 IDs kept exact (as decimal strings). */
+export function parseEndpointStatus(out: string): EtcdctlEndpointStatus[] {
+  // JSON.parse would round IDs above 2^53; quote them first.
+  return JSON.parse(out.replace(/"(member_id|cluster_id|leader)":(\d+)/g, '"$1":"$2"')) as EtcdctlEndpointStatus[];
 }
 
 export interface TestMember {
@@ -138,19 +145,13 @@ export class TestCluster {
 
   /** Waits until every running member reports itself healthy (etcdctl endpoint health). */
   async waitHealthy(timeoutMs = 30_000, members: TestMember[] = this.members.filter((m) => m.process.running)): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let last = '';
-    while (Date.now() < deadline) {
-      try {
-        await this.etcdctl(['endpoint', 'health'], members.map((m) => m.clientURL));
-        return;
-      } catch (err) {
-        last = (err as Error).message;
-      }
-      await sleep(200);
+    try {
+      await eventually('every running member healthy', () => this.etcdctl(['endpoint', 'health'], members.map((m) => m.clientURL)), timeoutMs);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${this.logs()}`);
     }
-    throw new Error(`cluster not healthy after ${timeoutMs} ms: ${last}\n${this.logs()}`);
   }
+
 
   /** The raft leader's name, as the members report it. */
   async leader(): Promise<string> {
@@ -164,9 +165,7 @@ export class TestCluster {
 
   /** `etcdctl endpoint status -w json`, with etcd's uint64 IDs kept exact (as decimal strings). */
   async endpointStatus(endpoints: string[] = this.endpoints): Promise<EtcdctlEndpointStatus[]> {
-    const out = await this.etcdctl(['endpoint', 'status', '-w', 'json'], endpoints);
-    // JSON.parse would round IDs above 2^53; quote them first.
-    return JSON.parse(out.replace(/"(member_id|cluster_id|leader)":(\d+)/g, '"$1":"$2"')) as EtcdctlEndpointStatus[];
+    return parseEndpointStatus(await this.etcdctl(['endpoint', 'status', '-w', 'json'], endpoints));
   }
 
   freeze(name: string): void {
@@ -237,13 +236,7 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
   while (Date.now() < deadline) {
     try {
       // One hung attempt (a call to a frozen or restarting member) must not eat the whole budget.
-      let timer: NodeJS.Timeout | undefined;
-      const v = await Promise.race([
-        check(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error('attempt still pending at the deadline')), Math.max(1, deadline - Date.now()));
-        }),
-      ]).finally(() => clearTimeout(timer));
+      const v = await withDeadline(`${what} (one attempt)`, Math.max(1, deadline - Date.now()), () => check());
       if (v !== undefined) return v;
     } catch (err) {
       lastError = err;

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { etcdFromConfigFile, type EtcdProcess } from '../../src/etcd/process.js';
 import type { InitializeBody } from '../../src/server/schemas.js';
-import { eventually, freePort, sleep } from './cluster.js';
+import { eventually, freePort, parseEndpointStatus, type EtcdctlEndpointStatus } from './cluster.js';
 
 const run = promisify(execFile);
 
@@ -256,6 +257,13 @@ export class ManagedCluster {
     return stdout;
   }
 
+  /** One member's `etcdctl endpoint status`. */
+  async endpointStatus(name: string): Promise<EtcdctlEndpointStatus> {
+    const [row] = parseEndpointStatus(await this.etcdctl(['endpoint', 'status', '-w', 'json'], [this.member(name).clientURL]));
+    if (!row) throw new Error(`etcdctl endpoint status: no row for ${name}`);
+    return row;
+  }
+
   /** The member list as etcd reports it (any answering endpoint). */
   async memberList(): Promise<{ ID: string; name: string; peerURLs: string[]; clientURLs?: string[]; isLearner?: boolean }[]> {
     const out = JSON.parse(await this.etcdctl(['member', 'list', '-w', 'json'])) as { members?: { ID: number | string; name: string; peerURLs: string[]; clientURLs?: string[]; isLearner?: boolean }[] };
@@ -306,7 +314,9 @@ export class ManagedCluster {
       }
       m.sidecar?.kill('SIGKILL');
     }
-    await sleep(100);
+    // Every killed process gone before its folder is removed (a sidecar writing its log would recreate it).
+    const alive = this.members.flatMap((m) => [m.sidecar, m.launcher]).filter((p): p is ChildProcess => p !== undefined && p.exitCode === null && p.signalCode === null);
+    await Promise.all(alive.map((p) => once(p, 'exit')));
     // EBS_TEST_KEEP_DIRS=1 keeps the logs, data dirs and store of a failed run for a look.
     if (process.env.EBS_TEST_KEEP_DIRS) console.log(`# kept ${this.dir}`);
     else rmSync(this.dir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { restorableChain, type Chain } from '../../src/snapshot/chain.js';
@@ -8,12 +8,24 @@ import { decodeDelta, type DeltaEvent } from '../../src/snapshot/delta.js';
 import type { SnapshotRef } from '../../src/snapshot/names.js';
 import { listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { LocalStore } from '../../src/snapstore/local.js';
+import { RESERVED_TMP_MARK } from '../../src/snapstore/names.js';
 import type { SnapStore } from '../../src/snapstore/types.js';
 import type { TestCluster } from './cluster.js';
 
 /** The store a test sidecar writes to (see `sidecarConfig`). */
 export function backupStore(cluster: TestCluster): LocalStore {
   return new LocalStore(join(cluster.dir, 'backups'));
+}
+
+/** Bytes of uploads in progress in a local store (its `.ebs-tmp-` files), 0 when none. */
+export function bytesBeingUploaded(cluster: TestCluster): number {
+  const dir = join(cluster.dir, 'backups');
+  if (!existsSync(dir)) return 0;
+  let bytes = 0;
+  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (e.isFile() && e.name.includes(RESERVED_TMP_MARK)) bytes += statSync(join(e.parentPath, e.name), { throwIfNoEntry: false })?.size ?? 0;
+  }
+  return bytes;
 }
 
 export async function readObject(store: SnapStore, s: SnapshotRef): Promise<Buffer> {

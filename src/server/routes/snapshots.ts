@@ -19,7 +19,16 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
 
   app.post(
     '/snapshot/full',
-    { schema: { summary: 'Take a full snapshot now', tags: ['snapshots'], response: { 201: SnapshotRecordBody, ...errors } }, preHandler: onLeader, config },
+    {
+      schema: {
+        summary: 'Take a full snapshot now',
+        description: 'Answers 201 with a full snapshot that started after the request arrived: while one runs, the request waits for it and gets the next one, which every request that arrived meanwhile shares.',
+        tags: ['snapshots'],
+        response: { 201: SnapshotRecordBody, ...errors },
+      },
+      preHandler: onLeader,
+      config,
+    },
     async (_req, reply) => reply.status(201).send(await api.takeFull()),
   );
 
