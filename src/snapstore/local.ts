@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DigestStream } from './digest.js';
+import { legacyMetaFile, metaFile, migrateLegacyMeta } from './local-meta.js';
 import { checkObjectName, checkPrefix, RESERVED_META_DIR, RESERVED_TMP_MARK } from './names.js';
 import {
   checkVersionedSize,
@@ -79,7 +80,7 @@ export class LocalStore implements SnapStore {
   }
 
   private metaPath(name: string): string {
-    return join(this.root, META_DIR, ...name.split('/')) + '.json';
+    return join(this.root, metaFile(name));
   }
 
   private tempPath(path: string): string {
@@ -174,11 +175,22 @@ export class LocalStore implements SnapStore {
   }
 
   private async readMeta(name: string): Promise<LocalMeta | undefined> {
+    for (const path of [this.metaPath(name), join(this.root, legacyMetaFile(name))]) {
+      try {
+        return JSON.parse(await readFile(path, 'utf8')) as LocalMeta;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return undefined;
+  }
+
+  /** Moves the checksums of an older release's layout where gardener's Local provider ignores them (see local-meta.ts). */
+  async migrateMeta(): Promise<number> {
     try {
-      return JSON.parse(await readFile(this.metaPath(name), 'utf8')) as LocalMeta;
+      return await migrateLegacyMeta(this.root);
     } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
+      throw this.fail(err, 'move checksums to the current layout');
     }
   }
 
@@ -260,6 +272,7 @@ export class LocalStore implements SnapStore {
     try {
       await rm(this.path(name), { force: true });
       await rm(this.metaPath(name), { force: true });
+      await rm(join(this.root, legacyMetaFile(name)), { force: true });
     } catch (err) {
       throw this.fail(err, `delete ${name}`);
     }

@@ -15,6 +15,7 @@ import { restoreDrill } from '../../src/restore/drill.js';
 import { restore, RestoreError, type RestoreOptions, type RestoreResult } from '../../src/restore/index.js';
 import type { Chain } from '../../src/snapshot/chain.js';
 import { LocalStore } from '../../src/snapstore/local.js';
+import { metaFile } from '../../src/snapstore/local-meta.js';
 import type { SnapStore } from '../../src/snapstore/types.js';
 import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
 import { capturingLogger, startTestSidecar } from '../helpers/sidecar.js';
@@ -447,7 +448,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     const victim = chain.links[0]?.delta;
     assert.ok(victim);
     const mixed = await damaged('mixed', (root) => {
-      const meta = join(root, '.ebs-meta', ...victim.name.split('/')) + '.json';
+      const meta = join(root, metaFile(victim.name));
       const record = JSON.parse(readFileSync(meta, 'utf8')) as { metadata: Record<string, string> };
       record.metadata['ebs-cluster-id'] = 'abc123';
       writeFileSync(meta, JSON.stringify(record));
