@@ -82,3 +82,28 @@ export async function assertChainRestores(store: SnapStore, chain: Chain, source
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** Starts etcd (PATH's, or `etcdBinary`) on a restored data dir with the identity the restore was given. */
+export async function startRestored(dir: string, name: string, peerURL: string, etcdBinary?: string): Promise<{ etcd: EtcdProcess; client: Etcd3 }> {
+  const clientURL = `http://127.0.0.1:${await freePort()}`;
+  const etcd = new EtcdProcess({
+    name,
+    dataDir: join(dir, 'data'),
+    listenClientUrls: [clientURL],
+    advertiseClientUrls: [clientURL],
+    listenPeerUrls: [peerURL],
+    initialAdvertisePeerUrls: [peerURL],
+    initialCluster: `${name}=${peerURL}`,
+    initialClusterState: 'new',
+    initialClusterToken: 'restored',
+    logFile: join(dir, 'etcd.log'),
+    // The restored leases get this long on promotion before the first can expire (and move the
+    // revision), as they would in the restored cluster: room for the checks that read them.
+    extraArgs: ['--election-timeout=5000', '--heartbeat-interval=100'],
+    ...(etcdBinary ? { etcdBinary } : {}),
+  });
+  etcd.start();
+  const client = new Etcd3({ hosts: [clientURL], grpcOptions: { 'grpc.max_receive_message_length': -1 } });
+  await eventually('restored etcd up', async () => (await client.maintenance.status().catch(() => undefined)) ?? undefined, 30_000);
+  return { etcd, client };
+}
