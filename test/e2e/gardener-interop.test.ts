@@ -38,8 +38,8 @@ function gardenerStore(home: string): { flags: string[]; root: string; url: stri
   return { flags: ['--storage-provider', 'Local', '--store-container', CONTAINER, '--store-prefix', PREFIX], root, url: `file://${root}` };
 }
 
-function runEtcdbrctl(home: string, args: string[]): ChildProcess & { output: () => string } {
-  const child = spawn(ETCDBRCTL, args, { env: { ...process.env, HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+function runEtcdbrctl(home: string, args: string[], env: Record<string, string> = {}): ChildProcess & { output: () => string } {
+  const child = spawn(ETCDBRCTL, args, { env: { ...process.env, ...env, HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
@@ -116,38 +116,57 @@ async function assertRestored(dir: string, name: string, peerURL: string, source
   }
 }
 
-describe('gardener writes (etcdbrctl snapshot), we read', { skip, timeout: 300_000 }, () => {
+describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000 }, () => {
   let cluster: TestCluster;
   let source: Etcd3;
   let work: string;
   let store: ReturnType<typeof gardenerStore>;
   let chain: Chain;
   let finalRevision: number;
-  /** A db of the source taken between two rounds of writes, with its revision. */
+  /** A db of the source taken between two rounds of writes after the final full snapshot, with its revision. */
   let midDb: string;
   let midRevision: number;
   const { log } = capturingLogger('info');
 
   before(async () => {
     ({ cluster, source, work, store } = await startSource());
-    // A full snapshot at start, deltas every second, no scheduled full snapshot or garbage
-    // collection while the test runs.
-    const gardener = runEtcdbrctl(work, [
-      'snapshot',
-      '--endpoints', cluster.endpoints.join(','),
-      ...store.flags,
-      '--delta-snapshot-period', '1s',
-      '--schedule', '0 0 1 1 *',
-      '--garbage-collection-period', '0s',
-      '--compress-snapshots', '--compression-policy', 'gzip',
-      '--snapstore-temp-directory', join(work, 'tmp'),
-    ]);
+    // gardener's server, as etcd-druid runs it beside one member: it reads that member's etcd
+    // config from ETCD_CONF and its name from POD_NAME. It becomes the backup leader of a
+    // single-member cluster, takes a full snapshot at start and deltas every second; no scheduled
+    // full snapshot or garbage collection runs while the test does.
+    const m = cluster.members[0] as TestCluster['members'][number];
+    const etcdConf = join(work, 'etcd.conf.yaml');
+    writeFileSync(etcdConf, `name: ${m.name}\ndata-dir: ${m.dataDir}\ninitial-cluster: ${m.name}=${m.peerURL}\n`);
+    const port = await freePort();
+    const gardener = runEtcdbrctl(
+      work,
+      [
+        'server',
+        '--endpoints', cluster.endpoints.join(','),
+        ...store.flags,
+        '--delta-snapshot-period', '1s',
+        '--schedule', '0 0 1 1 *',
+        '--garbage-collection-period', '0s',
+        '--compress-snapshots', '--compression-policy', 'gzip',
+        '--snapstore-temp-directory', join(work, 'tmp'),
+        '--server-port', String(port),
+        '--data-dir', m.dataDir,
+      ],
+      { ETCD_CONF: etcdConf, POD_NAME: m.name, POD_NAMESPACE: 'default' },
+    );
     try {
-      await eventually('gardener\'s full snapshot', async () => (await chainOf(store.root)).full, 30_000);
-      for (let round = 1; round <= 4; round++) {
+      await eventually('gardener\'s full snapshot', async () => (await chainOf(store.root)).full, 60_000);
+      for (let round = 1; round <= 5; round++) {
         await writeRound(source, round);
         await sleep(1_200);
+        // What etcd-druid asks for before it scales a cluster down: a full snapshot named `.final`.
         if (round === 2) {
+          const res = await fetch(`http://127.0.0.1:${port}/snapshot/full?final=true`);
+          assert.equal(res.status, 200, await res.clone().text());
+          const taken = (await res.json()) as { snapName: string; isFinal: boolean };
+          assert.ok(taken.isFinal && taken.snapName.endsWith('.gz.final'), taken.snapName);
+        }
+        if (round === 4) {
           midDb = join(work, 'mid.db');
           midRevision = await headRevision(source);
           await cluster.etcdctl(['snapshot', 'save', midDb]);
@@ -165,20 +184,22 @@ describe('gardener writes (etcdbrctl snapshot), we read', { skip, timeout: 300_0
       await exited(gardener);
     }
     assert.ok(chain.links.length >= 2, `only ${chain.links.length} deltas`);
+    assert.ok(chain.full?.final, `the chain starts at ${chain.full?.name}, not at the .final full snapshot`);
   });
 
   after(() => stopSource(cluster, source, work));
 
-  it('snapshots list reads every object gardener wrote (gzip) and its chain to the last revision', async () => {
+  it('snapshots list reads every object gardener wrote (gzip, .final) and its chain to the last revision', async () => {
     const r = await cli(['snapshots', 'list', '--store', store.url]);
     assert.equal(r.code, 0, r.stderr);
     const written = readdirSync(join(store.root, 'v2'));
     assert.ok(written.length >= 3);
     for (const f of written) {
-      assert.match(f, /\.gz$/, `${f} is not gzip`);
+      assert.match(f, /\.gz(\.final)?$/, `${f} is not gzip`);
       assert.ok(r.stdout.includes(`v2/${f}`), `${f} missing from the listing:\n${r.stdout}`);
     }
-    assert.match(r.stdout, new RegExp(`latest chain: .* restores to revision ${finalRevision} \\(contiguous\\)`));
+    const full = (chain.full as SnapshotRef).name.replace(/\./g, '\\.');
+    assert.match(r.stdout, new RegExp(`latest chain: ${full} \\+ ${chain.links.length} deltas, restores to revision ${finalRevision} \\(contiguous\\)`));
   });
 
   it('restore (CLI) restores every key, value, create and mod revision and version at gardener\'s last revision', async () => {
@@ -235,13 +256,13 @@ describe('gardener writes (etcdbrctl snapshot), we read', { skip, timeout: 300_0
   });
 
   it('#1044, deltas inside the full snapshot\'s db and more after it: those inside drop out instead of looking corrupt', async () => {
-    // A db taken after two rounds of writes under the name of gardener's first full snapshot: the
-    // deltas of the first rounds lie inside it, as when writes outpace the snapshot.
+    // A db taken two rounds after gardener's .final full snapshot, under that snapshot's name: the
+    // deltas of those rounds lie inside it, as when writes outpace the snapshot.
     const root = join(work, 'store-1044-inside');
     cpSync(store.root, root, { recursive: true });
     const full = chain.full as SnapshotRef;
     writeFileSync(join(root, ...full.name.split('/')), gzipSync(readFileSync(midDb)));
-    const inside = chain.links.filter((l) => l.delta.lastRevision < midRevision).length;
+    const inside = chain.links.filter((l) => l.delta.lastRevision <= midRevision).length;
     assert.ok(inside >= 1 && inside < chain.links.length, `the premise: ${inside} of ${chain.links.length} deltas end inside the db`);
     const dir = join(work, 'restore-1044-inside');
     const { result, peer } = await restoreFrom('store-1044-inside', dir);
