@@ -170,6 +170,9 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
           midDb = join(work, 'mid.db');
           midRevision = await headRevision(source);
           await cluster.etcdctl(['snapshot', 'save', midDb]);
+          // The store as it is now, for `etcdbrctl compact` (no write runs while it is copied, so
+          // gardener uploads nothing meanwhile).
+          cpSync(store.root, join(work, 'compact', PREFIX), { recursive: true });
         }
       }
       finalRevision = await headRevision(source);
@@ -269,6 +272,34 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
     assert.equal(result.fullRevision, midRevision);
     assert.equal(result.revision, finalRevision);
     assert.ok(result.deltasApplied <= chain.links.length - inside);
+    await assertRestored(dir, 'r1', peer, source, finalRevision);
+  });
+
+  it('deltas after a compaction: the full snapshot `etcdbrctl compact` uploads last starts the chain, the deltas beyond it follow', async () => {
+    const root = join(work, 'compact', PREFIX);
+    const before = new Set(readdirSync(join(root, 'v2')));
+    const compactor = runEtcdbrctl(work, [
+      'compact',
+      '--storage-provider', 'Local', '--store-container', 'compact', '--store-prefix', PREFIX,
+      '--data-dir', join(work, 'compact-data'),
+      '--restoration-temp-snapshots-dir', join(work, 'compact-restoration.tmp'),
+      '--snapstore-temp-directory', join(work, 'tmp'),
+      '--embedded-etcd-quota-bytes', String(1 << 30),
+    ]);
+    assert.equal(await exited(compactor), 0, compactor.output().slice(-3000));
+    const compacted = snapshotsIn(root).filter((s) => !before.has(s.name.slice('v2/'.length)));
+    assert.equal(compacted.length, 1, `compact uploaded ${compacted.map((s) => s.name).join(', ')}`);
+    const full = compacted[0] as SnapshotRef;
+    assert.equal(full.kind, 'full');
+    // The live snapshotter's deltas past the compacted revision, all uploaded before it.
+    const beyond = chain.links.map((l) => l.delta).filter((d) => d.lastRevision > full.lastRevision);
+    assert.ok(beyond.length >= 1 && beyond.every((d) => d.createdAt.getTime() <= full.createdAt.getTime()), 'the premise: deltas beyond the compacted snapshot, uploaded before it');
+    for (const d of beyond) cpSync(join(store.root, ...d.name.split('/')), join(root, ...d.name.split('/')));
+
+    const dir = join(work, 'restore-compacted');
+    const { result, peer } = await restoreFrom(join('compact', PREFIX), dir);
+    assert.equal(result.fullSnapshot, full.name);
+    assert.equal(result.revision, finalRevision);
     await assertRestored(dir, 'r1', peer, source, finalRevision);
   });
 
