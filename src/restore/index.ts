@@ -16,7 +16,7 @@ import type { SnapshotRef } from '../snapshot/names.js';
 import { listSnapshots } from '../snapshot/snapshotter.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { clusterIdsOf, DeltaPrefetcher, fetchFullSnapshot } from './fetch.js';
-import { chainClusterId, liveKeyChange, planRestore, RestoreError, revisionBatches, type RevisionBatch } from './plan.js';
+import { chainClusterId, liveKeyChange, planFromFullDb, planRestore, RestoreError, revisionBatches, type RevisionBatch } from './plan.js';
 import { makeWorkDir, removeStaleWorkDirs } from './scratch.js';
 import { finishInterruptedSwap, isMissingOrEmpty, partDir, swapIn } from './swap.js';
 
@@ -124,7 +124,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const target: { toRevision?: number; toTime?: Date } = {};
   if (opts.toRevision !== undefined) target.toRevision = opts.toRevision;
   if (opts.toTime !== undefined) target.toTime = opts.toTime;
-  const plan = planRestore(await listSnapshots(store), target);
+  const listing = await listSnapshots(store);
+  let plan = planRestore(listing, target);
   const refs: SnapshotRef[] = [plan.full, ...plan.links.map((l) => l.delta)];
   const clusterId = chainClusterId(await clusterIdsOf(store, refs), opts.expectClusterId);
   log.info({ full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId, etcd: tools.etcd, restoreTool: snapshotRestoreTool(tools) }, 'restore planned');
@@ -153,6 +154,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     timings.fetchFullMs = performance.now() - t;
     progress.fullRevision = full.revision;
     progress.revision = full.revision;
+    plan = planFromFullDb(listing, plan.full, full.revision, target);
+    progress.targetRevision = plan.targetRevision;
+    progress.deltasTotal = plan.links.length;
     checkAborted(signal);
     if (full.revision > plan.targetRevision) {
       throw new RestoreError('target_not_covered', `${plan.full.name} holds revision ${full.revision}, past the target ${plan.targetRevision}`);

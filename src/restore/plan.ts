@@ -75,7 +75,29 @@ export function planRestore(listing: readonly SnapshotRef[], target: RestoreTarg
     const what = toRevision !== undefined ? `revision ${toRevision}` : `time ${toTime?.toISOString()}`;
     throw new RestoreError('target_not_covered', `no full snapshot at or before ${what}; the oldest is ${oldest.name} (revision ${oldest.lastRevision})`);
   }
-  const full = latestFull(eligible) as SnapshotRef;
+  return planFrom(listing, latestFull(eligible) as SnapshotRef, target);
+}
+
+/**
+ * The plan again once the full snapshot's db has been read, from the revision inside it. gardener
+ * names a full snapshot after a revision it reads before asking etcd for the snapshot (its bug
+ * #1044), so the db can hold later revisions than the name says: the chain then starts at the db's
+ * revision, deltas the db already holds drop out, and the delta that overlaps it applies only its
+ * later revisions. Without this, a chain of such a full snapshot alone restored short of the db
+ * (`target_not_covered`), and one with a delta inside the db's revisions looked `corrupt`.
+ */
+export function planFromFullDb(listing: readonly SnapshotRef[], full: SnapshotRef, dbRevision: number, target: RestoreTarget = {}): RestorePlan {
+  if (dbRevision < full.lastRevision) throw new RestoreError('corrupt', `${full.name} is named for revision ${full.lastRevision} but the db inside holds revision ${dbRevision}`);
+  const { toRevision } = target;
+  if (toRevision !== undefined && dbRevision > toRevision) {
+    throw new RestoreError('target_not_covered', `${full.name} is named for revision ${full.lastRevision} but holds revision ${dbRevision}, past the target ${toRevision}`);
+  }
+  return planFrom(listing, { ...full, lastRevision: dbRevision }, target);
+}
+
+/** The chain from one full snapshot, cut to the target. */
+function planFrom(listing: readonly SnapshotRef[], full: SnapshotRef, target: RestoreTarget): RestorePlan {
+  const { toRevision, toTime } = target;
   const chain = restorableChain(listing, full);
 
   if (toRevision !== undefined) {

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Type, type Static } from '@sinclair/typebox';
 import { parseJson } from '../json.js';
 import { DigestStream } from './digest.js';
+import { legacyMetaFile, metaFile, migrateLegacyMeta } from './local-meta.js';
 import { checkObjectName, checkPrefix, RESERVED_META_DIR, RESERVED_TMP_MARK } from './names.js';
 import {
   checkVersionedSize,
@@ -78,7 +79,7 @@ export class LocalStore implements SnapStore {
   }
 
   private metaPath(name: string): string {
-    return join(this.root, META_DIR, ...name.split('/')) + '.json';
+    return join(this.root, metaFile(name));
   }
 
   private tempPath(path: string): string {
@@ -173,16 +174,28 @@ export class LocalStore implements SnapStore {
   }
 
   private async readMeta(name: string): Promise<LocalMeta | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.metaPath(name), 'utf8');
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
+    for (const path of [this.metaPath(name), join(this.root, legacyMetaFile(name))]) {
+      let text: string;
+      try {
+        text = await readFile(path, 'utf8');
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        throw err;
+      }
+      const parsed = parseJson(LocalMetaSchema, text);
+      if (!parsed.ok) throw new StoreError('failed', this.url, `${name}: its metadata file is unreadable (${parsed.problem}); the object cannot be verified`);
+      return parsed.value;
     }
-    const parsed = parseJson(LocalMetaSchema, text);
-    if (!parsed.ok) throw new StoreError('failed', this.url, `${name}: its metadata file is unreadable (${parsed.problem}); the object cannot be verified`);
-    return parsed.value;
+    return undefined;
+  }
+
+  /** Moves the checksums of an older release's layout where gardener's Local provider ignores them (see local-meta.ts). */
+  async migrateMeta(): Promise<number> {
+    try {
+      return await migrateLegacyMeta(this.root);
+    } catch (err) {
+      throw this.fail(err, 'move checksums to the current layout');
+    }
   }
 
   async get(name: string, opts: { signal?: AbortSignal } = {}): Promise<Readable> {
@@ -263,6 +276,7 @@ export class LocalStore implements SnapStore {
     try {
       await rm(this.path(name), { force: true });
       await rm(this.metaPath(name), { force: true });
+      await rm(join(this.root, legacyMetaFile(name)), { force: true });
     } catch (err) {
       throw this.fail(err, `delete ${name}`);
     }

@@ -33,6 +33,7 @@ export async function openStore(config: Config): Promise<SnapStore> {
     await mkdir(root, { recursive: true });
     const store = new LocalStore(root);
     await store.removeLeftovers();
+    await store.migrateMeta();
     return store;
   }
   // Each cloud SDK costs 20+ MB of memory once loaded: load only the one this store needs.

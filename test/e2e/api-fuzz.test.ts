@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
+import { metaFile } from '../../src/snapstore/local-meta.js';
 import { folderDigests } from '../helpers/files.js';
 import { eventually, TestCluster } from '../helpers/cluster.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
@@ -33,7 +34,7 @@ interface Answer {
 const TRAVERSALS = ['../../../../etc/passwd', '..%2f..%2fetc%2fpasswd', '%2e%2e/%2e%2e/etc/passwd', '/etc/passwd', '.ebs-meta/x', 'v2/..\\..\\x', '\u0000', 'a'.repeat(5000), '....//....//', '%00', '${jndi:ldap://x}', "'; DROP TABLE x; --"];
 
 /** The store's snapshots and their metadata; heartbeats (members/) change every period by design. */
-const storeTree = (dir: string): Record<string, string> => Object.fromEntries(Object.entries(folderDigests(dir)).filter(([name]) => !name.startsWith('members/') && !name.startsWith('.ebs-meta/members/')));
+const storeTree = (dir: string): Record<string, string> => Object.fromEntries(Object.entries(folderDigests(dir)).filter(([name]) => !name.startsWith('members/') && !name.startsWith(`${dirname(metaFile('members/m'))}/`)));
 
 function fill(path: string, value: string): string {
   return path.replace(/\{[^}]+\}/g, encodeURIComponent(value));

@@ -12,6 +12,7 @@ import { memberIdHex } from '../../src/etcd/members.js';
 import { EtcdProcess } from '../../src/etcd/process.js';
 import { WalReader } from '../../src/etcd/wal.js';
 import { eventually, freePort, TestCluster, type TestMember } from '../helpers/cluster.js';
+import { loneMember } from '../helpers/replay.js';
 
 const run = promisify(execFile);
 
@@ -70,19 +71,7 @@ async function startOn(dataDir: string, name: string, logDir: string): Promise<{
   const [client, peer] = [await freePort(), await freePort()];
   const clientURL = `http://127.0.0.1:${client}`;
   const peerURL = `http://127.0.0.1:${peer}`;
-  const etcd = new EtcdProcess({
-    name,
-    dataDir,
-    listenClientUrls: [clientURL],
-    advertiseClientUrls: [clientURL],
-    listenPeerUrls: [peerURL],
-    initialAdvertisePeerUrls: [peerURL],
-    initialCluster: `${name}=${peerURL}`,
-    initialClusterState: 'new',
-    initialClusterToken: 'ebs-test',
-    logFile: join(logDir, `${name}-on-copy.log`),
-    extraArgs: ['--log-level=warn'],
-  });
+  const etcd = new EtcdProcess({ ...loneMember({ name, dataDir, clientURL, peerURL, token: 'ebs-test', logFile: join(logDir, `${name}-on-copy.log`) }), extraArgs: ['--log-level=warn'] });
   etcd.start();
   try {
     const probe = async (): Promise<{ revision: number }> => {

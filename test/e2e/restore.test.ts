@@ -15,8 +15,10 @@ import { restoreDrill } from '../../src/restore/drill.js';
 import { restore, RestoreError, type RestoreOptions, type RestoreResult } from '../../src/restore/index.js';
 import type { Chain } from '../../src/snapshot/chain.js';
 import { LocalStore } from '../../src/snapstore/local.js';
+import { metaFile } from '../../src/snapstore/local-meta.js';
 import type { SnapStore } from '../../src/snapstore/types.js';
 import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
+import { startRestored } from '../helpers/replay.js';
 import { capturingLogger, startTestSidecar } from '../helpers/sidecar.js';
 import { backupStore, currentChain, readDelta } from '../helpers/snapshots.js';
 
@@ -59,30 +61,6 @@ class SlowDeltaStore {
       },
     });
   }
-}
-
-/** Starts etcd on a restored data dir with the identity the restore was given. */
-async function startRestored(dir: string, name: string, peerURL: string): Promise<{ etcd: EtcdProcess; client: Etcd3 }> {
-  const clientURL = `http://127.0.0.1:${await freePort()}`;
-  const etcd = new EtcdProcess({
-    name,
-    dataDir: join(dir, 'data'),
-    listenClientUrls: [clientURL],
-    advertiseClientUrls: [clientURL],
-    listenPeerUrls: [peerURL],
-    initialAdvertisePeerUrls: [peerURL],
-    initialCluster: `${name}=${peerURL}`,
-    initialClusterState: 'new',
-    initialClusterToken: 'restored',
-    logFile: join(dir, 'etcd.log'),
-    // The restored leases get this long on promotion before the first can expire (and move the
-    // revision), as they would in the restored cluster: room for the checks that read them.
-    extraArgs: ['--election-timeout=5000', '--heartbeat-interval=100'],
-  });
-  etcd.start();
-  const client = new Etcd3({ hosts: [clientURL], grpcOptions: { 'grpc.max_receive_message_length': -1 } });
-  await eventually('restored etcd up', async () => (await client.maintenance.status().catch(() => undefined)) ?? undefined, 30_000);
-  return { etcd, client };
 }
 
 describe('restore from a chain written by a live sidecar', { timeout: 300_000 }, () => {
@@ -447,7 +425,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     const victim = chain.links[0]?.delta;
     assert.ok(victim);
     const mixed = await damaged('mixed', (root) => {
-      const meta = join(root, '.ebs-meta', ...victim.name.split('/')) + '.json';
+      const meta = join(root, metaFile(victim.name));
       const record = JSON.parse(readFileSync(meta, 'utf8')) as { metadata: Record<string, string> };
       record.metadata['ebs-cluster-id'] = 'abc123';
       writeFileSync(meta, JSON.stringify(record));

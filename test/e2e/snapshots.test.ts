@@ -13,6 +13,7 @@ import { takeFullSnapshot } from '../../src/snapshot/full.js';
 import { listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { SnapshotIntegrityError } from '../../src/snapshot/verify.js';
 import { LocalStore } from '../../src/snapstore/local.js';
+import { metaFile } from '../../src/snapstore/local-meta.js';
 import { createEtcdClient } from '../../src/etcd/client.js';
 import { etcdTools } from '../../src/etcd/tools.js';
 import { createLogger } from '../../src/logger.js';
@@ -270,7 +271,7 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
     const older = latest.name.replace(/-(\d+)(\.gz)?$/, (_, secs: string, gz = '') => `-${Number(secs) - 7200}${gz}`);
     const root = join(cluster.dir, 'backups');
     renameSync(join(root, latest.name), join(root, older));
-    renameSync(join(root, '.ebs-meta', `${latest.name}.json`), join(root, '.ebs-meta', `${older}.json`));
+    renameSync(join(root, metaFile(latest.name)), join(root, metaFile(older)));
     const fullCount = async (): Promise<number> => (await listSnapshots(store)).filter((s) => s.kind === 'full').length;
     const before = await fullCount();
     const hourly = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always' });

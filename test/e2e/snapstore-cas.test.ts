@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { LocalStore, MAX_VERSIONED_BYTES, probeConditionalWrites, StoreError, type ConditionalWriteProbe, type SnapStore } from '../../src/snapstore/index.js';
+import { metaFile } from '../../src/snapstore/local-meta.js';
 import { gcsFixture, hasMotoServer, localFixture, motoFixture, s3Fixture, sha256Of, type StoreFixture } from '../helpers/store-fixtures.js';
 
 // Conditional writes (compare-and-swap), one contract for every provider. A store that ignores the
@@ -454,7 +455,7 @@ describe('local store: lock recovery', () => {
     const store = new LocalStore(root);
     const v1 = await store.putIfVersion('torn/claim', json({ epoch: 1 }), undefined);
     // What a crash between the two renames leaves: the next write's meta beside the old object.
-    const metaPath = join(root, '.ebs-meta', 'torn', 'claim.json');
+    const metaPath = join(root, metaFile('torn/claim'));
     const { createHash } = await import('node:crypto');
     const next = json({ epoch: 2 });
     writeFileSync(metaPath, JSON.stringify({ sha256: createHash('sha256').update(next).digest('hex'), size: next.length, metadata: {}, version: 'v2-never-acknowledged' }));

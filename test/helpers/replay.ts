@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3, type IKeyValue } from 'etcd3';
 import { snapshotRestore } from '../../src/etcd/etcdctl.js';
-import { EtcdProcess } from '../../src/etcd/process.js';
+import { EtcdProcess, type EtcdMemberSpec } from '../../src/etcd/process.js';
 import type { Chain } from '../../src/snapshot/chain.js';
 import type { DeltaEvent } from '../../src/snapshot/delta.js';
 import type { SnapStore } from '../../src/snapstore/types.js';
@@ -31,6 +31,22 @@ export async function keyspaceAt(client: Etcd3, revision: number): Promise<KeySt
   return state((await client.getAll().revision(revision).exec()).kvs);
 }
 
+/** etcd as the only member of a new cluster, serving clients and peers on the given loopback URLs. */
+export function loneMember(m: { name: string; dataDir: string; clientURL: string; peerURL: string; token: string; logFile: string }): EtcdMemberSpec {
+  return {
+    name: m.name,
+    dataDir: m.dataDir,
+    listenClientUrls: [m.clientURL],
+    advertiseClientUrls: [m.clientURL],
+    listenPeerUrls: [m.peerURL],
+    initialAdvertisePeerUrls: [m.peerURL],
+    initialCluster: `${m.name}=${m.peerURL}`,
+    initialClusterState: 'new',
+    initialClusterToken: m.token,
+    logFile: m.logFile,
+  };
+}
+
 /**
  * The test's own proof that a chain restores: `etcdctl snapshot restore` of the full snapshot, a
  * throwaway etcd on it, each delta revision replayed as one transaction (so revisions stay aligned
@@ -45,18 +61,7 @@ export async function assertChainRestores(store: SnapStore, chain: Chain, source
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const peerURL = `http://127.0.0.1:${peerPort}`;
   const clientURL = `http://127.0.0.1:${clientPort}`;
-  const etcd = new EtcdProcess({
-    name: 'replay',
-    dataDir: join(dir, 'data'),
-    listenClientUrls: [clientURL],
-    advertiseClientUrls: [clientURL],
-    listenPeerUrls: [peerURL],
-    initialAdvertisePeerUrls: [peerURL],
-    initialCluster: `replay=${peerURL}`,
-    initialClusterState: 'new',
-    initialClusterToken: 'replay',
-    logFile: join(dir, 'etcd.log'),
-  });
+  const etcd = new EtcdProcess(loneMember({ name: 'replay', dataDir: join(dir, 'data'), clientURL, peerURL, token: 'replay', logFile: join(dir, 'etcd.log') }));
   const client = new Etcd3({ hosts: [clientURL], grpcOptions: { 'grpc.max_receive_message_length': -1 } });
   try {
     const file = join(dir, 'full.db');
@@ -81,4 +86,20 @@ export async function assertChainRestores(store: SnapStore, chain: Chain, source
     await etcd.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Starts etcd (PATH's, or `etcdBinary`) on a restored data dir with the identity the restore was given. */
+export async function startRestored(dir: string, name: string, peerURL: string, etcdBinary?: string): Promise<{ etcd: EtcdProcess; client: Etcd3 }> {
+  const clientURL = `http://127.0.0.1:${await freePort()}`;
+  const etcd = new EtcdProcess({
+    ...loneMember({ name, dataDir: join(dir, 'data'), clientURL, peerURL, token: 'restored', logFile: join(dir, 'etcd.log') }),
+    // The restored leases get this long on promotion before the first can expire (and move the
+    // revision), as they would in the restored cluster: room for the checks that read them.
+    extraArgs: ['--election-timeout=5000', '--heartbeat-interval=100'],
+    ...(etcdBinary ? { etcdBinary } : {}),
+  });
+  etcd.start();
+  const client = new Etcd3({ hosts: [clientURL], grpcOptions: { 'grpc.max_receive_message_length': -1 } });
+  await eventually('restored etcd up', async () => (await client.maintenance.status().catch(() => undefined)) ?? undefined, 30_000);
+  return { etcd, client };
 }

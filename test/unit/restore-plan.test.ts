@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { DeltaEvent } from '../../src/snapshot/delta.js';
-import { snapshotName, type SnapshotRef } from '../../src/snapshot/names.js';
-import { chainClusterId, liveKeyChange, planRestore, RestoreError, revisionBatches } from '../../src/restore/plan.js';
+import { parseSnapshotName, snapshotName, type SnapshotRef } from '../../src/snapshot/names.js';
+import { chainClusterId, liveKeyChange, planFromFullDb, planRestore, RestoreError, revisionBatches } from '../../src/restore/plan.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
@@ -89,6 +89,109 @@ describe('planRestore', () => {
         }
       }),
     );
+  });
+});
+
+/** A name exactly as gardener's snapshotter writes it (Kind-%08d-%08d-<unix><suffix>[.final]). */
+function gardener(name: string): SnapshotRef {
+  const r = parseSnapshotName(`v2/${name}`);
+  assert.ok(r, `${name} does not parse`);
+  return r;
+}
+
+/** The revisions a plan applies, as the replay would: each link's events from the deltas' names, minus what is already applied. */
+function appliedRevisions(plan: ReturnType<typeof planRestore>): number[] {
+  const out: number[] = [];
+  let after = plan.full.lastRevision;
+  for (const l of plan.links) {
+    const events = Array.from({ length: l.delta.lastRevision - l.delta.startRevision + 1 }, (_, i) => ev(l.delta.startRevision + i));
+    const cut = revisionBatches(l.delta.name, events, l.skipThrough, after, plan.targetRevision);
+    for (const b of cut.batches) out.push(b.revision);
+    after = out[out.length - 1] ?? after;
+    if (cut.reachedTarget) break;
+  }
+  return out;
+}
+
+describe("gardener's naming faults", () => {
+  // #1044: the name's revision is read before the snapshot is taken; writes in between land in the db.
+  it('#1044 with no delta after it: the restore reaches the revision inside the db, not the one in the name', () => {
+    const listing = [gardener('Full-00000000-00000008-1700000000.gz')];
+    const byName = planRestore(listing);
+    assert.equal(byName.targetRevision, 8);
+    const byDb = planFromFullDb(listing, byName.full, 11);
+    assert.equal(byDb.targetRevision, 11);
+    assert.equal(byDb.full.name, byName.full.name);
+    assert.deepEqual(byDb.links, []);
+  });
+
+  it('#1044 with deltas inside the db: they drop out, and the one reaching past it applies only its later revisions', () => {
+    // gardener's watch starts after the name's revision, so its first deltas repeat what the db holds.
+    const listing = [gardener('Full-00000000-00000008-1700000000.gz'), gardener('Incr-00000009-00000010-1700000002.gz'), gardener('Incr-00000011-00000011-1700000004.gz'), gardener('Incr-00000012-00000015-1700000006.gz')];
+    const byName = planRestore(listing);
+    assert.equal(byName.links.length, 3);
+    const byDb = planFromFullDb(listing, byName.full, 11);
+    assert.deepEqual(byDb.links.map((l) => [l.delta.startRevision, l.skipThrough]), [[12, 11]]);
+    assert.equal(byDb.targetRevision, 15);
+    assert.deepEqual(appliedRevisions(byDb), [12, 13, 14, 15]);
+  });
+
+  it('#1044 with the first delta overlapping the db: applied from the revision after the db', () => {
+    const listing = [gardener('Full-00000000-00000008-1700000000.gz'), gardener('Incr-00000009-00000014-1700000002.gz')];
+    const byDb = planFromFullDb(listing, planRestore(listing).full, 11);
+    assert.deepEqual(byDb.links.map((l) => l.skipThrough), [11]);
+    assert.deepEqual(appliedRevisions(byDb), [12, 13, 14]);
+  });
+
+  it('#1044 and a target: a target the db is already past is refused, one after it is reached', () => {
+    const listing = [gardener('Full-00000000-00000008-1700000000.gz'), gardener('Incr-00000009-00000014-1700000002.gz')];
+    const full = planRestore(listing, { toRevision: 9 }).full;
+    refused(() => planFromFullDb(listing, full, 11, { toRevision: 9 }), 'target_not_covered', /named for revision 8 but holds revision 11, past the target 9/);
+    const plan = planFromFullDb(listing, full, 11, { toRevision: 13 });
+    assert.equal(plan.targetRevision, 13);
+    assert.deepEqual(appliedRevisions(plan), [12, 13]);
+    refused(() => planFromFullDb(listing, full, 7), 'corrupt', /holds revision 7/);
+  });
+
+  it('a .final full snapshot (written when gardener stops) starts the chain the next leader continues', () => {
+    for (const suffix of ['.gz.final', '.final']) {
+      const final = gardener(`Full-00000000-00000020-1700000100${suffix}`);
+      assert.equal(final.final, true);
+      assert.equal(final.compression, suffix === '.final' ? 'none' : 'gzip');
+      const listing = [gardener('Full-00000000-00000010-1700000000.gz'), gardener('Incr-00000011-00000020-1700000050.gz'), final, gardener('Incr-00000021-00000025-1700000200.gz')];
+      const plan = planRestore(listing);
+      assert.equal(plan.full.name, final.name);
+      assert.deepEqual(appliedRevisions(plan), [21, 22, 23, 24, 25]);
+    }
+  });
+
+  it('a first delta that starts below the full snapshot: only its revisions after the full apply', () => {
+    const listing = [gardener('Full-00000000-00000010-1700000000.gz'), gardener('Incr-00000005-00000013-1700000002.gz'), gardener('Incr-00000014-00000016-1700000004.gz')];
+    const plan = planRestore(listing);
+    assert.deepEqual(plan.links.map((l) => l.skipThrough), [10, 13]);
+    assert.deepEqual(appliedRevisions(plan), [11, 12, 13, 14, 15, 16]);
+  });
+
+  it('deltas after a compaction: the compacted full snapshot, uploaded after deltas that go past it, starts the chain by revision, not by time', () => {
+    // `etcdbrctl compact` restores the chain, compacts it and uploads a full snapshot at the chain's
+    // last revision; the live snapshotter's deltas after that revision may carry earlier times.
+    const compacted = gardener('Full-00000000-00000030-1700000900.gz');
+    const listing = [
+      gardener('Full-00000000-00000010-1700000000.gz'),
+      gardener('Incr-00000011-00000020-1700000100.gz'),
+      gardener('Incr-00000021-00000030-1700000200.gz'),
+      gardener('Incr-00000031-00000040-1700000300.gz'),
+      compacted,
+      gardener('Incr-00000041-00000050-1700001000.gz'),
+    ];
+    const plan = planRestore(listing);
+    assert.equal(plan.full.name, compacted.name);
+    assert.deepEqual(plan.links.map((l) => l.delta.startRevision), [31, 41]);
+    assert.equal(plan.targetRevision, 50);
+    // A restore to a revision the compaction removed from history starts from the older full snapshot.
+    const older = planRestore(listing, { toRevision: 25 });
+    assert.equal(older.full.lastRevision, 10);
+    assert.deepEqual(appliedRevisions(older), Array.from({ length: 15 }, (_, i) => 11 + i));
   });
 });
 
