@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, type WriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -10,6 +10,15 @@ import type { InitializeBody } from '../../src/server/schemas.js';
 import { eventually, freePort, parseEndpointStatus, type EtcdctlEndpointStatus } from './cluster.js';
 
 const run = promisify(execFile);
+
+/**
+ * A member's log file, appended to. A process started by a step still running when its test ended
+ * (a Promise.all that one failure cut short) may open it after stop() removed the folder: that must
+ * not crash the test runner with an uncaught ENOENT.
+ */
+function memberLog(file: string): WriteStream {
+  return createWriteStream(file, { flags: 'a' }).on('error', () => {});
+}
 
 /** Debian's libfaketime (package faketime), or undefined when it is not installed. */
 export function faketimeLibrary(): string | undefined {
@@ -130,7 +139,7 @@ export class ManagedCluster {
       Object.assign(env, { LD_PRELOAD: lib, FAKETIME: skew });
     }
     const child = spawn(process.execPath, ['dist/cli.js', 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const log = createWriteStream(join(m.dir, 'sidecar.log'), { flags: 'a' });
+    const log = memberLog(join(m.dir, 'sidecar.log'));
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     process.once('exit', () => child.kill('SIGKILL'));
@@ -229,7 +238,7 @@ export class ManagedCluster {
     await this.startSidecar(name, { 'etcd-config-file': configFile, ...extra });
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_')));
     const child = spawn(process.execPath, ['dist/cli.js', 'run-etcd', '--listen', `127.0.0.1:${m.apiPort}`, '--etcd-config-file', configFile, '--poll', '500'], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const log = createWriteStream(join(m.dir, 'etcd.log'), { flags: 'a' });
+    const log = memberLog(join(m.dir, 'etcd.log'));
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     process.once('exit', () => {
