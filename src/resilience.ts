@@ -23,9 +23,9 @@ export class DeadlineError extends Error {
  */
 export async function withDeadline<T>(what: string, ms: number, fn: (signal: AbortSignal) => PromiseLike<T>): Promise<T> {
   try {
-    return await timeout(ms, TimeoutStrategy.Aggressive)
-      .dangerouslyUnref()
-      .execute(({ signal }) => fn(signal));
+    // A referenced timer: whoever awaits a deadline expects it to end, even in a process with
+    // nothing else to do (a CLI command, a test); cockatiel clears it when fn settles first.
+    return await timeout(ms, TimeoutStrategy.Aggressive).execute(({ signal }) => fn(signal));
   } catch (err) {
     if (err instanceof TaskCancelledError) throw new DeadlineError(what, ms);
     throw err;
@@ -70,7 +70,9 @@ export async function retryWithBackoff<T>(fn: (attempt: number) => PromiseLike<T
       maxAttempts: o.maxAttempts === undefined ? Number.POSITIVE_INFINITY : Math.max(0, o.maxAttempts - 1),
       backoff: new ExponentialBackoff({ initialDelay: o.initialDelayMs, maxDelay: o.maxDelayMs }),
     },
-  ).dangerouslyUnref();
+  )
+    // Pauses between attempts last up to maxDelayMs; a stopped sidecar must not linger for them.
+    .dangerouslyUnref();
   try {
     return await policy.execute(async () => {
       attempt++;
@@ -87,19 +89,4 @@ export async function retryWithBackoff<T>(fn: (attempt: number) => PromiseLike<T
     if (err instanceof TaskCancelledError && lastError) throw lastError;
     throw err;
   }
-}
-
-/** A pause that ends early, without error, when `signal` aborts. */
-export function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    timer.unref();
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

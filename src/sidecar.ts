@@ -79,7 +79,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   } catch (err) {
     etcd.close();
     await store.close();
-    throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`);
+    throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`, { cause: err });
   }
   monitor.start();
   storeProbe.start();

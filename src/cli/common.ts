@@ -41,8 +41,10 @@ function orExitOnConfigError<T>(step: () => T): T {
   }
 }
 
-export function load(cmd: Command, requireMember: boolean): ReturnType<typeof loadConfig> {
-  return orExitOnConfigError(() => loadConfig({ flags: givenFlags(cmd), env: process.env, requireMember }));
+/** The settings of a command: none required, a whole member's (`serve`), or a member's identity without client URLs (`restore`). */
+export function load(cmd: Command, requires: boolean | 'member-identity'): ReturnType<typeof loadConfig> {
+  const requireMember = requires !== false;
+  return orExitOnConfigError(() => loadConfig({ flags: givenFlags(cmd), env: process.env, requireMember, requireClientUrls: requires === true }));
 }
 
 export function secretsOrExit(config: Parameters<typeof loadSecrets>[0]): ReturnType<typeof loadSecrets> {

@@ -2,7 +2,8 @@ import type { RestoreProgress } from '../restore/index.js';
 
 /** A one-line progress bar on a terminal's stderr; nothing when stderr is not a terminal (logs carry the progress). */
 export function progressBar(): { update: (p: RestoreProgress) => void; done: () => void } {
-  const tty = process.stderr.isTTY === true;
+  // Undefined (falsy) when stderr is a pipe or a file, whatever the type says.
+  const tty = process.stderr.isTTY;
   let shown = false;
   let last = 0;
   return {

@@ -13,7 +13,7 @@ export function restoreCommand(root: Command): void {
     .addOption(new Option('--replace-existing', 'replace a non-empty --data-dir (atomically, once the restore is complete)'))
     .addOption(new Option('--expect-cluster-id <hex>', 'refuse backups of another cluster'))
     .action(async (opts: { toRevision?: string; toTime?: string; replaceExisting?: boolean; expectClusterId?: string }, cmd: Command) => {
-      const { config } = load(cmd, true);
+      const { config } = load(cmd, 'member-identity');
       const log = createLogger(config.logLevel);
       let toRevision: number | undefined;
       let toTime: Date | undefined;

@@ -12,13 +12,14 @@ export function runEtcdCommand(root: Command): void {
       const { config } = load(cmd, false);
       const log = createLogger(config.logLevel, process.stderr).child({ part: 'run-etcd' });
       if (!config.etcdConfigFile) fail('run-etcd needs --etcd-config-file: where etcd reads its config', 2);
+      const { apiToken } = secretsOrExit(config);
       const abort = new AbortController();
       // etcd gets SIGTERM from the launcher, never from the container runtime directly.
       process.once('SIGTERM', () => abort.abort());
       process.once('SIGINT', () => abort.abort());
       const code = await runEtcd({
         sidecarURL: localSidecarURL(config),
-        ...(secretsOrExit(config).apiToken ? { token: secretsOrExit(config).apiToken as string } : {}),
+        ...(apiToken ? { token: apiToken } : {}),
         configFile: config.etcdConfigFile,
         etcdBinary: etcdTools(config.etcdBinDir || undefined).etcd,
         pollMs: Number(opts.poll),

@@ -166,7 +166,7 @@ export class HeartbeatWriter {
         return {};
       }
       // Writing now would erase a record that could not be read (the store failed): skip this beat.
-      throw new Error(`previous heartbeat unreadable: ${(err as Error).message}`);
+      throw new Error(`previous heartbeat unreadable: ${(err as Error).message}`, { cause: err });
     }
   }
 

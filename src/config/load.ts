@@ -31,7 +31,15 @@ export interface ConfigInput {
   env: Record<string, string | undefined>;
   /** Enforce the settings `serve` needs. */
   requireMember: boolean;
+  /**
+   * A member's identity without its client side: what `restore` needs, exactly etcdutl's flags
+   * (name, data dir, initial cluster, its token and peer URLs). Default: what requireMember says.
+   */
+  requireClientUrls?: boolean;
 }
+
+/** Settings a member needs only where it serves clients; a restore writes a data dir and serves nobody. */
+const CLIENT_SIDE = new Set(['advertise-client-urls']);
 
 const BY_FLAG = new Map<string, OptionSpec>(SPECS.map((o) => [o.flag, o]));
 
@@ -71,7 +79,7 @@ function readConfigFile(path: string, problems: string[]): Map<string, string> {
     }
     if (Array.isArray(value)) values.set(key, value.map(String).join(','));
     else if (value !== null && typeof value === 'object') problems.push(`config file ${path}: "${key}" must be a scalar or a list`);
-    else if (value !== null && value !== undefined) values.set(key, String(value));
+    else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') values.set(key, String(value));
   }
   return values;
 }
@@ -246,7 +254,7 @@ export function loadConfig(input: ConfigInput): LoadedConfig {
   const config = values as Config;
   if (input.requireMember) {
     for (const spec of SPECS) {
-      if (!spec.required) continue;
+      if (!spec.required || (input.requireClientUrls === false && CLIENT_SIDE.has(spec.flag))) continue;
       const v = values[camelCase(spec.flag)];
       if (v === '' || (Array.isArray(v) && v.length === 0)) {
         problems.push(`--${spec.flag} is required (flag, ${envName(spec.flag)} or "${spec.flag}" in the config file)`);

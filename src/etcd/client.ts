@@ -194,7 +194,7 @@ export class EtcdClient {
       return res.members.map(toMember);
     } catch (err) {
       const causes = err instanceof AggregateError ? err.errors.map((e: unknown) => (e as Error).message) : [(err as Error).message];
-      throw new Error(`member list: no endpoint answered (${[...new Set(causes)].join('; ')})`);
+      throw new Error(`member list: no endpoint answered (${[...new Set(causes)].join('; ')})`, { cause: err });
     }
   }
 

@@ -79,7 +79,7 @@ export async function clusterStatus(client: EtcdClient, timeoutMs: number, known
     return p;
   };
   const firstRound = [...new Set([...knownEndpoints, ...client.endpoints()])];
-  firstRound.forEach(probe);
+  for (const url of firstRound) void probe(url);
 
   let members: Member[] | undefined;
   let memberListError: string | undefined;
@@ -88,7 +88,7 @@ export async function clusterStatus(client: EtcdClient, timeoutMs: number, known
   } catch (err) {
     memberListError = (err as Error).message;
   }
-  for (const m of members ?? []) m.clientURLs.forEach(probe);
+  for (const m of members ?? []) for (const url of m.clientURLs) void probe(url);
   const statuses = await Promise.all([...probes.values()]);
   return joinStatus(members, statuses, memberListError, started);
 }

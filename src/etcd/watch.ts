@@ -42,7 +42,7 @@ function toEvent(type: string, kv: IKeyValue): WatchedEvent {
     createRevision: Number(kv.create_revision),
     modRevision: Number(kv.mod_revision),
     version: Number(kv.version),
-    lease: String(kv.lease ?? '0'),
+    lease: kv.lease,
   };
 }
 

@@ -205,10 +205,10 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
     assert.match(r.stdout, new RegExp(`latest chain: ${full} \\+ ${chain.links.length} deltas, restores to revision ${finalRevision} \\(contiguous\\)`));
   });
 
-  it('restore (CLI) restores every key, value, create and mod revision and version at gardener\'s last revision', async () => {
+  it('restore (CLI, with exactly etcdutl snapshot restore\'s flags and --store) restores every key, value, create and mod revision and version at gardener\'s last revision', async () => {
     const dir = join(work, 'cli-restore');
     const peer = `http://127.0.0.1:${await freePort()}`;
-    const r = await cli(['restore', '--name', 'r1', '--data-dir', join(dir, 'data'), '--initial-cluster', `r1=${peer}`, '--initial-cluster-token', 'restored', '--advertise-client-urls', 'http://127.0.0.1:2379', '--store', store.url, '--log-level', 'warn']);
+    const r = await cli(['restore', '--name', 'r1', '--data-dir', join(dir, 'data'), '--initial-cluster', `r1=${peer}`, '--initial-cluster-token', 'restored', '--initial-advertise-peer-urls', peer, '--store', store.url, '--log-level', 'warn']);
     assert.equal(r.code, 0, r.stderr);
     const result = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as RestoreResult;
     assert.equal(result.revision, finalRevision);

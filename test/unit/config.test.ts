@@ -154,3 +154,12 @@ describe('warnings', () => {
     assert.match(warnings.join('\n'), /too_many_pings/);
   });
 });
+
+describe('config: what restore needs', () => {
+  it('a restore takes exactly etcdutl snapshot restore\'s flags: no client URL is required', () => {
+    const flags = { name: 'm0', 'data-dir': '/var/lib/etcd', 'initial-cluster': 'm0=http://10.0.0.1:2380', 'initial-advertise-peer-urls': 'http://10.0.0.1:2380', 'initial-cluster-token': 't', store: 'file:///backups' };
+    const { config } = loadConfig({ flags, env: {}, requireMember: true, requireClientUrls: false });
+    assert.deepEqual(config.initialAdvertisePeerUrls, ['http://10.0.0.1:2380']);
+    assert.throws(() => loadConfig({ flags, env: {}, requireMember: true }), /--advertise-client-urls is required/);
+  });
+});

@@ -42,9 +42,7 @@ export const initializeRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> =
   app.get(
     '/initialize',
     { schema: { summary: 'The state of initialization (reading never resets it)', tags: ['initialize'], response: { 200: InitializeBody, 503: ErrorBody } } },
-    async (_req, reply) => {
-      return init.status();
-    },
+    async () => init.status(),
   );
 
   app.get(
