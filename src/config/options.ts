@@ -188,6 +188,13 @@ export const OPTIONS = [
   },
   { flag: 'restore-prefetch', kind: 'integer', group: 'snapshot', default: '4', description: 'deltas a restore fetches and decodes ahead of the one it replays (memory: this many deltas)' },
   {
+    flag: 'restore-replay-window',
+    kind: 'integer',
+    group: 'snapshot',
+    default: '16',
+    description: 'replay transactions a restore keeps in flight to its temporary etcd, each guarded so it applies only right after its predecessor; 1 replays one revision at a time',
+  },
+  {
     flag: 'restore-lease-ttl',
     kind: 'duration',
     group: 'snapshot',

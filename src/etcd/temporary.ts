@@ -7,7 +7,7 @@
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { noop } from 'cockatiel';
-import { Etcd3, type IRequestOp } from 'etcd3';
+import { Etcd3, type ICompare, type IRequestOp } from 'etcd3';
 import type { Logger } from '../logger.js';
 import { EtcdProcess } from './process.js';
 
@@ -145,6 +145,15 @@ export class TemporaryEtcd {
   async txn(ops: IRequestOp[]): Promise<number> {
     const res = await this.client.kv.txn({ compare: [], success: ops, failure: [] });
     return Number(res.header.revision);
+  }
+
+  /**
+   * `ops` if every compare holds, else nothing (no failure branch: a failed transaction writes
+   * nothing and does not move the revision). Resolves with whether it applied and etcd's revision.
+   */
+  async guardedTxn(compare: ICompare[], ops: IRequestOp[]): Promise<{ succeeded: boolean; revision: number }> {
+    const res = await this.client.kv.txn({ compare, success: ops, failure: [] });
+    return { succeeded: res.succeeded, revision: Number(res.header.revision) };
   }
 
   async stop(): Promise<void> {
