@@ -7,6 +7,8 @@
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { noop } from 'cockatiel';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Etcd3, type ICompare, type IRequestOp } from 'etcd3';
 import type { Logger } from '../logger.js';
 import { EtcdProcess } from './process.js';
@@ -55,6 +57,21 @@ export interface TemporaryEtcdOptions {
   forceNewCluster?: boolean;
 }
 
+const noFsyncSupport = new Map<string, Promise<boolean>>();
+
+/** Whether this etcd knows --unsafe-no-fsync (3.4.10 on): an unknown flag fails even `--version`. */
+export function acceptsNoFsync(etcdBinary: string): Promise<boolean> {
+  let known = noFsyncSupport.get(etcdBinary);
+  if (!known) {
+    known = promisify(execFile)(etcdBinary, ['--unsafe-no-fsync', '--version'], { timeout: 10_000 }).then(
+      () => true,
+      () => false,
+    );
+    noFsyncSupport.set(etcdBinary, known);
+  }
+  return known;
+}
+
 export class TemporaryEtcdError extends Error {
   override name = 'TemporaryEtcdError';
 }
@@ -89,6 +106,9 @@ export class TemporaryEtcd {
         `--heartbeat-interval=${HEARTBEAT_MS}`,
         `--quota-backend-bytes=${QUOTA_BACKEND_BYTES}`,
         '--auto-compaction-retention=0',
+        // Its db is thrown away: what outlives it is the `snapshot restore` of the db once it stopped
+        // (swapIn() fsyncs that), so a crash only loses a scratch dir that is rebuilt anyway.
+        ...((await acceptsNoFsync(opts.etcdBinary ?? 'etcd')) ? ['--unsafe-no-fsync'] : []),
         ...(opts.forceNewCluster ? ['--force-new-cluster'] : []),
       ],
       ...(opts.etcdBinary ? { etcdBinary: opts.etcdBinary } : {}),
