@@ -112,6 +112,12 @@ export class TemporaryEtcd {
         ...(opts.forceNewCluster ? ['--force-new-cluster'] : []),
       ],
       ...(opts.etcdBinary ? { etcdBinary: opts.etcdBinary } : {}),
+      // One thread runs Go code: request handlers then run in the order etcd read the requests
+      // (but the last of a burst, see restore/replay-window.ts), so a replay's pipelined
+      // transactions are proposed in revision order. Measured on 2 cores: with 16 in flight, no
+      // transaction refused for arriving early (against most of them with the default), and
+      // 3,800 revisions/s against 1,800.
+      env: { GOMAXPROCS: '1' },
     });
     const client = new Etcd3({
       hosts: [clientURL],
@@ -174,6 +180,11 @@ export class TemporaryEtcd {
   async guardedTxn(compare: ICompare[], ops: IRequestOp[]): Promise<{ succeeded: boolean; revision: number }> {
     const res = await this.client.kv.txn({ compare, success: ops, failure: [] });
     return { succeeded: res.succeeded, revision: Number(res.header.revision) };
+  }
+
+  /** A serializable read of an absent key: answered by this member alone, no raft entry. */
+  async tailRead(): Promise<void> {
+    await this.client.kv.range({ key: Buffer.from([0]), serializable: true, count_only: true });
   }
 
   async stop(): Promise<void> {
