@@ -178,7 +178,7 @@ export const OPTIONS = [
     flag: 'restore-scratch-dir',
     kind: 'path',
     group: 'snapshot',
-    description: 'where a restore runs its temporary etcd to replay deltas (a tmpfs such as /dev/shm spares it every fsync; it needs room for the db); default: beside --data-dir',
+    description: 'where a restore runs its temporary etcd to replay deltas (it needs room for the db; that etcd skips fsync where its release allows, so a tmpfs such as /dev/shm mostly keeps it off the data disk); default: beside --data-dir',
   },
   {
     flag: 'etcd-bin-dir',
