@@ -21,6 +21,7 @@ import { KeyspaceWatch, type WatchedEvent } from '../../src/etcd/watch.js';
 import type { RevisionBatch } from '../../src/restore/plan.js';
 import { BatchReplayer } from '../../src/restore/replay.js';
 import { eventually } from '../helpers/cluster.js';
+import { mulberry32 } from '../helpers/random.js';
 import { keyspaceAt } from '../helpers/replay.js';
 import { capturingLogger } from '../helpers/sidecar.js';
 
@@ -41,18 +42,6 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('grant' as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('revoke' as const), lease: fc.nat(3) }) },
 );
-
-/** mulberry32: the delays before each transaction, from the run's own seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('guarded pipelined replay of random histories into a real etcd', { timeout: 240_000 }, () => {
   const { log } = capturingLogger('warn');
@@ -153,7 +142,7 @@ describe('guarded pipelined replay of random histories into a real etcd', { time
         await eventually('the source watch reached the end', async () => (end === start || (events.at(-1)?.modRevision ?? 0) >= end ? true : undefined), 10_000, 10);
         const todo = batches(start, end);
         assert.equal(todo.length, end - start, 'a revision without events');
-        const random = prng(delaySeed);
+        const random = mulberry32(delaySeed);
         const delayed = {
           guardedTxn: async (compare: Parameters<TemporaryEtcd['guardedTxn']>[0], ops: Parameters<TemporaryEtcd['guardedTxn']>[1]) => {
             const ms = Math.floor(random() * (maxDelayMs + 1));
