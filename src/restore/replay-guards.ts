@@ -20,7 +20,7 @@
  * order, so r > k. The sender sends T_r only once every revision up to `sendAfter(r)` is confirmed
  * applied, so k >= sendAfter(r). The predecessor compare P_r holds on Src(r-1) and fails on Src(k)
  * for every k in [sendAfter(r), r-2]; so T_r's compares hold only if k = r-1, as claimed. Choosing
- * P_r, with W(r-1) the keys revision r-1 wrote:
+ * P_r:
  *   - r-1 put some key p: P_r is `mod_revision(p) == r-1`. Before r-1 the key's mod_revision is
  *     below r-1, or 0 when absent (etcd compares a missing key as all zeros). sendAfter = F.
  *   - r-1 only deleted keys: P_r is `version(p) == 0` (p absent) for one deleted p. A delete event
@@ -30,8 +30,9 @@
  *     horizon+2 or less has that confirmed already, so it costs no wait). p is the deleted key
  *     with the smallest such bound.
  *   - r = F+1: the predecessor is the full snapshot, which is there before anything is sent.
- * Why nothing weaker works: Src(k) and Src(j) can hold the same keys (a key created at k+1 and
- * deleted at k+2 leaves Src(k+2) as Src(k) was), and compares see keys only, not etcd's revision.
+ * Why sendAfter at all: Src(k) and Src(j) can hold the same keys (a key created at k+1 and deleted
+ * at k+2 leaves Src(k+2) as Src(k) was), and compares see keys only, not etcd's revision; so no
+ * compare tells the state after a delete-only revision from the state before the put it undid.
  * That is also why "applied at most once" rests on the sender and not on the compares.
  *
  * The compares on r's own keys (`mod_revision < r` for a put, `version > 0` for a delete) hold on
@@ -45,7 +46,7 @@ import type { RevisionBatch } from './plan.js';
 
 export interface GuardedTxn {
   revision: number;
-  /** Holds only on the state of revision-1 (given sendAfter), and only while revision is not applied. */
+  /** Holds on the state of revision-1 and on none of the states from sendAfter to revision-2. */
   compare: ICompare[];
   /** One op per event of the revision. */
   success: IRequestOp[];
