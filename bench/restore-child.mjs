@@ -4,7 +4,7 @@ import { restore } from '../dist/restore/index.js';
 import { createLogger } from '../dist/logger.js';
 import { LocalStore } from '../dist/snapstore/local.js';
 
-const { storeDir, dataDir, scratchDir, peerURL } = JSON.parse(process.argv[2]);
+const { storeDir, dataDir, scratchDir, peerURL, replayWindow } = JSON.parse(process.argv[2]);
 const t = performance.now();
 const result = await restore({
   store: new LocalStore(storeDir),
@@ -14,6 +14,7 @@ const result = await restore({
   initialClusterToken: 'bench',
   initialAdvertisePeerUrls: [peerURL],
   scratchDir,
+  replayWindow,
   log: createLogger('warn'),
 });
 console.log(JSON.stringify({ seconds: (performance.now() - t) / 1000, result, peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) }));

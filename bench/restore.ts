@@ -1,21 +1,23 @@
 /**
  * Restore bench: a full snapshot of a real etcd holding `--full-mb` MB plus `--revisions` delta
- * revisions, restored by the product with its temporary etcd on disk and on tmpfs (/dev/shm);
- * compared with `etcdctl snapshot restore` of the same full snapshot, and with the rate at which
- * the same kind of temporary etcd accepts sequential single-put transactions from a bare client.
+ * revisions (single puts of new keys and overwrites, deletes, and multi-key transactions mixing
+ * both), restored by the product with its temporary etcd on disk and on tmpfs (/dev/shm), once per
+ * replay window in `--windows`; compared with `etcdctl snapshot restore` of the same full snapshot,
+ * and with the rate at which the same kind of temporary etcd accepts sequential single-put
+ * transactions from a bare client. Peak RSS of the restoring process and of its temporary etcd
+ * (VmHWM, sampled from /proc while it runs).
  *
  *   npm run build && tsx bench/restore.ts [--full-mb 256] [--revisions 100000] [--value-bytes 100]
- *     [--per-delta 1000] [--baseline-txns 15000] [--out bench/results/restore.txt]
+ *     [--per-delta 1000] [--baseline-txns 15000] [--windows 16] [--out bench/results/restore.txt]
  */
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
-import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { snapshotRestore } from '../src/etcd/etcdctl.js';
 import { EtcdProcess } from '../src/etcd/process.js';
@@ -23,12 +25,10 @@ import { openSnapshotStream } from '../src/etcd/snapshot-stream.js';
 import { freeLoopbackPort, TemporaryEtcd } from '../src/etcd/temporary.js';
 import { createLogger } from '../src/logger.js';
 import { compressBuffer, decompressStream } from '../src/snapshot/compression.js';
-import { DeltaBuilder } from '../src/snapshot/delta.js';
+import { DeltaBuilder, type DeltaEvent } from '../src/snapshot/delta.js';
 import { takeFullSnapshot } from '../src/snapshot/full.js';
 import { snapshotName } from '../src/snapshot/names.js';
 import { LocalStore } from '../src/snapstore/local.js';
-
-const run = promisify(execFile);
 
 function flag(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -45,6 +45,7 @@ const VALUE_BYTES = flag('value-bytes', 100);
 const PER_DELTA = flag('per-delta', 1000);
 const BASELINE_TXNS = flag('baseline-txns', 15_000);
 const OUT = strFlag('out', 'bench/results/restore.txt');
+const WINDOWS = strFlag('windows', '16').split(',').map(Number);
 const log = createLogger('warn');
 
 const root = mkdtempSync(join(tmpdir(), 'ebs-bench-restore-'));
@@ -84,24 +85,59 @@ async function makeFull(): Promise<{ revision: number; dbBytes: number; name: st
   return { revision: full.lastRevision, dbBytes: full.uncompressedSize, name: full.name, file };
 }
 
-async function makeDeltas(after: number): Promise<number> {
+/** Delta keys live in the model: key index -> create revision and version, to write exact events. */
+const live = new Map<number, { create: number; version: number }>();
+const KEYSPACE = 10_000;
+
+function pick(): number {
+  return Math.floor(Math.random() * KEYSPACE);
+}
+
+/** The events of revision r: 70% one put (new key or overwrite), 15% one delete, 15% a transaction of 2-6 keys. */
+function revisionEvents(r: number, time: string): DeltaEvent[] {
+  const put = (k: number): DeltaEvent => {
+    const was = live.get(k);
+    const now = { create: was?.create ?? r, version: (was?.version ?? 0) + 1 };
+    live.set(k, now);
+    return { type: 'put', kv: { key: Buffer.from(`/delta/${k}`), value: randomBytes(VALUE_BYTES), createRevision: now.create, modRevision: r, version: now.version, lease: '0' }, time };
+  };
+  const del = (k: number): DeltaEvent => {
+    live.delete(k);
+    return { type: 'delete', kv: { key: Buffer.from(`/delta/${k}`), value: Buffer.alloc(0), createRevision: 0, modRevision: r, version: 0, lease: '0' }, time };
+  };
+  const dice = Math.random();
+  if (dice < 0.7 || live.size === 0) return [put(pick())];
+  if (dice < 0.85) return [del(live.keys().next().value as number)];
+  const keys = new Set<number>();
+  const n = 2 + Math.floor(Math.random() * 5);
+  while (keys.size < n) keys.add(pick());
+  return [...keys].map((k) => (live.has(k) && Math.random() < 0.4 ? del(k) : put(k)));
+}
+
+async function makeDeltas(after: number): Promise<{ objects: number; events: number; kinds: Record<string, number> }> {
   let rev = after;
   const t = Math.floor(Date.now() / 1000);
   let objects = 0;
+  let events = 0;
+  const kinds: Record<string, number> = { put: 0, delete: 0, multiKey: 0 };
   while (rev < after + REVISIONS) {
     const b = new DeltaBuilder();
     const start = rev + 1;
     const end = Math.min(after + REVISIONS, rev + PER_DELTA);
+    const time = new Date().toISOString();
     for (let r = start; r <= end; r++) {
-      const k = r % 10_000;
-      b.add({ type: 'put', kv: { key: Buffer.from(`/delta/${k}`), value: randomBytes(VALUE_BYTES), createRevision: r, modRevision: r, version: 1, lease: '0' }, time: new Date().toISOString() });
+      const evs = revisionEvents(r, time);
+      if (evs.length > 1) kinds['multiKey']!++;
+      else kinds[evs[0]!.type]!++;
+      for (const ev of evs) b.add(ev);
+      events += evs.length;
     }
     const body = await compressBuffer('gzip', Buffer.concat(b.finish()), 1);
     await store.put(snapshotName({ kind: 'delta', startRevision: start, lastRevision: end, createdAt: new Date((t + objects) * 1000), compression: 'gzip' }), Readable.from([body]));
     objects++;
     rev = end;
   }
-  return objects;
+  return { objects, events, kinds };
 }
 
 /** The same temporary etcd (flags, db, scratch) taking sequential one-put transactions from a bare client. */
@@ -121,12 +157,50 @@ async function baseline(fullFile: string, scratch: string): Promise<number> {
   }
 }
 
-async function restoreChild(scratch: string): Promise<{ seconds: number; peakRssMiB: number; result: { revision: number; timings: { fetchFullMs: number; restoreFullMs: number; replayMs: number; finalizeMs: number } } }> {
-  const dataDir = join(scratch === shmRoot ? root : root, `restored-${scratch === shmRoot ? 'shm' : 'disk'}`, 'data');
+/** Peak RSS (VmHWM, MiB) of every etcd the process `parent` started, sampled until stop() is called. */
+function sampleEtcdPeak(parent: number): { stop(): number } {
+  const peaks = new Map<number, number>();
+  const sample = (): void => {
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        const status = readFileSync(`/proc/${name}/status`, 'utf8');
+        if (!/^Name:\s+etcd$/m.test(status) || Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]) !== parent) continue;
+        const kb = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+        peaks.set(Number(name), Math.max(peaks.get(Number(name)) ?? 0, kb));
+      } catch {
+        // gone between the listing and the read
+      }
+    }
+  };
+  const timer = setInterval(sample, 200);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return Math.round(Math.max(0, ...peaks.values()) / 1024);
+    },
+  };
+}
+
+interface ChildResult {
+  seconds: number;
+  peakRssMiB: number;
+  etcdPeakRssMiB: number;
+  result: { revision: number; timings: { fetchFullMs: number; restoreFullMs: number; replayMs: number; finalizeMs: number } };
+}
+
+async function restoreChild(scratch: string, window: number): Promise<ChildResult> {
+  const dataDir = join(root, `restored-${scratch === shmRoot ? 'shm' : 'disk'}-${window}`, 'data');
   const peerURL = `http://127.0.0.1:${await freeLoopbackPort()}`;
-  const { stdout } = await run(process.execPath, ['bench/restore-child.mjs', JSON.stringify({ storeDir, dataDir, scratchDir: scratch, peerURL })], { maxBuffer: 1 << 20 });
+  const child = spawn(process.execPath, ['bench/restore-child.mjs', JSON.stringify({ storeDir, dataDir, scratchDir: scratch, peerURL, replayWindow: window })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const etcdPeak = sampleEtcdPeak(child.pid as number);
+  let stdout = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  const etcdPeakRssMiB = etcdPeak.stop();
+  if (code !== 0) throw new Error(`the restore child exited with ${code}`);
   rmSync(dataDir, { recursive: true, force: true });
-  return JSON.parse(stdout.trim().split('\n').at(-1) as string);
+  return { ...(JSON.parse(stdout.trim().split('\n').at(-1) as string) as Omit<ChildResult, 'etcdPeakRssMiB'>), etcdPeakRssMiB };
 }
 
 async function etcdctlRestore(file: string): Promise<number> {
@@ -145,48 +219,57 @@ try {
   console.error(`building a ${FULL_MB} MB full snapshot and ${REVISIONS} delta revisions in ${root}`);
   const full = await makeFull();
   const deltas = await makeDeltas(full.revision);
-  console.error(`full ${full.name} (${(full.dbBytes / 1e6).toFixed(0)} MB db), ${deltas} deltas; measuring`);
+  console.error(`full ${full.name} (${(full.dbBytes / 1e6).toFixed(0)} MB db), ${deltas.objects} deltas; measuring`);
   const etcdctlSeconds = await etcdctlRestore(full.file);
   const rows: Record<string, unknown>[] = [];
   for (const [label, scratch] of [['disk', diskScratch], ['tmpfs /dev/shm', shmRoot]] as const) {
-    // The machine is shared: the bare rate is taken right before and right after the restore, and
-    // their mean is the reference, so a load change during the run cannot favour either side.
-    const bareBefore = await baseline(full.file, scratch);
-    const r = await restoreChild(scratch);
-    const bareAfter = await baseline(full.file, scratch);
-    const bare = (bareBefore + bareAfter) / 2;
-    const replayRate = REVISIONS / (r.result.timings.replayMs / 1000);
-    rows.push({
-      scratch: label,
-      totalSeconds: r.seconds,
-      fetchFullSeconds: r.result.timings.fetchFullMs / 1000,
-      fullRestoreSeconds: r.result.timings.restoreFullMs / 1000,
-      replaySeconds: r.result.timings.replayMs / 1000,
-      finalizeSeconds: r.result.timings.finalizeMs / 1000,
-      replayRevisionsPerSecond: replayRate,
-      bareSinglePutTxnsPerSecond: bare,
-      bareBefore,
-      bareAfter,
-      replayToBareRatio: replayRate / bare,
-      peakRssMiB: r.peakRssMiB,
-      revision: r.result.revision,
-    });
+    for (const window of WINDOWS) {
+      // The machine is shared: the bare rate is taken right before and right after the restore, and
+      // their mean is the reference, so a load change during the run cannot favour either side.
+      const bareBefore = await baseline(full.file, scratch);
+      const r = await restoreChild(scratch, window);
+      const bareAfter = await baseline(full.file, scratch);
+      const bare = (bareBefore + bareAfter) / 2;
+      const replayRate = REVISIONS / (r.result.timings.replayMs / 1000);
+      rows.push({
+        scratch: label,
+        window,
+        totalSeconds: r.seconds,
+        fetchFullSeconds: r.result.timings.fetchFullMs / 1000,
+        fullRestoreSeconds: r.result.timings.restoreFullMs / 1000,
+        replaySeconds: r.result.timings.replayMs / 1000,
+        finalizeSeconds: r.result.timings.finalizeMs / 1000,
+        replayRevisionsPerSecond: replayRate,
+        bareSinglePutTxnsPerSecond: bare,
+        bareBefore,
+        bareAfter,
+        replayToBareRatio: replayRate / bare,
+        peakRssMiB: r.peakRssMiB,
+        etcdPeakRssMiB: r.etcdPeakRssMiB,
+        revision: r.result.revision,
+      });
+      console.error(`${label}, window ${window}: ${replayRate.toFixed(0)} rev/s, bare ${bare.toFixed(0)}/s`);
+    }
   }
-  const head = `# npm run build && tsx bench/restore.ts --full-mb ${FULL_MB} --revisions ${REVISIONS} --value-bytes ${VALUE_BYTES} --per-delta ${PER_DELTA} --baseline-txns ${BASELINE_TXNS}, ${new Date().toISOString().slice(0, 10)}, etcd 3.4.23, 2 cores shared with other jobs`;
+  const head = `# npm run build && tsx bench/restore.ts --full-mb ${FULL_MB} --revisions ${REVISIONS} --value-bytes ${VALUE_BYTES} --per-delta ${PER_DELTA} --baseline-txns ${BASELINE_TXNS} --windows ${WINDOWS.join(',')}, ${new Date().toISOString().slice(0, 10)}, etcd 3.4.23, 2 cores shared with other jobs`;
   const lines = [
     head,
     '',
-    `full snapshot: ${(full.dbBytes / 1e6).toFixed(0)} MB db at revision ${full.revision}; deltas: ${REVISIONS} revisions in ${deltas} objects (gzip); etcdctl snapshot restore of the same file: ${etcdctlSeconds.toFixed(2)} s`,
+    `full snapshot: ${(full.dbBytes / 1e6).toFixed(0)} MB db at revision ${full.revision}; deltas: ${REVISIONS} revisions (${deltas.kinds['put']} single puts, ${deltas.kinds['delete']} single deletes, ${deltas.kinds['multiKey']} multi-key transactions; ${deltas.events} events) in ${deltas.objects} objects (gzip); etcdctl snapshot restore of the same file: ${etcdctlSeconds.toFixed(2)} s`,
     '',
-    'scratch          total s  fetch full s  full restore s  etcdctl restore s  replay s  finalize s  replay rev/s  bare 1-put txn/s (before/after)  ratio  peak RSS MiB',
+    'scratch         window  total s  fetch full s  full restore s  replay s  finalize s  replay rev/s  bare 1-put txn/s (before/after)  ratio  sidecar peak RSS MiB  temp etcd peak RSS MiB',
   ];
   for (const r of rows) {
     const n = (k: string, d = 2): string => (r[k] as number).toFixed(d);
     lines.push(
-      `${String(r.scratch).padEnd(15)}  ${n('totalSeconds').padStart(7)}  ${n('fetchFullSeconds').padStart(12)}  ${n('fullRestoreSeconds').padStart(14)}  ${etcdctlSeconds.toFixed(2).padStart(17)}  ${n('replaySeconds').padStart(8)}  ${n('finalizeSeconds').padStart(10)}  ${n('replayRevisionsPerSecond', 0).padStart(12)}  ${`${n('bareSinglePutTxnsPerSecond', 0)} (${n('bareBefore', 0)}/${n('bareAfter', 0)})`.padStart(31)}  ${n('replayToBareRatio').padStart(5)}  ${String(r.peakRssMiB).padStart(12)}`,
+      `${String(r.scratch).padEnd(15)}  ${String(r.window).padStart(6)}  ${n('totalSeconds').padStart(7)}  ${n('fetchFullSeconds').padStart(12)}  ${n('fullRestoreSeconds').padStart(14)}  ${n('replaySeconds').padStart(8)}  ${n('finalizeSeconds').padStart(10)}  ${n('replayRevisionsPerSecond', 0).padStart(12)}  ${`${n('bareSinglePutTxnsPerSecond', 0)} (${n('bareBefore', 0)}/${n('bareAfter', 0)})`.padStart(31)}  ${n('replayToBareRatio').padStart(5)}  ${String(r.peakRssMiB).padStart(20)}  ${String(r.etcdPeakRssMiB).padStart(22)}`,
     );
   }
-  lines.push('', 'full restore = etcdctl snapshot restore into the scratch dir + temporary etcd start + lease listing; finalize = temporary etcd stop, db check, second etcdctl snapshot restore with the member\'s identity, atomic swap.');
+  lines.push(
+    '',
+    "ratio = replay rev/s / bare 1-put txn/s: the bare rate is one client sending one single-put transaction at a time to the same kind of temporary etcd (same flags, --unsafe-no-fsync included, same db, same scratch), measured right before and right after the restore.",
+    "full restore = etcdctl snapshot restore into the scratch dir + temporary etcd start + lease listing; finalize = temporary etcd stop, db check, second etcdctl snapshot restore with the member's identity, fsync of the restored data dir, atomic swap.",
+  );
   lines.push(JSON.stringify({ fullMB: full.dbBytes / 1e6, fullRevision: full.revision, revisions: REVISIONS, deltas, etcdctlRestoreSeconds: etcdctlSeconds, rows }));
   const text = lines.join('\n') + '\n';
   process.stdout.write(text);

@@ -16,7 +16,7 @@ export function snapshotsVerifyCommand(snapshots: Command): void {
       const store = await openStore(config);
       const bar = progressBar();
       try {
-        const report = await restoreDrill({ store, scratchDir: config.restoreScratchDir || tmpdir(), log, onProgress: bar.update, ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}) });
+        const report = await restoreDrill({ store, scratchDir: config.restoreScratchDir || tmpdir(), log, onProgress: bar.update, replayWindow: config.restoreReplayWindow, ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}) });
         bar.done();
         if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
         else {

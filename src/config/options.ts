@@ -178,7 +178,7 @@ export const OPTIONS = [
     flag: 'restore-scratch-dir',
     kind: 'path',
     group: 'snapshot',
-    description: 'where a restore runs its temporary etcd to replay deltas (a tmpfs such as /dev/shm spares it every fsync; it needs room for the db); default: beside --data-dir',
+    description: 'where a restore runs its temporary etcd to replay deltas (it needs room for the db; that etcd skips fsync where its release allows, so a tmpfs such as /dev/shm mostly keeps it off the data disk); default: beside --data-dir',
   },
   {
     flag: 'etcd-bin-dir',
@@ -187,6 +187,13 @@ export const OPTIONS = [
     description: "folder of the etcd, etcdctl and etcdutl a restore runs (its temporary etcd, and etcdutl snapshot restore; etcdctl's on 3.4, which has no etcdutl); one release's tools side by side, e.g. /usr/local/etcd-v3.6; default: the folder of the etcd in PATH",
   },
   { flag: 'restore-prefetch', kind: 'integer', group: 'snapshot', default: '4', description: 'deltas a restore fetches and decodes ahead of the one it replays (memory: this many deltas)' },
+  {
+    flag: 'restore-replay-window',
+    kind: 'integer',
+    group: 'snapshot',
+    default: '16',
+    description: 'replay transactions a restore keeps in flight to its temporary etcd, each guarded so it applies only right after its predecessor; 1 replays one revision at a time',
+  },
   {
     flag: 'restore-lease-ttl',
     kind: 'duration',

@@ -17,6 +17,8 @@ export interface EtcdMemberSpec {
   logFile: string;
   extraArgs?: string[];
   etcdBinary?: string;
+  /** Added to this process's environment for etcd. */
+  env?: Record<string, string>;
   /**
    * An etcd config file (what `GET /config` serves). etcd then ignores every other flag, so the
    * fields above only describe the member; the file is what it starts with.
@@ -67,7 +69,7 @@ export class EtcdProcess {
     if (this.running) throw new Error(`etcd ${this.spec.name} is already running`);
     mkdirSync(dirname(this.spec.logFile), { recursive: true });
     const log = createWriteStream(this.spec.logFile, { flags: 'a' });
-    const child = spawn(this.spec.etcdBinary ?? 'etcd', etcdArgs(this.spec), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(this.spec.etcdBinary ?? 'etcd', etcdArgs(this.spec), { stdio: ['ignore', 'pipe', 'pipe'], ...(this.spec.env ? { env: { ...process.env, ...this.spec.env } } : {}) });
     // Both pipes feed one log: neither may end it (the other could still write, "write after end"
     // when etcd dies at start with words on stderr); it ends once the child's streams are closed.
     child.stdout?.pipe(log, { end: false });

@@ -7,8 +7,9 @@
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { noop } from 'cockatiel';
-import { Etcd3, type IRequestOp } from 'etcd3';
-
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Etcd3, type ICompare, type IRequestOp } from 'etcd3';
 import type { Logger } from '../logger.js';
 import { EtcdProcess } from './process.js';
 
@@ -59,6 +60,21 @@ export interface TemporaryEtcdOptions {
   forceNewCluster?: boolean;
 }
 
+const noFsyncSupport = new Map<string, Promise<boolean>>();
+
+/** Whether this etcd knows --unsafe-no-fsync (3.4.10 on): an unknown flag fails even `--version`. */
+export function acceptsNoFsync(etcdBinary: string): Promise<boolean> {
+  let known = noFsyncSupport.get(etcdBinary);
+  if (!known) {
+    known = promisify(execFile)(etcdBinary, ['--unsafe-no-fsync', '--version'], { timeout: 10_000 }).then(
+      () => true,
+      () => false,
+    );
+    noFsyncSupport.set(etcdBinary, known);
+  }
+  return known;
+}
+
 export class TemporaryEtcdError extends Error {
   override name = 'TemporaryEtcdError';
 }
@@ -93,9 +109,18 @@ export class TemporaryEtcd {
         `--heartbeat-interval=${HEARTBEAT_MS}`,
         `--quota-backend-bytes=${QUOTA_BACKEND_BYTES}`,
         '--auto-compaction-retention=0',
+        // Its db is thrown away: what outlives it is the `snapshot restore` of the db once it stopped
+        // (swapIn() fsyncs that), so a crash only loses a scratch dir that is rebuilt anyway.
+        ...((await acceptsNoFsync(opts.etcdBinary ?? 'etcd')) ? ['--unsafe-no-fsync'] : []),
         ...(opts.forceNewCluster ? ['--force-new-cluster'] : []),
       ],
       ...(opts.etcdBinary ? { etcdBinary: opts.etcdBinary } : {}),
+      // One thread runs Go code: request handlers then run in the order etcd read the requests
+      // (but the last of a burst, see restore/replay-window.ts), so a replay's pipelined
+      // transactions are proposed in revision order. Measured on 2 cores: with 16 in flight, no
+      // transaction refused for arriving early (against most of them with the default), and
+      // 3,800 revisions/s against 1,800.
+      env: { GOMAXPROCS: '1' },
     });
     const client = new Etcd3({
       hosts: [clientURL],
@@ -149,6 +174,20 @@ export class TemporaryEtcd {
   async txn(ops: IRequestOp[]): Promise<number> {
     const res = await this.client.kv.txn({ compare: [], success: ops, failure: [] });
     return Number(res.header.revision);
+  }
+
+  /**
+   * `ops` if every compare holds, else nothing (no failure branch: a failed transaction writes
+   * nothing and does not move the revision). Resolves with whether it applied and etcd's revision.
+   */
+  async guardedTxn(compare: ICompare[], ops: IRequestOp[]): Promise<{ succeeded: boolean; revision: number }> {
+    const res = await this.client.kv.txn({ compare, success: ops, failure: [] });
+    return { succeeded: res.succeeded, revision: Number(res.header.revision) };
+  }
+
+  /** A serializable read of an absent key: answered by this member alone, no raft entry. */
+  async tailRead(): Promise<void> {
+    await this.client.kv.range({ key: Buffer.from([0]), serializable: true, count_only: true });
   }
 
   async stop(): Promise<void> {

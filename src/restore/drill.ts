@@ -20,6 +20,8 @@ export interface DrillOptions {
   signal?: AbortSignal;
   /** Folder of the etcd tools (default: where PATH's etcd is); the drill's etcd is that one too. */
   etcdBinDir?: string;
+  /** Replay transactions in flight, as a restore's (default 16). */
+  replayWindow?: number;
 }
 
 export interface DrillReport {
@@ -62,6 +64,7 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillReport> {
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.etcdBinDir ? { etcdBinDir: opts.etcdBinDir } : {}),
+      ...(opts.replayWindow ? { replayWindow: opts.replayWindow } : {}),
     });
     report.restore = restored;
     etcd = await TemporaryEtcd.start({ dataDir, name: DRILL_MEMBER, peerPort, logFile: join(work, 'etcd.log'), log: opts.log, etcdBinary: etcdTools(opts.etcdBinDir).etcd });

@@ -6,7 +6,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { snapshotRestore, snapshotRestoreTool } from '../etcd/etcdctl.js';
-import { DEFAULT_REPLAY_LEASE_TTL_S, freeLoopbackPort, TemporaryEtcd, type LeaseKeeper, type TxnOp } from '../etcd/temporary.js';
+import { freeLoopbackPort, TemporaryEtcd } from '../etcd/temporary.js';
 import type { EtcdTools } from '../etcd/tools.js';
 import { restoreTools } from './tools.js';
 import { asRestoreError, restoreTemporaryDb } from './finalize.js';
@@ -15,8 +15,9 @@ import type { Logger } from '../logger.js';
 import type { SnapshotRef } from '../snapshot/names.js';
 import { listSnapshots } from '../snapshot/snapshotter.js';
 import type { SnapStore } from '../snapstore/types.js';
-import { clusterIdsOf, DeltaPrefetcher, fetchFullSnapshot } from './fetch.js';
-import { chainClusterId, liveKeyChange, planFromFullDb, planRestore, RestoreError, revisionBatches, type RevisionBatch } from './plan.js';
+import { clusterIdsOf, fetchFullSnapshot } from './fetch.js';
+import { chainClusterId, planFromFullDb, planRestore, RestoreError } from './plan.js';
+import { checkAborted, replay } from './replay.js';
 import { makeWorkDir, removeStaleWorkDirs } from './scratch.js';
 import { finishInterruptedSwap, isMissingOrEmpty, partDir, swapIn } from './swap.js';
 
@@ -51,10 +52,12 @@ export interface RestoreOptions {
   replayLeaseTtlSeconds?: number;
   /** Folder of the etcd, etcdctl and etcdutl to restore with (default: where PATH's etcd is). */
   etcdBinDir?: string;
+  /** Replay transactions in flight at once (default 16; 1 replays one revision at a time). */
+  replayWindow?: number;
 }
 
 /** The options every restore takes from the configuration (the CLI's and the initializer's alike). */
-export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'replayLeaseTtlSeconds' | 'etcdBinDir'> {
+export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'replayLeaseTtlSeconds' | 'etcdBinDir' | 'replayWindow'> {
   return {
     name: config.name,
     initialCluster: initialCluster.map((e) => `${e.name}=${e.peerURL}`).join(','),
@@ -62,6 +65,7 @@ export function restoreOptionsFromConfig(config: Config, initialCluster: readonl
     initialAdvertisePeerUrls: config.initialAdvertisePeerUrls,
     ...(config.restoreScratchDir ? { scratchDir: config.restoreScratchDir } : {}),
     prefetch: config.restorePrefetch,
+    replayWindow: config.restoreReplayWindow,
     replayLeaseTtlSeconds: Math.max(1, Math.round(config.restoreLeaseTtl / 1000)),
     ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}),
   };
@@ -97,18 +101,6 @@ export interface RestoreResult {
 
 const TEMP_MEMBER = 'restore-replay';
 export const WORK_PREFIX = '.etcd-restore-';
-
-function putOrDelete(batch: RevisionBatch): TxnOp[] {
-  return batch.events.map((ev) =>
-    ev.type === 'delete'
-      ? { request_delete_range: { key: ev.kv.key } }
-      : { request_put: ev.kv.lease !== '0' ? { key: ev.kv.key, value: ev.kv.value, lease: ev.kv.lease } : { key: ev.kv.key, value: ev.kv.value } },
-  );
-}
-
-function checkAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new RestoreError('aborted', 'restore aborted');
-}
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const t0 = performance.now();
@@ -190,7 +182,11 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 
       report('replaying');
       t = performance.now();
-      const replayed = await replay(temp, keeper, plan, full.revision, opts, progress, report);
+      const replayed = await replay(temp, keeper, plan, full.revision, opts, (p) => {
+        Object.assign(progress, p);
+        report('replaying');
+      });
+      log.info({ revisions: replayed.revision - full.revision, resent: replayed.resent, ms: Math.round(performance.now() - t) }, 'deltas replayed');
       revision = replayed.revision;
       events = replayed.events;
       deltasApplied = replayed.deltas;
@@ -260,74 +256,4 @@ async function startReplayEtcd(fullFile: string, work: string, tools: EtcdTools,
       await rm(dataDir, { recursive: true, force: true });
     }
   }
-}
-
-/** Progress is logged at most this often; the callback gets every delta. */
-const LOG_EVERY_MS = 5_000;
-
-async function replay(
-  temp: TemporaryEtcd,
-  keeper: LeaseKeeper,
-  plan: ReturnType<typeof planRestore>,
-  fullRevision: number,
-  opts: RestoreOptions,
-  progress: RestoreProgress,
-  report: (phase: RestorePhase) => void,
-): Promise<{ revision: number; events: number; deltas: number; keyChange: number }> {
-  const refs = plan.links.map((l) => l.delta);
-  const prefetch = new DeltaPrefetcher(opts.store, refs, Math.max(1, opts.prefetch ?? 4), opts.signal);
-  const leaseTtl = opts.replayLeaseTtlSeconds ?? DEFAULT_REPLAY_LEASE_TTL_S;
-  let revision = fullRevision;
-  let events = 0;
-  let keyChange = 0;
-  let deltas = 0;
-  let lastLog = performance.now();
-  try {
-    for (let i = 0; i < plan.links.length; i++) {
-      const link = plan.links[i] as (typeof plan.links)[number];
-      const evs = await prefetch.take(i);
-      checkAborted(opts.signal);
-      // The full snapshot may hold more than its name says (anchor bug #1044): skip what it has.
-      const cut = revisionBatches(link.delta.name, evs, Math.max(link.skipThrough, fullRevision), revision, plan.targetRevision, plan.toTime);
-      for (const batch of cut.batches) {
-        for (const ev of batch.events) if (ev.type === 'put' && ev.kv.lease !== '0' && !keeper.has(ev.kv.lease)) await keeper.grant(ev.kv.lease, leaseTtl);
-        let reached: number;
-        try {
-          reached = await temp.txn(putOrDelete(batch));
-        } catch (err) {
-          throw new RestoreError('etcd_failed', `replaying revision ${batch.revision} of ${link.delta.name} (${batch.events.length} events): ${(err as Error).message}`, { cause: err });
-        }
-        if (reached !== batch.revision) {
-          throw new RestoreError('revision_mismatch', `replaying ${link.delta.name}: revision ${batch.revision} became revision ${reached} in the temporary etcd`);
-        }
-        revision = reached;
-        events += batch.events.length;
-        keyChange += liveKeyChange(batch);
-      }
-      try {
-        keeper.check();
-      } catch (err) {
-        throw new RestoreError('etcd_failed', `after ${link.delta.name}: ${(err as Error).message}; a lease could expire and delete keys behind the replay`, { cause: err });
-      }
-      if (!cut.reachedTarget && revision !== link.delta.lastRevision) {
-        throw new RestoreError(revision < link.delta.lastRevision ? 'gap' : 'corrupt', `${link.delta.name} is named to end at revision ${link.delta.lastRevision} but its events end at ${revision}`);
-      }
-      deltas++;
-      progress.revision = revision;
-      progress.deltasApplied = deltas;
-      progress.eventsApplied = events;
-      report('replaying');
-      if (performance.now() - lastLog >= LOG_EVERY_MS) {
-        lastLog = performance.now();
-        opts.log.info({ revision, targetRevision: plan.targetRevision, deltasApplied: deltas, deltasTotal: refs.length, eventsApplied: events }, 'restore progress');
-      }
-      if (cut.reachedTarget) break;
-    }
-  } finally {
-    prefetch.close();
-  }
-  if (plan.toTime === undefined && revision !== plan.targetRevision) {
-    throw new RestoreError('gap', `the replay ended at revision ${revision}, short of the target ${plan.targetRevision}`);
-  }
-  return { revision, events, deltas, keyChange };
 }

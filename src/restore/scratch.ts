@@ -8,20 +8,65 @@ import type { Logger } from '../logger.js';
 
 const OWNER_FILE = 'owner.json';
 
-interface Owner {
+export interface Owner {
   /** The restoring process. */
   pid: number;
+  /**
+   * When that process started (clock ticks since boot, /proc/<pid>/stat) and on which boot: a pid
+   * alone does not tell a previous incarnation from this one, since the sidecar is PID 1 in its
+   * container every time it starts. Absent where /proc is not there, and in older records.
+   */
+  startTime?: string;
+  bootId?: string;
   /** Its temporary etcd, once started. */
   etcdPid?: number;
 }
 
-function alive(pid: number): boolean {
+function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Field 22 of /proc/<pid>/stat, counted after the command name, which may hold spaces and parentheses. */
+async function startTimeOf(pid: number | 'self'): Promise<string | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+async function bootId(): Promise<string | undefined> {
+  try {
+    return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** This process as an owner record names it. */
+export async function selfOwner(): Promise<Owner> {
+  const [startTime, boot] = await Promise.all([startTimeOf('self'), bootId()]);
+  return { pid: process.pid, ...(startTime ? { startTime } : {}), ...(boot ? { bootId: boot } : {}) };
+}
+
+/** True while the process that wrote `owner` runs: same pid, and where recorded, same start and boot. */
+export async function ownerAlive(owner: Owner, self: Owner): Promise<boolean> {
+  if (owner.startTime === undefined) {
+    // An older record: this process, which records its start, did not write it, whatever its pid.
+    if (owner.pid === self.pid && self.startTime !== undefined) return false;
+    return pidAlive(owner.pid);
+  }
+  if (owner.bootId !== undefined && self.bootId !== undefined && owner.bootId !== self.bootId) return false;
+  if (!pidAlive(owner.pid)) return false;
+  const now = await startTimeOf(owner.pid);
+  // No /proc to ask: the pid is all there is to go by.
+  return now === undefined || now === owner.startTime;
 }
 
 /** True when `pid` is still the etcd that was started on `dir` (pids are reused). */
@@ -37,7 +82,7 @@ async function isEtcdOf(pid: number, dir: string): Promise<boolean> {
 /** A fresh work dir under `root` whose owner is this process. */
 export async function makeWorkDir(root: string, prefix: string): Promise<{ dir: string; noteEtcd(pid: number | undefined): Promise<void> }> {
   const dir = await mkdtemp(join(root, prefix));
-  const owner: Owner = { pid: process.pid };
+  const owner: Owner = await selfOwner();
   await writeFile(join(dir, OWNER_FILE), JSON.stringify(owner));
   return {
     dir,
@@ -61,6 +106,7 @@ export async function removeStaleWorkDirs(root: string, prefixes: readonly strin
     return 0;
   }
   let removed = 0;
+  const self = await selfOwner();
   for (const name of names) {
     if (!prefixes.some((p) => name.startsWith(p))) continue;
     const dir = join(root, name);
@@ -70,7 +116,7 @@ export async function removeStaleWorkDirs(root: string, prefixes: readonly strin
     } catch {
       owner = undefined;
     }
-    if (owner && alive(owner.pid)) continue;
+    if (owner && (await ownerAlive(owner, self))) continue;
     if (owner?.etcdPid !== undefined && (await isEtcdOf(owner.etcdPid, dir))) {
       log.warn({ pid: owner.etcdPid, dir }, 'killing the temporary etcd of an interrupted restore');
       process.kill(owner.etcdPid, 'SIGKILL');

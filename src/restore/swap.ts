@@ -5,7 +5,7 @@
  * complete, so whoever finds it finishes the swap.
  */
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const partDir = (dataDir: string): string => `${dataDir}.part`;
 export const oldDir = (dataDir: string): string => `${dataDir}.old`;
@@ -30,6 +30,7 @@ export async function isMissingOrEmpty(dir: string): Promise<boolean> {
   }
 }
 
+/** fsync of a directory or a file (opened read-only: Linux syncs it all the same). */
 async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {
@@ -37,6 +38,21 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * fsyncs every file and directory under `dir`, then `dir`. `snapshot restore` (etcdctl 3.4,
+ * etcdutl 3.6, under strace) fdatasyncs the db and the WAL and fsyncs member/ after renaming the
+ * WAL dir into it, but not member/snap/, which holds the db's entry, nor the data dir itself; and
+ * the data dir is about to become the member's only copy of its data.
+ */
+export async function fsyncTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await fsyncTree(path);
+    else if (entry.isFile()) await fsyncDir(path);
+  }
+  await fsyncDir(dir);
 }
 
 /**
@@ -67,11 +83,15 @@ export async function finishInterruptedSwap(dataDir: string): Promise<'none' | '
   return 'none';
 }
 
-/** Moves the complete `<dataDir>.part` to `dataDir`, replacing what was there (only if allowed). */
+/**
+ * Moves the complete `<dataDir>.part` to `dataDir`, replacing what was there (only if allowed):
+ * every file and directory of it fsynced first, the parent directory after the renames.
+ */
 export async function swapIn(dataDir: string, replaceExisting: boolean): Promise<void> {
   const part = partDir(dataDir);
   await mkdir(dirname(dataDir), { recursive: true });
-  await fsyncDir(part);
+  // Durable before it takes the old data dir's place: the temporary etcd wrote without fsync.
+  await fsyncTree(part);
   if (await exists(dataDir)) {
     if (await isMissingOrEmpty(dataDir)) {
       await rm(dataDir, { recursive: true });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Etcd3, type IKeyValue } from 'etcd3';
+import { Etcd3 } from 'etcd3';
 import { snapshotRestore } from '../../src/etcd/etcdctl.js';
 import { EtcdProcess } from '../../src/etcd/process.js';
 import { freeLoopbackPort, TemporaryEtcd } from '../../src/etcd/temporary.js';
@@ -20,26 +20,8 @@ import type { SnapStore } from '../../src/snapstore/types.js';
 import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
 import { startRestored } from '../helpers/replay.js';
 import { capturingLogger, startTestSidecar } from '../helpers/sidecar.js';
+import { keyspaceAt } from '../helpers/replay.js';
 import { backupStore, currentChain, readDelta } from '../helpers/snapshots.js';
-
-interface KeyState {
-  key: string;
-  value: string;
-  createRevision: string;
-  modRevision: string;
-  version: string;
-  lease: string;
-}
-
-function states(kvs: IKeyValue[]): KeyState[] {
-  return kvs
-    .map((kv) => ({ key: kv.key.toString('hex'), value: kv.value.toString('hex'), createRevision: kv.create_revision, modRevision: kv.mod_revision, version: kv.version, lease: kv.lease }))
-    .sort((a, b) => (a.key < b.key ? -1 : 1));
-}
-
-async function keyspaceAt(client: Etcd3, revision: number): Promise<KeyState[]> {
-  return states((await client.getAll().revision(revision).exec()).kvs);
-}
 
 /** A real store whose reads of deltas are slow, as over a poor network: stretches the replay past the leases' TTL. */
 class SlowDeltaStore {
@@ -165,14 +147,14 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     const { etcd, client } = await startRestored(dir, 'r1', peerURL);
     try {
       const leases = new Set((await client.leaseClient.leaseLeases()).leases.map((l) => l.ID));
-      const restored = await keyspaceAt(client, finalRevision);
-      assert.deepEqual(restored, await keyspaceAt(source, finalRevision));
+      const restored = await keyspaceAt(client, finalRevision, { leases: true });
+      assert.deepEqual(restored, await keyspaceAt(source, finalRevision, { leases: true }));
       const keys = restored.map((k) => Buffer.from(k.key, 'hex').toString());
       for (const k of keptLeaseKeys) assert.ok(keys.includes(k), `${k} (short lease kept alive in the source) is missing`);
       assert.ok(!keys.some((k) => k.startsWith('/lease/dropped/')), 'keys of the expired lease came back');
       assert.ok(keys.includes('/big/299') && keys.includes('/lease/fresh'));
       // Every lease a key names exists in the restored member.
-      for (const k of restored) if (k.lease !== '0') assert.ok(leases.has(k.lease), `lease ${k.lease} of ${k.key} is missing`);
+      for (const k of restored) if (k.lease !== '0') assert.ok(leases.has(k.lease ?? ''), `lease ${k.lease} of ${k.key} is missing`);
       // The member carries the identity it was restored with, not the temporary etcd's.
       const members = (await client.cluster.memberList({})).members;
       assert.deepEqual(members.map((m) => [m.name, m.peerURLs]), [['r1', [peerURL]]]);
@@ -222,7 +204,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     try {
       const status = await client.maintenance.status();
       assert.equal(Number(status.header.revision), target);
-      assert.deepEqual(await keyspaceAt(client, target), await keyspaceAt(source, target));
+      assert.deepEqual(await keyspaceAt(client, target, { leases: true }), await keyspaceAt(source, target, { leases: true }));
     } finally {
       client.close();
       await etcd.stop();
@@ -276,7 +258,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
       }, 60_000);
       const list = (await client.cluster.memberList({})).members.map((m) => [m.name, m.peerURLs]).sort();
       assert.deepEqual(list, names.map((n, i) => [n, [peers[i]]]));
-      assert.deepEqual(await keyspaceAt(client, finalRevision), await keyspaceAt(source, finalRevision));
+      assert.deepEqual(await keyspaceAt(client, finalRevision, { leases: true }), await keyspaceAt(source, finalRevision, { leases: true }));
       // A write through the new cluster reaches every member: it is one cluster, not three.
       await client.put('/after-restore').value('x');
       for (const url of clients) {

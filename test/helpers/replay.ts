@@ -18,17 +18,22 @@ export interface KeyState {
   createRevision: string;
   modRevision: string;
   version: string;
+  /** With `leases: true` only. */
+  lease?: string;
 }
 
-function state(kvs: IKeyValue[]): KeyState[] {
+function state(kvs: IKeyValue[], leases: boolean): KeyState[] {
   return kvs
-    .map((kv) => ({ key: kv.key.toString('hex'), value: kv.value.toString('hex'), createRevision: kv.create_revision, modRevision: kv.mod_revision, version: kv.version }))
+    .map((kv) => ({ key: kv.key.toString('hex'), value: kv.value.toString('hex'), createRevision: kv.create_revision, modRevision: kv.mod_revision, version: kv.version, ...(leases ? { lease: kv.lease } : {}) }))
     .sort((a, b) => (a.key < b.key ? -1 : 1));
 }
 
-/** Every key of a cluster at a revision (the client must accept large messages: `grpc.max_receive_message_length: -1`). */
-export async function keyspaceAt(client: Etcd3, revision: number): Promise<KeyState[]> {
-  return state((await client.getAll().revision(revision).exec()).kvs);
+/**
+ * Every key of a cluster at a revision (the client must accept large messages:
+ * `grpc.max_receive_message_length: -1`); with the lease each key is on when `leases`.
+ */
+export async function keyspaceAt(client: Etcd3, revision: number, opts: { leases?: boolean } = {}): Promise<KeyState[]> {
+  return state((await client.getAll().revision(revision).exec()).kvs, opts.leases ?? false);
 }
 
 /** etcd as the only member of a new cluster, serving clients and peers on the given loopback URLs. */

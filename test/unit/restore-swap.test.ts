@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { finishInterruptedSwap, oldDir, partDir, swapIn } from '../../src/restore/swap.js';
+import { finishInterruptedSwap, fsyncTree, oldDir, partDir, swapIn } from '../../src/restore/swap.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ebs-swap-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -72,5 +72,17 @@ describe('the data dir swap, and recovery from a crash at each step', () => {
     dirWith(d, 'x');
     assert.equal(await finishInterruptedSwap(d), 'none');
     assert.equal(content(d), 'x');
+  });
+});
+
+describe('fsyncTree', () => {
+  it('walks a restored data dir: nested dirs, files, and a symlink it does not follow', async () => {
+    const d = fresh();
+    dirWith(join(d, 'member', 'snap'), 'db');
+    mkdirSync(join(d, 'member', 'wal'), { recursive: true });
+    writeFileSync(join(d, 'member', 'wal', '0.wal'), 'wal');
+    symlinkSync('/nonexistent', join(d, 'dangling'));
+    await fsyncTree(d);
+    await assert.rejects(fsyncTree(join(d, 'missing')), /ENOENT/);
   });
 });
