@@ -15,6 +15,8 @@ import { EtcdProcess } from './process.js';
 
 /** One put or delete of a replayed revision, as etcd's Txn takes it. */
 export type TxnOp = IRequestOp;
+/** One compare of a guarded transaction, as etcd's Txn takes it. */
+export type TxnCompare = ICompare;
 
 const CALL_TIMEOUT_MS = 120_000;
 

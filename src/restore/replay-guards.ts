@@ -41,22 +41,22 @@
  * temporary etcd does not hold the state the chain expects, and the restore stops, where one
  * transaction per revision without compares would have deleted nothing and gone on.
  */
-import type { ICompare, IRequestOp } from 'etcd3';
+import type { TxnCompare, TxnOp } from '../etcd/temporary.js';
 import type { RevisionBatch } from './plan.js';
 
 export interface GuardedTxn {
   revision: number;
   /** Holds on the state of revision-1 and on none of the states from sendAfter to revision-2. */
-  compare: ICompare[];
+  compare: TxnCompare[];
   /** One op per event of the revision. */
-  success: IRequestOp[];
+  success: TxnOp[];
   /** This revision and every one before it must be applied before the transaction is sent. */
   sendAfter: number;
   /** Lease IDs the puts attach: granted before the transaction is sent. */
   leases: string[];
 }
 
-function ops(batch: RevisionBatch): IRequestOp[] {
+function ops(batch: RevisionBatch): TxnOp[] {
   return batch.events.map((ev) =>
     ev.type === 'delete'
       ? { request_delete_range: { key: ev.kv.key } }
@@ -65,7 +65,7 @@ function ops(batch: RevisionBatch): IRequestOp[] {
 }
 
 /** Compares that fail once the batch is applied (put: mod_revision moves to r; delete: the key goes). */
-function notApplied(batch: RevisionBatch): ICompare[] {
+function notApplied(batch: RevisionBatch): TxnCompare[] {
   return batch.events.map((ev) =>
     ev.type === 'delete'
       ? { key: ev.kv.key, target: 'Version', result: 'Greater', version: 0 }
@@ -85,7 +85,7 @@ export class ReplayGuards {
   private readonly lastWrite = new Map<string, number>();
   private revision: number;
   /** The predecessor compare of the next batch, worked out from the last one. */
-  private pred: { compare: ICompare[]; sendAfter: number };
+  private pred: { compare: TxnCompare[]; sendAfter: number };
 
   /** `startRevision`: the revision the temporary etcd holds before the first batch (the full snapshot's). */
   constructor(
@@ -109,7 +109,7 @@ export class ReplayGuards {
   }
 
   /** P_{r+1} for batch r; `lastWrite` still holds only revisions before r. */
-  private successorGuard(batch: RevisionBatch): { compare: ICompare[]; sendAfter: number } {
+  private successorGuard(batch: RevisionBatch): { compare: TxnCompare[]; sendAfter: number } {
     const put = batch.events.find((ev) => ev.type === 'put');
     if (put) return { compare: [{ key: put.kv.key, target: 'Mod', result: 'Equal', mod_revision: batch.revision }], sendAfter: this.startRevision };
     // Delete-only: the deleted key put longest ago gives the earliest state the compare tells apart.

@@ -19,13 +19,13 @@
  * dooms every send in flight behind it; new transactions wait behind the refused one's new send
  * instead of following the doomed ones into refusal.
  */
-import type { ICompare, IRequestOp } from 'etcd3';
+import type { TxnCompare, TxnOp } from '../etcd/temporary.js';
 import { RestoreError } from './plan.js';
 import type { GuardedTxn } from './replay-guards.js';
 
 /** The temporary etcd as the window sees it (TemporaryEtcd; tests put a delay in front of it). */
 export interface GuardedTxnTarget {
-  guardedTxn(compare: ICompare[], ops: IRequestOp[]): Promise<{ succeeded: boolean; revision: number }>;
+  guardedTxn(compare: TxnCompare[], ops: TxnOp[]): Promise<{ succeeded: boolean; revision: number }>;
   /** A read that costs etcd no raft entry, sent behind each burst (see Order above). */
   tailRead?(): Promise<void>;
 }
