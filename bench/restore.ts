@@ -25,7 +25,7 @@ import { openSnapshotStream } from '../src/etcd/snapshot-stream.js';
 import { freeLoopbackPort, TemporaryEtcd } from '../src/etcd/temporary.js';
 import { createLogger } from '../src/logger.js';
 import { compressBuffer, decompressStream } from '../src/snapshot/compression.js';
-import { DeltaBuilder, type DeltaEvent } from '../src/snapshot/delta.js';
+import { DeltaBuilder, type DeltaEvent } from '../src/snapshot/delta-format.js';
 import { takeFullSnapshot } from '../src/snapshot/full.js';
 import { snapshotName } from '../src/snapshot/names.js';
 import { LocalStore } from '../src/snapstore/local.js';

@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { decompressStream } from '../snapshot/compression.js';
-import { decodeDelta, DeltaFormatError, type DeltaEvent } from '../snapshot/delta.js';
+import { decodeDelta, DeltaFormatError, type DeltaEvent } from '../snapshot/delta-format.js';
 import type { SnapshotRef } from '../snapshot/names.js';
 import { SnapshotVerifier } from '../snapshot/verify.js';
 import { StoreError, type SnapStore } from '../snapstore/types.js';

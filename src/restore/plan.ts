@@ -3,7 +3,7 @@
  * look like. No I/O here, so every refusal is decided (and tested) on plain data.
  */
 import { latestFull, restorableChain, type Chain, type ChainLink } from '../snapshot/chain.js';
-import type { DeltaEvent } from '../snapshot/delta.js';
+import type { DeltaEvent } from '../snapshot/delta-format.js';
 import type { SnapshotRef } from '../snapshot/names.js';
 
 export type RestoreErrorCode =

@@ -8,7 +8,7 @@ import type { Logger } from '../logger.js';
 import { removeSpoolLeftovers } from '../snapstore/stage.js';
 import { listAll, type SnapStore } from '../snapstore/types.js';
 import { restorableChain, type Chain } from './chain.js';
-import { DeltaSnapshotter, type DeltaContext, type DeltaSettings } from './deltas.js';
+import { DeltaSnapshotter, type DeltaContext, type DeltaSettings } from './delta-snapshotter.js';
 import { takeFullSnapshot, type FullSnapshot } from './full.js';
 import { FORMAT_DIR, parseSnapshotName, type Compression, type SnapshotKind, type SnapshotRef } from './names.js';
 import type { SnapshotObserver, SnapshotRecord } from './record.js';

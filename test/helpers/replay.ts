@@ -6,7 +6,7 @@ import { Etcd3, type IKeyValue } from 'etcd3';
 import { snapshotRestore } from '../../src/etcd/etcdctl.js';
 import { EtcdProcess, type EtcdMemberSpec } from '../../src/etcd/process.js';
 import type { Chain } from '../../src/snapshot/chain.js';
-import type { DeltaEvent } from '../../src/snapshot/delta.js';
+import type { DeltaEvent } from '../../src/snapshot/delta-format.js';
 import type { SnapStore } from '../../src/snapstore/types.js';
 import { eventually, freePort } from './cluster.js';
 import { assertChainEvents, saveFull } from './snapshots.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { restorableChain, type Chain } from '../../src/snapshot/chain.js';
 import { decompressStream } from '../../src/snapshot/compression.js';
-import { decodeDelta, type DeltaEvent } from '../../src/snapshot/delta.js';
+import { decodeDelta, type DeltaEvent } from '../../src/snapshot/delta-format.js';
 import type { SnapshotRef } from '../../src/snapshot/names.js';
 import { listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { LocalStore } from '../../src/snapstore/local.js';

@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import { DeltaPrefetcher, fetchDelta, fetchFullSnapshot } from '../../src/restore/fetch.js';
 import { RestoreError } from '../../src/restore/plan.js';
 import { compressBuffer } from '../../src/snapshot/compression.js';
-import { encodeDelta, type DeltaEvent } from '../../src/snapshot/delta.js';
+import { encodeDelta, type DeltaEvent } from '../../src/snapshot/delta-format.js';
 import { parseSnapshotName, snapshotName, type SnapshotRef } from '../../src/snapshot/names.js';
 import { LocalStore } from '../../src/snapstore/local.js';
 import type { SnapStore } from '../../src/snapstore/types.js';

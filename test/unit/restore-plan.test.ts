@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { DeltaEvent } from '../../src/snapshot/delta.js';
+import type { DeltaEvent } from '../../src/snapshot/delta-format.js';
 import { parseSnapshotName, snapshotName, type SnapshotRef } from '../../src/snapshot/names.js';
 import { chainClusterId, liveKeyChange, planFromFullDb, planRestore, RestoreError, revisionBatches } from '../../src/restore/plan.js';
 

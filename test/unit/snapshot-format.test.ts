@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import fc from 'fast-check';
 import { COMPRESSIONS, compressBuffer, compressStream, compressionFromSuffix, compressionSuffix, decompressBuffer, decompressStream, type Compression } from '../../src/snapshot/compression.js';
-import { DeltaBuilder, DeltaFormatError, decodeDelta, encodeDelta, eventJson, type DeltaEvent, type KeyValueRecord } from '../../src/snapshot/delta.js';
+import { DeltaBuilder, DeltaFormatError, decodeDelta, encodeDelta, eventJson, type DeltaEvent, type KeyValueRecord } from '../../src/snapshot/delta-format.js';
 
 // Written by Go (the anchor's own encoders); see test/fixtures/anchor/README.md.
 const fixture = (name: string): Buffer => readFileSync(new URL(`../fixtures/anchor/${name}`, import.meta.url));

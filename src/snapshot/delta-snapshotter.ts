@@ -4,7 +4,7 @@ import { KeyspaceWatch, type WatchedEvent, type WatchEnd } from '../etcd/watch.j
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { compressBuffer } from './compression.js';
-import { DeltaBuilder } from './delta.js';
+import { DeltaBuilder } from './delta-format.js';
 import { snapshotName, type Compression } from './names.js';
 import { objectMetadata, type SnapshotObserver, type SnapshotRecord } from './record.js';
 import { retryWithBackoff, settleWithin } from '../resilience.js';

@@ -1,0 +1,256 @@
+/**
+ * Turning a chain of backups into a data dir: the full snapshot restored by etcdutl (etcdctl on
+ * etcd 3.4), the deltas replayed revision by revision into a temporary etcd, the result restored
+ * once more with this member's real identity into `<data-dir>.part`, then swapped in atomically.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { snapshotRestore, snapshotRestoreTool } from '../etcd/etcdctl.js';
+import { freeLoopbackPort, TemporaryEtcd } from '../etcd/temporary.js';
+import type { EtcdTools } from '../etcd/tools.js';
+import { restoreTools } from './tools.js';
+import { asRestoreError, restoreTemporaryDb } from './finalize.js';
+import type { Config } from '../config/index.js';
+import type { Logger } from '../logger.js';
+import type { SnapshotRef } from '../snapshot/names.js';
+import { listSnapshots } from '../snapshot/snapshotter.js';
+import type { SnapStore } from '../snapstore/types.js';
+import { clusterIdsOf, fetchFullSnapshot } from './fetch.js';
+import { chainClusterId, planFromFullDb, planRestore, RestoreError } from './plan.js';
+import { checkAborted, replay } from './replay.js';
+import { makeWorkDir, removeStaleWorkDirs } from './scratch.js';
+import { finishInterruptedSwap, isMissingOrEmpty, partDir, swapIn } from './swap.js';
+
+
+export interface RestoreOptions {
+  store: SnapStore;
+  /** Final location; refused if it exists and is non-empty unless replaceExisting. */
+  dataDir: string;
+  /** The initializer wipes-and-restores: the old dir is replaced atomically at the end. */
+  replaceExisting?: boolean;
+  /** Member name. */
+  name: string;
+  /** "m1=http://...,m2=..." as etcd's --initial-cluster. */
+  initialCluster: string;
+  initialClusterToken: string;
+  initialAdvertisePeerUrls: string[];
+  toRevision?: number;
+  toTime?: Date;
+  /** Where the temporary etcd runs (default: next to dataDir); a tmpfs spares it the fsyncs. */
+  scratchDir?: string;
+  /** Hex like memberIdHex(); refuse a chain of another cluster. */
+  expectClusterId?: string;
+  log: Logger;
+  onProgress?: (p: RestoreProgress) => void;
+  signal?: AbortSignal;
+  /** Deltas fetched and decoded ahead of the one being replayed (default 4). */
+  prefetch?: number;
+  /** TTL given to leases that keys in the deltas use but the full snapshot lacks (default 1h). */
+  replayLeaseTtlSeconds?: number;
+  /** Folder of the etcd, etcdctl and etcdutl to restore with (default: where PATH's etcd is). */
+  etcdBinDir?: string;
+  /** Replay transactions in flight at once (default 16; 1 replays one revision at a time). */
+  replayWindow?: number;
+}
+
+/** The options every restore takes from the configuration (the CLI's and the initializer's alike). */
+export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'replayLeaseTtlSeconds' | 'etcdBinDir' | 'replayWindow'> {
+  return {
+    name: config.name,
+    initialCluster: initialCluster.map((e) => `${e.name}=${e.peerURL}`).join(','),
+    initialClusterToken: config.initialClusterToken,
+    initialAdvertisePeerUrls: config.initialAdvertisePeerUrls,
+    ...(config.restoreScratchDir ? { scratchDir: config.restoreScratchDir } : {}),
+    prefetch: config.restorePrefetch,
+    replayWindow: config.restoreReplayWindow,
+    replayLeaseTtlSeconds: Math.max(1, Math.round(config.restoreLeaseTtl / 1000)),
+    ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}),
+  };
+}
+
+export type RestorePhase = 'planning' | 'fetching-full' | 'restoring-full' | 'replaying' | 'finalizing' | 'done';
+
+export interface RestoreProgress {
+  phase: RestorePhase;
+  fullRevision: number;
+  /** Revision applied so far. */
+  revision: number;
+  targetRevision: number;
+  deltasApplied: number;
+  deltasTotal: number;
+  eventsApplied: number;
+}
+
+export interface RestoreResult {
+  revision: number;
+  fullSnapshot: string;
+  deltasApplied: number;
+  eventsApplied: number;
+  clusterId?: string;
+  durationMs: number;
+  /** Revision inside the full snapshot. */
+  fullRevision: number;
+  /** Live keys the deltas created minus those they deleted: what a drill checks the result against. */
+  liveKeyChange: number;
+  /** Milliseconds of each step, for the bench and the logs. */
+  timings: { fetchFullMs: number; restoreFullMs: number; replayMs: number; finalizeMs: number };
+}
+
+const TEMP_MEMBER = 'restore-replay';
+export const WORK_PREFIX = '.etcd-restore-';
+
+export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
+  const t0 = performance.now();
+  const { store, dataDir, log, signal } = opts;
+  if (opts.initialAdvertisePeerUrls.length === 0) throw new RestoreError('bad_request', 'initialAdvertisePeerUrls is empty');
+  const tools = restoreTools(opts.etcdBinDir);
+  const swapped = await finishInterruptedSwap(dataDir);
+  if (swapped !== 'none') log.warn({ dataDir, action: swapped }, 'found the leftovers of an interrupted restore and settled them');
+  if (!opts.replaceExisting && !(await isMissingOrEmpty(dataDir))) {
+    throw new RestoreError('data_dir_not_empty', `data dir ${dataDir} exists and is not empty; refusing to restore over it`);
+  }
+
+  const target: { toRevision?: number; toTime?: Date } = {};
+  if (opts.toRevision !== undefined) target.toRevision = opts.toRevision;
+  if (opts.toTime !== undefined) target.toTime = opts.toTime;
+  const listing = await listSnapshots(store);
+  let plan = planRestore(listing, target);
+  const refs: SnapshotRef[] = [plan.full, ...plan.links.map((l) => l.delta)];
+  const clusterId = chainClusterId(await clusterIdsOf(store, refs), opts.expectClusterId);
+  log.info({ full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId, etcd: tools.etcd, restoreTool: snapshotRestoreTool(tools) }, 'restore planned');
+
+  const progress: RestoreProgress = { phase: 'planning', fullRevision: plan.full.lastRevision, revision: 0, targetRevision: plan.targetRevision, deltasApplied: 0, deltasTotal: plan.links.length, eventsApplied: 0 };
+  const report = (phase: RestorePhase): void => {
+    progress.phase = phase;
+    opts.onProgress?.({ ...progress });
+  };
+
+  const scratchRoot = opts.scratchDir ?? dirname(dataDir);
+  await mkdir(scratchRoot, { recursive: true });
+  const stale = await removeStaleWorkDirs(scratchRoot, [WORK_PREFIX, '.etcd-drill-'], log);
+  if (stale > 0) log.warn({ scratchRoot, removed: stale }, 'removed the scratch dirs of interrupted restores');
+  const workDir = await makeWorkDir(scratchRoot, WORK_PREFIX);
+  const work = workDir.dir;
+  const part = partDir(dataDir);
+  await rm(part, { recursive: true, force: true });
+  let temp: TemporaryEtcd | undefined;
+  const timings = { fetchFullMs: 0, restoreFullMs: 0, replayMs: 0, finalizeMs: 0 };
+  try {
+    report('fetching-full');
+    let t = performance.now();
+    const fullFile = join(work, 'full.db');
+    const full = await fetchFullSnapshot(store, plan.full, fullFile, signal);
+    timings.fetchFullMs = performance.now() - t;
+    progress.fullRevision = full.revision;
+    progress.revision = full.revision;
+    plan = planFromFullDb(listing, plan.full, full.revision, target);
+    progress.targetRevision = plan.targetRevision;
+    progress.deltasTotal = plan.links.length;
+    checkAborted(signal);
+    if (full.revision > plan.targetRevision) {
+      throw new RestoreError('target_not_covered', `${plan.full.name} holds revision ${full.revision}, past the target ${plan.targetRevision}`);
+    }
+    const real = { name: opts.name, initialCluster: opts.initialCluster, initialClusterToken: opts.initialClusterToken, initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls, tools };
+
+    report('restoring-full');
+    let revision = full.revision;
+    let events = 0;
+    let deltasApplied = 0;
+    let keyChange = 0;
+    if (plan.links.length === 0 || full.revision === plan.targetRevision) {
+      // Nothing to replay: the snapshot goes straight into place with this member's identity.
+      t = performance.now();
+      await snapshotRestore({ file: fullFile, dataDir: part, ...real });
+      timings.restoreFullMs = performance.now() - t;
+    } else {
+      t = performance.now();
+      const started = await startReplayEtcd(fullFile, work, tools, log, (pid) => workDir.noteEtcd(pid));
+      temp = started.etcd;
+      const tempData = started.dataDir;
+      await rm(fullFile, { force: true });
+      // Leases first: from here on none can expire, so the revision cannot move on its own.
+      const keeper = await temp.keepLeasesAlive(log);
+      const startRevision = await temp.revision();
+      if (startRevision !== full.revision) {
+        throw new RestoreError('revision_mismatch', `the temporary etcd started at revision ${startRevision}, not at the full snapshot's ${full.revision}`);
+      }
+      timings.restoreFullMs = performance.now() - t;
+      log.info({ revision: startRevision, leases: keeper.size }, 'full snapshot restored into the temporary etcd; replaying deltas');
+
+      report('replaying');
+      t = performance.now();
+      const replayed = await replay(temp, keeper, plan, full.revision, opts, (p) => {
+        Object.assign(progress, p);
+        report('replaying');
+      });
+      log.info({ revisions: replayed.revision - full.revision, resent: replayed.resent, ms: Math.round(performance.now() - t) }, 'deltas replayed');
+      revision = replayed.revision;
+      events = replayed.events;
+      deltasApplied = replayed.deltas;
+      keyChange = replayed.keyChange;
+      timings.replayMs = performance.now() - t;
+
+      report('finalizing');
+      t = performance.now();
+      await temp.stop();
+      temp = undefined;
+      await restoreTemporaryDb(tempData, revision, 'replayed', part, real);
+      timings.finalizeMs = performance.now() - t;
+    }
+    checkAborted(signal);
+    const t2 = performance.now();
+    if (!opts.replaceExisting && !(await isMissingOrEmpty(dataDir))) {
+      throw new RestoreError('data_dir_not_empty', `data dir ${dataDir} was filled while the restore ran; refusing to replace it`);
+    }
+    await swapIn(dataDir, opts.replaceExisting ?? false);
+    timings.finalizeMs += performance.now() - t2;
+    progress.revision = revision;
+    progress.deltasApplied = deltasApplied;
+    progress.eventsApplied = events;
+    report('done');
+    const result: RestoreResult = {
+      revision,
+      fullSnapshot: plan.full.name,
+      deltasApplied,
+      eventsApplied: events,
+      durationMs: Math.round(performance.now() - t0),
+      fullRevision: full.revision,
+      liveKeyChange: keyChange,
+      timings: { fetchFullMs: Math.round(timings.fetchFullMs), restoreFullMs: Math.round(timings.restoreFullMs), replayMs: Math.round(timings.replayMs), finalizeMs: Math.round(timings.finalizeMs) },
+    };
+    if (clusterId !== undefined) result.clusterId = clusterId;
+    log.info({ ...result }, 'restore complete');
+    return result;
+  } catch (err) {
+    await rm(part, { recursive: true, force: true }).catch(() => {});
+    throw asRestoreError(err, 'restore failed', signal?.aborted);
+  } finally {
+    if (temp) await temp.stop().catch(() => {});
+    await rm(work, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+const START_ATTEMPTS = 3;
+
+/**
+ * The full snapshot restored with a loopback identity and a temporary etcd started on it. Ports
+ * are picked free but another process may take one first (etcd then exits at start): each attempt
+ * restores afresh with new ports, since the peer URL is written into the data dir.
+ */
+async function startReplayEtcd(fullFile: string, work: string, tools: EtcdTools, log: Logger, noteEtcd: (pid: number | undefined) => Promise<void>): Promise<{ etcd: TemporaryEtcd; dataDir: string }> {
+  for (let attempt = 1; ; attempt++) {
+    const peerPort = await freeLoopbackPort();
+    const peerURL = `http://127.0.0.1:${peerPort}`;
+    const dataDir = join(work, `data-${attempt}`);
+    await snapshotRestore({ file: fullFile, dataDir, name: TEMP_MEMBER, initialCluster: `${TEMP_MEMBER}=${peerURL}`, initialClusterToken: TEMP_MEMBER, initialAdvertisePeerUrls: [peerURL], tools });
+    try {
+      const etcd = await TemporaryEtcd.start({ dataDir, name: TEMP_MEMBER, peerPort, logFile: join(work, `etcd-${attempt}.log`), log, etcdBinary: tools.etcd });
+      await noteEtcd(etcd.process.pid);
+      return { etcd, dataDir };
+    } catch (err) {
+      if (attempt >= START_ATTEMPTS) throw err;
+      log.warn({ attempt, err: (err as Error).message }, 'the temporary etcd did not start; retrying with other ports');
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }
+}
