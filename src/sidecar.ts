@@ -5,6 +5,11 @@ import { MemberMonitor } from './etcd/monitor.js';
 import { probeEndpoint } from './etcd/status.js';
 import type { Logger } from './logger.js';
 import { buildServer, type App, type ServerOptions, type SnapshotApi } from './server/app.js';
+import type { DefragApi } from './server/deps.js';
+import { DefragMetrics } from './server/defrag-metrics.js';
+import { Defragmenter, type DefragReport } from './defrag/defragmenter.js';
+import { DefragSchedule } from './defrag/schedule.js';
+import { defragmentMember } from './etcd/maintenance.js';
 import { backupStateOf } from './snapshot/backup-state.js';
 import { openStore, StoreProbe, type SnapStore } from './snapstore/index.js';
 import { Metrics } from './server/metrics.js';
@@ -59,6 +64,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   const cluster = new BackupLeadership(config, mode, { etcd, store, metrics, duties, log, ages });
   const initializer = new Initializer({ config, etcd, store, log: log.child({ part: 'initializer' }), heartbeat: cluster.heartbeat, ages });
   const rejoin = watchForRecovery(config, cluster, initializer);
+  const defrag = defragmentation(config, { etcd, monitor, metrics, duties, cluster, log });
   const app = await buildServer(
     {
       self: { name: config.name, clientURLs: config.advertiseClientUrls },
@@ -70,6 +76,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       snapshots: snapshotApi(config, store, duties, cluster),
       cluster: () => cluster.view(),
       initializer,
+      defrag: defrag.api,
     },
     server,
   );
@@ -83,6 +90,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   }
   monitor.start();
   storeProbe.start();
+  defrag.schedule.start();
   cluster.start(config.advertiseApiUrl || defaultApiURL(config.listen.host, new URL(url).port ? Number(new URL(url).port) : config.listen.port, config.advertiseClientUrls));
   log.info({ url, endpoints: etcd.endpoints() }, 'serving');
   return {
@@ -98,6 +106,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     initializer,
     async close() {
       clearInterval(rejoin);
+      await defrag.schedule.stop();
       initializer.stop();
       await cluster.stop();
       monitor.stop();
@@ -167,4 +176,46 @@ function snapshotApi(config: Config, store: SnapStore, duties: DutyRunner<Snapsh
     list: () => listSnapshots(store),
     state: () => backupStateOf(duties.current),
   };
+}
+
+/**
+ * Defragmentation rounds: on the schedule when this sidecar is the backup leader, or asked for
+ * through the API; a round that defragmented a member is followed by a full snapshot (the next
+ * restore starts from the compact db, not from the fragmented one).
+ */
+function defragmentation(
+  config: Config,
+  parts: { etcd: EtcdClient; monitor: MemberMonitor; metrics: Metrics; duties: DutyRunner<Snapshotter>; cluster: BackupLeadership; log: Logger },
+): { api: DefragApi; schedule: DefragSchedule } {
+  const { etcd, monitor, metrics, duties, cluster } = parts;
+  const log = parts.log.child({ part: 'defrag' });
+  const defragmenter = new Defragmenter(
+    {
+      clusterStatus: () => monitor.check(),
+      probe: (url) => probeEndpoint(etcd, url, etcd.memberTimeoutMs),
+      defragment: (url, timeoutMs) => defragmentMember(etcd.member(url), timeoutMs),
+      log,
+      observer: new DefragMetrics(metrics.registry),
+    },
+    { thresholdPercent: config.defragThreshold, timeoutMs: config.defragTimeout, recoverTimeoutMs: config.defragTimeout },
+  );
+  const round = async (reason: string, member?: string): Promise<DefragReport> => {
+    const report = await defragmenter.run(reason, member);
+    if (report.members.some((m) => m.outcome === 'defragmented')) {
+      duties.current?.requestFull('after defragmentation').catch((err: Error) => log.warn({ err: err.message }, 'the full snapshot after defragmentation failed'));
+    }
+    return report;
+  };
+  const api: DefragApi = {
+    unavailable: () => (cluster.role === 'leader' ? undefined : `defragmentation is run by the backup leader's sidecar: ${cluster.whyNotLeading()}`),
+    forwardTo: () => cluster.forwardTo(),
+    run: (member) => round('requested through the API', member),
+    status: () => ({
+      running: defragmenter.isRunning,
+      schedule: config.defragSchedule,
+      lastByMember: [...defragmenter.lastByMember.values()],
+      ...(defragmenter.lastReport ? { lastRound: defragmenter.lastReport } : {}),
+    }),
+  };
+  return { api, schedule: new DefragSchedule(config.defragSchedule, () => cluster.role === 'leader', (reason) => round(reason), log) };
 }

@@ -62,3 +62,18 @@ export function fail(message: string, code: number): never {
   process.stderr.write(`etcd-backup-sidecar: ${message}\n`);
   process.exit(code);
 }
+
+/** POSTs to the sidecar this host runs (its --listen) and prints the answer; exits 1 when it fails or refuses. */
+export async function postToSidecar(config: Config, path: string): Promise<void> {
+  const url = `${localSidecarURL(config)}${path}`;
+  const token = secretsOrExit(config).apiToken;
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'POST', ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
+  } catch (err) {
+    fail(`no sidecar answers at ${url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`, 1);
+  }
+  const body = await res.text();
+  if (!res.ok) fail(`${url} answered ${res.status}: ${body}`, 1);
+  process.stdout.write(`${body}\n`);
+}

@@ -198,6 +198,7 @@ function parseValue(spec: OptionSpec, text: string): { value: unknown } | { prob
     case 'enum':
       return spec.choices?.includes(text) ? { value: text } : { problem: `"${text}" is not one of ${spec.choices?.join(', ')}` };
     case 'cron': {
+      if (text.trim() === 'off') return { value: 'off' };
       const check = cron.validateDetailed(text.trim());
       return check.valid ? { value: text.trim() } : { problem: `"${text}" is not a cron schedule (${check.errors.map((e) => e.message).join('; ') || 'expected e.g. "0 */1 * * *"'})` };
     }
@@ -315,6 +316,8 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
   if (config.maxBackups < 1) problems.push('--max-backups: must be at least 1 (the latest full snapshot is always kept)');
   if (config.deltaSnapshotPeriod > 0 && config.deltaSnapshotMemoryLimit < 64 * 1024) problems.push(`--delta-snapshot-memory-limit: ${config.deltaSnapshotMemoryLimit} bytes is below 64KiB`);
   if (config.dialKeepAliveTime > 0 && config.dialKeepAliveTimeout === 0) problems.push('--dial-keep-alive-timeout: must be above 0 while --dial-keep-alive-time is set');
+  if (config.fullSnapshotSchedule === 'off') problems.push('--full-snapshot-schedule: cannot be off (full snapshots are what deltas build on)');
+  if (config.defragThreshold > 100) problems.push(`--defrag-threshold: ${config.defragThreshold}% is above 100`);
   if (config.leaderCheckPeriod < 100) problems.push(`--leader-check-period: ${config.leaderCheckPeriod} ms is below 100ms`);
   if (config.leaderLostAfter < 1) problems.push('--leader-lost-after: must be at least 1');
   if (config.heartbeatPeriod < 100) problems.push(`--heartbeat-period: ${config.heartbeatPeriod} ms is below 100ms`);

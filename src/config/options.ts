@@ -202,6 +202,17 @@ export const OPTIONS = [
     description: 'TTL a restore gives to leases that keys in the deltas use but the full snapshot lacks (their real TTL is in no backup)',
   },
 
+  // --- defragmentation, run by the backup leader's sidecar ---
+  {
+    flag: 'defrag-schedule',
+    kind: 'cron',
+    group: 'snapshot',
+    default: '0 3 */3 * *',
+    description: 'cron schedule of defragmentation rounds (followers one at a time, the raft leader last, only while every member is healthy and the quorum survives one busy member); off disables',
+  },
+  { flag: 'defrag-threshold', kind: 'integer', group: 'snapshot', default: '10', description: 'percent of a member\'s db that must be free (dbSize - dbSizeInUse) for a round to defragment it; 0 defragments every member' },
+  { flag: 'defrag-timeout', kind: 'duration', group: 'snapshot', default: '5m', description: 'deadline of one member\'s defragmentation; the member must also answer healthy again within it before the round goes on' },
+
   // --- backup-leader election and member heartbeats ---
   { flag: 'leader-check-period', kind: 'duration', group: 'snapshot', default: '2s', description: 'how often the sidecar asks its own member whether it is the raft leader with quorum; each check must answer within this period' },
   { flag: 'leader-lost-after', kind: 'integer', group: 'snapshot', default: '3', description: 'checks in a row without a confirmed answer after which the sidecar steps down to role unknown and stops snapshotting' },

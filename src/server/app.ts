@@ -6,6 +6,7 @@ import type { ServerDeps } from './deps.js';
 import { bodyDeadline, errorHandler, notFoundHandler, clientErrorHandler, refuseNonFiniteNumbers } from './errors.js';
 import { authPlugin } from './auth.js';
 import type { ServerTls } from './tls.js';
+import { defragRoutes } from './routes/defrag.js';
 import { healthRoutes } from './routes/health.js';
 import { initializeRoutes } from './routes/initialize.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -76,6 +77,7 @@ export async function buildServer(deps: ServerDeps, opts: ServerOptions): Promis
   await app.register(statusRoutes, { deps });
   await app.register(metricsRoutes, { deps });
   await app.register(snapshotRoutes, { deps });
+  await app.register(defragRoutes, { deps });
   await app.register(initializeRoutes, { deps });
   await app.register(openapiRoutes);
   await app.ready();

@@ -3,6 +3,7 @@
  * composition root (src/sidecar.ts) builds it; the routes parse, call it, and map its errors.
  */
 import type { LeadershipView } from '../cluster/backup-leadership.js';
+import type { DefragReport, MemberDefrag } from '../defrag/defragmenter.js';
 import type { InitStatus } from '../initializer/act.js';
 import type { ClusterStatus, EndpointStatus } from '../etcd/status.js';
 import type { BackupState } from '../snapshot/backup-state.js';
@@ -26,6 +27,8 @@ export interface ServerDeps {
   storeHealth(): StoreHealth | undefined;
   metrics: Metrics;
   snapshots: SnapshotApi;
+  /** Absent when the sidecar runs without defragmentation (tests of other parts). */
+  defrag?: DefragApi;
   /** Backup-leader election and heartbeats, for `/status` (absent: role unknown). */
   cluster?: () => LeadershipView;
   /** Absent when the sidecar runs without an initializer (tests of other parts). */
@@ -47,6 +50,21 @@ export interface SnapshotApi {
   list(): Promise<SnapshotRef[]>;
   /** What `/status` shows of the snapshotting. */
   state(): BackupState;
+}
+
+/** A request only the backup leader's sidecar serves: relayed to it by a follower (server/forward.ts). */
+export interface LeaderOnlyApi {
+  /** Why this sidecar cannot serve it now (not the backup leader), or undefined. */
+  unavailable(): string | undefined;
+  /** The backup leader's sidecar to forward to, when this one is not the leader. */
+  forwardTo?(): { url: string; name: string } | undefined;
+}
+
+/** Defragmentation rounds (src/defrag/), run by the backup leader's sidecar. */
+export interface DefragApi extends LeaderOnlyApi {
+  /** One round now; rejects with DefragBusyError or DefragRefusedError. */
+  run(member?: string): Promise<DefragReport>;
+  status(): { running: boolean; schedule: string; lastByMember: MemberDefrag[]; lastRound?: DefragReport };
 }
 
 /** What the routes need of the initializer. */

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { DefragBusyError, DefragRefusedError } from '../defrag/defragmenter.js';
 import { SnapshotBusyError } from '../snapshot/snapshotter.js';
 import { StoreError } from '../snapstore/types.js';
 
@@ -24,6 +25,8 @@ const DOMAIN_ERRORS: readonly { type: abstract new (...args: never[]) => Error; 
   { type: SnapshotBusyError, status: 409, code: 'snapshot_running' },
   { type: StoreError, status: 502, code: 'store_failed' },
   { type: NoInitializerError, status: 503, code: 'no_initializer' },
+  { type: DefragBusyError, status: 409, code: 'defrag_running' },
+  { type: DefragRefusedError, status: 409, code: 'defrag_refused' },
 ];
 
 function httpCode(status: number): string {

@@ -1,10 +1,10 @@
 /**
- * Snapshot requests sent to a follower's sidecar are answered by the backup leader's: this
+ * Snapshot and defragmentation requests sent to a follower's sidecar are answered by the backup leader's: this
  * preHandler relays them there and the leader's answer back. A request carries the sender's name
  * in FORWARDED_BY, so that the receiver never forwards it again (no loops while the role changes hands).
  */
 import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
-import type { SnapshotApi } from './deps.js';
+import type { LeaderOnlyApi } from './deps.js';
 
 export const FORWARDED_BY = 'x-ebs-forwarded-by';
 export const FORWARDED_TO = 'x-ebs-forwarded-to';
@@ -13,7 +13,7 @@ export const FORWARDED_TO = 'x-ebs-forwarded-to';
 const FORWARD_TIMEOUT_MS = { GET: 30_000, POST: 15 * 60_000 } as const;
 
 /** Relays the request when another sidecar leads; does nothing (the route answers) otherwise. */
-export function forwardToBackupLeader(api: SnapshotApi, selfName: string): preHandlerAsyncHookHandler {
+export function forwardToBackupLeader(api: LeaderOnlyApi, selfName: string): preHandlerAsyncHookHandler {
   return async function forward(req: FastifyRequest, reply: FastifyReply): Promise<void> {
     const target = api.forwardTo?.();
     if (!target) return;
@@ -45,8 +45,8 @@ export function forwardToBackupLeader(api: SnapshotApi, selfName: string): preHa
   };
 }
 
-/** Refuses a snapshot request on a sidecar that cannot take one (it does not lead, or its snapshotter is not running). */
-export function requireBackupLeader(api: SnapshotApi): preHandlerAsyncHookHandler {
+/** Refuses a request on a sidecar that cannot serve it (it does not lead, or its snapshotter is not running). */
+export function requireBackupLeader(api: LeaderOnlyApi): preHandlerAsyncHookHandler {
   return async function backupLeaderOnly(_req: FastifyRequest, reply: FastifyReply): Promise<void> {
     const why = api.unavailable();
     if (why) await reply.status(503).send({ error: 'not_backup_leader', message: why });

@@ -52,6 +52,43 @@ const BackupPoint = Type.Object({
   uploadedAt: Type.String({ format: 'date-time' }),
 });
 
+const MemberDefragBody = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  outcome: Type.Union([Type.Literal('defragmented'), Type.Literal('skipped'), Type.Literal('failed')]),
+  raftLeader: Type.Optional(Type.Boolean({ description: 'it was the raft leader when its turn came' })),
+  reason: Type.Optional(Type.String({ description: 'why it was skipped or failed' })),
+  dbSizeBefore: Type.Optional(Type.Integer()),
+  dbSizeAfter: Type.Optional(Type.Integer()),
+  startedAt: Type.Optional(Type.String({ format: 'date-time' })),
+  durationMs: Type.Optional(Type.Integer({ description: 'until the member answered healthy again' })),
+});
+
+export const DefragReportBody = Type.Object(
+  {
+    reason: Type.String({ description: 'what started the round (schedule, a request)' }),
+    startedAt: Type.String({ format: 'date-time' }),
+    finishedAt: Type.String({ format: 'date-time' }),
+    members: Type.Array(MemberDefragBody, { description: 'in the order they were handled: skipped members first, then followers one at a time, the raft leader last' }),
+    stopped: Type.Optional(Type.String({ description: 'why the round stopped before its plan was done' })),
+  },
+  { description: 'one defragmentation round' },
+);
+
+export const DefragQuery = Type.Object({
+  member: Type.Optional(Type.String({ minLength: 1, description: 'defragment only this member (by name); default: every member over --defrag-threshold' })),
+});
+
+const DefragStatus = Type.Object(
+  {
+    running: Type.Boolean(),
+    schedule: Type.String({ description: '--defrag-schedule' }),
+    lastByMember: Type.Array(MemberDefragBody, { description: "each member's last defragmentation this sidecar ran" }),
+    lastRound: Type.Optional(DefragReportBody),
+  },
+  { description: 'defragmentation rounds run by this sidecar (the backup leader runs them)' },
+);
+
 export const StatusBody = Type.Object(
   {
     member: Type.Object({
@@ -101,6 +138,7 @@ export const StatusBody = Type.Object(
     ),
     checkedAt: Type.String({ format: 'date-time' }),
     durationMs: Type.Integer(),
+    defrag: Type.Optional(DefragStatus),
     election: Type.Optional(
       Type.Object(
         {

@@ -41,6 +41,7 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
         checkedAt: cluster.checkedAt,
         durationMs: cluster.durationMs,
       };
+      if (deps.defrag) body.defrag = deps.defrag.status();
       const store = deps.storeHealth();
       if (store) body.store = store;
       if (deps.cluster) {
