@@ -208,6 +208,19 @@ export const OPTIONS = [
   { flag: 'restore-leader', kind: 'string', group: 'member', description: 'the member preferred to recover a multi-member cluster from the backups after quorum loss, when it takes part (default: the first member of --initial-cluster); when it is gone for --heartbeat-ttl another member takes the recovery' },
   { flag: 'etcd-config-template', kind: 'path', group: 'member', mustExist: true, description: "etcd config file (YAML) whose settings GET /config keeps (TLS, quotas, tuning); the member's identity and cluster settings are the initializer's" },
   { flag: 'etcd-config-file', kind: 'path', group: 'member', description: "where the sidecar also writes etcd's config once initialized (what GET /config serves), e.g. a volume shared with the etcd container" },
+  {
+    flag: 'max-learners',
+    kind: 'integer',
+    group: 'member',
+    default: '1',
+    description: "learners the cluster may hold at once, as in etcd 3.6's --max-learners (GET /config passes it to etcd 3.6; 3.4 and 3.5 allow one): a member that would be one more waits instead of being added",
+  },
+  {
+    flag: 'etcd-version',
+    kind: 'string',
+    group: 'member',
+    description: "the etcd minor version (3.4, 3.5, 3.6) GET /config renders for: template keys that version does not read are renamed to its names or dropped, with a note; default: the version of the etcd in --etcd-bin-dir or PATH",
+  },
   { flag: 'initialize-retry-period', kind: 'duration', group: 'member', default: '2s', description: 'how often a waiting initializer gathers the facts again' },
 
   // --- HTTP server ---

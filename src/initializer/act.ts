@@ -17,7 +17,9 @@ import { restore, restoreFromDataDir, restoreOptionsFromConfig } from '../restor
 import type { SnapStore } from '../snapstore/index.js';
 import { advanceClaim } from './claim.js';
 import { decide, findSelf, waitingReport, type Decision, type InitFacts, type RecoveryClaim, type Verdict, type WaitingReport } from './decide.js';
-import { joiningCluster, renderEtcdConfig, type EtcdStart, type MemberIdentity } from './etcd-config.js';
+import { etcdTools, etcdVersion } from '../etcd/tools.js';
+import { joiningCluster, renderEtcdConfig, type EtcdStart, type EtcdTarget, type MemberIdentity } from './etcd-config.js';
+import { noteText } from './etcd-config-version.js';
 import { clusterMember, clusterNow, gatherFacts, type GatheredFacts } from './facts.js';
 
 export type InitState = 'New' | 'Progress' | 'Successful' | 'Failed';
@@ -134,7 +136,7 @@ export class Initializer {
       if (this.ownEtcdRuns) await this.untilOwnEtcdStopped();
       const start = await this.decideAndAct();
       this.started = start;
-      this.rendered = this.render(start);
+      this.rendered = this.render(start, await this.target());
       this.writeConfigFile();
       this.update({ state: 'Successful', finishedAt: new Date().toISOString(), progress: 'done: start etcd with GET /config' });
       log.info({ decision: this.current.decision, state: start.state }, 'initialization succeeded');
@@ -413,7 +415,24 @@ export class Initializer {
     return { state: 'new', initialCluster };
   }
 
-  private render(start: EtcdStart): string {
+  /**
+   * The etcd that reads GET /config: --etcd-version, or the version of the etcd beside this sidecar
+   * (--etcd-bin-dir or PATH). Unknown (no etcd here, and no --etcd-version): the template is passed
+   * on unchecked, as before versions mattered.
+   */
+  private async target(): Promise<EtcdTarget | undefined> {
+    const c = this.deps.config;
+    if (c.etcdVersion) return { minor: c.etcdVersion, maxLearners: c.maxLearners };
+    try {
+      const { minor } = await etcdVersion(etcdTools(c.etcdBinDir || undefined));
+      return { minor, maxLearners: c.maxLearners };
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, "etcd's version is unknown (set --etcd-version): GET /config passes the template on unchecked");
+      return undefined;
+    }
+  }
+
+  private render(start: EtcdStart, target: EtcdTarget | undefined): string {
     const c = this.deps.config;
     const identity: MemberIdentity = {
       name: c.name,
@@ -424,7 +443,9 @@ export class Initializer {
       listenPeerUrls: c.listenPeerUrls,
       listenClientUrls: c.listenClientUrls,
     };
-    return renderEtcdConfig(identity, start, c.etcdConfigTemplate ? readTemplate(c.etcdConfigTemplate) : {});
+    const { yaml, notes } = renderEtcdConfig(identity, start, c.etcdConfigTemplate ? readTemplate(c.etcdConfigTemplate) : {}, target);
+    for (const n of notes) this.deps.log.warn({ key: n.key, etcd: target?.minor }, `etcd config template: ${noteText(n)}`);
+    return yaml;
   }
 }
 
