@@ -184,7 +184,7 @@ export const OPTIONS = [
     flag: 'etcd-bin-dir',
     kind: 'path',
     group: 'snapshot',
-    description: "folder of the etcd, etcdctl and etcdutl a restore runs (its temporary etcd, and etcdutl snapshot restore; etcdctl's on 3.4, which has no etcdutl); one release's tools side by side, e.g. /usr/local/etcd-v3.6; default: the folder of the etcd in PATH",
+    description: "folder of the etcd, etcdctl and etcdutl a restore runs (its temporary etcd, and etcdutl snapshot restore; etcdctl's on 3.4, which has no etcdutl); one release's tools side by side, e.g. /usr/local/etcd-v3.6, or a folder of one such folder per minor version (v3.5/, v3.6/; the image's /usr/local/lib/etcd), of which the newest runs; default: the folder of the etcd in PATH",
   },
   { flag: 'restore-prefetch', kind: 'integer', group: 'snapshot', default: '4', description: 'deltas a restore fetches and decodes ahead of the one it replays (memory: this many deltas)' },
   {
