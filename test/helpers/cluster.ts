@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EtcdProcess, type EtcdMemberSpec } from '../../src/etcd/process.js';
 import { makePki, type TestPki } from './tls.js';
+// First: the release every etcd of the tests is (EBS_TEST_ETCD_DIR first in PATH).
+import './etcd-release.js';
 
 const run = promisify(execFile);
 
@@ -41,7 +43,7 @@ export interface ClusterOptions {
   token?: string;
   /** Serve clients over TLS with client-certificate auth (peers stay plain on loopback). */
   tls?: boolean;
-  /** Default: the etcd in PATH. The compatibility tests start other releases from .peers/. */
+  /** Default: the etcd in PATH (EBS_TEST_ETCD_DIR's, see etcd-release.ts). The compatibility tests start other releases from .peers/. */
   etcdBinary?: string;
 }
 
