@@ -9,24 +9,6 @@ export type EtcdMinor = '3.4' | '3.5' | '3.6';
 
 export const KNOWN_MINORS: readonly EtcdMinor[] = ['3.4', '3.5', '3.6'];
 
-const V3_4: readonly string[] = [
-  'advertise-client-urls', 'auth-token', 'auth-token-ttl', 'auto-compaction-mode',
-  'auto-compaction-retention', 'backend-batch-interval', 'backend-batch-limit', 'bcrypt-cost',
-  'cipher-suites', 'cors', 'data-dir', 'debug', 'discovery', 'discovery-proxy', 'discovery-srv',
-  'discovery-srv-name', 'election-timeout', 'enable-grpc-gateway', 'enable-pprof', 'enable-v2',
-  'experimental-backend-bbolt-freelist-type', 'experimental-compaction-batch-limit',
-  'experimental-corrupt-check-time', 'experimental-enable-lease-checkpoint',
-  'experimental-enable-lease-checkpoint-persist', 'experimental-enable-v2v3',
-  'experimental-initial-corrupt-check', 'experimental-warning-apply-duration',
-  'experimental-watch-progress-notify-interval', 'force-new-cluster', 'grpc-keepalive-interval',
-  'grpc-keepalive-min-time', 'grpc-keepalive-timeout', 'heartbeat-interval', 'host-whitelist',
-  'initial-advertise-peer-urls', 'initial-cluster', 'initial-cluster-state', 'initial-cluster-token',
-  'initial-election-tick-advance', 'listen-client-urls', 'listen-metrics-urls', 'listen-peer-urls',
-  'log-level', 'log-outputs', 'log-package-levels', 'logger', 'max-concurrent-streams',
-  'max-request-bytes', 'max-snapshots', 'max-txn-ops', 'max-wals', 'metrics', 'name', 'pre-vote',
-  'quota-backend-bytes', 'snapshot-count', 'strict-reconfig-check', 'unsafe-no-fsync', 'wal-dir',
-];
-
 const V3_5: readonly string[] = [
   'advertise-client-urls', 'auth-token', 'auth-token-ttl', 'auto-compaction-mode',
   'auto-compaction-retention', 'backend-batch-interval', 'backend-batch-limit',
@@ -54,40 +36,40 @@ const V3_5: readonly string[] = [
   'v2-deprecation', 'wal-dir',
 ];
 
-const V3_6: readonly string[] = [
-  'advertise-client-urls', 'auth-token', 'auth-token-ttl', 'auto-compaction-mode',
-  'auto-compaction-retention', 'backend-batch-interval', 'backend-batch-limit',
-  'backend-bbolt-freelist-type', 'bcrypt-cost', 'bootstrap-defrag-threshold-megabytes', 'cipher-suites',
-  'compact-hash-check-time', 'compaction-batch-limit', 'compaction-sleep-interval',
-  'corrupt-check-time', 'cors', 'data-dir', 'discovery', 'discovery-config', 'discovery-proxy',
-  'discovery-srv', 'discovery-srv-name', 'distributed-tracing-address',
-  'distributed-tracing-instance-id', 'distributed-tracing-sampling-rate',
-  'distributed-tracing-service-name', 'downgrade-check-time', 'election-timeout',
-  'enable-distributed-tracing', 'enable-grpc-gateway', 'enable-log-rotation', 'enable-pprof',
+/** 3.5's keys that 3.4 does not read. */
+const ADDED_IN_3_5: readonly string[] = [
+  'backend-bbolt-freelist-type', 'enable-log-rotation',
   'experimental-bootstrap-defrag-threshold-megabytes', 'experimental-compact-hash-check-enabled',
-  'experimental-compact-hash-check-time', 'experimental-compaction-batch-limit',
-  'experimental-compaction-sleep-interval', 'experimental-corrupt-check-time',
+  'experimental-compact-hash-check-time', 'experimental-compaction-sleep-interval',
   'experimental-distributed-tracing-address', 'experimental-distributed-tracing-instance-id',
   'experimental-distributed-tracing-sampling-rate', 'experimental-distributed-tracing-service-name',
   'experimental-downgrade-check-time', 'experimental-enable-distributed-tracing',
-  'experimental-enable-lease-checkpoint', 'experimental-enable-lease-checkpoint-persist',
-  'experimental-initial-corrupt-check', 'experimental-memory-mlock',
-  'experimental-peer-skip-client-san-verification', 'experimental-snapshot-catch-up-entries',
+  'experimental-memory-mlock', 'experimental-snapshot-catch-up-entries',
   'experimental-stop-grpc-service-on-defrag', 'experimental-txn-mode-write-with-shared-buffer',
-  'experimental-warning-apply-duration', 'experimental-warning-unary-request-duration',
-  'experimental-watch-progress-notify-interval', 'feature-gates', 'force-new-cluster',
-  'grpc-additional-server-options', 'grpc-keepalive-interval', 'grpc-keepalive-min-time',
-  'grpc-keepalive-timeout', 'heartbeat-interval', 'host-whitelist', 'initial-advertise-peer-urls',
-  'initial-cluster', 'initial-cluster-state', 'initial-cluster-token', 'initial-election-tick-advance',
-  'listen-client-http-urls', 'listen-client-urls', 'listen-metrics-urls', 'listen-peer-urls',
-  'log-format', 'log-level', 'log-outputs', 'log-rotation-config-json', 'logger',
-  'max-concurrent-streams', 'max-learners', 'max-request-bytes', 'max-snapshots', 'max-txn-ops',
-  'max-wals', 'memory-mlock', 'metrics', 'name', 'pre-vote', 'quota-backend-bytes',
-  'self-signed-cert-validity', 'snapshot-catchup-entries', 'snapshot-count', 'socket-options',
-  'strict-reconfig-check', 'tls-max-version', 'tls-min-version', 'unsafe-no-fsync', 'v2-deprecation',
-  'wal-dir', 'warning-apply-duration', 'warning-unary-request-duration',
+  'listen-client-http-urls', 'log-rotation-config-json', 'self-signed-cert-validity', 'socket-options',
+  'tls-max-version', 'tls-min-version', 'v2-deprecation',
+];
+
+/** 3.4's keys that 3.5 dropped. */
+const REMOVED_IN_3_5: readonly string[] = ['debug', 'experimental-backend-bbolt-freelist-type', 'log-package-levels'];
+
+/** Gone in 3.6 with the v2 store. */
+const REMOVED_IN_3_6: readonly string[] = ['enable-v2', 'experimental-enable-v2v3'];
+
+/** New in 3.6: mostly the new names of 3.5's experimental-* settings, feature gates and --max-learners. */
+const ADDED_IN_3_6: readonly string[] = [
+  'bootstrap-defrag-threshold-megabytes', 'compact-hash-check-time', 'compaction-batch-limit',
+  'compaction-sleep-interval', 'corrupt-check-time', 'discovery-config', 'distributed-tracing-address',
+  'distributed-tracing-instance-id', 'distributed-tracing-sampling-rate',
+  'distributed-tracing-service-name', 'downgrade-check-time', 'enable-distributed-tracing',
+  'experimental-peer-skip-client-san-verification', 'experimental-warning-unary-request-duration',
+  'feature-gates', 'grpc-additional-server-options', 'log-format', 'max-learners', 'memory-mlock',
+  'snapshot-catchup-entries', 'warning-apply-duration', 'warning-unary-request-duration',
   'watch-progress-notify-interval',
 ];
+
+const V3_4 = [...V3_5.filter((k) => !ADDED_IN_3_5.includes(k)), ...REMOVED_IN_3_5];
+const V3_6 = [...V3_5.filter((k) => !REMOVED_IN_3_6.includes(k)), ...ADDED_IN_3_6];
 
 const TRANSPORT = ['client-transport-security', 'peer-transport-security'];
 
