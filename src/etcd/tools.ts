@@ -64,6 +64,15 @@ function subfolders(dir: string): string[] {
   }
 }
 
+/**
+ * The folder of one release's tools that `etcdTools(binDir, minor)` takes: `binDir` itself when it
+ * holds an etcd, else its folder for `minor` (or the newest). Undefined without a `binDir` (PATH).
+ * For passing on to code that takes one release's folder (a restore).
+ */
+export function releaseBinDir(binDir: string | undefined, minor?: string): string | undefined {
+  return binDir ? dirname(etcdTools(binDir, minor).etcd) : undefined;
+}
+
 /** One release's tools in `dir`, which holds its etcd. */
 function toolsIn(dir: string): EtcdTools {
   const etcdutl = join(dir, 'etcdutl');

@@ -17,7 +17,7 @@ import { restore, restoreFromDataDir, restoreOptionsFromConfig } from '../restor
 import type { SnapStore } from '../snapstore/index.js';
 import { advanceClaim } from './claim.js';
 import { decide, findSelf, waitingReport, type Decision, type InitFacts, type RecoveryClaim, type Verdict, type WaitingReport } from './decide.js';
-import { etcdTools, etcdVersion } from '../etcd/tools.js';
+import { etcdTools, etcdVersion, releaseBinDir } from '../etcd/tools.js';
 import { joiningCluster, renderEtcdConfig, type EtcdStart, type EtcdTarget, type MemberIdentity } from './etcd-config.js';
 import { noteText } from './etcd-config-version.js';
 import { clusterMember, clusterNow, gatherFacts, type GatheredFacts } from './facts.js';
@@ -378,7 +378,14 @@ export class Initializer {
   private async restore(facts: InitFacts, recovery: Verdict['recovery']): Promise<EtcdStart> {
     const { config, store, log } = this.deps;
     const initialCluster = config.initialCluster.length > 1 ? config.initialCluster.filter((m) => m.name === config.name) : config.initialCluster;
-    const identity = { ...restoreOptionsFromConfig(config, initialCluster), ...(recovery ? { initialClusterToken: `${config.initialClusterToken}-recovery-${recovery.epoch}` } : {}) };
+    // With a folder per minor (the image), the release the cluster runs (--etcd-version) restores:
+    // a data dir written by a newer release than the cluster's etcd could not be opened by it.
+    const binDir = releaseBinDir(config.etcdBinDir || undefined, config.etcdVersion || undefined);
+    const identity = {
+      ...restoreOptionsFromConfig(config, initialCluster),
+      ...(binDir ? { etcdBinDir: binDir } : {}),
+      ...(recovery ? { initialClusterToken: `${config.initialClusterToken}-recovery-${recovery.epoch}` } : {}),
+    };
     const restoreLog = log.child({ part: 'restore' });
     if (recovery?.source === 'local-copy') {
       this.update({ progress: 'recovering the cluster from the data dir: replaying its WAL in a temporary etcd' });

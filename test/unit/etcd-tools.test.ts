@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { snapshotRestoreTool } from '../../src/etcd/etcdctl.js';
-import { EtcdToolsError, etcdTools, etcdVersion, findInPath, minorDir, minorOf, parseEtcdVersion } from '../../src/etcd/tools.js';
+import { EtcdToolsError, etcdTools, etcdVersion, findInPath, minorDir, minorOf, parseEtcdVersion, releaseBinDir } from '../../src/etcd/tools.js';
 import { RestoreError } from '../../src/restore/plan.js';
 import { restore } from '../../src/restore/index.js';
 import { capturingLogger } from '../helpers/sidecar.js';
@@ -66,6 +66,11 @@ describe('etcd tools', () => {
     assert.deepEqual(etcdTools(root, '3.5'), { etcd: join(root, 'v3.5', 'etcd'), etcdctl: join(root, 'v3.5', 'etcdctl'), etcdutl: join(root, 'v3.5', 'etcdutl') });
     assert.equal(etcdTools(root).etcd, join(root, 'v3.6', 'etcd'));
     assert.throws(() => etcdTools(root, '3.4'), (err: Error) => err instanceof EtcdToolsError && /no tools for etcd 3\.4 \(it has v3\.5, v3\.6\)/.test(err.message));
+    // What a restore is handed: one release's folder.
+    assert.equal(releaseBinDir(root, '3.5'), join(root, 'v3.5'));
+    assert.equal(releaseBinDir(root), join(root, 'v3.6'));
+    assert.equal(releaseBinDir(join(root, 'v3.5'), '3.6'), join(root, 'v3.5'), 'a folder of one release is taken as it is');
+    assert.equal(releaseBinDir(undefined, '3.5'), undefined);
   });
 
   it('without --etcd-bin-dir, takes the tools beside the first etcd in PATH, not an etcdutl of another folder', () => {
