@@ -18,21 +18,39 @@ COPY src ./src
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
+# ---- etcd: the 3.5 and 3.6 tools, built by the script the tests build them with ----------------------
+# scripts/peers.sh builds etcd, etcdctl and etcdutl of each line from the released Go modules through
+# small wrapper modules (etcd's modules carry `replace` directives, so `go install` refuses them), and
+# checks that each binary prints the wanted version. One script for the image and the tests: the
+# image ships exactly the releases the compatibility tests ran. Its Go must be the one the wrapper
+# modules name (GOTOOLCHAIN=local: no compiler is downloaded behind the build's back).
+FROM golang:1.26-bookworm AS etcd
+WORKDIR /src
+COPY scripts/peers.sh ./scripts/peers.sh
+RUN PEERS_SKIP_ETCDBR=1 PEERS_SKIP_FAKE_GCS=1 bash scripts/peers.sh \
+ && .peers/etcd-v3.5/etcd --version && .peers/etcd-v3.6/etcd --version
+
 # ---- runtime ---------------------------------------------------------------------------------------
 # The Node base rather than plain debian:bookworm-slim: it brings a supported node binary, and the
 # apt step below adds only etcd on top of the same Debian release.
 FROM node:20-bookworm-slim
 
-# The restore path builds a data dir with `etcdctl snapshot restore` and checks it with a temporary
-# `etcd`, so both must be in the image. Debian's 3.4 packages are the versions the tests run against.
-# The server package is installed only for its binary: nothing starts a service in a container.
+# One folder per etcd minor version, side by side as etcd-manager ships them: a restore and its
+# temporary etcd must run the release of the data they handle (3.5 cannot open a data dir 3.6 wrote
+# without `etcdutl migrate`). --etcd-bin-dir names the parent folder (EBS_ETCD_BIN_DIR below); the
+# sidecar takes the folder of the minor it needs, or the newest (see src/etcd/tools.ts). 3.4 is past
+# its end of life and not shipped: 3.5's etcdutl restores its snapshots. The newest release is also
+# in PATH, for the etcd container's command and `etcdctl` at a shell.
 # npm and corepack are not used at run time (the init container's script runs on plain node);
 # dropping them makes the image smaller and leaves no package manager to misuse.
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-server etcd-client \
- && rm -rf /var/lib/apt/lists/* \
- && etcd --version && etcdctl version \
+COPY --from=etcd /src/.peers/etcd-v3.5 /usr/local/lib/etcd/v3.5
+COPY --from=etcd /src/.peers/etcd-v3.6 /usr/local/lib/etcd/v3.6
+RUN for tool in etcd etcdctl etcdutl; do ln -s "/usr/local/lib/etcd/v3.6/$tool" "/usr/local/bin/$tool"; done \
+ && /usr/local/lib/etcd/v3.5/etcd --version && /usr/local/lib/etcd/v3.5/etcdutl version \
+ && /usr/local/lib/etcd/v3.6/etcd --version && /usr/local/lib/etcd/v3.6/etcdutl version \
+ && etcdctl version \
  && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack
+ENV EBS_ETCD_BIN_DIR=/usr/local/lib/etcd
 
 # A fixed, numeric non-root identity (65532, the distroless "nonroot" convention): Kubernetes'
 # runAsNonRoot can verify a numeric USER, and the pod's fsGroup makes the shared etcd data volume

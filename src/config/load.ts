@@ -320,6 +320,8 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
   if (config.defragThreshold > 100) problems.push(`--defrag-threshold: ${config.defragThreshold}% is above 100`);
   if (config.leaderCheckPeriod < 100) problems.push(`--leader-check-period: ${config.leaderCheckPeriod} ms is below 100ms`);
   if (config.leaderLostAfter < 1) problems.push('--leader-lost-after: must be at least 1');
+  if (config.maxLearners < 1) problems.push('--max-learners: must be at least 1 (a member joins as a learner)');
+  if (config.etcdVersion !== '' && !/^3\.\d+$/.test(config.etcdVersion)) problems.push(`--etcd-version: ${config.etcdVersion} is not an etcd minor version such as 3.6`);
   if (config.heartbeatPeriod < 100) problems.push(`--heartbeat-period: ${config.heartbeatPeriod} ms is below 100ms`);
   if (config.heartbeatTtl === 0) config.heartbeatTtl = 3 * config.heartbeatPeriod;
   else if (config.heartbeatTtl < config.heartbeatPeriod) problems.push(`--heartbeat-ttl: ${config.heartbeatTtl} ms is shorter than --heartbeat-period (${config.heartbeatPeriod} ms): every heartbeat would look stale`);

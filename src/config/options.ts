@@ -184,7 +184,7 @@ export const OPTIONS = [
     flag: 'etcd-bin-dir',
     kind: 'path',
     group: 'snapshot',
-    description: "folder of the etcd, etcdctl and etcdutl a restore runs (its temporary etcd, and etcdutl snapshot restore; etcdctl's on 3.4, which has no etcdutl); one release's tools side by side, e.g. /usr/local/etcd-v3.6; default: the folder of the etcd in PATH",
+    description: "folder of the etcd, etcdctl and etcdutl a restore runs (its temporary etcd, and etcdutl snapshot restore; etcdctl's on 3.4, which has no etcdutl); one release's tools side by side, e.g. /usr/local/etcd-v3.6, or a folder of one such folder per minor version (v3.5/, v3.6/; the image's /usr/local/lib/etcd): the initializer's restores take --etcd-version's, everything else the newest; default: the folder of the etcd in PATH",
   },
   { flag: 'restore-prefetch', kind: 'integer', group: 'snapshot', default: '4', description: 'deltas a restore fetches and decodes ahead of the one it replays (memory: this many deltas)' },
   {
@@ -226,6 +226,19 @@ export const OPTIONS = [
   { flag: 'restore-leader', kind: 'string', group: 'member', description: 'the member preferred to recover a multi-member cluster from the backups after quorum loss, when it takes part (default: the first member of --initial-cluster); when it is gone for --heartbeat-ttl another member takes the recovery' },
   { flag: 'etcd-config-template', kind: 'path', group: 'member', mustExist: true, description: "etcd config file (YAML) whose settings GET /config keeps (TLS, quotas, tuning); the member's identity and cluster settings are the initializer's" },
   { flag: 'etcd-config-file', kind: 'path', group: 'member', description: "where the sidecar also writes etcd's config once initialized (what GET /config serves), e.g. a volume shared with the etcd container" },
+  {
+    flag: 'max-learners',
+    kind: 'integer',
+    group: 'member',
+    default: '1',
+    description: "learners the cluster may hold at once, as in etcd 3.6's --max-learners (GET /config passes it to etcd 3.6; 3.4 and 3.5 allow one): a member that would be one more waits instead of being added",
+  },
+  {
+    flag: 'etcd-version',
+    kind: 'string',
+    group: 'member',
+    description: "the etcd minor version (3.4, 3.5, 3.6) the cluster runs: GET /config renders for it (template keys it does not read are renamed to its names or dropped, with a note), and the initializer restores with its tools when --etcd-bin-dir has a folder per minor; default: the version of the etcd in --etcd-bin-dir or PATH",
+  },
   { flag: 'initialize-retry-period', kind: 'duration', group: 'member', default: '2s', description: 'how often a waiting initializer gathers the facts again' },
 
   // --- HTTP server ---

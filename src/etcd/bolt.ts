@@ -17,6 +17,10 @@ export interface BoltFacts {
   compactRevision: number;
   /** meta/consistent_index: the raft index of the last entry applied to this db; 0n when absent. */
   consistentIndex: bigint;
+  /** meta/storageVersion ("3.6.0"): etcd 3.6 and later write it once the cluster's version is known. */
+  storageVersion?: string;
+  /** meta/term exists: etcd 3.5 and later write it beside consistent_index; 3.4 never does. */
+  hasTerm: boolean;
   /** Entries in the "key" bucket: one per stored revision, tombstones included (not live keys). */
   keyCount: number;
   pageSize: number;
@@ -72,7 +76,12 @@ interface InlineLeaf {
 }
 
 /** The few leaf elements etcd's facts come from, whichever bucket they turn out to be in. */
-type Found = { name: 'key' | 'meta'; bucket: BucketRef } | { name: 'consistent_index' | 'finishedCompactRev'; value: Buffer; size: number };
+type Found = { name: 'key' | 'meta'; bucket: BucketRef } | { name: MetaValue; value: Buffer; size: number };
+
+/** The meta bucket's values read: the consistent index and compaction, and what tells the writer's release. */
+type MetaValue = 'consistent_index' | 'finishedCompactRev' | 'term' | 'storageVersion';
+const META_VALUES: ReadonlySet<string> = new Set<MetaValue>(['consistent_index', 'finishedCompactRev', 'term', 'storageVersion']);
+const META_VALUE_SIZES: ReadonlySet<number> = new Set([...META_VALUES].map((n) => n.length));
 
 type Fetch = (start: number, end: number, use: (bytes: Buffer) => void) => void;
 
@@ -587,12 +596,14 @@ function chooseMeta(head: Buffer): { meta: Meta; damaged: string | undefined } {
  * revision, compactRevision and consistentIndex from the last key of bucket "key" (`lastMain`, NaN
  * when not revision-shaped; ignored when the bucket is empty) and the items of bucket "meta".
  */
-function etcdFacts(hasKeys: boolean, lastMain: number, metaItems: Found[]): Pick<BoltFacts, 'revision' | 'compactRevision' | 'consistentIndex'> {
+function etcdFacts(hasKeys: boolean, lastMain: number, metaItems: Found[]): Pick<BoltFacts, 'revision' | 'compactRevision' | 'consistentIndex' | 'storageVersion' | 'hasTerm'> {
   if (hasKeys && Number.isNaN(lastMain)) throw new BoltFormatError('the last key in bucket "key" is not an etcd revision (17 or 18 bytes)');
   if (lastMain > Number.MAX_SAFE_INTEGER) throw new BoltFormatError(`the last key in bucket "key" holds revision ${lastMain}, beyond what this reader handles exactly`);
 
   let consistentIndex = 0n;
   let compactRevision = 0;
+  let storageVersion: string | undefined;
+  let hasTerm = false;
   for (const item of metaItems) {
     if (item.name === 'consistent_index') {
       // etcd reads the first 8 bytes and panics on fewer.
@@ -601,10 +612,11 @@ function etcdFacts(hasKeys: boolean, lastMain: number, metaItems: Found[]): Pick
     } else if (item.name === 'finishedCompactRev') {
       if (item.size < REVISION_SIZE) throw new BoltFormatError(`meta/finishedCompactRev is ${item.size} bytes, not a ${REVISION_SIZE}-byte revision`);
       compactRevision = readMain(item.value);
-    }
+    } else if (item.name === 'term') hasTerm = true;
+    else if (item.name === 'storageVersion') storageVersion = item.value.toString('latin1');
   }
 
-  return { revision: Math.max(1, hasKeys ? lastMain : 1, compactRevision), compactRevision, consistentIndex };
+  return { revision: Math.max(1, hasKeys ? lastMain : 1, compactRevision), compactRevision, consistentIndex, hasTerm, ...(storageVersion !== undefined ? { storageVersion } : {}) };
 }
 
 function readMeta(buf: Buffer, pageAt: number): Meta | string {
@@ -643,8 +655,8 @@ function scanLeaf(page: number, elements: Buffer, elementsAt: number, pageEnd: n
     const valueSize = elements.readUInt32LE(e + 12);
     if (keyAt < dataAt || keyAt + keySize + valueSize > pageEnd) return `element ${i} points outside its page`;
     const isBucket = (flags & BUCKET_ELEMENT) !== 0;
-    // Filter by length before fetching: "key"/"meta" are buckets, the other two plain values.
-    if (isBucket ? keySize === 3 || keySize === 4 : keySize === 16 || keySize === 18) {
+    // Filter by length before fetching: "key"/"meta" are buckets, the others plain values.
+    if (isBucket ? keySize === 3 || keySize === 4 : META_VALUE_SIZES.has(keySize)) {
       const take = Math.min(valueSize, isBucket ? valueCap : REVISION_SIZE);
       fetch(keyAt, keyAt + keySize + take, (bytes) => {
         const item = recognize(bytes.subarray(0, keySize), bytes.subarray(keySize), valueSize, isBucket);
@@ -662,7 +674,7 @@ function recognize(key: Buffer, value: Buffer, valueSize: number, isBucket: bool
   const name = key.toString('latin1');
   if (isBucket) return name === 'key' || name === 'meta' ? { name, bucket: readBucket(value, valueSize) } : undefined;
   // Copied: `value` may point into the caller's reusable read buffer.
-  return name === 'consistent_index' || name === 'finishedCompactRev' ? { name, value: Buffer.from(value), size: valueSize } : undefined;
+  return META_VALUES.has(name) ? { name: name as MetaValue, value: Buffer.from(value), size: valueSize } : undefined;
 }
 
 function readBucket(value: Buffer, valueSize: number): BucketRef {

@@ -27,7 +27,20 @@ export interface DataDirFacts {
   compactRevision?: number;
   consistentIndex?: number;
   dbBytes?: number;
+  /** Which etcd release wrote the db, as far as its meta bucket tells (see writtenBy()). */
+  writtenBy?: string;
   durationMs: number;
+}
+
+/**
+ * The etcd release that wrote a db, from what its meta bucket holds: 3.6 records a storage version
+ * (once the cluster's version is known, moments after a first start), 3.5 on writes the raft term
+ * beside the consistent index, 3.4 writes neither. A db opened by a newer release afterwards tells
+ * the newest that wrote it. Pure.
+ */
+export function writtenBy(bolt: Pick<BoltFileFacts, 'storageVersion' | 'hasTerm'>): string {
+  if (bolt.storageVersion !== undefined) return `etcd ${bolt.storageVersion.split('.').slice(0, 2).join('.')} (storage version ${bolt.storageVersion})`;
+  return bolt.hasTerm ? 'etcd 3.5 (or 3.6 before it recorded its storage version)' : 'etcd 3.4 (no raft term in the db)';
 }
 
 const WAL_DIR = join('member', 'wal');
@@ -46,7 +59,7 @@ export interface DataDirFindings {
 }
 
 /**
- * Inspects an etcd 3.4 data dir: its layout, the whole WAL (CRC chain, member and cluster ID, last
+ * Inspects an etcd data dir (3.4 to 3.6: the WAL and db formats are the same): its layout, the whole WAL (CRC chain, member and cluster ID, last
  * raft index and term, HardState), and the db's meta pages and the paths to its revision and
  * consistent index. Never throws for what is on disk: damage is reported as state 'corrupt'.
  */
@@ -163,7 +176,7 @@ export function judgeDataDir(f: DataDirFindings): Omit<DataDirFacts, 'durationMs
   if (bolt === undefined || 'error' in bolt) {
     problems.push(bolt?.error ?? 'the db was not read');
   } else {
-    facts = { ...facts, revision: bolt.revision, compactRevision: bolt.compactRevision, consistentIndex: Number(bolt.consistentIndex) };
+    facts = { ...facts, revision: bolt.revision, compactRevision: bolt.compactRevision, consistentIndex: Number(bolt.consistentIndex), writtenBy: writtenBy(bolt) };
     if (bolt.damagedMeta !== undefined) notes.push(`${DB_FILE} ${bolt.damagedMeta}; bbolt falls back to the other meta page`);
     if (facts.raftIndex !== undefined && bolt.consistentIndex > BigInt(facts.raftIndex)) {
       // etcd may apply an entry before its own WAL write is synced, so after a crash the db can be a
@@ -172,7 +185,7 @@ export function judgeDataDir(f: DataDirFindings): Omit<DataDirFacts, 'durationMs
     }
   }
   if (problems.length > 0) return { state: 'corrupt', reason: problems.join('; '), ...facts };
-  const summary = `member ${facts.memberId} of cluster ${facts.clusterId}: raft index ${facts.raftIndex} (term ${facts.raftTerm}, commit ${facts.commitIndex ?? 'unknown'}), revision ${facts.revision} (compacted at ${facts.compactRevision}), consistent index ${facts.consistentIndex}`;
+  const summary = `member ${facts.memberId} of cluster ${facts.clusterId}: raft index ${facts.raftIndex} (term ${facts.raftTerm}, commit ${facts.commitIndex ?? 'unknown'}), revision ${facts.revision} (compacted at ${facts.compactRevision}), consistent index ${facts.consistentIndex}, written by ${facts.writtenBy}`;
   return { state: 'valid', reason: [summary, ...notes].join('; '), ...facts };
 }
 

@@ -122,8 +122,9 @@ export class EtcdProcess {
 }
 
 /** An etcd started only from its config file (what `GET /config` serves): the file is the member. */
-export function etcdFromConfigFile(name: string, configFile: string, logFile: string): EtcdProcess {
+export function etcdFromConfigFile(name: string, configFile: string, logFile: string, etcdBinary?: string): EtcdProcess {
   return new EtcdProcess({
+    ...(etcdBinary ? { etcdBinary } : {}),
     name,
     configFile,
     logFile,

@@ -5,7 +5,7 @@
  * another minor than the backup's cluster would write another storage version.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -44,17 +44,57 @@ export class EtcdToolsError extends Error {
 }
 
 /**
+ * The folder for etcd `minor` among `names`, the entries of a folder that holds one folder per minor
+ * version (`v3.5`, `v3.6`, as the image ships them): that minor's, or the newest when no minor is
+ * asked for. Undefined when the asked minor is not there: running another release's tools could
+ * write a data dir the cluster's etcd cannot open. Pure.
+ */
+export function minorDir(names: readonly string[], minor?: string): string | undefined {
+  const minors = names.filter((n) => /^v\d+\.\d+$/.test(n));
+  if (minor !== undefined) return minors.find((n) => n === `v${minor}`);
+  const key = (n: string): number[] => n.slice(1).split('.').map(Number);
+  return minors.sort((a, b) => (key(b)[0] ?? 0) - (key(a)[0] ?? 0) || (key(b)[1] ?? 0) - (key(a)[1] ?? 0))[0];
+}
+
+function subfolders(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && executable(join(dir, e.name, 'etcd'))).map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The folder of one release's tools that `etcdTools(binDir, minor)` takes: `binDir` itself when it
+ * holds an etcd, else its folder for `minor` (or the newest). Undefined without a `binDir` (PATH).
+ * For passing on to code that takes one release's folder (a restore).
+ */
+export function releaseBinDir(binDir: string | undefined, minor?: string): string | undefined {
+  return binDir ? dirname(etcdTools(binDir, minor).etcd) : undefined;
+}
+
+/** One release's tools in `dir`, which holds its etcd. */
+function toolsIn(dir: string): EtcdTools {
+  const etcdutl = join(dir, 'etcdutl');
+  return { etcd: join(dir, 'etcd'), etcdctl: join(dir, 'etcdctl'), ...(executable(etcdutl) ? { etcdutl } : {}) };
+}
+
+/**
  * The tools in `binDir` (--etcd-bin-dir), or else those beside the `etcd` in PATH: not each found in
  * PATH on its own, since a PATH can mix releases (Debian's etcd in /usr/bin, a newer etcdutl in
  * /usr/local/bin). etcdutl is taken only where it is. Without any etcd in PATH the bare names stay,
- * and running them fails with the usual ENOENT.
+ * and running them fails with the usual ENOENT. A `binDir` without an etcd of its own but with one
+ * folder per minor (v3.5/, v3.6/) gives `minor`'s tools, or the newest release's when the minor is
+ * not known.
  */
-export function etcdTools(binDir?: string): EtcdTools {
+export function etcdTools(binDir?: string, minor?: string): EtcdTools {
   if (binDir) {
-    const etcd = join(binDir, 'etcd');
-    if (!executable(etcd)) throw new EtcdToolsError(`--etcd-bin-dir ${binDir} has no etcd that can be run`);
-    const etcdutl = join(binDir, 'etcdutl');
-    return { etcd, etcdctl: join(binDir, 'etcdctl'), ...(executable(etcdutl) ? { etcdutl } : {}) };
+    if (executable(join(binDir, 'etcd'))) return toolsIn(binDir);
+    const found = subfolders(binDir);
+    if (found.length === 0) throw new EtcdToolsError(`--etcd-bin-dir ${binDir} has no etcd that can be run (nor folders v3.5/, v3.6/ holding one)`);
+    const dir = minorDir(found, minor);
+    if (!dir) throw new EtcdToolsError(`--etcd-bin-dir ${binDir} has no tools for etcd ${minor ?? ''} (it has ${found.sort().join(', ')})`);
+    return toolsIn(join(binDir, dir));
   }
   const etcd = findInPath('etcd');
   if (!etcd) return { etcd: 'etcd', etcdctl: 'etcdctl' };

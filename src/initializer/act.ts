@@ -18,7 +18,9 @@ import { restore, restoreFromDataDir, restoreOptionsFromConfig } from '../restor
 import type { SnapStore } from '../snapstore/index.js';
 import { advanceClaim } from './claim.js';
 import { decide, findSelf, waitingReport, type Decision, type InitFacts, type RecoveryClaim, type Verdict, type WaitingReport } from './decide.js';
-import { joiningCluster, renderEtcdConfig, type EtcdStart, type MemberIdentity } from './etcd-config.js';
+import { etcdTools, etcdVersion, releaseBinDir } from '../etcd/tools.js';
+import { joiningCluster, renderEtcdConfig, type EtcdStart, type EtcdTarget, type MemberIdentity } from './etcd-config.js';
+import { noteText } from './etcd-config-version.js';
 import { clusterMember, clusterNow, gatherFacts, type GatheredFacts } from './facts.js';
 
 export type InitState = 'New' | 'Progress' | 'Successful' | 'Failed';
@@ -133,7 +135,7 @@ export class Initializer {
       if (this.ownEtcdRuns) await this.untilOwnEtcdStopped();
       const start = await this.decideAndAct();
       this.started = start;
-      this.rendered = this.render(start);
+      this.rendered = this.render(start, await this.target());
       await this.writeConfigFile();
       this.update({ state: 'Successful', finishedAt: new Date().toISOString(), progress: 'done: start etcd with GET /config' });
       log.info({ decision: this.current.decision, state: start.state }, 'initialization succeeded');
@@ -375,7 +377,14 @@ export class Initializer {
   private async restore(facts: InitFacts, recovery: Verdict['recovery']): Promise<EtcdStart> {
     const { config, store, log } = this.deps;
     const initialCluster = config.initialCluster.length > 1 ? config.initialCluster.filter((m) => m.name === config.name) : config.initialCluster;
-    const identity = { ...restoreOptionsFromConfig(config, initialCluster), ...(recovery ? { initialClusterToken: `${config.initialClusterToken}-recovery-${recovery.epoch}` } : {}) };
+    // With a folder per minor (the image), the release the cluster runs (--etcd-version) restores:
+    // a data dir written by a newer release than the cluster's etcd could not be opened by it.
+    const binDir = releaseBinDir(config.etcdBinDir || undefined, config.etcdVersion || undefined);
+    const identity = {
+      ...restoreOptionsFromConfig(config, initialCluster),
+      ...(binDir ? { etcdBinDir: binDir } : {}),
+      ...(recovery ? { initialClusterToken: `${config.initialClusterToken}-recovery-${recovery.epoch}` } : {}),
+    };
     const restoreLog = log.child({ part: 'restore' });
     if (recovery?.source === 'local-copy') {
       this.update({ progress: 'recovering the cluster from the data dir: replaying its WAL in a temporary etcd' });
@@ -412,7 +421,24 @@ export class Initializer {
     return { state: 'new', initialCluster };
   }
 
-  private render(start: EtcdStart): string {
+  /**
+   * The etcd that reads GET /config: --etcd-version, or the version of the etcd beside this sidecar
+   * (--etcd-bin-dir or PATH). Unknown (no etcd here, and no --etcd-version): the template is passed
+   * on unchecked, as before versions mattered.
+   */
+  private async target(): Promise<EtcdTarget | undefined> {
+    const c = this.deps.config;
+    if (c.etcdVersion) return { minor: c.etcdVersion, maxLearners: c.maxLearners };
+    try {
+      const { minor } = await etcdVersion(etcdTools(c.etcdBinDir || undefined));
+      return { minor, maxLearners: c.maxLearners };
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, "etcd's version is unknown (set --etcd-version): GET /config passes the template on unchecked");
+      return undefined;
+    }
+  }
+
+  private render(start: EtcdStart, target: EtcdTarget | undefined): string {
     const c = this.deps.config;
     const identity: MemberIdentity = {
       name: c.name,
@@ -423,7 +449,9 @@ export class Initializer {
       listenPeerUrls: c.listenPeerUrls,
       listenClientUrls: c.listenClientUrls,
     };
-    return renderEtcdConfig(identity, start, c.etcdConfigTemplate ? readTemplate(c.etcdConfigTemplate) : {});
+    const { yaml, notes } = renderEtcdConfig(identity, start, c.etcdConfigTemplate ? readTemplate(c.etcdConfigTemplate) : {}, target);
+    for (const n of notes) this.deps.log.warn({ key: n.key, etcd: target?.minor }, `etcd config template: ${noteText(n)}`);
+    return yaml;
   }
 }
 

@@ -91,6 +91,8 @@ export interface InitFacts {
   initialCluster: { name: string; peerURL: string }[];
   /** The one member allowed to restore a multi-member cluster. */
   restoreLeader: string;
+  /** Learners the cluster may hold at once (etcd 3.6's --max-learners; 3.4 and 3.5 allow one). Default 1. */
+  maxLearners?: number;
   local: LocalData;
   /** Undefined when no configured endpoint answered. */
   cluster?: RunningCluster;
@@ -162,9 +164,26 @@ function unusable(facts: InitFacts, clusterId: string | undefined, listedId: str
   return undefined;
 }
 
+/**
+ * Why this member cannot be added as a learner now, or undefined: the cluster holds as many learners
+ * as etcd allows. etcd would refuse the member add; waiting says why, and a replace waits before it
+ * removes this member, or it would leave the cluster one voter short with no way back in.
+ */
+function learnerLimit(facts: InitFacts, cluster: RunningCluster, me: ClusterMember | undefined): string | undefined {
+  const max = facts.maxLearners ?? 1;
+  const others = cluster.members.filter((m) => m.learner && m !== me);
+  if (others.length < max) return undefined;
+  const names = others.map((m) => m.name || m.id).join(', ');
+  return `the cluster ${cluster.clusterId} already holds ${others.length} learner${others.length === 1 ? '' : 's'} (${names}) and allows ${max} (--max-learners): wait until ${others.length === 1 ? 'it is' : 'they are'} promoted or removed`;
+}
+
 function decideWithQuorum(facts: InitFacts, cluster: RunningCluster): Verdict {
   const me = findSelf(cluster, facts.self);
-  if (!me) return { decision: 'join-as-learner', reason: `the cluster ${cluster.clusterId} is running without this member: add it as a learner, start it empty, promote it once in sync` };
+  if (!me) {
+    const full = learnerLimit(facts, cluster, me);
+    if (full) return { decision: 'wait', reason: `this member is not in the running cluster, but ${full}` };
+    return { decision: 'join-as-learner', reason: `the cluster ${cluster.clusterId} is running without this member: add it as a learner, start it empty, promote it once in sync` };
+  }
   const problem = unusable(facts, cluster.clusterId, me.id);
   if (!problem) {
     const unchecked = facts.storeError ? ` (the store is unreachable, so its last heartbeat could not be compared: ${facts.storeError})` : '';
@@ -173,6 +192,8 @@ function decideWithQuorum(facts: InitFacts, cluster: RunningCluster): Verdict {
   if (!me.started && (facts.local.state === 'missing' || facts.local.state === 'empty')) {
     return { decision: 'join-existing', reason: `the cluster ${cluster.clusterId} lists this member as added but never started, and the data dir is ${facts.local.state}: start it with initial-cluster-state existing` };
   }
+  const full = learnerLimit(facts, cluster, me);
+  if (full) return { decision: 'wait', reason: `${problem}, but ${full} before this member is removed and added again` };
   return { decision: 'replace', reason: `${problem}: remove member ${me.id} through the leader, wipe the data dir, rejoin as a learner`, removeMemberId: me.id };
 }
 

@@ -3,6 +3,7 @@
 
 import { stringify } from 'yaml';
 import type { ClusterMember } from './decide.js';
+import { adaptEtcdConfig, noteText, type ConfigNote } from './etcd-config-version.js';
 
 export type ClusterState = 'new' | 'existing';
 
@@ -41,14 +42,29 @@ export function joiningCluster(members: readonly ClusterMember[], self: { name: 
 
 export const initialClusterText = (entries: readonly { name: string; peerURL: string }[]): string => entries.map((e) => `${e.name}=${e.peerURL}`).join(',');
 
+/** The etcd that reads the config: its minor ("3.6", from `etcd --version`), and --max-learners for 3.6. */
+export interface EtcdTarget {
+  minor: string;
+  maxLearners?: number;
+}
+
+export interface RenderedConfig {
+  yaml: string;
+  /** Template keys renamed or dropped for the target; also in the YAML's header comment. */
+  notes: ConfigNote[];
+}
+
 /**
  * The YAML etcd reads with --config-file. The template (an operator's file of TLS, quotas, tuning)
- * comes first; the member's identity and cluster settings are always the initializer's, since a
- * template that set them could start a member into the wrong cluster.
+ * comes first, made fit for the target's minor when one is known; the member's identity and cluster
+ * settings are always the initializer's, since a template that set them could start a member into
+ * the wrong cluster.
  */
-export function renderEtcdConfig(identity: MemberIdentity, start: EtcdStart, template: Record<string, unknown> = {}): string {
+export function renderEtcdConfig(identity: MemberIdentity, start: EtcdStart, template: Record<string, unknown> = {}, target?: EtcdTarget): RenderedConfig {
+  const adapted = target ? adaptEtcdConfig(template, target.minor) : undefined;
+  const notes = adapted?.notes ?? [];
   const doc: Record<string, unknown> = {
-    ...template,
+    ...(adapted?.doc ?? template),
     name: identity.name,
     'data-dir': identity.dataDir,
     'listen-peer-urls': identity.listenPeerUrls.join(','),
@@ -59,8 +75,17 @@ export function renderEtcdConfig(identity: MemberIdentity, start: EtcdStart, tem
     'initial-cluster-state': start.state,
     'initial-cluster-token': identity.initialClusterToken,
   };
+  // The initializer adds learners up to --max-learners: etcd must allow as many, no more and no
+  // fewer, or a member add is refused (or one more learner than decided slows the cluster).
+  if (adapted?.minor === '3.6' && target?.maxLearners !== undefined) {
+    if (doc['max-learners'] !== undefined && Number(doc['max-learners']) !== target.maxLearners) {
+      notes.push({ key: 'max-learners', action: 'dropped', why: `the sidecar's --max-learners ${target.maxLearners} applies` });
+    }
+    doc['max-learners'] = target.maxLearners;
+  }
   // Never from a template: a forced new cluster is applied again at every restart of etcd, and
   // each time drops every member that joined since. Recovery restores a new data dir instead.
   delete doc['force-new-cluster'];
-  return stringify(doc);
+  const header = notes.length ? `# For etcd ${adapted?.minor ?? ''}: the template's\n${notes.map((n) => `#   ${noteText(n)}\n`).join('')}` : '';
+  return { yaml: header + stringify(doc), notes };
 }

@@ -103,6 +103,7 @@ export async function gatherFacts(src: FactSources): Promise<GatheredFacts> {
     self: { name: config.name, peerURLs: config.initialAdvertisePeerUrls },
     initialCluster: config.initialCluster,
     restoreLeader: config.restoreLeader,
+    maxLearners: config.maxLearners,
     local,
     heartbeats: [],
     backups: { anySnapshot: false },

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
+// The demo's etcd is the tests' release (EBS_TEST_ETCD_DIR first in PATH).
+import '../helpers/etcd-release.js';
 
 // The README's first command, as a user runs it, including the disaster: every member killed and
 // wiped, brought back through the initializer, every key checked.

@@ -10,8 +10,10 @@ import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3, type IKeyValue } from 'etcd3';
-import { EtcdProcess } from '../../src/etcd/process.js';
-import { etcdTools, etcdVersion, findInPath, type EtcdTools } from '../../src/etcd/tools.js';
+import { inspectDataDir } from '../../src/etcd/datadir.js';
+import { EtcdProcess, etcdFromConfigFile } from '../../src/etcd/process.js';
+import { etcdTools, etcdVersion, type EtcdTools } from '../../src/etcd/tools.js';
+import { renderEtcdConfig } from '../../src/initializer/etcd-config.js';
 import { restoreDrill } from '../../src/restore/drill.js';
 import { restore } from '../../src/restore/index.js';
 import type { Chain } from '../../src/snapshot/chain.js';
@@ -20,6 +22,7 @@ import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
 import { capturingLogger, startTestSidecar } from '../helpers/sidecar.js';
 import { backupStore, currentChain } from '../helpers/snapshots.js';
 import { keyspaceAt } from '../helpers/replay.js';
+import { releaseDir } from '../helpers/etcd-release.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -41,15 +44,11 @@ async function versionIn(binDir: string): Promise<string | undefined> {
 
 async function releaseLines(): Promise<Line[]> {
   const lines: Line[] = [];
-  const inPath = findInPath('etcd');
-  const pathVersion = inPath ? await versionIn(dirname(inPath)) : undefined;
-  if (inPath && pathVersion?.startsWith('3.4.')) lines.push({ minor: '3.4', binDir: dirname(inPath), version: pathVersion });
-  else lines.push({ minor: '3.4', skip: `etcd in PATH is ${pathVersion ?? 'missing'}, not 3.4: run bash scripts/setup.sh` });
-  for (const minor of ['3.5', '3.6']) {
-    const binDir = join(ROOT, '.peers', `etcd-v${minor}`);
-    const version = existsSync(join(binDir, 'etcd')) ? await versionIn(binDir) : undefined;
-    if (version?.startsWith(`${minor}.`)) lines.push({ minor, binDir, version });
-    else lines.push({ minor, skip: `run npm run peers to build etcd ${minor}` });
+  for (const minor of ['3.4', '3.5', '3.6']) {
+    const binDir = releaseDir(minor);
+    const version = binDir ? await versionIn(binDir) : undefined;
+    if (binDir && version?.startsWith(`${minor}.`)) lines.push({ minor, binDir, version });
+    else lines.push({ minor, skip: minor === '3.4' ? `etcd in PATH is ${version ?? 'missing'}, not 3.4: run bash scripts/setup.sh` : `run npm run peers to build etcd ${minor}` });
   }
   return lines;
 }
@@ -184,6 +183,60 @@ for (const line of await releaseLines()) {
         client.close();
         await etcd.stop();
       }
+    });
+
+    it("etcd starts from the config GET /config renders for that release, from a template that mixes every line's names", async () => {
+      const { minor } = await etcdVersion(tools);
+      const dir = join(work, 'rendered');
+      mkdirSync(dir, { recursive: true });
+      const [clientURL, peerURL] = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`];
+      const template = {
+        // Zap (3.4's default is capnslog) logs the settings etcd took, read below.
+        logger: 'zap',
+        'log-level': 'info',
+        // 3.5's names: 3.6 has no v2 store and turned the switch into a feature gate.
+        'enable-v2': false,
+        'experimental-initial-corrupt-check': true,
+        // 3.6's names: 3.4 and 3.5 read the experimental one; --max-learners is 3.6's alone.
+        // Durations in etcd's config file are nanoseconds (Go's time.Duration); "5s" stops etcd.
+        'watch-progress-notify-interval': 5_000_000_000,
+        'max-learners': 1,
+      };
+      const { yaml, notes } = renderEtcdConfig(
+        { name: 'c1', dataDir: join(dir, 'data'), initialClusterToken: 'rendered', initialAdvertisePeerUrls: [peerURL], advertiseClientUrls: [clientURL], listenPeerUrls: [peerURL], listenClientUrls: [clientURL] },
+        { state: 'new', initialCluster: [{ name: 'c1', peerURL }] },
+        template,
+        { minor, maxLearners: 2 },
+      );
+      const renamed = notes.filter((n) => n.action === 'renamed').map((n) => n.key);
+      assert.deepEqual(renamed, minor === '3.6' ? ['experimental-initial-corrupt-check'] : ['watch-progress-notify-interval']);
+      writeFileSync(join(dir, 'etcd.yaml'), yaml);
+      const etcd = etcdFromConfigFile('c1', join(dir, 'etcd.yaml'), join(dir, 'etcd.log'), tools.etcd);
+      etcd.start();
+      const client = new Etcd3({ hosts: [clientURL] });
+      try {
+        const status = await eventually('etcd from the rendered config up', async () => (await client.maintenance.status().catch(() => undefined)) ?? undefined, 30_000);
+        assert.equal(status.version, line.version);
+        // The corruption check is on: the switch (3.4, 3.5) or the gate (3.6) reached etcd.
+        const settings = readFileSync(join(dir, 'etcd.log'), 'utf8').split('\n').find((l) => l.includes('"starting an etcd server"')) ?? '';
+        if (minor === '3.6') {
+          assert.match(settings, /"feature-gates":"InitialCorruptCheck=true"/);
+          assert.match(settings, /"max-learners":2/);
+        } else assert.match(settings, /"initial-corrupt-check":true/);
+        // Learners: 3.6 takes the sidecar's --max-learners 2; 3.4 and 3.5 allow one, always.
+        await client.cluster.memberAdd({ peerURLs: [`http://127.0.0.1:${await freePort()}`], isLearner: true });
+        const second = client.cluster.memberAdd({ peerURLs: [`http://127.0.0.1:${await freePort()}`], isLearner: true });
+        if (minor === '3.6') await second;
+        else await assert.rejects(second, /too many learner members/);
+        // 3.6 records its storage version in the db moments after it starts.
+        if (minor === '3.6') await eventually('storage version written', async () => (readFileSync(join(dir, 'etcd.log'), 'utf8').includes('updated storage version') ? true : undefined), 15_000);
+      } finally {
+        client.close();
+        await etcd.stop();
+      }
+      const inspected = await inspectDataDir(join(dir, 'data'));
+      assert.equal(inspected.state, 'valid');
+      assert.ok(inspected.writtenBy?.startsWith(`etcd ${minor} `), `${inspected.writtenBy} for etcd ${minor}`);
     });
 
     it('the restore drill passes with that release', async () => {

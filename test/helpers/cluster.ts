@@ -7,6 +7,8 @@ import { EtcdProcess, type EtcdMemberSpec } from '../../src/etcd/process.js';
 import { freeLoopbackPort } from '../../src/etcd/temporary.js';
 import { withDeadline } from '../../src/resilience.js';
 import { makePki, type TestPki } from './tls.js';
+// First: the release every etcd of the tests is (EBS_TEST_ETCD_DIR first in PATH).
+import './etcd-release.js';
 
 const run = promisify(execFile);
 
@@ -39,7 +41,7 @@ export interface ClusterOptions {
   token?: string;
   /** Serve clients over TLS with client-certificate auth (peers stay plain on loopback). */
   tls?: boolean;
-  /** Default: the etcd in PATH. The compatibility tests start other releases from .peers/. */
+  /** Default: the etcd in PATH (EBS_TEST_ETCD_DIR's, see etcd-release.ts). The compatibility tests start other releases from .peers/. */
   etcdBinary?: string;
 }
 

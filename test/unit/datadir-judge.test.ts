@@ -15,7 +15,7 @@ const wal: WalFacts = {
   entries: 200,
   files: 2,
 };
-const bolt: BoltFileFacts = { revision: 950, compactRevision: 900, consistentIndex: 1198n, pageSize: 4096, pageCount: 600, fileBytes: 4096 * 600, pagesRead: 5 };
+const bolt: BoltFileFacts = { revision: 950, compactRevision: 900, consistentIndex: 1198n, hasTerm: false, pageSize: 4096, pageCount: 600, fileBytes: 4096 * 600, pagesRead: 5 };
 const found = (over: Partial<DataDirFindings> = {}): DataDirFindings => ({
   dir: '/var/lib/etcd',
   exists: 'yes',
@@ -41,8 +41,14 @@ describe('judgeDataDir', () => {
       compactRevision: 900,
       consistentIndex: 1198,
       dbBytes: 4096 * 600,
+      writtenBy: 'etcd 3.4 (no raft term in the db)',
     });
     assert.match(j.reason, /member 8e9e05c52164694d of cluster cdf818194e3a8c32: raft index 1200 \(term 4, commit 1199\), revision 950/);
+  });
+
+  it('tells the release that wrote the db by what its meta bucket holds', () => {
+    assert.equal(judgeDataDir(found({ bolt: { ...bolt, hasTerm: true } })).writtenBy, 'etcd 3.5 (or 3.6 before it recorded its storage version)');
+    assert.equal(judgeDataDir(found({ bolt: { ...bolt, hasTerm: true, storageVersion: '3.6.0' } })).writtenBy, 'etcd 3.6 (storage version 3.6.0)');
   });
 
   it('the raft snapshot counts when the log holds nothing after it', () => {

@@ -57,6 +57,7 @@ const world = fc
     graceOver: fc.option(fc.boolean(), { nil: undefined }),
     claim: fc.option(fc.record({ epoch: fc.integer({ min: 1, max: 3 }), holderIndex: fc.nat(2), source: fc.constantFrom('backups' as const, 'local-copy' as const), state: fc.constantFrom('claimed' as const, 'done' as const) }), { nil: undefined }),
     storeError: fc.option(fc.constant('connect ECONNREFUSED'), { nil: undefined, freq: 8 }),
+    maxLearners: fc.option(fc.integer({ min: 1, max: 2 }), { nil: undefined }),
   })
   .map((w): InitFacts => {
     const names = NAMES.slice(0, w.size);
@@ -81,6 +82,7 @@ const world = fc
       ...(w.graceOver !== undefined ? { graceOver: w.graceOver } : {}),
       ...(w.claim ? { recovery: { claim: { epoch: w.claim.epoch, holder: names[w.claim.holderIndex % w.size] as string, source: w.claim.source, state: w.claim.state } } } : {}),
       ...(w.storeError ? { storeError: w.storeError } : {}),
+      ...(w.maxLearners !== undefined ? { maxLearners: w.maxLearners } : {}),
     };
   });
 
@@ -233,6 +235,19 @@ describe('decide(): invariants over the whole input space', () => {
       RUNS,
     );
   });
+
+  it('never adds a learner beyond --max-learners (default 1): a member that would be one more waits', () => {
+    fc.assert(
+      fc.property(world, (f) => {
+        const v = decide(f);
+        if (v.decision !== 'join-as-learner' && v.decision !== 'replace') return;
+        const me = f.cluster && findSelf(f.cluster, f.self);
+        const others = f.cluster?.members.filter((m) => m.learner && m !== me).length ?? 0;
+        assert.ok(others < (f.maxLearners ?? 1), `${others} other learners, max ${f.maxLearners ?? 1}: ${v.decision}`);
+      }),
+      RUNS,
+    );
+  });
 });
 
 // --- the scenarios of the seeds and the issue, by name ---
@@ -277,6 +292,26 @@ describe('decide(): the scenarios of the seeds', () => {
     ['every member restarts at once with its data (full restart): a majority reported, it starts', three('m2', { local: valid({ memberId: 'a2' }), backups: { chain: { clusterId: 'c1', lastRevision: 9 }, anySnapshot: true }, heartbeats: [holds('m1', 10, 5)] }), 'use-existing'],
     ['a member alone with its data after --heartbeat-ttl: it waits for a majority (an etcd without quorum serves nothing and would keep its copy out of a recovery)', three('m2', { local: valid({ memberId: 'a2' }), graceOver: true }), 'wait'],
     ['scale-up 3 -> 4: the new member is not listed', { ...three('m1'), self: { name: 'm4', peerURLs: [peerURL('m4')] }, cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3')]) }, 'join-as-learner'],
+    [
+      'scale-up 3 -> 5: a learner still catching up fills the one place; the next member waits',
+      { ...three('m1'), self: { name: 'm5', peerURLs: [peerURL('m5')] }, cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3'), { ...started('m4', 'a4'), learner: true }]) },
+      'wait',
+    ],
+    [
+      'scale-up 3 -> 5 with --max-learners 2 (etcd 3.6): the second learner is added',
+      { ...three('m1'), maxLearners: 2, self: { name: 'm5', peerURLs: [peerURL('m5')] }, cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3'), { ...started('m4', 'a4'), learner: true }]) },
+      'join-as-learner',
+    ],
+    [
+      'a wiped member while another learner catches up: waits before it is removed (it could not be added back)',
+      three('m2', { cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3'), { ...started('x9', 'b1'), learner: true }]) }),
+      'wait',
+    ],
+    [
+      'a wiped member that is itself the learner: replace (removing it frees the place)',
+      three('m2', { cluster: running([started('m1', 'a1'), { ...started('m2', 'a2'), learner: true }, started('m3', 'a3')]) }),
+      'replace',
+    ],
     [
       'single member, data dir lost: restore',
       { ...three('m1'), initialCluster: [{ name: 'm1', peerURL: peerURL('m1') }], backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true }, heartbeats: [hb('m1', { etcdUp: false, live: false })] },

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { SPECS } from '../../src/config/options.js';
+import { envName, SPECS } from '../../src/config/options.js';
+import { minorDir } from '../../src/etcd/tools.js';
 
 // No Docker engine here, so the image cannot be built in tests. This checks what the Dockerfile
 // states: stages, the runtime user, the etcd tools restores need, the entry point, and that every
@@ -68,13 +69,28 @@ describe('Dockerfile', () => {
     assert.ok(runtime.steps.slice(userIndex + 1).every((s) => s.op !== 'RUN'), 'no RUN after USER: the image is complete before root is dropped');
   });
 
-  it('installs etcdctl and etcd in the runtime stage (restores need both) and checks them', () => {
+  it('ships the etcd 3.5 and 3.6 tools side by side, one folder per minor, built by scripts/peers.sh', () => {
+    const etcd = stages.find((s) => s.name === 'etcd') as Stage;
+    assert.ok(etcd, 'a stage named etcd builds the tools');
+    // The wrapper modules peers.sh writes name a Go version; the stage's Go must be that one (GOTOOLCHAIN=local).
+    const peers = read('scripts/peers.sh');
+    const goVersion = /^go (\d+\.\d+)/m.exec(peers)?.[1];
+    assert.equal(etcd.from, `golang:${goVersion}-bookworm`);
+    assert.ok(steps(etcd, 'COPY').includes('scripts/peers.sh ./scripts/peers.sh'));
+    const build = steps(etcd, 'RUN').join('\n');
+    assert.match(build, /PEERS_SKIP_ETCDBR=1 PEERS_SKIP_FAKE_GCS=1 bash scripts\/peers\.sh/, 'only the etcd tools');
     const run = steps(runtime, 'RUN').join('\n');
-    assert.match(run, /apt-get install[^\n]*\betcd-client\b/);
-    assert.match(run, /apt-get install[^\n]*\betcd-server\b/);
-    assert.match(run, /--no-install-recommends/);
-    assert.match(run, /rm -rf \/var\/lib\/apt\/lists/);
-    assert.match(run, /etcdctl version/);
+    for (const minor of ['3.5', '3.6']) {
+      // peers.sh writes each line to .peers/etcd-v<minor>; the image keeps it as v<minor>, the name etcdTools() picks.
+      assert.match(peers, new RegExp(`ETCD_${minor.replace('.', '')}="\\$\\{PEERS_ETCD_${minor.replace('.', '')}:-v${minor.replace('.', '\\.')}\\.\\d+\\}"`));
+      assert.ok(steps(runtime, 'COPY').includes(`--from=etcd /src/.peers/etcd-v${minor} /usr/local/lib/etcd/v${minor}`), `etcd ${minor} copied`);
+      assert.equal(minorDir(['v3.5', 'v3.6'], minor), `v${minor}`);
+      assert.match(run, new RegExp(`/usr/local/lib/etcd/v${minor}/etcd --version`), `etcd ${minor} checked`);
+      assert.match(run, new RegExp(`/usr/local/lib/etcd/v${minor}/etcdutl version`), `etcdutl ${minor} checked (restores use it)`);
+    }
+    assert.ok(steps(runtime, 'ENV').includes(`${envName('etcd-bin-dir')}=/usr/local/lib/etcd`), 'the sidecar looks in the folder of folders');
+    assert.match(run, /ln -s "\/usr\/local\/lib\/etcd\/v3\.6\/\$tool" "\/usr\/local\/bin\/\$tool"/, 'the newest in PATH');
+    assert.doesNotMatch(run, /apt-get install[^\n]*etcd/, "no Debian etcd (3.4) beside them: PATH's etcd is 3.6");
   });
 
   it('the entry point is the compiled CLI that the build produces from src/cli.ts', () => {

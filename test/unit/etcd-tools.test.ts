@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { snapshotRestoreTool } from '../../src/etcd/etcdctl.js';
-import { EtcdToolsError, etcdTools, etcdVersion, findInPath, minorOf, parseEtcdVersion } from '../../src/etcd/tools.js';
+import { EtcdToolsError, etcdTools, etcdVersion, findInPath, minorDir, minorOf, parseEtcdVersion, releaseBinDir } from '../../src/etcd/tools.js';
 import { RestoreError } from '../../src/restore/plan.js';
 import { restore } from '../../src/restore/index.js';
 import { capturingLogger } from '../helpers/sidecar.js';
@@ -47,6 +47,30 @@ describe('etcd tools', () => {
     assert.equal(etcdTools(with36).etcdutl, join(with36, 'etcdutl'));
     assert.equal(snapshotRestoreTool(etcdTools(with36)), join(with36, 'etcdutl'));
     assert.throws(() => etcdTools(toolDir(['etcdctl'])), /has no etcd/);
+  });
+
+  it('picks the folder of a minor among v3.5/, v3.6/ (the image layout): the asked one, else the newest', () => {
+    assert.equal(minorDir(['v3.5', 'v3.6', 'README'], '3.5'), 'v3.5');
+    assert.equal(minorDir(['v3.5', 'v3.10', 'v3.6']), 'v3.10');
+    assert.equal(minorDir(['v3.5'], '3.6'), undefined, 'never another release than the one asked');
+    assert.equal(minorDir([]), undefined);
+
+    const root = mkdtempSync(join(tmpdir(), 'ebs-tools-minors-'));
+    for (const [minor, tools] of [['v3.5', ['etcd', 'etcdctl', 'etcdutl']], ['v3.6', ['etcd', 'etcdctl', 'etcdutl']]] as const) {
+      mkdirSync(join(root, minor));
+      for (const t of tools) {
+        writeFileSync(join(root, minor, t), '#!/bin/sh\n');
+        chmodSync(join(root, minor, t), 0o755);
+      }
+    }
+    assert.deepEqual(etcdTools(root, '3.5'), { etcd: join(root, 'v3.5', 'etcd'), etcdctl: join(root, 'v3.5', 'etcdctl'), etcdutl: join(root, 'v3.5', 'etcdutl') });
+    assert.equal(etcdTools(root).etcd, join(root, 'v3.6', 'etcd'));
+    assert.throws(() => etcdTools(root, '3.4'), (err: Error) => err instanceof EtcdToolsError && /no tools for etcd 3\.4 \(it has v3\.5, v3\.6\)/.test(err.message));
+    // What a restore is handed: one release's folder.
+    assert.equal(releaseBinDir(root, '3.5'), join(root, 'v3.5'));
+    assert.equal(releaseBinDir(root), join(root, 'v3.6'));
+    assert.equal(releaseBinDir(join(root, 'v3.5'), '3.6'), join(root, 'v3.5'), 'a folder of one release is taken as it is');
+    assert.equal(releaseBinDir(undefined, '3.5'), undefined);
   });
 
   it('without --etcd-bin-dir, takes the tools beside the first etcd in PATH, not an etcdutl of another folder', () => {
