@@ -9,7 +9,8 @@ import type { DefragApi } from './server/deps.js';
 import { DefragMetrics } from './server/defrag-metrics.js';
 import { Defragmenter, type DefragReport } from './defrag/defragmenter.js';
 import { DefragSchedule } from './defrag/schedule.js';
-import { defragmentMember } from './etcd/maintenance.js';
+import { compactHistory, defragmentMember, disarmNospace, listAlarms } from './etcd/maintenance.js';
+import { NOSPACE, NospaceRecovery } from './defrag/nospace.js';
 import { backupStateOf } from './snapshot/backup-state.js';
 import { openStore, StoreProbe, type SnapStore } from './snapstore/index.js';
 import { Metrics } from './server/metrics.js';
@@ -54,7 +55,10 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     etcd,
     { periodMs: config.healthCheckPeriod, timeoutMs: etcd.memberTimeoutMs, endpoints: config.endpoints },
     log.child({ part: 'monitor' }),
-    (status) => metrics.recordClusterStatus(status),
+    (status) => {
+      metrics.recordClusterStatus(status);
+      defrag.nospace?.observe(status);
+    },
   );
   const mode = config.snapshotLeader as SnapshotLeaderMode;
   const duties = backupDuties(config, store, etcd, metrics, log);
@@ -186,7 +190,7 @@ function snapshotApi(config: Config, store: SnapStore, duties: DutyRunner<Snapsh
 function defragmentation(
   config: Config,
   parts: { etcd: EtcdClient; monitor: MemberMonitor; metrics: Metrics; duties: DutyRunner<Snapshotter>; cluster: BackupLeadership; log: Logger },
-): { api: DefragApi; schedule: DefragSchedule } {
+): { api: DefragApi; schedule: DefragSchedule; nospace: NospaceRecovery | undefined } {
   const { etcd, monitor, metrics, duties, cluster } = parts;
   const log = parts.log.child({ part: 'defrag' });
   const defragmenter = new Defragmenter(
@@ -199,13 +203,27 @@ function defragmentation(
     },
     { thresholdPercent: config.defragThreshold, timeoutMs: config.defragTimeout, recoverTimeoutMs: config.defragTimeout },
   );
-  const round = async (reason: string, member?: string): Promise<DefragReport> => {
-    const report = await defragmenter.run(reason, member);
+  const round = async (reason: string, member?: string, cure?: { alarm: string }): Promise<DefragReport> => {
+    const report = await defragmenter.run(reason, member, cure);
     if (report.members.some((m) => m.outcome === 'defragmented')) {
       duties.current?.requestFull('after defragmentation').catch((err: Error) => log.warn({ err: err.message }, 'the full snapshot after defragmentation failed'));
     }
     return report;
   };
+  const leads = (): boolean => cluster.role === 'leader';
+  const nospace = config.autoRecoverNospace
+    ? new NospaceRecovery(
+        {
+          leads,
+          compact: (revision) => compactHistory(etcd.etcd, revision, config.defragTimeout),
+          defragment: () => round('NOSPACE recovery', undefined, { alarm: NOSPACE }),
+          alarms: () => listAlarms(etcd.etcd, etcd.memberTimeoutMs),
+          disarm: (memberId) => disarmNospace(etcd.etcd, memberId, etcd.memberTimeoutMs),
+          log,
+        },
+        { retainedRevisions: config.nospaceRetainedRevisions, retryAfterMs: 60_000 },
+      )
+    : undefined;
   const api: DefragApi = {
     unavailable: () => (cluster.role === 'leader' ? undefined : `defragmentation is run by the backup leader's sidecar: ${cluster.whyNotLeading()}`),
     forwardTo: () => cluster.forwardTo(),
@@ -215,7 +233,8 @@ function defragmentation(
       schedule: config.defragSchedule,
       lastByMember: [...defragmenter.lastByMember.values()],
       ...(defragmenter.lastReport ? { lastRound: defragmenter.lastReport } : {}),
+      ...(nospace?.lastOutcome ? { nospaceRecovery: nospace.lastOutcome } : {}),
     }),
   };
-  return { api, schedule: new DefragSchedule(config.defragSchedule, () => cluster.role === 'leader', (reason) => round(reason), log) };
+  return { api, schedule: new DefragSchedule(config.defragSchedule, leads, (reason) => round(reason), log), nospace };
 }

@@ -211,6 +211,14 @@ export const OPTIONS = [
     description: 'cron schedule of defragmentation rounds (followers one at a time, the raft leader last, only while every member is healthy and the quorum survives one busy member); off disables',
   },
   { flag: 'defrag-threshold', kind: 'integer', group: 'snapshot', default: '10', description: 'percent of a member\'s db that must be free (dbSize - dbSizeInUse) for a round to defragment it; 0 defragments every member' },
+  {
+    flag: 'auto-recover-nospace',
+    kind: 'boolean',
+    group: 'snapshot',
+    default: 'false',
+    description: "when a member raises NOSPACE, the backup leader compacts the history to the current revision minus --nospace-retained-revisions, defragments every member and disarms the alarm (etcd never does; writes are refused until then)",
+  },
+  { flag: 'nospace-retained-revisions', kind: 'integer', group: 'snapshot', default: '1000', description: 'revisions of history a NOSPACE recovery keeps below the current revision when it compacts' },
   { flag: 'defrag-timeout', kind: 'duration', group: 'snapshot', default: '5m', description: 'deadline of one member\'s defragmentation; the member must also answer healthy again within it before the round goes on' },
 
   // --- backup-leader election and member heartbeats ---

@@ -7,7 +7,7 @@
 import type { ClusterStatus, EndpointStatus } from '../etcd/status.js';
 import type { Logger } from '../logger.js';
 import { retryWithBackoff, withDeadline } from '../resilience.js';
-import { planDefrag, type DefragTarget } from './plan.js';
+import { alarmType, planDefrag, type DefragTarget } from './plan.js';
 
 export interface MemberDefrag {
   id: string;
@@ -83,18 +83,22 @@ export class Defragmenter {
     return this.running !== undefined;
   }
 
-  /** One round; rejects with DefragBusyError while one runs, DefragRefusedError when the cluster cannot spare a member. */
-  run(reason: string, only?: string): Promise<DefragReport> {
+  /**
+   * One round; rejects with DefragBusyError while one runs, DefragRefusedError when the cluster
+   * cannot spare a member. `cure` runs it despite one alarm on every member it names (NOSPACE), each
+   * member whatever its free space.
+   */
+  run(reason: string, only?: string, cure?: { alarm: string }): Promise<DefragReport> {
     if (this.running) return Promise.reject(new DefragBusyError());
-    this.running = this.round(reason, only).finally(() => {
+    this.running = this.round(reason, only, cure).finally(() => {
       this.running = undefined;
     });
     return this.running;
   }
 
-  private async round(reason: string, only: string | undefined): Promise<DefragReport> {
+  private async round(reason: string, only: string | undefined, cure: { alarm: string } | undefined): Promise<DefragReport> {
     const startedAt = new Date().toISOString();
-    const planOptions = { thresholdPercent: this.settings.thresholdPercent, ...(only !== undefined ? { only } : {}) };
+    const planOptions = { thresholdPercent: cure ? 0 : this.settings.thresholdPercent, ...(only !== undefined ? { only } : {}), ...(cure ? { tolerateAlarm: cure.alarm } : {}) };
     const first = planDefrag(await this.deps.clusterStatus(), planOptions);
     if (!first.go) throw new DefragRefusedError(`defragmentation refused: ${first.reason}`);
     const members: MemberDefrag[] = first.skipped.map((s) => ({ id: s.id, name: s.name, outcome: 'skipped', reason: s.reason }));
@@ -109,7 +113,7 @@ export class Defragmenter {
       }
       const current = now.order[0];
       if (!current) continue;
-      const outcome = await this.defragmentOne(current);
+      const outcome = await this.defragmentOne(current, cure);
       members.push(outcome);
       this.lastByMember.set(outcome.name, outcome);
       this.deps.observer?.memberDefragmented(outcome);
@@ -124,13 +128,13 @@ export class Defragmenter {
     return report;
   }
 
-  private async defragmentOne(t: DefragTarget): Promise<MemberDefrag> {
+  private async defragmentOne(t: DefragTarget, cure: { alarm: string } | undefined): Promise<MemberDefrag> {
     const started = performance.now();
     const base: MemberDefrag = { id: t.id, name: t.name, outcome: 'defragmented', ...(t.isLeader ? { raftLeader: true } : {}), dbSizeBefore: t.dbSize, startedAt: new Date().toISOString() };
     this.deps.log.info({ member: t.name, leader: t.isLeader, dbSize: t.dbSize, dbSizeInUse: t.dbSizeInUse }, 'defragmenting member');
     try {
       await this.deps.defragment(t.clientURL, this.settings.timeoutMs);
-      const after = await this.untilHealthy(t);
+      const after = await this.untilHealthy(t, cure);
       return { ...base, ...(after.dbSize !== undefined ? { dbSizeAfter: after.dbSize } : {}), durationMs: Math.round(performance.now() - started) };
     } catch (err) {
       this.deps.log.error({ member: t.name, err: (err as Error).message }, 'defragmentation of a member failed; the round stops');
@@ -139,13 +143,15 @@ export class Defragmenter {
   }
 
   /** The member answering with a leader and no alarm, within recoverTimeoutMs. */
-  private async untilHealthy(t: DefragTarget): Promise<EndpointStatus> {
+  private async untilHealthy(t: DefragTarget, cure: { alarm: string } | undefined): Promise<EndpointStatus> {
     const poll = this.settings.pollMs ?? 200;
     return withDeadline(`${t.name} healthy again after defragmentation`, this.settings.recoverTimeoutMs, (signal) =>
       retryWithBackoff(
         async () => {
           const s = await this.deps.probe(t.clientURL);
-          if (!s.reachable || s.leaderId === undefined || s.leaderId === '0' || s.alarms.length > 0) throw new Error(s.error ?? (s.alarms.length > 0 ? `alarms: ${s.alarms.join(', ')}` : 'no leader'));
+          // The alarm a cure runs despite stays raised until the round disarms it.
+          const alarms = s.alarms.filter((a) => alarmType(a) !== cure?.alarm);
+          if (!s.reachable || s.leaderId === undefined || s.leaderId === '0' || alarms.length > 0) throw new Error(s.error ?? (alarms.length > 0 ? `alarms: ${alarms.join(', ')}` : 'no leader'));
           return s;
         },
         { initialDelayMs: poll, maxDelayMs: 5 * poll, signal },

@@ -8,7 +8,9 @@
  * leadership moves at most once; a member with little free space in its db is skipped (the round
  * would block it for nothing).
  */
-import type { ClusterStatus, MemberHealth } from '../etcd/status.js';
+import { alarmType, type ClusterStatus, type MemberHealth } from '../etcd/status.js';
+
+export { alarmType } from '../etcd/status.js';
 
 export interface DefragTarget {
   id: string;
@@ -72,11 +74,6 @@ export function planDefrag(status: ClusterStatus, o: DefragPlanOptions): DefragP
   }
   order.sort((a, b) => Number(a.isLeader) - Number(b.isLeader) || a.name.localeCompare(b.name));
   return { go: true, order, skipped };
-}
-
-/** The alarm's type in a status error: etcd writes them as `memberID:<id> alarm:NOSPACE`. */
-export function alarmType(error: string): string {
-  return /alarm:\s*([A-Z_]+)/.exec(error)?.[1] ?? error;
 }
 
 /** Unhealthy only because of the tolerated alarm: answering, with a leader. */

@@ -32,6 +32,11 @@ export interface MemberHealth extends Member {
   error?: string;
 }
 
+/** The alarm's type in a status error: etcd writes them as `memberID:<id> alarm:NOSPACE`. */
+export function alarmType(error: string): string {
+  return /alarm:\s*([A-Z_]+)/.exec(error)?.[1] ?? error;
+}
+
 export interface ClusterStatus {
   clusterId?: string;
   leader?: { id: string; name: string };
@@ -41,6 +46,8 @@ export interface ClusterStatus {
   hasQuorum: boolean;
   /** Set when no endpoint answered the member list; members then come from the probes alone. */
   memberListError?: string;
+  /** Alarms members report (NOSPACE: the cluster refuses writes until it is disarmed). */
+  alarms: { member: string; alarm: string }[];
   checkedAt: string;
   durationMs: number;
 }
@@ -135,6 +142,7 @@ export function joinStatus(members: Member[] | undefined, statuses: EndpointStat
     voters: voters.length,
     healthyVoters,
     hasQuorum: voters.length > 0 && healthyVoters > voters.length / 2,
+    alarms: health.flatMap((m) => (m.status?.alarms ?? []).map((a) => ({ member: m.name || m.id, alarm: alarmType(a) }))),
     checkedAt: new Date().toISOString(),
     durationMs: Math.round(performance.now() - startedAt),
   };

@@ -64,7 +64,7 @@ export interface LeaderOnlyApi {
 export interface DefragApi extends LeaderOnlyApi {
   /** One round now; rejects with DefragBusyError or DefragRefusedError. */
   run(member?: string): Promise<DefragReport>;
-  status(): { running: boolean; schedule: string; lastByMember: MemberDefrag[]; lastRound?: DefragReport };
+  status(): { running: boolean; schedule: string; lastByMember: MemberDefrag[]; lastRound?: DefragReport; nospaceRecovery?: { at: string; members: string[]; cleared: boolean; detail: string } };
 }
 
 /** What the routes need of the initializer. */

@@ -85,6 +85,12 @@ const DefragStatus = Type.Object(
     schedule: Type.String({ description: '--defrag-schedule' }),
     lastByMember: Type.Array(MemberDefragBody, { description: "each member's last defragmentation this sidecar ran" }),
     lastRound: Type.Optional(DefragReportBody),
+    nospaceRecovery: Type.Optional(
+      Type.Object(
+        { at: Type.String({ format: 'date-time' }), members: Type.Array(Type.String()), cleared: Type.Boolean(), detail: Type.String() },
+        { description: 'the last recovery from NOSPACE (--auto-recover-nospace)' },
+      ),
+    ),
   },
   { description: 'defragmentation rounds run by this sidecar (the backup leader runs them)' },
 );
@@ -109,6 +115,9 @@ export const StatusBody = Type.Object(
       healthyVoters: Type.Integer(),
       hasQuorum: Type.Boolean(),
       memberListError: Type.Optional(Type.String()),
+      alarms: Type.Array(Type.Object({ member: Type.String(), alarm: Type.String({ description: 'NOSPACE (writes refused until disarmed) or CORRUPT' }) }), {
+        description: 'alarms members report right now',
+      }),
     }),
     members: Type.Array(MemberHealth),
     endpoints: Type.Array(Type.String(), { description: 'client URLs requests are balanced over (started voting members)' }),

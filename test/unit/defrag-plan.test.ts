@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { compactionTarget, membersOutOfSpace } from '../../src/defrag/nospace.js';
 import { alarmType, planDefrag, quorumWithOneBusy } from '../../src/defrag/plan.js';
 import type { ClusterStatus, MemberHealth } from '../../src/etcd/status.js';
 
@@ -22,7 +23,7 @@ function member(name: string, o: { leader?: boolean; learner?: boolean; healthy?
 function cluster(members: MemberHealth[]): ClusterStatus {
   const voters = members.filter((m) => !m.isLearner);
   const healthyVoters = voters.filter((m) => m.healthy).length;
-  return { members, voters: voters.length, healthyVoters, hasQuorum: healthyVoters > voters.length / 2, checkedAt: new Date(0).toISOString(), durationMs: 1 };
+  return { members, voters: voters.length, healthyVoters, hasQuorum: healthyVoters > voters.length / 2, alarms: [], checkedAt: new Date(0).toISOString(), durationMs: 1 };
 }
 
 describe('defragmentation plan', () => {
@@ -78,5 +79,17 @@ describe('defragmentation plan', () => {
       }),
       { seed: 20261204, numRuns: 500 },
     );
+  });
+});
+
+describe('NOSPACE recovery facts', () => {
+  it('names the members out of space and compacts to the newest revision minus the window, never below 1', () => {
+    const nospace = 'memberID:1 alarm:NOSPACE ';
+    const members = [member('m1', { leader: true, alarms: [nospace] }), member('m2'), member('m3', { alarms: ['memberID:3 alarm:CORRUPT '] })];
+    for (const [i, m] of members.entries()) if (m.status) m.status.revision = 100 + i;
+    const status = cluster(members);
+    assert.deepEqual(membersOutOfSpace(status), ['m1']);
+    assert.equal(compactionTarget(status, 10), 92);
+    assert.equal(compactionTarget(status, 102), undefined);
   });
 });

@@ -50,6 +50,7 @@ const CLUSTER: ClusterStatus = {
   voters: 1,
   healthyVoters: 1,
   hasQuorum: true,
+  alarms: [],
   checkedAt: '2026-01-01T00:00:00.000Z',
   durationMs: 12,
 };
@@ -249,11 +250,12 @@ describe('routes: /healthz and /readyz', () => {
       [
         ['etcd-reachable', true],
         ['etcd-has-leader', true],
+        ['etcd-no-alarm', true],
       ],
     );
   });
 
-  it('/readyz is 503 naming the failing check: unreachable, or no leader', async () => {
+  it('/readyz is 503 naming the failing check: unreachable, no leader, or an alarm', async () => {
     const down = await build(fakeDeps({ probeSelf: async () => ({ endpoint: 'http://127.0.0.1:2379', reachable: false, latencyMs: 2000, error: 'deadline exceeded', alarms: [] }) }));
     const res = await down.inject({ method: 'GET', url: '/readyz' });
     assert.equal(res.statusCode, 503);
@@ -264,6 +266,11 @@ describe('routes: /healthz and /readyz', () => {
     const res2 = await leaderless.inject({ method: 'GET', url: '/readyz' });
     assert.equal(res2.statusCode, 503);
     assert.deepEqual(res2.json().checks[1], { name: 'etcd-has-leader', ok: false, message: 'the local member has no leader' });
+
+    const full = await build(fakeDeps({ probeSelf: async () => ({ ...SELF_STATUS, alarms: ['memberID:161 alarm:NOSPACE '] }) }));
+    const res3 = await full.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(res3.statusCode, 503);
+    assert.deepEqual(res3.json().checks[2], { name: 'etcd-no-alarm', ok: false, message: 'alarms: NOSPACE (writes are refused: make room and disarm, or run with --auto-recover-nospace)' });
   });
 });
 
@@ -278,7 +285,7 @@ describe('routes: /status', () => {
     assert.deepEqual(body.member, { name: 'm1', clientURLs: ['http://127.0.0.1:2379'], id: 'a1', isLearner: false, isLeader: true, healthy: true });
     assert.equal(body.role, 'unknown');
     assert.equal(body.election, undefined);
-    assert.deepEqual(body.cluster, { id: 'c1', leader: { id: 'a1', name: 'm1' }, voters: 1, healthyVoters: 1, hasQuorum: true });
+    assert.deepEqual(body.cluster, { id: 'c1', leader: { id: 'a1', name: 'm1' }, voters: 1, healthyVoters: 1, hasQuorum: true, alarms: [] });
     assert.equal(body.members.length, 2);
     assert.equal(body.members[1].error, 'no leader');
     assert.deepEqual(body.endpoints, ['http://127.0.0.1:2379']);

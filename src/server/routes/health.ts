@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { alarmType } from '../../etcd/status.js';
 import type { ServerDeps } from '../deps.js';
 import { HealthBody, ReadyBody } from '../schemas.js';
 
@@ -32,6 +33,12 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
       if (self.reachable) {
         const hasLeader = self.leaderId !== undefined && self.leaderId !== '0';
         checks.push({ name: 'etcd-has-leader', ok: hasLeader, message: hasLeader ? `leader ${self.leaderId}` : 'the local member has no leader' });
+        const alarms = self.alarms.map(alarmType);
+        checks.push({
+          name: 'etcd-no-alarm',
+          ok: alarms.length === 0,
+          message: alarms.length === 0 ? 'no alarm' : `alarms: ${alarms.join(', ')}${alarms.includes('NOSPACE') ? ' (writes are refused: make room and disarm, or run with --auto-recover-nospace)' : ''}`,
+        });
       }
       const ready = checks.every((c) => c.ok);
       return reply.status(ready ? 200 : 503).send({ ready, checks });

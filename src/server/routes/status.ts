@@ -27,7 +27,7 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
         member.id = me.id;
         member.isLearner = me.isLearner;
       }
-      const summary: StatusBody['cluster'] = { voters: cluster.voters, healthyVoters: cluster.healthyVoters, hasQuorum: cluster.hasQuorum };
+      const summary: StatusBody['cluster'] = { voters: cluster.voters, healthyVoters: cluster.healthyVoters, hasQuorum: cluster.hasQuorum, alarms: cluster.alarms };
       if (cluster.clusterId) summary.id = cluster.clusterId;
       if (cluster.leader) summary.leader = cluster.leader;
       if (cluster.memberListError) summary.memberListError = cluster.memberListError;
