@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { EXIT_CONFIG } from './common.js';
 import { configCommand } from './config.js';
+import { copyCommand } from './copy.js';
 import { defragCommand } from './defrag.js';
 import { initializeCommand } from './initialize.js';
 import { restoreCommand } from './restore.js';
@@ -22,6 +23,7 @@ export function program(): Command {
   const snapshots = root.command('snapshots').description('read the snapshots in the store (works while etcd and the sidecar are down)');
   snapshotsListCommand(snapshots);
   snapshotsVerifyCommand(snapshots);
+  copyCommand(root);
   defragCommand(root);
   restoreCommand(root);
   initializeCommand(root);

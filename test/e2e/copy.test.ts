@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { Etcd3 } from 'etcd3';
+import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
+import { keyspaceAt, startRestored } from '../helpers/replay.js';
+import { startTestSidecar } from '../helpers/sidecar.js';
+import { currentChain, backupStore } from '../helpers/snapshots.js';
+import { s3Fixture, type StoreFixture } from '../helpers/store-fixtures.js';
+
+const run = promisify(execFile);
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, ['dist/cli.js', ...args]).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
+  );
+}
+
+/** The flags of a store given on the command line (everything but the URL, which --from/--to carry). */
+const storeFlags = (flags: Record<string, string>): string[] => Object.entries(flags).filter(([k]) => k !== 'store').flatMap(([k, v]) => [`--${k}`, v]);
+
+describe('copy between stores', { timeout: 240_000 }, () => {
+  let cluster: TestCluster;
+  let client: Etcd3;
+  let s3: StoreFixture;
+  const work = mkdtempSync(join(tmpdir(), 'ebs-copy-'));
+  let lastRevision = 0;
+  before(async () => {
+    cluster = await TestCluster.start(1);
+    client = new Etcd3({ hosts: cluster.endpoints });
+    s3 = await s3Fixture();
+    // A chain: a full snapshot, then deltas of puts, overwrites and deletes.
+    for (let i = 0; i < 50; i++) await client.put(`/before/${i}`).value(`v${i}`);
+    const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '200ms' });
+    try {
+      await eventually('full snapshot', async () => (await currentChain(backupStore(cluster))).full, 20_000);
+      for (let i = 0; i < 50; i++) await client.put(`/after/${i % 20}`).value(`w${i}`);
+      await client.delete().key('/before/3');
+      lastRevision = Number((await client.maintenance.status()).header.revision);
+      await eventually('deltas to the last write', async () => ((await currentChain(backupStore(cluster))).lastRevision === lastRevision ? true : undefined), 20_000);
+    } finally {
+      await sidecar.close();
+    }
+  });
+  after(async () => {
+    client?.close();
+    await s3?.stop();
+    await cluster?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  async function restoreFrom(store: string, extra: string[], name: string): Promise<void> {
+    const dir = join(work, name);
+    const peer = `http://127.0.0.1:${await freePort()}`;
+    const r = await cli(['restore', '--store', store, ...extra, '--name', 'r1', '--data-dir', join(dir, 'data'), '--initial-cluster', `r1=${peer}`, '--initial-cluster-token', 'copied', '--log-level', 'warn']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as { revision: number }).revision, lastRevision);
+    const restored = await startRestored(dir, 'r1', peer);
+    try {
+      assert.deepEqual(await keyspaceAt(restored.client, lastRevision), await keyspaceAt(client, lastRevision));
+    } finally {
+      restored.client.close();
+      await restored.etcd.stop();
+    }
+  }
+
+  it('copies every snapshot to a local folder and to S3, checked on both sides; a second run copies nothing; each copy restores key for key', async () => {
+    const source = `file://${cluster.dir}/backups`;
+    const chain = await currentChain(backupStore(cluster));
+    const objects = 1 + chain.links.length;
+    const local = `file://${join(work, 'copy')}`;
+    const first = await cli(['copy', '--from', source, '--to', local, '--log-level', 'warn']);
+    assert.equal(first.code, 0, first.stderr);
+    const report = JSON.parse(first.stdout) as { copied: number; skipped: number; copiedObjects: { verifiedBy: string }[] };
+    assert.ok(report.copied >= objects, `${report.copied} copied, the chain has ${objects}`);
+    assert.equal(report.skipped, 0);
+    const again = JSON.parse((await cli(['copy', '--from', source, '--to', local, '--log-level', 'warn'])).stdout) as { copied: number; skipped: number };
+    assert.deepEqual([again.copied, again.skipped], [0, report.copied], 'a second run resumes: nothing left to copy');
+
+    const s3Store = s3.flags['store'] as string;
+    const toS3 = await cli(['copy', '--from', source, '--to', s3Store, ...storeFlags(s3.flags), '--log-level', 'warn']);
+    assert.equal(toS3.code, 0, toS3.stderr);
+    assert.equal((JSON.parse(toS3.stdout) as { copied: number }).copied, report.copied);
+
+    await restoreFrom(local, [], 'from-local');
+    await restoreFrom(s3Store, storeFlags(s3.flags), 'from-s3');
+  });
+
+  it('--chains 1 copies only the latest chain; a bad --since is refused naming it', async () => {
+    const bad = await cli(['copy', '--from', `file://${cluster.dir}/backups`, '--to', `file://${join(work, 'bad')}`, '--since', 'yesterday']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--since yesterday is not an RFC 3339 time/);
+    const one = await cli(['copy', '--from', `file://${cluster.dir}/backups`, '--to', `file://${join(work, 'one')}`, '--chains', '1', '--log-level', 'warn']);
+    assert.equal(one.code, 0, one.stderr);
+    const chain = await currentChain(backupStore(cluster));
+    assert.equal((JSON.parse(one.stdout) as { copied: number }).copied, 1 + chain.links.length);
+  });
+});
