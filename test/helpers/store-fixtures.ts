@@ -9,7 +9,6 @@ import { Readable } from 'node:stream';
 import { loadConfig } from '../../src/config/index.js';
 import { openStore, type SnapStore } from '../../src/snapstore/index.js';
 import { freePort } from './cluster.js';
-import { FakeGcsServer } from './gcs-server.js';
 import { flipByteInFile } from './files.js';
 import { FlakyProxy } from './flaky-proxy.js';
 import { S3Server } from './s3-server.js';
@@ -57,18 +56,37 @@ export async function localFixture(): Promise<StoreFixture> {
 }
 
 const S3_BUCKET = 'ebs-contract';
+export const S3_STORE = `s3://${S3_BUCKET}/backups/main`;
+
+/** The flags that point the S3 store at `endpoint` with these keys, written to a credentials file as an operator would. */
+export function s3Flags(endpoint: string, accessKey: string, secretKey: string): { base: Record<string, string>; cleanup(): void } {
+  const credsDir = mkdtempSync(join(tmpdir(), 'ebs-s3-creds-'));
+  const credentials = join(credsDir, 'credentials');
+  writeFileSync(credentials, `[default]\naws_access_key_id = ${accessKey}\naws_secret_access_key = ${secretKey}\n`);
+  return {
+    base: { 's3-endpoint': endpoint, 's3-force-path-style': 'true', 's3-credentials-file': credentials },
+    cleanup: () => rmSync(credsDir, { recursive: true, force: true }),
+  };
+}
+
+/** Creates the contract bucket through the S3 API (servers that are not told their buckets on the command line). */
+export async function createS3Bucket(endpoint: string, accessKeyId: string, secretAccessKey: string): Promise<void> {
+  const s3 = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId, secretAccessKey } });
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: S3_BUCKET }));
+  } finally {
+    s3.destroy();
+  }
+}
 
 export async function s3Fixture(): Promise<StoreFixture> {
   const server = await S3Server.start([S3_BUCKET]);
   const proxy = await FlakyProxy.start(server.endpoint);
-  const credsDir = mkdtempSync(join(tmpdir(), 'ebs-s3-creds-'));
-  const credentials = join(credsDir, 'credentials');
-  writeFileSync(credentials, '[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n');
-  const base = { 's3-endpoint': proxy.url, 's3-force-path-style': 'true', 's3-credentials-file': credentials };
+  const { base, cleanup } = s3Flags(proxy.url, 'S3RVER', 'S3RVER');
   return {
     provider: 's3 (s3rver)',
-    flags: { store: `s3://${S3_BUCKET}/backups/main`, ...base },
-    open: (flags = {}) => openStore(configFor({ store: `s3://${S3_BUCKET}/backups/main`, ...base, ...flags })),
+    flags: { store: S3_STORE, ...base },
+    open: (flags = {}) => openStore(configFor({ store: S3_STORE, ...base, ...flags })),
     async corrupt(name) {
       const path = server.objectFile(S3_BUCKET, `backups/main/${name}`);
       flipByteInFile(path, Math.floor(statSync(path).size / 2));
@@ -82,28 +100,7 @@ export async function s3Fixture(): Promise<StoreFixture> {
     async stop() {
       await proxy.stop();
       await server.stop();
-      rmSync(credsDir, { recursive: true, force: true });
-    },
-  };
-}
-
-const GCS_BUCKET = 'ebs-contract';
-
-export async function gcsFixture(): Promise<StoreFixture> {
-  const server = await FakeGcsServer.start({ buckets: [GCS_BUCKET] });
-  return {
-    provider: 'gcs (local JSON API server)',
-    flags: { store: `gs://${GCS_BUCKET}/backups/main`, 'gcs-endpoint': server.url },
-    open: (flags = {}) => openStore(configFor({ store: `gs://${GCS_BUCKET}/backups/main`, 'gcs-endpoint': server.url, ...flags })),
-    async corrupt(name) {
-      server.corrupt(GCS_BUCKET, `backups/main/${name}`);
-    },
-    unreachableFlags: async () => ({ 'gcs-endpoint': `http://127.0.0.1:${await freePort()}` }),
-    endpointFlags: (url) => ({ 'gcs-endpoint': url }),
-    missingBucketFlags: { store: 'gs://no-such-bucket-here/x' },
-    injectTransient: (count, fault) => server.failNext(count, fault === 'reset' ? 503 : fault.status),
-    async stop() {
-      await server.stop();
+      cleanup();
     },
   };
 }
@@ -123,24 +120,19 @@ export async function motoFixture(): Promise<StoreFixture> {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error('moto_server did not start');
     await new Promise((r) => setTimeout(r, 200));
   }
-  const credsDir = mkdtempSync(join(tmpdir(), 'ebs-moto-creds-'));
-  const credentials = join(credsDir, 'credentials');
-  writeFileSync(credentials, '[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n');
-  const s3 = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
-  await s3.send(new CreateBucketCommand({ Bucket: S3_BUCKET }));
-  s3.destroy();
-  const base = { 's3-endpoint': endpoint, 's3-force-path-style': 'true', 's3-credentials-file': credentials };
+  await createS3Bucket(endpoint, 'testing', 'testing');
+  const { base, cleanup } = s3Flags(endpoint, 'testing', 'testing');
   return {
     provider: 's3 (moto_server)',
-    flags: { store: `s3://${S3_BUCKET}/backups/main`, ...base },
-    open: (flags = {}) => openStore(configFor({ store: `s3://${S3_BUCKET}/backups/main`, ...base, ...flags })),
+    flags: { store: S3_STORE, ...base },
+    open: (flags = {}) => openStore(configFor({ store: S3_STORE, ...base, ...flags })),
     unreachableFlags: async () => ({ 's3-endpoint': `http://127.0.0.1:${await freePort()}` }),
     endpointFlags: (url) => ({ 's3-endpoint': url }),
     missingBucketFlags: { store: 's3://no-such-bucket-here/x' },
     async stop() {
       process.removeListener('exit', kill);
       child.kill('SIGKILL');
-      rmSync(credsDir, { recursive: true, force: true });
+      cleanup();
     },
   };
 }
