@@ -109,7 +109,7 @@ function contract(makeFixture: () => Promise<StoreFixture>, provider: string): v
     });
 
     it('a corrupted object is detected on read', async (t) => {
-      if (!fx.corrupt) return t.skip(`${provider}: its objects cannot be corrupted from outside`);
+      if (!fx.corrupt) return t.skip(`${provider}: ${fx.cannotCorrupt ?? 'its objects cannot be corrupted from outside'}`);
       const src = randomStream(3 * MB);
       await store.put('v2/Full-corrupt', src.stream);
       await fx.corrupt('v2/Full-corrupt');

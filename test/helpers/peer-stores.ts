@@ -2,12 +2,11 @@ import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { openStore } from '../../src/snapstore/index.js';
 import { freePort } from './cluster.js';
 import { flipByteInFile } from './files.js';
 import { FlakyProxy } from './flaky-proxy.js';
 import { PeerProcess, peerBinary } from './peer-process.js';
-import { configFor, createS3Bucket, S3_STORE, s3Flags, type StoreFixture } from './store-fixtures.js';
+import { createS3Bucket, proxiedFixture, S3_STORE, s3Flags, type StoreFixture } from './store-fixtures.js';
 
 // The contract suite's real object stores, built by scripts/peers.sh into .peers/: fake-gcs-server
 // for GCS and MinIO for S3. Each runs behind a FlakyProxy, which injects the 5xx answers and
@@ -42,27 +41,19 @@ export async function gcsFixture(): Promise<StoreFixture> {
     ['-scheme', 'http', '-host', '127.0.0.1', '-port', String(port), '-backend', 'filesystem', '-filesystem-root', join(dir, 'objects'), '-data', join(dir, 'seed'), '-external-url', proxy.url, '-log-level', 'warn'],
     { ready: () => fetch(`${direct}/storage/v1/b/${BUCKET}`).then((r) => r.ok) },
   );
-  const flags = { store: GCS_STORE, 'gcs-endpoint': proxy.url };
-  return {
+  return proxiedFixture({
     provider: 'gcs (fake-gcs-server)',
-    flags,
-    open: (more = {}) => openStore(configFor({ ...flags, ...more })),
+    flags: { store: GCS_STORE, 'gcs-endpoint': proxy.url },
+    endpointFlag: 'gcs-endpoint',
+    missingBucketStore: 'gs://no-such-bucket-here/x',
+    server,
+    proxy,
     async corrupt(name) {
       const path = join(dir, 'objects', BUCKET, 'backups', 'main', ...name.split('/'));
       flipByteInFile(path, Math.floor(statSync(path).size / 2));
     },
-    unreachableFlags: async () => ({ 'gcs-endpoint': `http://127.0.0.1:${await freePort()}` }),
-    endpointFlags: (url) => ({ 'gcs-endpoint': url }),
-    freeze: () => server.freeze(),
-    thaw: () => server.thaw(),
-    missingBucketFlags: { store: 'gs://no-such-bucket-here/x' },
-    injectTransient: (count, fault) => proxy.failNext(count, fault),
-    async stop() {
-      await proxy.stop();
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  });
 }
 
 const MINIO_USER = 'ebs-contract';
@@ -80,24 +71,22 @@ export async function minioFixture(): Promise<StoreFixture> {
   await createS3Bucket(direct, MINIO_USER, MINIO_SECRET);
   const proxy = await FlakyProxy.start(direct);
   const { base, cleanup } = s3Flags(proxy.url, MINIO_USER, MINIO_SECRET);
-  const flags = { store: S3_STORE, ...base };
-  return {
+  return proxiedFixture({
     provider: 's3 (MinIO)',
-    flags,
-    open: (more = {}) => openStore(configFor({ ...flags, ...more })),
-    unreachableFlags: async () => ({ 's3-endpoint': `http://127.0.0.1:${await freePort()}` }),
-    endpointFlags: (url) => ({ 's3-endpoint': url }),
-    freeze: () => server.freeze(),
-    thaw: () => server.thaw(),
-    missingBucketFlags: { store: 's3://no-such-bucket-here/x' },
-    injectTransient: (count, fault) => proxy.failNext(count, fault),
-    async stop() {
-      await proxy.stop();
-      await server.stop();
+    flags: { store: S3_STORE, ...base },
+    endpointFlag: 's3-endpoint',
+    missingBucketStore: 's3://no-such-bucket-here/x',
+    server,
+    proxy,
+    // Tried: a byte flipped in an object's part.1 is caught by MinIO's own bitrot check, which then
+    // stops sending the body; the read fails only at --store-timeout, as `timeout`, so the case
+    // would prove MinIO's check, not ours (s3rver's and fake-gcs-server's runs prove ours).
+    cannotCorrupt: 'MinIO detects a flipped byte itself (bitrot protection) and stalls the read: our checksum is never reached',
+    cleanup() {
       cleanup();
       rmSync(dir, { recursive: true, force: true });
     },
-  };
+  });
 }
 
 /**

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import type { IncomingMessage } from 'node:http';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
@@ -22,6 +23,8 @@ export interface StoreFixture {
   open(flags?: Record<string, string>): Promise<SnapStore>;
   /** Flips bytes of a stored object behind the store's back (absent where the server keeps objects in memory). */
   corrupt?(name: string): Promise<void>;
+  /** Why `corrupt` is absent, for the skipped case. */
+  cannotCorrupt?: string;
   /** Flags that point the store at an endpoint nobody listens on. */
   unreachableFlags?(): Promise<Record<string, string>>;
   /** Flags that point the store at a given endpoint URL. */
@@ -30,8 +33,10 @@ export interface StoreFixture {
   freeze?(): void;
   thaw?(): void;
   missingBucketFlags?: Record<string, string>;
-  /** The next `count` requests fail with a transient fault (5xx / throttling, or a reset connection). */
-  injectTransient?(count: number, fault: { status: number } | 'reset'): void;
+  /** The next `count` requests (that `match` accepts, if given) fail with a transient fault (5xx / throttling, or a reset connection). */
+  injectTransient?(count: number, fault: { status: number } | 'reset', match?: (req: IncomingMessage) => boolean): void;
+  /** Injected faults no request has met yet: a test proves its faults were hit. */
+  faultsLeft?(): number;
   stop(): Promise<void>;
 }
 
@@ -59,7 +64,7 @@ const S3_BUCKET = 'ebs-contract';
 export const S3_STORE = `s3://${S3_BUCKET}/backups/main`;
 
 /** The flags that point the S3 store at `endpoint` with these keys, written to a credentials file as an operator would. */
-export function s3Flags(endpoint: string, accessKey: string, secretKey: string): { base: Record<string, string>; cleanup(): void } {
+export function s3Flags(endpoint: string, accessKey: string, secretKey: string): { base: Record<string, string>; cleanup: () => void } {
   const credsDir = mkdtempSync(join(tmpdir(), 'ebs-s3-creds-'));
   const credentials = join(credsDir, 'credentials');
   writeFileSync(credentials, `[default]\naws_access_key_id = ${accessKey}\naws_secret_access_key = ${secretKey}\n`);
@@ -79,30 +84,62 @@ export async function createS3Bucket(endpoint: string, accessKeyId: string, secr
   }
 }
 
+/** A store server in a process of its own, behind a FlakyProxy: what its fixture can do is the same for every such server. */
+export interface ProxiedServer {
+  provider: string;
+  /** The flags that point the store at the proxy. */
+  flags: Record<string, string>;
+  endpointFlag: 's3-endpoint' | 'gcs-endpoint';
+  /** A store URL whose bucket does not exist. */
+  missingBucketStore: string;
+  server: { freeze(): void; thaw(): void; stop(): Promise<void> };
+  proxy: FlakyProxy;
+  corrupt?: (name: string) => Promise<void>;
+  cannotCorrupt?: string;
+  /** Removes what the fixture left on disk, once the server has stopped. */
+  cleanup(): void;
+}
+
+export function proxiedFixture(p: ProxiedServer): StoreFixture {
+  const fx: StoreFixture = {
+    provider: p.provider,
+    flags: p.flags,
+    open: (more = {}) => openStore(configFor({ ...p.flags, ...more })),
+    unreachableFlags: async () => ({ [p.endpointFlag]: `http://127.0.0.1:${await freePort()}` }),
+    endpointFlags: (url) => ({ [p.endpointFlag]: url }),
+    freeze: () => p.server.freeze(),
+    thaw: () => p.server.thaw(),
+    missingBucketFlags: { store: p.missingBucketStore },
+    injectTransient: (count, fault, match) => p.proxy.failNext(count, fault, match),
+    faultsLeft: () => p.proxy.armed,
+    async stop() {
+      await p.proxy.stop();
+      await p.server.stop();
+      p.cleanup();
+    },
+  };
+  if (p.corrupt) fx.corrupt = p.corrupt;
+  if (p.cannotCorrupt) fx.cannotCorrupt = p.cannotCorrupt;
+  return fx;
+}
+
 export async function s3Fixture(): Promise<StoreFixture> {
   const server = await S3Server.start([S3_BUCKET]);
   const proxy = await FlakyProxy.start(server.endpoint);
   const { base, cleanup } = s3Flags(proxy.url, 'S3RVER', 'S3RVER');
-  return {
+  return proxiedFixture({
     provider: 's3 (s3rver)',
     flags: { store: S3_STORE, ...base },
-    open: (flags = {}) => openStore(configFor({ store: S3_STORE, ...base, ...flags })),
+    endpointFlag: 's3-endpoint',
+    missingBucketStore: 's3://no-such-bucket-here/x',
+    server,
+    proxy,
     async corrupt(name) {
       const path = server.objectFile(S3_BUCKET, `backups/main/${name}`);
       flipByteInFile(path, Math.floor(statSync(path).size / 2));
     },
-    unreachableFlags: async () => ({ 's3-endpoint': `http://127.0.0.1:${await freePort()}` }),
-    endpointFlags: (url) => ({ 's3-endpoint': url }),
-    freeze: () => server.freeze(),
-    thaw: () => server.thaw(),
-    missingBucketFlags: { store: 's3://no-such-bucket-here/x' },
-    injectTransient: (count, fault) => proxy.failNext(count, fault),
-    async stop() {
-      await proxy.stop();
-      await server.stop();
-      cleanup();
-    },
-  };
+    cleanup,
+  });
 }
 
 /** moto's S3 server (Python, in this machine kind's image); the S3 cases run against it too. */
