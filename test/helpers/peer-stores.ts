@@ -6,7 +6,7 @@ import { freePort } from './cluster.js';
 import { flipByteInFile } from './files.js';
 import { FlakyProxy } from './flaky-proxy.js';
 import { PeerProcess, peerBinary } from './peer-process.js';
-import { createS3Bucket, proxiedFixture, S3_STORE, s3Flags, type StoreFixture } from './store-fixtures.js';
+import { createS3Bucket, proxiedFixture, proxiedS3Fixture, type StoreFixture } from './store-fixtures.js';
 
 // The contract suite's real object stores, built by scripts/peers.sh into .peers/: fake-gcs-server
 // for GCS and MinIO for S3. Each runs behind a FlakyProxy, which injects the 5xx answers and
@@ -44,8 +44,7 @@ export async function gcsFixture(): Promise<StoreFixture> {
   return proxiedFixture({
     provider: 'gcs (fake-gcs-server)',
     flags: { store: GCS_STORE, 'gcs-endpoint': proxy.url },
-    endpointFlag: 'gcs-endpoint',
-    missingBucketStore: 'gs://no-such-bucket-here/x',
+    api: 'gcs',
     server,
     proxy,
     async corrupt(name) {
@@ -69,23 +68,14 @@ export async function minioFixture(): Promise<StoreFixture> {
     ready: () => fetch(`${direct}/minio/health/ready`).then((r) => r.ok),
   });
   await createS3Bucket(direct, MINIO_USER, MINIO_SECRET);
-  const proxy = await FlakyProxy.start(direct);
-  const { base, cleanup } = s3Flags(proxy.url, MINIO_USER, MINIO_SECRET);
-  return proxiedFixture({
+  return proxiedS3Fixture(direct, [MINIO_USER, MINIO_SECRET], {
     provider: 's3 (MinIO)',
-    flags: { store: S3_STORE, ...base },
-    endpointFlag: 's3-endpoint',
-    missingBucketStore: 's3://no-such-bucket-here/x',
     server,
-    proxy,
     // Tried: a byte flipped in an object's part.1 is caught by MinIO's own bitrot check, which then
     // stops sending the body; the read fails only at --store-timeout, as `timeout`, so the case
     // would prove MinIO's check, not ours (s3rver's and fake-gcs-server's runs prove ours).
     cannotCorrupt: 'MinIO detects a flipped byte itself (bitrot protection) and stalls the read: our checksum is never reached',
-    cleanup() {
-      cleanup();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
   });
 }
 

@@ -89,9 +89,7 @@ export interface ProxiedServer {
   provider: string;
   /** The flags that point the store at the proxy. */
   flags: Record<string, string>;
-  endpointFlag: 's3-endpoint' | 'gcs-endpoint';
-  /** A store URL whose bucket does not exist. */
-  missingBucketStore: string;
+  api: 's3' | 'gcs';
   server: { freeze(): void; thaw(): void; stop(): Promise<void> };
   proxy: FlakyProxy;
   corrupt?: (name: string) => Promise<void>;
@@ -101,15 +99,16 @@ export interface ProxiedServer {
 }
 
 export function proxiedFixture(p: ProxiedServer): StoreFixture {
+  const endpointFlag = `${p.api}-endpoint`;
   const fx: StoreFixture = {
     provider: p.provider,
     flags: p.flags,
     open: (more = {}) => openStore(configFor({ ...p.flags, ...more })),
-    unreachableFlags: async () => ({ [p.endpointFlag]: `http://127.0.0.1:${await freePort()}` }),
-    endpointFlags: (url) => ({ [p.endpointFlag]: url }),
+    unreachableFlags: async () => ({ [endpointFlag]: `http://127.0.0.1:${await freePort()}` }),
+    endpointFlags: (url) => ({ [endpointFlag]: url }),
     freeze: () => p.server.freeze(),
     thaw: () => p.server.thaw(),
-    missingBucketFlags: { store: p.missingBucketStore },
+    missingBucketFlags: { store: `${p.api === 's3' ? 's3' : 'gs'}://no-such-bucket-here/x` },
     injectTransient: (count, fault, match) => p.proxy.failNext(count, fault, match),
     faultsLeft: () => p.proxy.armed,
     async stop() {
@@ -123,22 +122,28 @@ export function proxiedFixture(p: ProxiedServer): StoreFixture {
   return fx;
 }
 
+/** An S3 server behind a FlakyProxy, reached with these keys through a credentials file. */
+export async function proxiedS3Fixture(endpoint: string, keys: [string, string], p: Omit<ProxiedServer, 'flags' | 'api' | 'proxy'>): Promise<StoreFixture> {
+  const proxy = await FlakyProxy.start(endpoint);
+  const creds = s3Flags(proxy.url, ...keys);
+  const cleanup = (): void => {
+    creds.cleanup();
+    p.cleanup();
+  };
+  return proxiedFixture({ ...p, flags: { store: S3_STORE, ...creds.base }, api: 's3', proxy, cleanup });
+}
+
 export async function s3Fixture(): Promise<StoreFixture> {
   const server = await S3Server.start([S3_BUCKET]);
-  const proxy = await FlakyProxy.start(server.endpoint);
-  const { base, cleanup } = s3Flags(proxy.url, 'S3RVER', 'S3RVER');
-  return proxiedFixture({
+  return proxiedS3Fixture(server.endpoint, ['S3RVER', 'S3RVER'], {
     provider: 's3 (s3rver)',
-    flags: { store: S3_STORE, ...base },
-    endpointFlag: 's3-endpoint',
-    missingBucketStore: 's3://no-such-bucket-here/x',
     server,
-    proxy,
     async corrupt(name) {
       const path = server.objectFile(S3_BUCKET, `backups/main/${name}`);
       flipByteInFile(path, Math.floor(statSync(path).size / 2));
     },
-    cleanup,
+    // S3Server.stop removes its folder.
+    cleanup: () => {},
   });
 }
 
