@@ -1,18 +1,20 @@
 // Puts and gets a 1 GiB stream through each store provider and prints MB/s and RSS.
-// The servers (s3rver, moto_server, the local GCS server) run in this process or their own; the
+// The servers (s3rver, moto_server, and MinIO and fake-gcs-server where `npm run peers` built them) run in their own processes; the
 // measured side runs in a child on plain node with the compiled product (dist/, as the image runs
 // it), so its RSS is the sidecar's own and nothing else's.
 //   npm run bench:store             every provider, 1 GiB
 //   npm run bench:store -- 256      every provider, 256 MiB
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { gcsFixture, hasMotoServer, localFixture, motoFixture, s3Fixture, type StoreFixture } from '../test/helpers/store-fixtures.js';
+import { FAKE_GCS, gcsFixture, MINIO, minioFixture } from '../test/helpers/peer-stores.js';
+import { hasMotoServer, localFixture, motoFixture, s3Fixture, type StoreFixture } from '../test/helpers/store-fixtures.js';
 
 const FIXTURES: Array<[string, () => Promise<StoreFixture>]> = [
   ['local', localFixture],
   ['s3 (s3rver)', s3Fixture],
   ...(hasMotoServer() ? ([['s3 (moto)', motoFixture]] as Array<[string, () => Promise<StoreFixture>]>) : []),
-  ['gcs', gcsFixture],
+  ...('path' in MINIO ? ([['s3 (MinIO)', minioFixture]] as Array<[string, () => Promise<StoreFixture>]>) : []),
+  ...('path' in FAKE_GCS ? ([['gcs (fake-gcs-server)', gcsFixture]] as Array<[string, () => Promise<StoreFixture>]>) : []),
 ];
 
 interface Row {
@@ -35,7 +37,7 @@ const rows: Row[] = [];
 for (const [provider, make] of FIXTURES.filter(([name]) => !only || name.startsWith(only))) {
   const fx = await make();
   try {
-    // Spawned asynchronously: the GCS server runs in this process and must keep serving.
+    // Spawned asynchronously: the fault-injecting proxy in front of a peer runs in this process and must keep serving.
     const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
       const p = spawn(process.execPath, [child, JSON.stringify({ flags: { ...fx.flags, ...extraFlags }, sizeMiB })], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the test peers the compatibility tests run against into .peers/ (git-ignored):
 #   .peers/etcd-v3.5/{etcd,etcdctl,etcdutl}, .peers/etcd-v3.6/{etcd,etcdctl,etcdutl}, .peers/etcdbrctl/etcdbrctl,
-#   .peers/fake-gcs-server/fake-gcs-server
-# MinIO is left out: it is AGPL-licensed; versitygw is the candidate for a real S3 peer.
+#   .peers/fake-gcs-server/fake-gcs-server, .peers/minio/minio
+# MinIO is AGPL-3.0 licensed. It is a test peer only: built here from source, run by the tests on
+# loopback, never copied into the image, the npm package or anything else this project ships.
+# Switches: PEERS_SKIP_ETCDBR=1, PEERS_SKIP_FAKE_GCS=1, PEERS_SKIP_MINIO=1 leave that peer out.
 # A peer whose binaries already print the wanted version is kept, so a second run costs seconds.
 # Tests that need a peer this script could not build skip and name it.
 #
@@ -15,6 +17,9 @@ ETCD_35="${PEERS_ETCD_35:-v3.5.36}"
 ETCD_36="${PEERS_ETCD_36:-v3.6.17}"
 ETCDBR="${PEERS_ETCDBR:-v0.43.0}"
 FAKE_GCS="${PEERS_FAKE_GCS:-v1.56.1}"
+# MinIO's release tags (RELEASE.<date>) are not semantic versions, so Go pins a commit by its
+# pseudo-version: this one is what `go list -m github.com/minio/minio@latest` answered on 2026-12-04.
+MINIO="${PEERS_MINIO:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 PEERS_DIR="$PWD/.peers"
 
 say() { echo "peers: $*"; }
@@ -27,7 +32,7 @@ quiet() {
 }
 
 if ! command -v go >/dev/null 2>&1; then
-  say "skipping: no Go toolchain (etcd 3.5/3.6 and etcdbrctl tests will skip)"
+  say "skipping: no Go toolchain (the etcd 3.5/3.6, etcdbrctl, fake-gcs-server and MinIO tests will skip)"
   exit 0
 fi
 
@@ -205,22 +210,22 @@ EOF
   say "etcdbrctl $version built in ${dest#"$PWD"/} ($((SECONDS - t0))s)"
 }
 
-# fake-gcs-server has no replace directives, so plain `go install` builds it. It prints no version of
-# its own; the module version Go stamps into the binary serves instead. It binds 0.0.0.0 unless
-# told `-host 127.0.0.1`.
-build_fake_gcs() {
-  local version="$1" dest="$PEERS_DIR/fake-gcs-server"
-  if [ -x "$dest/fake-gcs-server" ] && go version -m "$dest/fake-gcs-server" 2>/dev/null | grep -q "^[[:space:]]*mod[[:space:]]*github.com/fsouza/fake-gcs-server[[:space:]]*$version[[:space:]]"; then
-    say "fake-gcs-server $version (cached) in ${dest#"$PWD"/}"
+# Servers whose modules carry no replace directives, so plain `go install module@version` builds
+# them. Neither prints a version worth checking (MinIO says DEVELOPMENT.GOGET when built this way):
+# the module version Go stamps into the binary serves instead.
+build_go_install() {
+  local name="$1" module="$2" version="$3" dest="$PEERS_DIR/$1"
+  if [ -x "$dest/$name" ] && go version -m "$dest/$name" 2>/dev/null | grep -q "^[[:space:]]*mod[[:space:]]*$module[[:space:]]*$version[[:space:]]"; then
+    say "$name $version (cached) in ${dest#"$PWD"/}"
     return
   fi
-  say "building fake-gcs-server $version into ${dest#"$PWD"/}"
+  say "building $name $version into ${dest#"$PWD"/}"
   local t0=$SECONDS log
   log="$(mktemp)"
   TEMPS+=("$log")
   mkdir -p "$dest"
-  GOBIN="$dest" quiet "$log" go install -trimpath -ldflags "-s -w" "github.com/fsouza/fake-gcs-server@$version"
-  say "fake-gcs-server $version built in ${dest#"$PWD"/} ($((SECONDS - t0))s)"
+  GOBIN="$dest" quiet "$log" go install -trimpath -ldflags "-s -w" "$module@$version"
+  say "$name $version built in ${dest#"$PWD"/} ($((SECONDS - t0))s)"
 }
 
 # Runs a build whose failure is reported, not fatal. Not as `build || say`: bash ignores set -e
@@ -252,6 +257,12 @@ fi
 if [ "${PEERS_SKIP_FAKE_GCS:-}" = "1" ]; then
   say "skipping fake-gcs-server: PEERS_SKIP_FAKE_GCS=1"
 else
-  optional fake-gcs-server build_fake_gcs "$FAKE_GCS"
+  # It binds 0.0.0.0 unless told `-host 127.0.0.1`.
+  optional fake-gcs-server build_go_install fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS"
+fi
+if [ "${PEERS_SKIP_MINIO:-}" = "1" ]; then
+  say "skipping MinIO: PEERS_SKIP_MINIO=1"
+else
+  optional minio build_go_install minio github.com/minio/minio "$MINIO"
 fi
 say "done in $((SECONDS - start))s"

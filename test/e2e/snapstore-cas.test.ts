@@ -11,7 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { LocalStore, MAX_VERSIONED_BYTES, probeConditionalWrites, StoreError, type ConditionalWriteProbe, type SnapStore } from '../../src/snapstore/index.js';
 import { metaFile } from '../../src/snapstore/local-meta.js';
-import { gcsFixture, hasMotoServer, localFixture, motoFixture, s3Fixture, sha256Of, type StoreFixture } from '../helpers/store-fixtures.js';
+import { FAKE_GCS, gcsFixture, MINIO, minioFixture, withPeer } from '../helpers/peer-stores.js';
+import { hasMotoServer, localFixture, motoFixture, s3Fixture, sha256Of, type StoreFixture } from '../helpers/store-fixtures.js';
 
 // Conditional writes (compare-and-swap), one contract for every provider. A store that ignores the
 // conditions is found by probeConditionalWrites and its cases are skipped with the probe's reason:
@@ -156,7 +157,8 @@ function casContract(makeFixture: () => Promise<StoreFixture>, provider: string,
 
 casContract(localFixture, 'local', true);
 casContract(s3Fixture, 's3 (s3rver)', false);
-casContract(gcsFixture, 'gcs (local JSON API server)', true);
+withPeer(FAKE_GCS, 'conditional writes: gcs (fake-gcs-server)', () => casContract(gcsFixture, 'gcs (fake-gcs-server)', true));
+withPeer(MINIO, 'conditional writes: s3 (MinIO)', () => casContract(minioFixture, 's3 (MinIO)', true));
 if (hasMotoServer()) casContract(motoFixture, 's3 (moto_server)', true);
 else {
   describe('conditional writes: s3 (moto_server)', () => {
@@ -257,7 +259,8 @@ function lostAnswers(makeFixture: () => Promise<StoreFixture>, provider: string,
 }
 
 if (hasMotoServer()) lostAnswers(motoFixture, 's3 (moto_server)', 's3-endpoint', (req) => req.method === 'PUT');
-lostAnswers(gcsFixture, 'gcs (local JSON API server)', 'gcs-endpoint', (req) => req.method === 'POST' && (req.url ?? '').includes('/upload/'));
+if ('path' in MINIO) lostAnswers(minioFixture, 's3 (MinIO)', 's3-endpoint', (req) => req.method === 'PUT');
+if ('path' in FAKE_GCS) lostAnswers(gcsFixture, 'gcs (fake-gcs-server)', 'gcs-endpoint', (req) => req.method === 'POST' && (req.url ?? '').includes('/upload/'));
 
 describe('probeConditionalWrites on a store that ignores the conditions', () => {
   it('reports not ok, saying which condition was ignored', async () => {

@@ -8,10 +8,12 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { listAll, StoreError, type SnapStore } from '../../src/snapstore/index.js';
 import { FlakyProxy } from '../helpers/flaky-proxy.js';
-import { blackHole, failingStream, gcsFixture, hasMotoServer, localFixture, motoFixture, randomStream, s3Fixture, sha256Of, stallingStream, type StoreFixture } from '../helpers/store-fixtures.js';
+import { FAKE_GCS, gcsFixture, MINIO, minioFixture, withPeer } from '../helpers/peer-stores.js';
+import { blackHole, failingStream, hasMotoServer, localFixture, motoFixture, randomStream, s3Fixture, sha256Of, stallingStream, type StoreFixture } from '../helpers/store-fixtures.js';
 
-// One contract, every provider: the same cases run against the local folder, S3 (s3rver started by
-// the tests) and GCS (a local JSON API server), through the same `openStore` path `serve` uses.
+// One contract, every provider: the same cases run against the local folder, S3 (MinIO, moto and
+// s3rver, started by the tests) and GCS (fake-gcs-server), through the same `openStore` path `serve`
+// uses. MinIO and fake-gcs-server are built by `npm run peers`; without them their cases skip.
 
 const MB = 1 << 20;
 
@@ -107,7 +109,7 @@ function contract(makeFixture: () => Promise<StoreFixture>, provider: string): v
     });
 
     it('a corrupted object is detected on read', async (t) => {
-      if (!fx.corrupt) return t.skip(`${provider} keeps objects in memory: they cannot be corrupted from outside`);
+      if (!fx.corrupt) return t.skip(`${provider}: ${fx.cannotCorrupt ?? 'its objects cannot be corrupted from outside'}`);
       const src = randomStream(3 * MB);
       await store.put('v2/Full-corrupt', src.stream);
       await fx.corrupt('v2/Full-corrupt');
@@ -188,8 +190,8 @@ function contract(makeFixture: () => Promise<StoreFixture>, provider: string): v
       assert.ok(elapsed < 2 * 2_000 + 1_000, `took ${Math.round(elapsed)} ms`);
     });
 
-    it('a frozen endpoint (SIGSTOP) fails within the configured timeout', { skip: provider !== 's3 (s3rver)' && 'only the child-process server can be frozen' }, async () => {
-      if (!fx.freeze || !fx.thaw) return;
+    it('a frozen endpoint (SIGSTOP) fails within the configured timeout', async (t) => {
+      if (!fx.freeze || !fx.thaw) return t.skip(`${provider} does not run in a process of its own`);
       const other = await fx.open({ 'store-timeout': '2s', 'store-max-attempts': '1' });
       fx.freeze();
       const started = performance.now();
@@ -207,7 +209,8 @@ function contract(makeFixture: () => Promise<StoreFixture>, provider: string): v
 
 contract(localFixture, 'local');
 contract(s3Fixture, 's3 (s3rver)');
-contract(gcsFixture, 'gcs (local JSON API server)');
+withPeer(MINIO, 'snapstore contract: s3 (MinIO)', () => contract(minioFixture, 's3 (MinIO)'));
+withPeer(FAKE_GCS, 'snapstore contract: gcs (fake-gcs-server)', () => contract(gcsFixture, 'gcs (fake-gcs-server)'));
 
 if (hasMotoServer()) contract(motoFixture, 's3 (moto_server)');
 else {

@@ -1,4 +1,4 @@
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /**
@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
  * (5xx, throttling) or by resetting the connection: transient faults, injected for real on the wire.
  */
 export class FlakyProxy {
-  private failures: Array<{ status: number } | 'reset'> = [];
+  private failures: Array<{ fault: { status: number } | 'reset'; match: (req: IncomingMessage) => boolean }> = [];
   /** Requests that reached the proxy, failed or forwarded. */
   requests = 0;
   /** Method, path and headers of every request, for tests that check what a client sent. */
@@ -24,7 +24,9 @@ export class FlakyProxy {
       const self = proxy as FlakyProxy;
       self.requests++;
       self.seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
-      const fault = self.failures.shift();
+      // The first armed fault this request matches; the others wait for theirs.
+      const at = self.failures.findIndex((f) => f.match(req));
+      const fault = at < 0 ? undefined : self.failures.splice(at, 1)[0]?.fault;
       if (fault === 'reset') {
         req.socket.destroy();
         return;
@@ -49,8 +51,14 @@ export class FlakyProxy {
     return proxy;
   }
 
-  failNext(count: number, fault: { status: number } | 'reset'): void {
-    for (let i = 0; i < count; i++) this.failures.push(fault);
+  /** Faults armed and not yet met by a request. */
+  get armed(): number {
+    return this.failures.length;
+  }
+
+  /** The next `count` requests (those `match` accepts, when given) fail with `fault`. */
+  failNext(count: number, fault: { status: number } | 'reset', match: (req: IncomingMessage) => boolean = () => true): void {
+    for (let i = 0; i < count; i++) this.failures.push({ fault, match });
   }
 
   async stop(): Promise<void> {

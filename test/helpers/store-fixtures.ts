@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import type { IncomingMessage } from 'node:http';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
@@ -9,7 +10,6 @@ import { Readable } from 'node:stream';
 import { loadConfig } from '../../src/config/index.js';
 import { openStore, type SnapStore } from '../../src/snapstore/index.js';
 import { freePort } from './cluster.js';
-import { FakeGcsServer } from './gcs-server.js';
 import { flipByteInFile } from './files.js';
 import { FlakyProxy } from './flaky-proxy.js';
 import { S3Server } from './s3-server.js';
@@ -23,6 +23,8 @@ export interface StoreFixture {
   open(flags?: Record<string, string>): Promise<SnapStore>;
   /** Flips bytes of a stored object behind the store's back (absent where the server keeps objects in memory). */
   corrupt?(name: string): Promise<void>;
+  /** Why `corrupt` is absent, for the skipped case. */
+  cannotCorrupt?: string;
   /** Flags that point the store at an endpoint nobody listens on. */
   unreachableFlags?(): Promise<Record<string, string>>;
   /** Flags that point the store at a given endpoint URL. */
@@ -31,8 +33,10 @@ export interface StoreFixture {
   freeze?(): void;
   thaw?(): void;
   missingBucketFlags?: Record<string, string>;
-  /** The next `count` requests fail with a transient fault (5xx / throttling, or a reset connection). */
-  injectTransient?(count: number, fault: { status: number } | 'reset'): void;
+  /** The next `count` requests (that `match` accepts, if given) fail with a transient fault (5xx / throttling, or a reset connection). */
+  injectTransient?(count: number, fault: { status: number } | 'reset', match?: (req: IncomingMessage) => boolean): void;
+  /** Injected faults no request has met yet: a test proves its faults were hit. */
+  faultsLeft?(): number;
   stop(): Promise<void>;
 }
 
@@ -57,55 +61,90 @@ export async function localFixture(): Promise<StoreFixture> {
 }
 
 const S3_BUCKET = 'ebs-contract';
+export const S3_STORE = `s3://${S3_BUCKET}/backups/main`;
+
+/** The flags that point the S3 store at `endpoint` with these keys, written to a credentials file as an operator would. */
+export function s3Flags(endpoint: string, accessKey: string, secretKey: string): { base: Record<string, string>; cleanup: () => void } {
+  const credsDir = mkdtempSync(join(tmpdir(), 'ebs-s3-creds-'));
+  const credentials = join(credsDir, 'credentials');
+  writeFileSync(credentials, `[default]\naws_access_key_id = ${accessKey}\naws_secret_access_key = ${secretKey}\n`);
+  return {
+    base: { 's3-endpoint': endpoint, 's3-force-path-style': 'true', 's3-credentials-file': credentials },
+    cleanup: () => rmSync(credsDir, { recursive: true, force: true }),
+  };
+}
+
+/** Creates the contract bucket through the S3 API (servers that are not told their buckets on the command line). */
+export async function createS3Bucket(endpoint: string, accessKeyId: string, secretAccessKey: string): Promise<void> {
+  const s3 = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId, secretAccessKey } });
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: S3_BUCKET }));
+  } finally {
+    s3.destroy();
+  }
+}
+
+/** A store server in a process of its own, behind a FlakyProxy: what its fixture can do is the same for every such server. */
+export interface ProxiedServer {
+  provider: string;
+  /** The flags that point the store at the proxy. */
+  flags: Record<string, string>;
+  api: 's3' | 'gcs';
+  server: { freeze(): void; thaw(): void; stop(): Promise<void> };
+  proxy: FlakyProxy;
+  corrupt?: (name: string) => Promise<void>;
+  cannotCorrupt?: string;
+  /** Removes what the fixture left on disk, once the server has stopped. */
+  cleanup(): void;
+}
+
+export function proxiedFixture(p: ProxiedServer): StoreFixture {
+  const endpointFlag = `${p.api}-endpoint`;
+  const fx: StoreFixture = {
+    provider: p.provider,
+    flags: p.flags,
+    open: (more = {}) => openStore(configFor({ ...p.flags, ...more })),
+    unreachableFlags: async () => ({ [endpointFlag]: `http://127.0.0.1:${await freePort()}` }),
+    endpointFlags: (url) => ({ [endpointFlag]: url }),
+    freeze: () => p.server.freeze(),
+    thaw: () => p.server.thaw(),
+    missingBucketFlags: { store: `${p.api === 's3' ? 's3' : 'gs'}://no-such-bucket-here/x` },
+    injectTransient: (count, fault, match) => p.proxy.failNext(count, fault, match),
+    faultsLeft: () => p.proxy.armed,
+    async stop() {
+      await p.proxy.stop();
+      await p.server.stop();
+      p.cleanup();
+    },
+  };
+  if (p.corrupt) fx.corrupt = p.corrupt;
+  if (p.cannotCorrupt) fx.cannotCorrupt = p.cannotCorrupt;
+  return fx;
+}
+
+/** An S3 server behind a FlakyProxy, reached with these keys through a credentials file. */
+export async function proxiedS3Fixture(endpoint: string, keys: [string, string], p: Omit<ProxiedServer, 'flags' | 'api' | 'proxy'>): Promise<StoreFixture> {
+  const proxy = await FlakyProxy.start(endpoint);
+  const creds = s3Flags(proxy.url, ...keys);
+  const cleanup = (): void => {
+    creds.cleanup();
+    p.cleanup();
+  };
+  return proxiedFixture({ ...p, flags: { store: S3_STORE, ...creds.base }, api: 's3', proxy, cleanup });
+}
 
 export async function s3Fixture(): Promise<StoreFixture> {
   const server = await S3Server.start([S3_BUCKET]);
-  const proxy = await FlakyProxy.start(server.endpoint);
-  const credsDir = mkdtempSync(join(tmpdir(), 'ebs-s3-creds-'));
-  const credentials = join(credsDir, 'credentials');
-  writeFileSync(credentials, '[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n');
-  const base = { 's3-endpoint': proxy.url, 's3-force-path-style': 'true', 's3-credentials-file': credentials };
-  return {
+  return proxiedS3Fixture(server.endpoint, ['S3RVER', 'S3RVER'], {
     provider: 's3 (s3rver)',
-    flags: { store: `s3://${S3_BUCKET}/backups/main`, ...base },
-    open: (flags = {}) => openStore(configFor({ store: `s3://${S3_BUCKET}/backups/main`, ...base, ...flags })),
+    server,
     async corrupt(name) {
       const path = server.objectFile(S3_BUCKET, `backups/main/${name}`);
       flipByteInFile(path, Math.floor(statSync(path).size / 2));
     },
-    unreachableFlags: async () => ({ 's3-endpoint': `http://127.0.0.1:${await freePort()}` }),
-    endpointFlags: (url) => ({ 's3-endpoint': url }),
-    freeze: () => server.freeze(),
-    thaw: () => server.thaw(),
-    missingBucketFlags: { store: 's3://no-such-bucket-here/x' },
-    injectTransient: (count, fault) => proxy.failNext(count, fault),
-    async stop() {
-      await proxy.stop();
-      await server.stop();
-      rmSync(credsDir, { recursive: true, force: true });
-    },
-  };
-}
-
-const GCS_BUCKET = 'ebs-contract';
-
-export async function gcsFixture(): Promise<StoreFixture> {
-  const server = await FakeGcsServer.start({ buckets: [GCS_BUCKET] });
-  return {
-    provider: 'gcs (local JSON API server)',
-    flags: { store: `gs://${GCS_BUCKET}/backups/main`, 'gcs-endpoint': server.url },
-    open: (flags = {}) => openStore(configFor({ store: `gs://${GCS_BUCKET}/backups/main`, 'gcs-endpoint': server.url, ...flags })),
-    async corrupt(name) {
-      server.corrupt(GCS_BUCKET, `backups/main/${name}`);
-    },
-    unreachableFlags: async () => ({ 'gcs-endpoint': `http://127.0.0.1:${await freePort()}` }),
-    endpointFlags: (url) => ({ 'gcs-endpoint': url }),
-    missingBucketFlags: { store: 'gs://no-such-bucket-here/x' },
-    injectTransient: (count, fault) => server.failNext(count, fault === 'reset' ? 503 : fault.status),
-    async stop() {
-      await server.stop();
-    },
-  };
+    // S3Server.stop removes its folder.
+    cleanup: () => {},
+  });
 }
 
 /** moto's S3 server (Python, in this machine kind's image); the S3 cases run against it too. */
@@ -123,24 +162,19 @@ export async function motoFixture(): Promise<StoreFixture> {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error('moto_server did not start');
     await new Promise((r) => setTimeout(r, 200));
   }
-  const credsDir = mkdtempSync(join(tmpdir(), 'ebs-moto-creds-'));
-  const credentials = join(credsDir, 'credentials');
-  writeFileSync(credentials, '[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n');
-  const s3 = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
-  await s3.send(new CreateBucketCommand({ Bucket: S3_BUCKET }));
-  s3.destroy();
-  const base = { 's3-endpoint': endpoint, 's3-force-path-style': 'true', 's3-credentials-file': credentials };
+  await createS3Bucket(endpoint, 'testing', 'testing');
+  const { base, cleanup } = s3Flags(endpoint, 'testing', 'testing');
   return {
     provider: 's3 (moto_server)',
-    flags: { store: `s3://${S3_BUCKET}/backups/main`, ...base },
-    open: (flags = {}) => openStore(configFor({ store: `s3://${S3_BUCKET}/backups/main`, ...base, ...flags })),
+    flags: { store: S3_STORE, ...base },
+    open: (flags = {}) => openStore(configFor({ store: S3_STORE, ...base, ...flags })),
     unreachableFlags: async () => ({ 's3-endpoint': `http://127.0.0.1:${await freePort()}` }),
     endpointFlags: (url) => ({ 's3-endpoint': url }),
     missingBucketFlags: { store: 's3://no-such-bucket-here/x' },
     async stop() {
       process.removeListener('exit', kill);
       child.kill('SIGKILL');
-      rmSync(credsDir, { recursive: true, force: true });
+      cleanup();
     },
   };
 }

@@ -1,0 +1,89 @@
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { freePort } from './cluster.js';
+import { flipByteInFile } from './files.js';
+import { FlakyProxy } from './flaky-proxy.js';
+import { PeerProcess, peerBinary } from './peer-process.js';
+import { createS3Bucket, proxiedFixture, proxiedS3Fixture, type StoreFixture } from './store-fixtures.js';
+
+// The contract suite's real object stores, built by scripts/peers.sh into .peers/: fake-gcs-server
+// for GCS and MinIO for S3. Each runs behind a FlakyProxy, which injects the 5xx answers and
+// connection resets no real server gives on demand; a black hole is the process frozen (SIGSTOP).
+
+const BUCKET = 'ebs-contract';
+const GCS_STORE = `gs://${BUCKET}/backups/main`;
+
+export const FAKE_GCS = peerBinary('fake-gcs-server', 'fake-gcs-server');
+export const MINIO = peerBinary('minio', 'minio');
+
+/** The binary's path, or a throw naming it: callers skip first, so this only fires on a misuse. */
+function pathOf(peer: { path: string } | { skip: string }): string {
+  if ('skip' in peer) throw new Error(peer.skip);
+  return peer.path;
+}
+
+/**
+ * fake-gcs-server with its filesystem backend, so an object's bytes can be corrupted on disk. Its
+ * resumable uploads answer with a session URL on `-external-url`, which is the proxy: the upload's
+ * later requests meet the injected faults too.
+ */
+export async function gcsFixture(): Promise<StoreFixture> {
+  const dir = mkdtempSync(join(tmpdir(), 'ebs-fake-gcs-'));
+  // The bucket is a folder under -data, loaded at start.
+  mkdirSync(join(dir, 'seed', BUCKET), { recursive: true });
+  const port = await freePort();
+  const direct = `http://127.0.0.1:${port}`;
+  const proxy = await FlakyProxy.start(direct);
+  const server = await PeerProcess.start(
+    pathOf(FAKE_GCS),
+    ['-scheme', 'http', '-host', '127.0.0.1', '-port', String(port), '-backend', 'filesystem', '-filesystem-root', join(dir, 'objects'), '-data', join(dir, 'seed'), '-external-url', proxy.url, '-log-level', 'warn'],
+    { ready: () => fetch(`${direct}/storage/v1/b/${BUCKET}`).then((r) => r.ok) },
+  );
+  return proxiedFixture({
+    provider: 'gcs (fake-gcs-server)',
+    flags: { store: GCS_STORE, 'gcs-endpoint': proxy.url },
+    api: 'gcs',
+    server,
+    proxy,
+    async corrupt(name) {
+      const path = join(dir, 'objects', BUCKET, 'backups', 'main', ...name.split('/'));
+      flipByteInFile(path, Math.floor(statSync(path).size / 2));
+    },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  });
+}
+
+const MINIO_USER = 'ebs-contract';
+const MINIO_SECRET = 'ebs-contract-secret';
+
+/** MinIO on one local drive (a folder). */
+export async function minioFixture(): Promise<StoreFixture> {
+  const dir = mkdtempSync(join(tmpdir(), 'ebs-minio-'));
+  const [port, consolePort] = [await freePort(), await freePort()];
+  const direct = `http://127.0.0.1:${port}`;
+  const server = await PeerProcess.start(pathOf(MINIO), ['server', join(dir, 'drive'), '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, '--quiet'], {
+    env: { MINIO_ROOT_USER: MINIO_USER, MINIO_ROOT_PASSWORD: MINIO_SECRET, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' },
+    ready: () => fetch(`${direct}/minio/health/ready`).then((r) => r.ok),
+  });
+  await createS3Bucket(direct, MINIO_USER, MINIO_SECRET);
+  return proxiedS3Fixture(direct, [MINIO_USER, MINIO_SECRET], {
+    provider: 's3 (MinIO)',
+    server,
+    // Tried: a byte flipped in an object's part.1 is caught by MinIO's own bitrot check, which then
+    // stops sending the body; the read fails only at --store-timeout, as `timeout`, so the case
+    // would prove MinIO's check, not ours (s3rver's and fake-gcs-server's runs prove ours).
+    cannotCorrupt: 'MinIO detects a flipped byte itself (bitrot protection) and stalls the read: our checksum is never reached',
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  });
+}
+
+/**
+ * Registers `suite` when the peer was built; otherwise one skipped test under `title` that names the
+ * missing binary, so the runner's closing count shows the gap.
+ */
+export function withPeer(peer: { path: string } | { skip: string }, title: string, suite: () => void): void {
+  if ('path' in peer) suite();
+  else describe(title, () => it(`runs against ${title.split(': ').pop() ?? title}`, { skip: peer.skip }, () => {}));
+}
