@@ -255,7 +255,12 @@ describe('bolt facts of etcd snapshots and data dirs', { timeout: 180_000 }, () 
       }
       assert.ok(chunks > 100, `${chunks} chunks`);
       assert.deepEqual(held, sha.digest(), 'the trailer is the sha256 of the db bytes');
-      assert.deepEqual(scanner.finish(), last.facts);
+      // Another snapshot than `last`, of the same revision: etcd 3.6 may allocate a page in between
+      // without any write (its own bookkeeping), so only the page count may differ, by a page or two.
+      const { pageCount, ...facts } = scanner.finish();
+      const { pageCount: lastPageCount, ...lastFacts } = last.facts;
+      assert.deepEqual(facts, lastFacts);
+      assert.ok(Math.abs(pageCount - lastPageCount) <= 2, `${pageCount} pages in the stream, ${lastPageCount} in the snapshot before`);
     } finally {
       client.close();
     }
