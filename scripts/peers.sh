@@ -249,6 +249,11 @@ build_etcd "$ETCD_36"
 PROMETHEUS="${PEERS_PROMETHEUS:-v0.316.0}"
 build_promrules() {
   local version="$1" dest="$PEERS_DIR/promrules" src="$PWD/scripts/promrules/main.go" digest
+  # A build context holding only this script (an image's etcd stage) has no wrapper to build.
+  if [ ! -f "$src" ]; then
+    say "skipping promrules: ${src#"$PWD"/} is not here"
+    return
+  fi
   digest="$(sha256sum "$src" | cut -c1-12)"
   if prints "$dest/promrules" "promrules: prometheus $version, wrapper $digest" --version; then
     say "promrules (prometheus $version) (cached) in ${dest#"$PWD"/}"
