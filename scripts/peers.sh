@@ -247,6 +247,45 @@ optional() {
 start=$SECONDS
 build_etcd "$ETCD_35"
 build_etcd "$ETCD_36"
+
+# promrules (.peers/promrules/promrules): Prometheus' own rule-file check (scripts/promrules/main.go,
+# the same checks as `promtool check rules`) for the PrometheusRule in deploy/monitoring/; a wrapper
+# module around model/rulefmt instead of all of promtool. Cold build here: about 1.5 minutes.
+PROMETHEUS="${PEERS_PROMETHEUS:-v0.316.0}"
+build_promrules() {
+  local version="$1" dest="$PEERS_DIR/promrules" src="$PWD/scripts/promrules/main.go" digest
+  # A build context holding only this script (an image's etcd stage) has no wrapper to build.
+  if [ ! -f "$src" ]; then
+    say "skipping promrules: ${src#"$PWD"/} is not here"
+    return
+  fi
+  digest="$(sha256sum "$src" | cut -c1-12)"
+  if prints "$dest/promrules" "promrules: prometheus $version, wrapper $digest" --version; then
+    say "promrules (prometheus $version) (cached) in ${dest#"$PWD"/}"
+    return
+  fi
+  say "building promrules (prometheus $version) into ${dest#"$PWD"/}"
+  local t0=$SECONDS work
+  work="$(mktemp -d)"
+  TEMPS+=("$work")
+  printf 'module peers.invalid/promrules\n\ngo 1.26.0\n' >"$work/go.mod"
+  cp "$src" "$work/main.go"
+  (
+    cd "$work"
+    quiet build.log go get "github.com/prometheus/prometheus@$version"
+    quiet build.log go mod tidy
+    quiet build.log go build -trimpath -ldflags "-s -w -X main.wrapper=$digest" -o promrules .
+  )
+  mkdir -p "$dest"
+  mv -f "$work/promrules" "$dest/promrules"
+  rm -rf "$work"
+  say "$("$dest/promrules" --version) built in ${dest#"$PWD"/} ($((SECONDS - t0))s)"
+}
+if [ "${PEERS_SKIP_PROMRULES:-}" = "1" ]; then
+  say "skipping promrules: PEERS_SKIP_PROMRULES=1"
+else
+  optional promrules build_promrules "$PROMETHEUS"
+fi
 if [ "${PEERS_SKIP_ETCDBR:-}" = "1" ]; then
   say "skipping etcdbrctl: PEERS_SKIP_ETCDBR=1"
 else

@@ -15,7 +15,7 @@ import { backupStateOf } from './snapshot/backup-state.js';
 import { openStore, StoreProbe, type SnapStore } from './snapstore/index.js';
 import { Metrics } from './server/metrics.js';
 import { tmpdir } from 'node:os';
-import { ForeignChainError, listSnapshots, Snapshotter, type SnapshotterSettings } from './snapshot/snapshotter.js';
+import { ForeignChainError, listSnapshots, schedulePeriodMs, Snapshotter, type SnapshotterSettings } from './snapshot/snapshotter.js';
 import type { Compression } from './snapshot/names.js';
 import type { GcPolicy } from './snapshot/retention.js';
 import { BackupLeadership, type SnapshotLeaderMode } from './cluster/backup-leadership.js';
@@ -63,9 +63,11 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   const mode = config.snapshotLeader as SnapshotLeaderMode;
   const duties = backupDuties(config, store, etcd, metrics, log);
   metrics.followDeltas(() => duties.current?.deltaState);
+  metrics.snapshotPeriods(schedulePeriodMs(config.fullSnapshotSchedule), config.deltaSnapshotPeriod);
   // One judge of heartbeat ages for the election and the initializer: both see the same members alive.
   const ages = new HeartbeatAges();
   const cluster = new BackupLeadership(config, mode, { etcd, store, metrics, duties, log, ages });
+  metrics.followLeadership(() => cluster.role === 'leader' || cluster.forwardTo() !== undefined);
   const initializer = new Initializer({ config, etcd, store, log: log.child({ part: 'initializer' }), heartbeat: cluster.heartbeat, ages });
   const rejoin = watchForRecovery(config, cluster, initializer);
   const defrag = defragmentation(config, { etcd, monitor, metrics, duties, cluster, log });

@@ -1,3 +1,4 @@
+import type { Chain } from './chain.js';
 import type { Compression, SnapshotKind } from './names.js';
 
 /** What the sidecar tells about a snapshot it uploaded (API answers, logs, metrics). */
@@ -30,4 +31,6 @@ export function objectMetadata(fields: Record<string, string | number | bigint |
 export interface SnapshotObserver {
   uploaded(record: SnapshotRecord): void;
   failed(kind: SnapshotKind, err: Error): void;
+  /** The store's latest chain, as the backup leader read it (at the start of its term, at each retention run). */
+  chainRead?(chain: Chain): void;
 }

@@ -145,6 +145,7 @@ export class Snapshotter {
       this.problem = `the store's chain reaches revision ${chain.lastRevision} but etcd is at ${etcdRevision}: these backups belong to another history of this cluster (restored to an older point, or another cluster). Back up to a new prefix, or restore from them.`;
       throw new ForeignChainError(this.problem);
     }
+    this.deps.observer?.chainRead?.(chain);
     const reason = this.fullNeededAtStart(chain) ?? (await this.otherClusterChain(chain));
     // Stopped while asking (the backup role was lost): nothing may be scheduled on a stopped snapshotter.
     if (this.stopped) return;
@@ -260,7 +261,11 @@ export class Snapshotter {
 
   /** Applies the retention policy once; returns the names deleted. */
   async collectGarbage(): Promise<string[]> {
-    const plan = planRetention(await listSnapshots(this.deps.store), this.settings.retention, this.now());
+    const listing = await listSnapshots(this.deps.store);
+    // The listing retention needs anyway tells whether the chain is still whole (an object deleted
+    // or lost behind the sidecar's back, another leader's upload), at no further cost to the store.
+    this.deps.observer?.chainRead?.(restorableChain(listing));
+    const plan = planRetention(listing, this.settings.retention, this.now());
     const deleted: string[] = [];
     for (const s of plan.delete) {
       await this.deps.store.delete(s.name);

@@ -250,7 +250,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
         }),
     );
     for (const m of members) m.start();
-    const client = new Etcd3({ hosts: clients as string[], grpcOptions: { 'grpc.max_receive_message_length': -1 } });
+    const client = new Etcd3({ hosts: clients, grpcOptions: { 'grpc.max_receive_message_length': -1 } });
     try {
       await eventually('the restored cluster has a leader', async () => {
         const s = await client.maintenance.status().catch(() => undefined);
@@ -262,7 +262,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
       // A write through the new cluster reaches every member: it is one cluster, not three.
       await client.put('/after-restore').value('x');
       for (const url of clients) {
-        const one = new Etcd3({ hosts: [url as string] });
+        const one = new Etcd3({ hosts: [url] });
         try {
           assert.equal(await eventually(`member ${url} has the write`, async () => (await one.get('/after-restore').string()) ?? undefined, 20_000), 'x');
         } finally {
@@ -300,9 +300,13 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     const again = await cli(['restore', ...member]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /restore failed \(data_dir_not_empty\)/);
-    const drill = await cli(['snapshots', 'verify', '--store', `file://${cluster.dir}/backups`, '--restore-scratch-dir', join(work, 'cli-drill')]);
+    const textfile = join(work, 'drill.prom');
+    const drill = await cli(['snapshots', 'verify', '--store', `file://${cluster.dir}/backups`, '--restore-scratch-dir', join(work, 'cli-drill'), '--metrics-textfile', textfile]);
     assert.equal(drill.code, 0, drill.stdout + drill.stderr);
     assert.match(drill.stdout, new RegExp(`^PASS: .* restored to revision ${finalRevision} `, "m"));
+    const prom = readFileSync(textfile, 'utf8');
+    assert.match(prom, /^etcd_backup_sidecar_restore_drill_success 1$/m);
+    assert.match(prom, new RegExp(`^etcd_backup_sidecar_restore_drill_revision ${finalRevision}$`, 'm'));
   });
 
   it('a restore SIGKILLed while its temporary etcd runs leaves the old data dir; the next restore kills the orphan etcd and completes', async () => {

@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { anchors } from '../helpers/markdown.js';
 
 // The documents ship with the repository; a link to a moved or deleted file, or to something
 // outside the repository (the old ../shared/DESIGN.md), sends a reader nowhere.
@@ -35,26 +36,6 @@ function links(doc: string): Link[] {
 }
 
 const isExternal = (target: string): boolean => /^[a-z][a-z0-9+.-]*:/i.test(target) || target.startsWith('//');
-
-/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens, repeats numbered. */
-function anchors(file: string): Set<string> {
-  const out = new Set<string>();
-  const seen = new Map<string, number>();
-  let fenced = false;
-  for (const text of readFileSync(file, 'utf8').split('\n')) {
-    if (/^\s*(```|~~~)/.test(text)) fenced = !fenced;
-    const h = fenced ? null : /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(text);
-    if (!h) continue;
-    const base = (h[1] as string)
-      .toLowerCase()
-      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
-      .replace(/\s/g, '-');
-    const n = seen.get(base) ?? 0;
-    seen.set(base, n + 1);
-    out.add(n === 0 ? base : `${base}-${n}`);
-  }
-  return out;
-}
 
 describe('documentation links', () => {
   const all = DOCS.flatMap(links);
