@@ -17,7 +17,7 @@ function quantile(sorted: number[], q: number): number {
 
 async function client(cluster: TestCluster, flags: Record<string, string> = {}): Promise<EtcdClient> {
   const { config } = loadConfig({
-    flags: { name: 'm1', 'data-dir': '/tmp/unused', 'initial-cluster': cluster.members.map((m) => `${m.name}=${m.peerURL}`).join(','), 'advertise-client-urls': cluster.endpoints[0] as string, endpoints: cluster.endpoints.join(','), ...flags },
+    flags: { name: 'm1', 'data-dir': '/tmp/unused', 'initial-cluster': cluster.members.map((m) => `${m.name}=${m.peerURL}`).join(','), 'advertise-client-urls': cluster.endpoints[0], endpoints: cluster.endpoints.join(','), ...flags },
     env: {},
     requireMember: true,
   });

@@ -7,7 +7,8 @@
 import type { ClusterStatus, EndpointStatus } from '../etcd/status.js';
 import type { Logger } from '../logger.js';
 import { retryWithBackoff, withDeadline } from '../resilience.js';
-import { alarmType, planDefrag, type DefragTarget } from './plan.js';
+import { alarmType } from '../etcd/alarms.js';
+import { planDefrag, type DefragTarget } from './plan.js';
 
 export interface MemberDefrag {
   id: string;

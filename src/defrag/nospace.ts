@@ -9,7 +9,7 @@ import type { ClusterStatus } from '../etcd/status.js';
 import type { RaisedAlarm } from '../etcd/maintenance.js';
 import type { Logger } from '../logger.js';
 import type { DefragReport } from './defragmenter.js';
-import { alarmType } from './plan.js';
+import { clusterAlarms } from '../etcd/alarms.js';
 
 export const NOSPACE = 'NOSPACE';
 
@@ -33,7 +33,8 @@ export interface NospaceSettings {
 
 /** The members reporting NOSPACE in a health round. */
 export function membersOutOfSpace(status: ClusterStatus): string[] {
-  return status.members.filter((m) => (m.status?.alarms ?? []).some((a) => alarmType(a) === NOSPACE)).map((m) => m.name || m.id);
+  const ids = new Set(clusterAlarms(status).filter((a) => a.alarm === NOSPACE).map((a) => a.memberId));
+  return status.members.filter((m) => ids.has(m.id)).map((m) => m.name || m.id);
 }
 
 /** The revision to compact to: the newest a member reported minus the window, never below 1. */

@@ -8,9 +8,8 @@
  * leadership moves at most once; a member with little free space in its db is skipped (the round
  * would block it for nothing).
  */
-import { alarmType, type ClusterStatus, type MemberHealth } from '../etcd/status.js';
-
-export { alarmType } from '../etcd/status.js';
+import { alarmType } from '../etcd/alarms.js';
+import type { ClusterStatus, MemberHealth } from '../etcd/status.js';
 
 export interface DefragTarget {
   id: string;

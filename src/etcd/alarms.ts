@@ -5,7 +5,6 @@
  * it names, not to the member that was asked. Other errors ("etcdserver: no leader") are not alarms.
  */
 import { memberIdHex } from './members.js';
-import type { ClusterStatus } from './status.js';
 
 /** The alarm types etcd raises (AlarmType, less NONE). */
 export const ALARM_TYPES = ['NOSPACE', 'CORRUPT'] as const;
@@ -24,8 +23,13 @@ export function parseAlarm(error: string): MemberAlarm | undefined {
   return m ? { memberId: memberIdHex(m[1] as string), alarm: m[2] as string } : undefined;
 }
 
+/** The alarm's type an entry of Status.errors states (NOSPACE), or the entry itself when it is no alarm. */
+export function alarmType(error: string): string {
+  return parseAlarm(error)?.alarm ?? error;
+}
+
 /** Every alarm any reachable member reported, once each. */
-export function clusterAlarms(status: ClusterStatus): MemberAlarm[] {
+export function clusterAlarms(status: { members: readonly { status?: { alarms: readonly string[] } | undefined }[] }): MemberAlarm[] {
   const found = new Map<string, MemberAlarm>();
   for (const m of status.members) {
     for (const e of m.status?.alarms ?? []) {

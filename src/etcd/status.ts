@@ -1,4 +1,5 @@
 import type { EtcdClient } from './client.js';
+import { clusterAlarms } from './alarms.js';
 import { readMemberStatus } from './member-status.js';
 import type { Member } from './members.js';
 
@@ -32,11 +33,6 @@ export interface MemberHealth extends Member {
   error?: string;
 }
 
-/** The alarm's type in a status error: etcd writes them as `memberID:<id> alarm:NOSPACE`. */
-export function alarmType(error: string): string {
-  return /alarm:\s*([A-Z_]+)/.exec(error)?.[1] ?? error;
-}
-
 export interface ClusterStatus {
   clusterId?: string;
   leader?: { id: string; name: string };
@@ -46,7 +42,7 @@ export interface ClusterStatus {
   hasQuorum: boolean;
   /** Set when no endpoint answered the member list; members then come from the probes alone. */
   memberListError?: string;
-  /** Alarms members report (NOSPACE: the cluster refuses writes until it is disarmed). */
+  /** Alarms raised, by the member they name (NOSPACE: the cluster refuses writes until it is disarmed). */
   alarms: { member: string; alarm: string }[];
   checkedAt: string;
   durationMs: number;
@@ -142,7 +138,8 @@ export function joinStatus(members: Member[] | undefined, statuses: EndpointStat
     voters: voters.length,
     healthyVoters,
     hasQuorum: voters.length > 0 && healthyVoters > voters.length / 2,
-    alarms: health.flatMap((m) => (m.status?.alarms ?? []).map((a) => ({ member: m.name || m.id, alarm: alarmType(a) }))),
+    // Every member reports every member's alarms: each belongs to the member it names.
+    alarms: clusterAlarms({ members: health }).map((a) => ({ member: health.find((m) => m.id === a.memberId)?.name || a.memberId, alarm: a.alarm })),
     checkedAt: new Date().toISOString(),
     durationMs: Math.round(performance.now() - startedAt),
   };

@@ -357,6 +357,9 @@ const CRC_TABLES = (() => {
 })();
 
 /** CRC-32C of `data`, continuing from `prev` (the CRC of what came before; 0 to start). */
+// The hot loop of WAL inspection: every index is inside the array by the loop's own bound, and the
+// tables have 256 entries; checks here would cost a third of the speed for nothing.
+/* eslint-disable @typescript-eslint/no-non-null-assertion */
 export function crc32c(data: Uint8Array, prev = 0): number {
   const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES;
   let c = ~prev >>> 0;
@@ -377,3 +380,4 @@ export function crc32c(data: Uint8Array, prev = 0): number {
   for (; i < n; i++) c = t0[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
   return ~c >>> 0;
 }
+/* eslint-enable @typescript-eslint/no-non-null-assertion */

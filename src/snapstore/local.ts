@@ -267,7 +267,7 @@ export class LocalStore implements SnapStore {
       throw this.fail(err, `list ${prefix}`);
     }
     const result: ListPage = { objects };
-    if (selected.length > pageSize) result.nextPageToken = page[page.length - 1] as string;
+    if (selected.length > pageSize) result.nextPageToken = page[page.length - 1];
     return result;
   }
 

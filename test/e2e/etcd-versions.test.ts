@@ -144,7 +144,7 @@ for (const line of await releaseLines()) {
       const dir = join(work, 'restored');
       const peerURL = `http://127.0.0.1:${await freePort()}`;
       const { result, decoysRun } = await withDecoyPath(work, () =>
-        restore({ store, dataDir: join(dir, 'data'), name: 'r1', initialCluster: `r1=${peerURL}`, initialClusterToken: 'restored', initialAdvertisePeerUrls: [peerURL], log, etcdBinDir: line.binDir as string }),
+        restore({ store, dataDir: join(dir, 'data'), name: 'r1', initialCluster: `r1=${peerURL}`, initialClusterToken: 'restored', initialAdvertisePeerUrls: [peerURL], log, etcdBinDir: line.binDir }),
       );
       assert.deepEqual(decoysRun, [], 'the restore ran a tool from PATH, not from --etcd-bin-dir');
       assert.equal(result.revision, finalRevision);
@@ -240,7 +240,7 @@ for (const line of await releaseLines()) {
     });
 
     it('the restore drill passes with that release', async () => {
-      const { result: report, decoysRun } = await withDecoyPath(work, () => restoreDrill({ store, scratchDir: join(work, 'drill'), log, etcdBinDir: line.binDir as string }));
+      const { result: report, decoysRun } = await withDecoyPath(work, () => restoreDrill({ store, scratchDir: join(work, 'drill'), log, etcdBinDir: line.binDir }));
       assert.deepEqual(decoysRun, []);
       assert.deepEqual(report.problems, []);
       assert.equal(report.pass, true);

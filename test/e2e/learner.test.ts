@@ -37,7 +37,7 @@ describe('learners and unstarted members stay out of the endpoint rotation', () 
         name: 'm1',
         'data-dir': '/tmp/unused',
         'initial-cluster': cluster.members.map((m) => `${m.name}=${m.peerURL}`).join(','),
-        'advertise-client-urls': cluster.members[0]?.clientURL as string,
+        'advertise-client-urls': cluster.members[0]?.clientURL,
         endpoints: cluster.endpoints.join(','), // includes m4's URL
         'auto-sync-interval': '1s',
       },

@@ -83,7 +83,7 @@ function contract(makeFixture: () => Promise<StoreFixture>, provider: string): v
       const first = await store.list('many/');
       assert.equal(first.objects.length, 1000);
       assert.ok(first.nextPageToken, 'a second page is announced');
-      const second = await store.list('many/', { pageToken: first.nextPageToken as string });
+      const second = await store.list('many/', { pageToken: first.nextPageToken });
       assert.equal(second.objects.length, 50);
       assert.equal(second.nextPageToken, undefined);
       assert.deepEqual([...first.objects, ...second.objects].map((o) => o.name), names);
@@ -109,7 +109,7 @@ function contract(makeFixture: () => Promise<StoreFixture>, provider: string): v
     });
 
     it('a corrupted object is detected on read', async (t) => {
-      if (!fx.corrupt) return t.skip(`${provider}: ${fx.cannotCorrupt ?? 'its objects cannot be corrupted from outside'}`);
+      if (!fx.corrupt) return void t.skip(`${provider}: ${fx.cannotCorrupt ?? 'its objects cannot be corrupted from outside'}`);
       const src = randomStream(3 * MB);
       await store.put('v2/Full-corrupt', src.stream);
       await fx.corrupt('v2/Full-corrupt');
@@ -191,7 +191,7 @@ function contract(makeFixture: () => Promise<StoreFixture>, provider: string): v
     });
 
     it('a frozen endpoint (SIGSTOP) fails within the configured timeout', async (t) => {
-      if (!fx.freeze || !fx.thaw) return t.skip(`${provider} does not run in a process of its own`);
+      if (!fx.freeze || !fx.thaw) return void t.skip(`${provider} does not run in a process of its own`);
       const other = await fx.open({ 'store-timeout': '2s', 'store-max-attempts': '1' });
       fx.freeze();
       const started = performance.now();
@@ -244,7 +244,7 @@ describe('local store crash safety', () => {
     const store = await fx.open();
     try {
       await assert.rejects(store.put('v2/x', failingStream(5 * MB)));
-      const dir = (store.url.replace('file://', '') + '/v2') as string;
+      const dir = (store.url.replace('file://', '') + '/v2');
       assert.deepEqual(readdirSync(dir), []);
     } finally {
       await fx.stop();
@@ -292,7 +292,7 @@ describe('S3 server-side encryption (moto_server)', { skip: !hasMotoServer() && 
           // SSE-C must accompany every part and every read, or the store refuses them.
           for (const r of sent.filter((r) => r.method === 'PUT' || (r.method === 'GET' && !r.url.includes('list-type')))) assert.equal(r.headers[header], value, `${r.method} ${r.url}`);
         } else {
-          const s3 = new S3Client({ endpoint: fx.flags['s3-endpoint'] as string, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+          const s3 = new S3Client({ endpoint: fx.flags['s3-endpoint'], forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
           const head: HeadObjectCommandOutput = await s3.send(new HeadObjectCommand({ Bucket: 'ebs-contract', Key: `backups/main/${put.name}` }));
           s3.destroy();
           assert.equal(head.ServerSideEncryption, value, 'the store recorded the encryption');

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { compactionTarget, membersOutOfSpace } from '../../src/defrag/nospace.js';
-import { alarmType, planDefrag, quorumWithOneBusy } from '../../src/defrag/plan.js';
+import { alarmType } from '../../src/etcd/alarms.js';
+import { planDefrag, quorumWithOneBusy } from '../../src/defrag/plan.js';
 import type { ClusterStatus, MemberHealth } from '../../src/etcd/status.js';
 
 function member(name: string, o: { leader?: boolean; learner?: boolean; healthy?: boolean; dbSize?: number; inUse?: number; alarms?: string[] } = {}): MemberHealth {
@@ -84,8 +85,11 @@ describe('defragmentation plan', () => {
 
 describe('NOSPACE recovery facts', () => {
   it('names the members out of space and compacts to the newest revision minus the window, never below 1', () => {
-    const nospace = 'memberID:1 alarm:NOSPACE ';
-    const members = [member('m1', { leader: true, alarms: [nospace] }), member('m2'), member('m3', { alarms: ['memberID:3 alarm:CORRUPT '] })];
+    // Every member reports every member's alarms; an alarm belongs to the member it names (11 = 0xb).
+    const alarms = ['memberID:11 alarm:NOSPACE ', 'memberID:12 alarm:CORRUPT '];
+    const members = [member('m1', { leader: true, alarms }), member('m2', { alarms }), member('m3', { alarms })];
+    (members[0] as { id: string }).id = 'b';
+    (members[2] as { id: string }).id = 'c';
     for (const [i, m] of members.entries()) if (m.status) m.status.revision = 100 + i;
     const status = cluster(members);
     assert.deepEqual(membersOutOfSpace(status), ['m1']);

@@ -28,7 +28,7 @@ const manifestFiles = readdirSync(new URL(K8S_DIR, root)).filter((f) => f.endsWi
 const docs: Array<{ file: string; doc: Doc }> = manifestFiles.flatMap((file) =>
   parseAllDocuments(read(`${K8S_DIR}${file}`)).map((d) => {
     assert.equal(d.errors.length, 0, `${file}: ${d.errors.map((e) => e.message).join('; ')}`);
-    return { file, doc: d.toJS() as Doc };
+    return { file, doc: d.toJS() };
   }),
 );
 const ofKind = (kind: string): Doc[] => docs.filter((d) => d.doc.kind === kind).map((d) => d.doc);
@@ -77,7 +77,7 @@ describe('deploy/kubernetes', () => {
   });
 
   it('kustomization lists every manifest', () => {
-    const k = parseAllDocuments(read(`${K8S_DIR}kustomization.yaml`))[0]?.toJS() as Doc;
+    const k = parseAllDocuments(read(`${K8S_DIR}kustomization.yaml`))[0]?.toJS();
     assert.deepEqual([...k.resources].sort(), [...manifestFiles].sort());
   });
 
@@ -186,7 +186,7 @@ describe('deploy/kubernetes', () => {
 
 describe('deploy/kubernetes/maintenance', () => {
   const file = `${K8S_DIR}maintenance/data-dir-pod.yaml`;
-  const pods = parseAllDocuments(read(file)).map((d) => d.toJS() as Doc);
+  const pods = parseAllDocuments(read(file)).map((d) => d.toJS());
 
   it('the maintenance pod validates, mounts member 0\'s data volume where the sidecar has it, and sets only real settings', () => {
     assert.equal(pods.length, 1);

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { alarmType } from '../../etcd/status.js';
+import { alarmType } from '../../etcd/alarms.js';
 import type { ServerDeps } from '../deps.js';
 import { HealthBody, ReadyBody } from '../schemas.js';
 
