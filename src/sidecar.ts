@@ -18,6 +18,7 @@ import { defaultApiURL } from './cluster/heartbeat.js';
 import { HeartbeatAges } from './cluster/heartbeat-ages.js';
 import { Initializer } from './initializer/act.js';
 import { watchForRecovery } from './initializer/rejoin-watch.js';
+import { replayRatesFile } from './restore/replay-rates.js';
 
 /** A running sidecar: what `serve` starts and what tests start in-process. */
 export interface Sidecar {
@@ -54,6 +55,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   const mode = config.snapshotLeader as SnapshotLeaderMode;
   const duties = backupDuties(config, store, etcd, metrics, log);
   metrics.followDeltas(() => duties.current?.deltaState);
+  metrics.followRestoreEstimate(() => duties.current?.restoreEstimate?.seconds);
   // One judge of heartbeat ages for the election and the initializer: both see the same members alive.
   const ages = new HeartbeatAges();
   const cluster = new BackupLeadership(config, mode, { etcd, store, metrics, duties, log, ages });
@@ -139,6 +141,9 @@ function backupDuties(config: Config, store: SnapStore, etcd: EtcdClient, metric
     spoolDir: config.spoolDir || tmpdir(),
     retention: { policy: config.gcPolicy as GcPolicy, maxBackups: config.maxBackups },
     gcPeriodMs: config.gcPeriod,
+    restoreTimeObjectiveMs: config.restoreTimeObjective,
+    fullMinIntervalMs: config.fullSnapshotMinInterval,
+    replayRatesFile: replayRatesFile(config.dataDir, config.name),
   };
   const member = etcd.member(config.advertiseClientUrls[0] as string);
   const snapshotLog = log.child({ part: 'snapshot' });

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { tmpdir } from 'node:os';
 import { createLogger } from '../logger.js';
 import { restoreDrill } from '../restore/drill.js';
+import { replayRatesFile } from '../restore/replay-rates.js';
 import { openStore } from '../snapstore/index.js';
 import { load, withSettings } from './common.js';
 import { progressBar } from './progress.js';
@@ -16,7 +17,7 @@ export function snapshotsVerifyCommand(snapshots: Command): void {
       const store = await openStore(config);
       const bar = progressBar();
       try {
-        const report = await restoreDrill({ store, scratchDir: config.restoreScratchDir || tmpdir(), log, onProgress: bar.update, replayWindow: config.restoreReplayWindow, ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}) });
+        const report = await restoreDrill({ store, scratchDir: config.restoreScratchDir || tmpdir(), log, onProgress: bar.update, replayWindow: config.restoreReplayWindow, ...(config.dataDir ? { replayRatesFile: replayRatesFile(config.dataDir, config.name) } : {}), ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}) });
         bar.done();
         if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
         else {

@@ -22,6 +22,8 @@ export interface DrillOptions {
   etcdBinDir?: string;
   /** Replay transactions in flight, as a restore's (default 16). */
   replayWindow?: number;
+  /** Where the drill's replay rate is recorded (replay-rates.ts). */
+  replayRatesFile?: string;
 }
 
 export interface DrillReport {
@@ -65,6 +67,7 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillReport> {
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.etcdBinDir ? { etcdBinDir: opts.etcdBinDir } : {}),
       ...(opts.replayWindow ? { replayWindow: opts.replayWindow } : {}),
+      ...(opts.replayRatesFile ? { replayRatesFile: opts.replayRatesFile, measuredAs: 'drill' as const } : {}),
     });
     report.restore = restored;
     etcd = await TemporaryEtcd.start({ dataDir, name: DRILL_MEMBER, peerPort, logFile: join(work, 'etcd.log'), log: opts.log, etcdBinary: etcdTools(opts.etcdBinDir).etcd });
@@ -72,7 +75,8 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillReport> {
     await etcd.keepLeasesAlive(opts.log);
     report.revision = await etcd.revision();
     if (report.revision !== restored.revision) problems.push(`the restored member is at revision ${report.revision}, the chain ends at ${restored.revision}`);
-    const count = async (revision: number): Promise<number> => Number((await etcd!.client.kv.range({ key: Buffer.from([0]), range_end: Buffer.from([0]), revision, count_only: true })).count);
+    const started = etcd;
+    const count = async (revision: number): Promise<number> => Number((await started.client.kv.range({ key: Buffer.from([0]), range_end: Buffer.from([0]), revision, count_only: true })).count);
     report.keys = await count(restored.revision);
     report.expectedKeys = (await count(restored.fullRevision)) + restored.liveKeyChange;
     if (report.keys !== report.expectedKeys) problems.push(`the restored member holds ${report.keys} keys at revision ${restored.revision}; the chain says ${report.expectedKeys}`);
