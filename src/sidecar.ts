@@ -19,6 +19,8 @@ import { HeartbeatAges } from './cluster/heartbeat-ages.js';
 import { Initializer } from './initializer/act.js';
 import { watchForRecovery } from './initializer/rejoin-watch.js';
 import { replayRatesFile } from './restore/replay-rates.js';
+import { compactChain, compactOptionsFromConfig, CompactBusyError } from './restore/compact.js';
+import type { SnapshotRecord } from './snapshot/record.js';
 
 /** A running sidecar: what `serve` starts and what tests start in-process. */
 export interface Sidecar {
@@ -69,7 +71,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       endpoints: () => etcd.endpoints(),
       storeHealth: () => storeProbe.latest(),
       metrics,
-      snapshots: snapshotApi(config, store, duties, cluster),
+      snapshots: snapshotApi(config, store, duties, cluster, log),
       cluster: () => cluster.view(),
       initializer,
     },
@@ -157,7 +159,8 @@ function backupDuties(config: Config, store: SnapStore, etcd: EtcdClient, metric
 }
 
 /** What the snapshot routes may do: act through the running snapshotter, or say why there is none. */
-function snapshotApi(config: Config, store: SnapStore, duties: DutyRunner<Snapshotter>, cluster: BackupLeadership): SnapshotApi {
+function snapshotApi(config: Config, store: SnapStore, duties: DutyRunner<Snapshotter>, cluster: BackupLeadership, log: Logger): SnapshotApi {
+  let compacting: Promise<SnapshotRecord> | undefined;
   const leading = (): Snapshotter => {
     const s = duties.current;
     if (!s) throw new Error('this sidecar is no longer the backup leader');
@@ -169,6 +172,14 @@ function snapshotApi(config: Config, store: SnapStore, duties: DutyRunner<Snapsh
     deltasEnabled: config.deltaSnapshotPeriod > 0,
     takeFull: () => leading().requestFull('requested through the API'),
     takeDelta: () => leading().takeDelta(),
+    compact: () => {
+      leading();
+      if (compacting) return Promise.reject(new CompactBusyError());
+      compacting = compactChain({ store, log: log.child({ part: 'compact' }), ...compactOptionsFromConfig(config, tmpdir()) }).finally(() => {
+        compacting = undefined;
+      });
+      return compacting;
+    },
     list: () => listSnapshots(store),
     state: () => backupStateOf(duties.current),
   };

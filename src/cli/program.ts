@@ -1,6 +1,7 @@
 /** The command line: one file per command, each registering itself on the root command. */
 import { Command } from 'commander';
 import { EXIT_CONFIG } from './common.js';
+import { compactCommand } from './compact.js';
 import { configCommand } from './config.js';
 import { initializeCommand } from './initialize.js';
 import { restoreCommand } from './restore.js';
@@ -22,6 +23,7 @@ export function program(): Command {
   snapshotsListCommand(snapshots);
   snapshotsVerifyCommand(snapshots);
   restoreCommand(root);
+  compactCommand(root);
   initializeCommand(root);
   runEtcdCommand(root);
   return root;

@@ -69,6 +69,7 @@ function fakeSnapshots(overrides: Partial<SnapshotApi> = {}): SnapshotApi & { ca
     deltasEnabled: true,
     takeFull: async () => RECORD,
     takeDelta: async () => DELTA_RECORD,
+    compact: async () => RECORD,
     list: async () => [],
     state: () => ({ takesSnapshots: true }),
     ...overrides,
