@@ -13,6 +13,7 @@ import { createLogger } from '../../src/logger.js';
 import { buildServer, type App, type ServerDeps, type ServerOptions, type SnapshotApi } from '../../src/server/app.js';
 import { Metrics } from '../../src/server/metrics.js';
 import { SnapshotBusyError, listSnapshots } from '../../src/snapshot/snapshotter.js';
+import { CompactBusyError, CompactRefusedError } from '../../src/restore/compact.js';
 import type { SnapshotRecord } from '../../src/snapshot/record.js';
 import { LocalStore } from '../../src/snapstore/local.js';
 import { StoreError } from '../../src/snapstore/types.js';
@@ -222,7 +223,7 @@ describe('routes: bearer-token auth (src/server/auth.ts)', () => {
     const app = await build(fakeDeps());
     const spec = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, Record<string, { security?: unknown; responses?: Record<string, unknown> }>> };
     const posts = Object.entries(spec.paths).flatMap(([path, ops]) => (ops.post ? [[path, ops.post] as const] : []));
-    assert.deepEqual(posts.map(([p]) => p).sort(), ['/initialize', '/snapshot/delta', '/snapshot/full']);
+    assert.deepEqual(posts.map(([p]) => p).sort(), ['/initialize', '/snapshot/compact', '/snapshot/delta', '/snapshot/full']);
     for (const [path, op] of posts) {
       assert.deepEqual(op.security, [{ bearerAuth: [] }], path);
       assert.ok(op.responses?.['401'], path);
@@ -326,7 +327,7 @@ describe('routes: /metrics and /openapi.json', () => {
     const app = await build(fakeDeps());
     const spec = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { openapi: string; paths: Record<string, unknown> };
     assert.equal(spec.openapi, '3.0.3');
-    assert.deepEqual(Object.keys(spec.paths).sort(), ['/config', '/healthz', '/initialize', '/metrics', '/readyz', '/snapshot/delta', '/snapshot/full', '/snapshot/latest', '/snapshots', '/status']);
+    assert.deepEqual(Object.keys(spec.paths).sort(), ['/config', '/healthz', '/initialize', '/metrics', '/readyz', '/snapshot/compact', '/snapshot/delta', '/snapshot/full', '/snapshot/latest', '/snapshots', '/status']);
   });
 });
 
@@ -373,6 +374,23 @@ describe('routes: POST /snapshot/full and /snapshot/delta', () => {
       assertError(await app.inject({ method: 'POST', url: '/snapshot/full' }), status, code, new RegExp(err.message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
       assertError(await app.inject({ method: 'POST', url: '/snapshot/delta' }), status, code);
     }
+  });
+});
+
+describe('routes: POST /snapshot/compact', () => {
+  it('201 with the new full snapshot; 409 when there is nothing to compact or one runs; 503 off the leader; 500 compact_failed otherwise', async () => {
+    assert.deepEqual((await (await build(fakeDeps())).inject({ method: 'POST', url: '/snapshot/compact' })).json(), RECORD);
+    const cases: [Error, number, string][] = [
+      [new CompactRefusedError('the latest chain is v2/Full-x alone: nothing to compact'), 409, 'nothing_to_compact'],
+      [new CompactBusyError(), 409, 'compact_running'],
+      [new Error('etcd exited'), 500, 'compact_failed'],
+    ];
+    for (const [err, status, code] of cases) {
+      const app = await build(fakeDeps({ snapshots: fakeSnapshots({ compact: async () => Promise.reject(err) }) }));
+      assertError(await app.inject({ method: 'POST', url: '/snapshot/compact' }), status, code);
+    }
+    const follower = await build(fakeDeps({ snapshots: fakeSnapshots({ unavailable: () => 'not the backup leader' }) }));
+    assertError(await follower.inject({ method: 'POST', url: '/snapshot/compact' }), 503, 'not_backup_leader');
   });
 });
 
