@@ -54,7 +54,7 @@ describe('recovery-time-bounded full snapshots', { timeout: 180_000 }, () => {
     await cluster?.stop();
   });
 
-  it('the backup leader takes a full snapshot by itself once the restore estimate passes the objective, under write load', async () => {
+  it('the backup leader takes a full snapshot by itself once the restore estimate passes the objective, under write load', async (t) => {
     // The fixed part alone is about 3 s, so 5 s leaves about 2,000 revisions at the default rate.
     const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '200ms', 'restore-time-objective': '5s', 'full-snapshot-min-interval': '1s' });
     const store = backupStore(cluster);
@@ -89,6 +89,7 @@ describe('recovery-time-bounded full snapshots', { timeout: 180_000 }, () => {
       const why = sidecar.lines.map((l) => JSON.parse(l) as { msg?: string; reason?: string }).find((l) => l.msg === 'restore time objective: full snapshot due');
       assert.ok(why, 'the log says why the full snapshot was taken');
       assert.match(why.reason ?? '', /passes the restore time objective of 5 s/);
+      t.diagnostic(`${why.reason ?? ''}; full snapshots at revisions ${first.lastRevision} and ${second.lastRevision}`);
       assert.ok(sidecar.lines.some((l) => l.includes('full snapshot starting') && l.includes('passes the restore time objective')), 'the full snapshot started for the objective');
       // Under continuing load the chain starts again from the new full snapshot.
       assert.ok(second.lastRevision > first.lastRevision + 2000, `the objective's snapshot at ${second.lastRevision} follows about 2,000 revisions after ${first.lastRevision}`);
@@ -126,7 +127,7 @@ describe('compact', { timeout: 240_000 }, () => {
 
   const flags = { 'snapshot-leader': 'always', 'delta-snapshot-period': '200ms', 'restore-time-objective': '0' };
 
-  it('turns a chain of a full snapshot and deltas into one full snapshot at its last revision, through the CLI (sidecar down) and the route, and a restore reaches the same keyspace key for key', async () => {
+  it('turns a chain of a full snapshot and deltas into one full snapshot at its last revision, through the CLI (sidecar down) and the route, and a restore reaches the same keyspace key for key', async (t) => {
     const store = backupStore(cluster);
     const m = cluster.member('m1');
 
@@ -152,7 +153,9 @@ describe('compact', { timeout: 240_000 }, () => {
     assert.deepEqual(afterCli.links, [], 'and replays nothing');
     assert.equal((await store.head(compacted.name))?.metadata['ebs-cluster-id'], clusterId, "it carries the chain's cluster ID");
     // The compaction's replay is this member's measured rate.
-    const rates = JSON.parse(readFileSync(replayRatesFile(m.dataDir, 'm1'), 'utf8')) as { samples: { kind: string; revisions: number }[] };
+    const rates = JSON.parse(readFileSync(replayRatesFile(m.dataDir, 'm1'), 'utf8')) as { samples: { kind: string; revisions: number; replayMs: number; fullMs: number }[] };
+    const measured = rates.samples.at(-1);
+    if (measured) t.diagnostic(`compaction replayed ${measured.revisions} revisions in ${measured.replayMs} ms (${Math.round((measured.revisions * 1000) / measured.replayMs)}/s), full snapshot part ${measured.fullMs} ms`);
     assert.equal(rates.samples.at(-1)?.kind, 'compact');
     assert.equal(rates.samples.at(-1)?.revisions, firstEnd - (chainA.full?.lastRevision ?? 0));
 
