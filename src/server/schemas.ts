@@ -105,6 +105,7 @@ export const StatusBody = Type.Object(
               replaySeconds: Type.Number({ description: 'revisions / rate' }),
               revisions: Type.Integer({ description: 'revisions in the deltas since the full snapshot' }),
               fullRevision: Type.Integer({ description: "the chain's full snapshot's revision" }),
+              note: Type.Optional(Type.String({ description: 'why the objective takes no full snapshot although the estimate passes it (the fixed part alone does)' })),
               rate: Type.Object({
                 revisionsPerSecond: Type.Number(),
                 measured: Type.Boolean({ description: "false: the default rate, no restore on this member measured one yet" }),

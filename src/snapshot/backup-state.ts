@@ -8,6 +8,8 @@ import type { RestoreEstimate } from './restore-estimate.js';
 /** The estimate as /status shows it, with the objective it is held to (0: none). */
 export interface RestoreEstimateView extends RestoreEstimate {
   objectiveSeconds: number;
+  /** Why the objective takes no full snapshot although the estimate passes it. */
+  note?: string;
 }
 
 export interface BackupState {
@@ -40,7 +42,12 @@ export function backupStateOf(snapshotter: SnapshotterView | undefined): BackupS
   if (uploaded > 0) state.uploadedRevision = uploaded;
   if (deltas?.etcdRevision) state.etcdRevision = deltas.etcdRevision;
   const estimate = snapshotter.restoreEstimate;
-  if (estimate) state.restoreEstimate = { ...estimate, objectiveSeconds: (snapshotter.restoreTimeObjectiveMs ?? 0) / 1000 };
+  if (estimate) {
+    const objectiveSeconds = (snapshotter.restoreTimeObjectiveMs ?? 0) / 1000;
+    state.restoreEstimate = { ...estimate, objectiveSeconds };
+    // The same rule as fullSnapshotForObjective: a new full snapshot cannot shorten the fixed part.
+    if (objectiveSeconds > 0 && estimate.fullSeconds >= objectiveSeconds) state.restoreEstimate.note = `the full snapshot alone takes about ${estimate.fullSeconds} s, not less than the objective of ${objectiveSeconds} s: no full snapshot is taken for the objective`;
+  }
   return state;
 }
 

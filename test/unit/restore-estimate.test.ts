@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readReplaySamples, recordReplaySample, replayRatesFile, sampleOf, type ReplaySample } from '../../src/restore/replay-rates.js';
+import { backupStateOf } from '../../src/snapshot/backup-state.js';
 import { DEFAULT_REPLAY_RATE, estimateRestore, FULL_BYTES_PER_SECOND, fullSnapshotForObjective, replayRate, STARTUP_SECONDS, type ObjectiveCheck } from '../../src/snapshot/restore-estimate.js';
 
 function sample(revisions: number, replayMs: number): ReplaySample {
@@ -96,5 +97,15 @@ describe('replay rates file', () => {
     const s = sampleOf({ revision: 10_100, fullRevision: 100, fullDbBytes: 42, eventsApplied: 12_000, timings }, 'drill', new Date(0));
     assert.deepEqual(s, { at: '1970-01-01T00:00:00.000Z', kind: 'drill', revisions: 10_000, events: 12_000, replayMs: 5000, fullDbBytes: 42, fullMs: 2500 });
     assert.equal(sampleOf({ revision: 100, fullRevision: 100, fullDbBytes: 42, eventsApplied: 0, timings: { ...timings, replayMs: 0 } }, 'restore', new Date(0)), undefined);
+  });
+});
+
+describe('the estimate in the backup state', () => {
+  it('carries the objective, and says when the full snapshot alone passes it', () => {
+    const estimate = estimateRestore({ fullRevision: 10, fullDbBytes: 0, lastRevision: 5010 }, replayRate([]));
+    const view = (objectiveMs: number): ReturnType<typeof backupStateOf>['restoreEstimate'] => backupStateOf({ problem: undefined, lastFull: undefined, deltaState: undefined, restoreEstimate: estimate, restoreTimeObjectiveMs: objectiveMs }).restoreEstimate;
+    assert.equal(view(60_000)?.objectiveSeconds, 60);
+    assert.equal(view(60_000)?.note, undefined);
+    assert.match(view(2_000)?.note ?? '', /full snapshot alone takes about 3 s, not less than the objective of 2 s/);
   });
 });
