@@ -24,6 +24,9 @@ import { defaultApiURL } from './cluster/heartbeat.js';
 import { HeartbeatAges } from './cluster/heartbeat-ages.js';
 import { Initializer } from './initializer/act.js';
 import { watchForRecovery } from './initializer/rejoin-watch.js';
+import { replayRatesFile } from './restore/replay-rates.js';
+import { compactChain, compactOptionsFromConfig, CompactBusyError } from './restore/compact.js';
+import type { SnapshotRecord } from './snapshot/record.js';
 
 /** A running sidecar: what `serve` starts and what tests start in-process. */
 export interface Sidecar {
@@ -64,6 +67,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   const duties = backupDuties(config, store, etcd, metrics, log);
   metrics.followDeltas(() => duties.current?.deltaState);
   metrics.snapshotPeriods(schedulePeriodMs(config.fullSnapshotSchedule), config.deltaSnapshotPeriod);
+  metrics.followRestoreEstimate(() => duties.current?.restoreEstimate?.seconds);
   // One judge of heartbeat ages for the election and the initializer: both see the same members alive.
   const ages = new HeartbeatAges();
   const cluster = new BackupLeadership(config, mode, { etcd, store, metrics, duties, log, ages });
@@ -79,7 +83,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       endpoints: () => etcd.endpoints(),
       storeHealth: () => storeProbe.latest(),
       metrics,
-      snapshots: snapshotApi(config, store, duties, cluster),
+      snapshots: snapshotApi(config, store, duties, cluster, log),
       cluster: () => cluster.view(),
       initializer,
       defrag: defrag.api,
@@ -154,6 +158,9 @@ function backupDuties(config: Config, store: SnapStore, etcd: EtcdClient, metric
     spoolDir: config.spoolDir || tmpdir(),
     retention: { policy: config.gcPolicy as GcPolicy, maxBackups: config.maxBackups },
     gcPeriodMs: config.gcPeriod,
+    restoreTimeObjectiveMs: config.restoreTimeObjective,
+    fullMinIntervalMs: config.fullSnapshotMinInterval,
+    replayRatesFile: replayRatesFile(config.dataDir, config.name),
   };
   const member = etcd.member(config.advertiseClientUrls[0] as string);
   const snapshotLog = log.child({ part: 'snapshot' });
@@ -167,7 +174,8 @@ function backupDuties(config: Config, store: SnapStore, etcd: EtcdClient, metric
 }
 
 /** What the snapshot routes may do: act through the running snapshotter, or say why there is none. */
-function snapshotApi(config: Config, store: SnapStore, duties: DutyRunner<Snapshotter>, cluster: BackupLeadership): SnapshotApi {
+function snapshotApi(config: Config, store: SnapStore, duties: DutyRunner<Snapshotter>, cluster: BackupLeadership, log: Logger): SnapshotApi {
+  let compacting: Promise<SnapshotRecord> | undefined;
   const leading = (): Snapshotter => {
     const s = duties.current;
     if (!s) throw new Error('this sidecar is no longer the backup leader');
@@ -179,6 +187,14 @@ function snapshotApi(config: Config, store: SnapStore, duties: DutyRunner<Snapsh
     deltasEnabled: config.deltaSnapshotPeriod > 0,
     takeFull: () => leading().requestFull('requested through the API'),
     takeDelta: () => leading().takeDelta(),
+    compact: () => {
+      leading();
+      if (compacting) return Promise.reject(new CompactBusyError());
+      compacting = compactChain({ store, log: log.child({ part: 'compact' }), ...compactOptionsFromConfig(config, tmpdir()) }).finally(() => {
+        compacting = undefined;
+      });
+      return compacting;
+    },
     list: () => listSnapshots(store),
     state: () => backupStateOf(duties.current),
   };

@@ -1,6 +1,7 @@
 /** The command line: one file per command, each registering itself on the root command. */
 import { Command } from 'commander';
 import { EXIT_CONFIG } from './common.js';
+import { compactCommand } from './compact.js';
 import { configCommand } from './config.js';
 import { copyCommand } from './copy.js';
 import { defragCommand } from './defrag.js';
@@ -26,6 +27,7 @@ export function program(): Command {
   copyCommand(root);
   defragCommand(root);
   restoreCommand(root);
+  compactCommand(root);
   initializeCommand(root);
   runEtcdCommand(root);
   return root;

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { tmpdir } from 'node:os';
 import { createLogger } from '../logger.js';
 import { restoreDrill, type DrillReport } from '../restore/drill.js';
+import { replayRatesFile } from '../restore/replay-rates.js';
 import { openStore } from '../snapstore/index.js';
 import { load, withSettings } from './common.js';
 import { progressBar } from './progress.js';
@@ -21,7 +22,15 @@ export function snapshotsVerifyCommand(snapshots: Command): void {
         const started = performance.now();
         let report: DrillReport;
         try {
-          report = await restoreDrill({ store, scratchDir: config.restoreScratchDir || tmpdir(), log, onProgress: bar.update, replayWindow: config.restoreReplayWindow, ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}) });
+          report = await restoreDrill({
+            store,
+            scratchDir: config.restoreScratchDir || tmpdir(),
+            log,
+            onProgress: bar.update,
+            replayWindow: config.restoreReplayWindow,
+            ...(config.dataDir ? { replayRatesFile: replayRatesFile(config.dataDir, config.name) } : {}),
+            ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}),
+          });
         } catch (err) {
           // A drill that could not even run failed too, and the alert on the file must say so.
           if (opts.metricsTextfile) await writeDrillTextfile(opts.metricsTextfile, { pass: false, problems: [(err as Error).message], durationMs: performance.now() - started });

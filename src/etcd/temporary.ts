@@ -12,6 +12,8 @@ import { promisify } from 'node:util';
 import { Etcd3, type ICompare, type IRequestOp } from 'etcd3';
 import type { Logger } from '../logger.js';
 import { EtcdProcess } from './process.js';
+import { openSnapshotStream } from './snapshot-stream.js';
+import type { Readable } from 'node:stream';
 
 /** One put or delete of a replayed revision, as etcd's Txn takes it. */
 export type TxnOp = IRequestOp;
@@ -185,6 +187,11 @@ export class TemporaryEtcd {
   async guardedTxn(compare: ICompare[], ops: IRequestOp[]): Promise<{ succeeded: boolean; revision: number }> {
     const res = await this.client.kv.txn({ compare, success: ops, failure: [] });
     return { succeeded: res.succeeded, revision: Number(res.header.revision) };
+  }
+
+  /** Its `Maintenance.Snapshot` stream: how a compaction turns a replayed chain into one full snapshot. */
+  openSnapshot(): Promise<Readable> {
+    return openSnapshotStream(this.client);
   }
 
   /** A serializable read of an absent key: answered by this member alone, no raft entry. */

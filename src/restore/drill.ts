@@ -9,6 +9,7 @@ import { etcdTools } from '../etcd/tools.js';
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { restore, type RestoreProgress, type RestoreResult } from './index.js';
+import type { ReplaySample } from './replay-rates.js';
 import { makeWorkDir } from './scratch.js';
 
 export interface DrillOptions {
@@ -22,6 +23,8 @@ export interface DrillOptions {
   etcdBinDir?: string;
   /** Replay transactions in flight, as a restore's (default 16). */
   replayWindow?: number;
+  /** Where the drill's replay rate is recorded (replay-rates.ts). */
+  replayRatesFile?: string;
 }
 
 export interface DrillReport {
@@ -39,6 +42,49 @@ export interface DrillReport {
 
 const DRILL_MEMBER = 'restore-drill';
 
+/** A chain restored into a scratch dir and a temporary etcd running on it. */
+export interface StartedChain {
+  restored: RestoreResult;
+  etcd: TemporaryEtcd;
+}
+
+/**
+ * The latest chain (or up to `toRevision`) restored into `work` under a loopback identity and
+ * started, its leases kept alive so the revision stays where the chain ends. The caller stops it.
+ */
+export async function startRestoredChain(opts: DrillOptions & { toRevision?: number; measuredAs?: ReplaySample['kind'] }, work: string, member: string, noteEtcd: (pid: number | undefined) => Promise<void>, seen: (r: RestoreResult) => void = () => {}): Promise<StartedChain> {
+  const peerPort = await freeLoopbackPort();
+  const peerURL = `http://127.0.0.1:${peerPort}`;
+  const dataDir = join(work, 'data');
+  const restored = await restore({
+    store: opts.store,
+    dataDir,
+    name: member,
+    initialCluster: `${member}=${peerURL}`,
+    initialClusterToken: member,
+    initialAdvertisePeerUrls: [peerURL],
+    scratchDir: work,
+    log: opts.log,
+    ...(opts.expectClusterId !== undefined ? { expectClusterId: opts.expectClusterId } : {}),
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.etcdBinDir ? { etcdBinDir: opts.etcdBinDir } : {}),
+    ...(opts.replayWindow ? { replayWindow: opts.replayWindow } : {}),
+    ...(opts.toRevision !== undefined ? { toRevision: opts.toRevision } : {}),
+    ...(opts.replayRatesFile ? { replayRatesFile: opts.replayRatesFile, measuredAs: opts.measuredAs ?? 'drill' } : {}),
+  });
+  seen(restored);
+  const etcd = await TemporaryEtcd.start({ dataDir, name: member, peerPort, logFile: join(work, 'etcd.log'), log: opts.log, etcdBinary: etcdTools(opts.etcdBinDir).etcd });
+  try {
+    await noteEtcd(etcd.process.pid);
+    await etcd.keepLeasesAlive(opts.log);
+  } catch (err) {
+    await etcd.stop().catch(() => {});
+    throw err;
+  }
+  return { restored, etcd };
+}
+
 export async function restoreDrill(opts: DrillOptions): Promise<DrillReport> {
   const t0 = performance.now();
   await mkdir(opts.scratchDir, { recursive: true });
@@ -48,31 +94,13 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillReport> {
   const report: DrillReport = { pass: false, problems, durationMs: 0 };
   let etcd: TemporaryEtcd | undefined;
   try {
-    const peerPort = await freeLoopbackPort();
-    const peerURL = `http://127.0.0.1:${peerPort}`;
-    const dataDir = join(work, 'data');
-    const restored = await restore({
-      store: opts.store,
-      dataDir,
-      name: DRILL_MEMBER,
-      initialCluster: `${DRILL_MEMBER}=${peerURL}`,
-      initialClusterToken: DRILL_MEMBER,
-      initialAdvertisePeerUrls: [peerURL],
-      scratchDir: work,
-      log: opts.log,
-      ...(opts.expectClusterId !== undefined ? { expectClusterId: opts.expectClusterId } : {}),
-      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      ...(opts.etcdBinDir ? { etcdBinDir: opts.etcdBinDir } : {}),
-      ...(opts.replayWindow ? { replayWindow: opts.replayWindow } : {}),
-    });
-    report.restore = restored;
-    etcd = await TemporaryEtcd.start({ dataDir, name: DRILL_MEMBER, peerPort, logFile: join(work, 'etcd.log'), log: opts.log, etcdBinary: etcdTools(opts.etcdBinDir).etcd });
-    await workDir.noteEtcd(etcd.process.pid);
-    await etcd.keepLeasesAlive(opts.log);
+    const started = await startRestoredChain(opts, work, DRILL_MEMBER, (pid) => workDir.noteEtcd(pid), (r) => (report.restore = r));
+    etcd = started.etcd;
+    const restored = started.restored;
     report.revision = await etcd.revision();
     if (report.revision !== restored.revision) problems.push(`the restored member is at revision ${report.revision}, the chain ends at ${restored.revision}`);
-    const count = async (revision: number): Promise<number> => Number((await etcd!.client.kv.range({ key: Buffer.from([0]), range_end: Buffer.from([0]), revision, count_only: true })).count);
+    const live = etcd;
+    const count = async (revision: number): Promise<number> => Number((await live.client.kv.range({ key: Buffer.from([0]), range_end: Buffer.from([0]), revision, count_only: true })).count);
     report.keys = await count(restored.revision);
     report.expectedKeys = (await count(restored.fullRevision)) + restored.liveKeyChange;
     if (report.keys !== report.expectedKeys) problems.push(`the restored member holds ${report.keys} keys at revision ${restored.revision}; the chain says ${report.expectedKeys}`);

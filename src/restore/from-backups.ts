@@ -18,6 +18,7 @@ import type { SnapStore } from '../snapstore/types.js';
 import { clusterIdsOf, fetchFullSnapshot } from './fetch.js';
 import { chainClusterId, planFromFullDb, planRestore, RestoreError } from './plan.js';
 import { checkAborted, replay } from './replay.js';
+import { recordReplaySample, replayRatesFile, sampleOf, type ReplaySample } from './replay-rates.js';
 import { makeWorkDir, removeStaleWorkDirs } from './scratch.js';
 import { finishInterruptedSwap, isMissingOrEmpty, partDir, swapIn } from './swap.js';
 
@@ -51,11 +52,15 @@ export interface RestoreOptions {
   etcdBinDir?: string;
   /** Replay transactions in flight at once (default 16; 1 replays one revision at a time). */
   replayWindow?: number;
+  /** Where the replay rate this restore measured is recorded (replay-rates.ts), and as what. */
+  replayRatesFile?: string;
+  measuredAs?: ReplaySample['kind'];
 }
 
 /** The options every restore takes from the configuration (the CLI's and the initializer's alike). */
-export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'replayLeaseTtlSeconds' | 'etcdBinDir' | 'replayWindow'> {
+export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'replayLeaseTtlSeconds' | 'etcdBinDir' | 'replayWindow' | 'replayRatesFile'> {
   return {
+    ...(config.dataDir ? { replayRatesFile: replayRatesFile(config.dataDir, config.name) } : {}),
     name: config.name,
     initialCluster: initialCluster.map((e) => `${e.name}=${e.peerURL}`).join(','),
     initialClusterToken: config.initialClusterToken,
@@ -90,6 +95,8 @@ export interface RestoreResult {
   durationMs: number;
   /** Revision inside the full snapshot. */
   fullRevision: number;
+  /** Size of the full snapshot's db. */
+  fullDbBytes: number;
   /** Live keys the deltas created minus those they deleted: what a drill checks the result against. */
   liveKeyChange: number;
   /** Milliseconds of each step, for the bench and the logs. */
@@ -215,11 +222,13 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       eventsApplied: events,
       durationMs: Math.round(performance.now() - t0),
       fullRevision: full.revision,
+      fullDbBytes: full.dbBytes,
       liveKeyChange: keyChange,
       timings: { fetchFullMs: Math.round(timings.fetchFullMs), restoreFullMs: Math.round(timings.restoreFullMs), replayMs: Math.round(timings.replayMs), finalizeMs: Math.round(timings.finalizeMs) },
     };
     if (clusterId !== undefined) result.clusterId = clusterId;
     log.info({ ...result }, 'restore complete');
+    await noteReplayRate(opts, result);
     return result;
   } catch (err) {
     await rm(part, { recursive: true, force: true }).catch(() => {});
@@ -227,6 +236,18 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   } finally {
     if (temp) await temp.stop().catch(() => {});
     await rm(work, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/** The rate this restore replayed at, for the backup leader's restore-time estimate; never fails the restore. */
+async function noteReplayRate(opts: RestoreOptions, result: RestoreResult): Promise<void> {
+  const sample = sampleOf(result, opts.measuredAs ?? 'restore', new Date());
+  if (!opts.replayRatesFile || !sample) return;
+  try {
+    await recordReplaySample(opts.replayRatesFile, sample);
+    opts.log.info({ file: opts.replayRatesFile, revisionsPerSecond: Math.round((sample.revisions * 1000) / sample.replayMs) }, 'replay rate recorded');
+  } catch (err) {
+    opts.log.warn({ file: opts.replayRatesFile, err: (err as Error).message }, 'the replay rate could not be recorded');
   }
 }
 

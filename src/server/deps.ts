@@ -44,6 +44,8 @@ export interface SnapshotApi {
   readonly deltasEnabled: boolean;
   /** A full snapshot that starts after the call (a running one is waited for; concurrent calls share the next). */
   takeFull(): Promise<SnapshotRecord>;
+  /** The latest chain compacted into a new full snapshot at its last revision (restore/compact.ts). */
+  compact(): Promise<SnapshotRecord>;
   /** Undefined when there was nothing new to upload. */
   takeDelta(): Promise<SnapshotRecord | undefined>;
   /** Every snapshot in the store (readable on any member). */

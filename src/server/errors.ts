@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { DefragBusyError, DefragRefusedError } from '../defrag/defragmenter.js';
+import { CompactBusyError, CompactRefusedError } from '../restore/compact.js';
 import { SnapshotBusyError } from '../snapshot/snapshotter.js';
 import { StoreError } from '../snapstore/types.js';
 
@@ -23,6 +24,8 @@ export class NoInitializerError extends Error {
 /** The sidecar's own errors the API answers with their own status and code, whatever the route. */
 const DOMAIN_ERRORS: readonly { type: abstract new (...args: never[]) => Error; status: number; code: string }[] = [
   { type: SnapshotBusyError, status: 409, code: 'snapshot_running' },
+  { type: CompactBusyError, status: 409, code: 'compact_running' },
+  { type: CompactRefusedError, status: 409, code: 'nothing_to_compact' },
   { type: StoreError, status: 502, code: 'store_failed' },
   { type: NoInitializerError, status: 503, code: 'no_initializer' },
   { type: DefragBusyError, status: 409, code: 'defrag_running' },

@@ -54,6 +54,7 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
   private chain: ChainView | undefined;
   private leaderKnown: (() => boolean) | undefined;
   private deltaProgress: (() => DeltaProgress | undefined) | undefined;
+  private restoreEstimate: (() => number | undefined) | undefined;
   private readonly backupRole: Gauge<'role'>;
   private readonly roleChanges: Counter<'role'>;
   private readonly heartbeatAge: Gauge<'member'>;
@@ -106,6 +107,18 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
     };
     fromDeltas('delta_revision_lag', "etcd's revision minus the last revision uploaded in a delta snapshot (while this sidecar takes snapshots)", (p) => Math.max(0, p.etcdRevision - p.uploadedRevision));
     fromDeltas('delta_buffered_bytes', 'bytes of events collected for the next delta snapshot', (p) => p.bufferedBytes);
+    const estimate = (): number | undefined => this.restoreEstimate?.();
+    new Gauge({
+      name: PREFIX + 'restore_estimate_seconds',
+      help: "estimated time a restore of the store's chain would take now (full snapshot plus its deltas at this member's measured replay rate), while this sidecar takes snapshots",
+      registers: [this.registry],
+      collect() {
+        const seconds = estimate();
+        // No snapshotter (a follower) or no chain yet: no figure rather than a stale one.
+        if (seconds === undefined) this.reset();
+        else this.set(seconds);
+      },
+    });
     this.backupRole = gauge('backup_role', "1 for this sidecar's current backup role (leader, follower or unknown), 0 for the others", ['role']);
     for (const role of ['leader', 'follower', 'unknown']) this.backupRole.set({ role }, role === 'unknown' ? 1 : 0);
     const known = (): boolean | undefined => this.leaderKnown?.();
@@ -154,6 +167,11 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
   snapshotPeriods(fullMs: number, deltaMs: number): void {
     this.snapshotPeriod.set({ kind: 'full' }, fullMs / 1000);
     this.snapshotPeriod.set({ kind: 'delta' }, deltaMs / 1000);
+  }
+
+  /** Where the restore-estimate gauge reads from. */
+  followRestoreEstimate(seconds: () => number | undefined): void {
+    this.restoreEstimate = seconds;
   }
 
   uploaded(record: SnapshotRecord): void {

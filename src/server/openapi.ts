@@ -17,7 +17,7 @@ export async function openapiDocument(): Promise<unknown> {
     endpoints: notServing,
     storeHealth: notServing,
     metrics: new Metrics(),
-    snapshots: { unavailable: notServing, deltasEnabled: false, takeFull: notServing, takeDelta: notServing, list: notServing, state: notServing },
+    snapshots: { unavailable: notServing, deltasEnabled: false, takeFull: notServing, compact: notServing, takeDelta: notServing, list: notServing, state: notServing },
   };
   const app = await buildServer(deps, { bodyLimit: 1024, logger: createLogger('silent') });
   try {

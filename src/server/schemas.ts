@@ -142,6 +142,25 @@ export const StatusBody = Type.Object(
         uploadedRevision: Type.Optional(Type.Integer({ description: 'last revision in the store (full or delta)' })),
         revisionLag: Type.Optional(Type.Integer({ description: "etcd's revision minus uploadedRevision" })),
         secondsSinceLastUpload: Type.Optional(Type.Number()),
+        restoreEstimate: Type.Optional(
+          Type.Object(
+            {
+              seconds: Type.Number({ description: 'estimated time to restore the chain as stored now: fullSeconds + replaySeconds' }),
+              objectiveSeconds: Type.Number({ description: '--restore-time-objective (0: disabled); a full snapshot is taken once seconds passes it' }),
+              fullSeconds: Type.Number({ description: "the fixed part: the temporary etcd's start and the full snapshot's db at an assumed 50 MiB/s" }),
+              replaySeconds: Type.Number({ description: 'revisions / rate' }),
+              revisions: Type.Integer({ description: 'revisions in the deltas since the full snapshot' }),
+              fullRevision: Type.Integer({ description: "the chain's full snapshot's revision" }),
+              note: Type.Optional(Type.String({ description: 'why the objective takes no full snapshot although the estimate passes it (the fixed part alone does)' })),
+              rate: Type.Object({
+                revisionsPerSecond: Type.Number(),
+                measured: Type.Boolean({ description: "false: the default rate, no restore on this member measured one yet" }),
+                source: Type.String({ description: 'where the rate comes from' }),
+              }),
+            },
+            { description: "how long a restore of the store's chain would take now (while this sidecar takes snapshots)" },
+          ),
+        ),
       },
       { description: "this sidecar's snapshotting" },
     ),

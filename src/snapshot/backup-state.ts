@@ -3,6 +3,14 @@
  * delta snapshots uploaded, the revision they reach, and how far etcd has moved past it.
  */
 import type { SnapshotRecord } from './record.js';
+import type { RestoreEstimate } from './restore-estimate.js';
+
+/** The estimate as /status shows it, with the objective it is held to (0: none). */
+export interface RestoreEstimateView extends RestoreEstimate {
+  objectiveSeconds: number;
+  /** Why the objective takes no full snapshot although the estimate passes it. */
+  note?: string;
+}
 
 export interface BackupState {
   takesSnapshots: boolean;
@@ -11,6 +19,7 @@ export interface BackupState {
   lastDelta?: SnapshotRecord;
   uploadedRevision?: number;
   etcdRevision?: number;
+  restoreEstimate?: RestoreEstimateView;
 }
 
 /** The parts of a running snapshotter the state is read from. */
@@ -18,6 +27,8 @@ export interface SnapshotterView {
   problem: string | undefined;
   lastFull: SnapshotRecord | undefined;
   deltaState: { lastUpload?: SnapshotRecord | undefined; uploadedRevision: number; etcdRevision: number } | undefined;
+  restoreEstimate?: RestoreEstimate | undefined;
+  restoreTimeObjectiveMs?: number;
 }
 
 export function backupStateOf(snapshotter: SnapshotterView | undefined): BackupState {
@@ -30,6 +41,13 @@ export function backupStateOf(snapshotter: SnapshotterView | undefined): BackupS
   const uploaded = Math.max(snapshotter.lastFull?.lastRevision ?? 0, deltas?.uploadedRevision ?? 0);
   if (uploaded > 0) state.uploadedRevision = uploaded;
   if (deltas?.etcdRevision) state.etcdRevision = deltas.etcdRevision;
+  const estimate = snapshotter.restoreEstimate;
+  if (estimate) {
+    const objectiveSeconds = (snapshotter.restoreTimeObjectiveMs ?? 0) / 1000;
+    state.restoreEstimate = { ...estimate, objectiveSeconds };
+    // The same rule as fullSnapshotForObjective: a new full snapshot cannot shorten the fixed part.
+    if (objectiveSeconds > 0 && estimate.fullSeconds >= objectiveSeconds) state.restoreEstimate.note = `the full snapshot alone takes about ${estimate.fullSeconds} s, not less than the objective of ${objectiveSeconds} s: no full snapshot is taken for the objective`;
+  }
   return state;
 }
 
@@ -49,6 +67,7 @@ export interface BackupSummary {
   /** etcd's revision (the member's or the watch's, whichever is newer) minus uploadedRevision. */
   revisionLag?: number;
   secondsSinceLastUpload?: number;
+  restoreEstimate?: RestoreEstimateView;
 }
 
 function point(r: SnapshotRecord | undefined): BackupPoint | undefined {
@@ -68,6 +87,7 @@ export function summarizeBackup(state: BackupState, memberRevision: number | und
     if (etcd > 0) out.revisionLag = Math.max(0, etcd - state.uploadedRevision);
   }
   const last = [full, delta].filter((p) => p !== undefined).map((p) => Date.parse(p.uploadedAt));
+  if (state.restoreEstimate) out.restoreEstimate = state.restoreEstimate;
   if (last.length > 0) out.secondsSinceLastUpload = Math.round((now - Math.max(...last)) / 100) / 10;
   return out;
 }

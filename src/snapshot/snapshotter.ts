@@ -13,6 +13,8 @@ import { takeFullSnapshot, type FullSnapshot } from './full.js';
 import { FORMAT_DIR, parseSnapshotName, type Compression, type SnapshotKind, type SnapshotRef } from './names.js';
 import type { SnapshotObserver, SnapshotRecord } from './record.js';
 import { planRetention, type RetentionPolicy } from './retention.js';
+import { readReplaySamples } from '../restore/replay-rates.js';
+import { estimateRestore, fullSnapshotForObjective, replayRate, type ReplayRate, type RestoreEstimate } from './restore-estimate.js';
 
 export interface SnapshotterSettings {
   fullSchedule: string;
@@ -25,6 +27,12 @@ export interface SnapshotterSettings {
   retention: RetentionPolicy;
   /** 0 disables retention. */
   gcPeriodMs: number;
+  /** A full snapshot is taken once a restore of the chain would take longer than this; 0 disables. */
+  restoreTimeObjectiveMs?: number;
+  /** ...but not sooner than this after the last full snapshot. */
+  fullMinIntervalMs?: number;
+  /** This member's measured replay rates (restore/replay-rates.ts); without one the default rate applies. */
+  replayRatesFile?: string;
 }
 
 export interface SnapshotterDeps {
@@ -43,6 +51,17 @@ const HEAL_RETRY_MAX_MS = 60_000;
 
 /** The status asked before a snapshotter starts; a frozen member fails the start, which is retried. */
 const STATUS_TIMEOUT_MS = 10_000;
+
+/** The replay rates file is read again after this long: a drill or restore may have run meanwhile. */
+const RATE_REFRESH_MS = 30_000;
+
+/** The full snapshot the chain in the store starts from, as far as the restore estimate needs it. */
+interface ChainStart {
+  revision: number;
+  dbBytes: number;
+  /** When it was started: the minimum interval counts from here. */
+  atMs: number;
+}
 
 /** A snapshot of this kind is already being taken. */
 export class SnapshotBusyError extends Error {
@@ -98,6 +117,9 @@ export class Snapshotter {
   private queuedFull: Promise<FullSnapshot> | undefined;
   /** Why the snapshotter is not working, when it is not (shown in /status). */
   problem: string | undefined;
+  private chainStart: ChainStart | undefined;
+  private rate: ReplayRate = replayRate([]);
+  private rateReadAtMs = -Infinity;
 
   constructor(
     private readonly settings: SnapshotterSettings,
@@ -110,7 +132,13 @@ export class Snapshotter {
         member: deps.member,
         memberName: deps.memberName,
         log: deps.log.child({ part: 'delta' }),
-        ...(deps.observer ? { observer: deps.observer } : {}),
+        observer: {
+          uploaded: (record) => {
+            deps.observer?.uploaded(record);
+            void this.checkRestoreObjective();
+          },
+          failed: (kind, err) => deps.observer?.failed(kind, err),
+        },
         ...(deps.now ? { now: deps.now } : {}),
         chainBroken: (reason) => void this.healChain(reason),
       });
@@ -159,6 +187,7 @@ export class Snapshotter {
       await this.takeFull(reason);
     } else {
       this.deps.log.info({ full: chain.full?.name, lastRevision: chain.lastRevision }, 'continuing the chain in the store');
+      if (chain.full) this.chainStart = { revision: chain.full.lastRevision, dbBytes: await this.dbBytesOf(chain.full.name), atMs: chain.full.createdAt.getTime() };
       if (!this.stopped) this.deltas?.resumeAfter(chain.lastRevision);
     }
   }
@@ -214,6 +243,7 @@ export class Snapshotter {
     )
       .then((full) => {
         this.lastFull = full;
+        this.chainStart = { revision: full.lastRevision, dbBytes: full.uncompressedSize, atMs: Date.parse(full.createdAt) };
         this.problem = undefined;
         log.info({ snapshot: full.name, revision: full.lastRevision, size: full.size, dbSize: full.uncompressedSize, durationMs: full.durationMs }, 'full snapshot uploaded');
         this.deps.observer?.uploaded(full);
@@ -247,6 +277,49 @@ export class Snapshotter {
       // The running one resumes the deltas when it is done; if it is too old to, they break again.
       if (err instanceof SnapshotBusyError) await this.fullRunning?.catch(() => {});
     }
+  }
+
+  /** The db size a full snapshot in the store holds: ours record it; else its stored size, a lower bound. */
+  private async dbBytesOf(name: string): Promise<number> {
+    const head = await this.deps.store.head(name).catch(() => undefined);
+    const recorded = Number(head?.metadata['ebs-db-size']);
+    return Number.isSafeInteger(recorded) && recorded > 0 ? recorded : (head?.size ?? 0);
+  }
+
+  get restoreTimeObjectiveMs(): number {
+    return this.settings.restoreTimeObjectiveMs ?? 0;
+  }
+
+  /** How long a restore of the chain as stored now would take; undefined before the chain has a full snapshot. */
+  get restoreEstimate(): RestoreEstimate | undefined {
+    const start = this.chainStart;
+    if (!start) return undefined;
+    const lastRevision = Math.max(start.revision, this.deltas?.state.uploadedRevision ?? 0);
+    return estimateRestore({ fullRevision: start.revision, fullDbBytes: start.dbBytes, lastRevision }, this.rate);
+  }
+
+  /** After every delta upload: a full snapshot when the chain would now restore slower than the objective. */
+  private async checkRestoreObjective(): Promise<void> {
+    const objectiveMs = this.settings.restoreTimeObjectiveMs ?? 0;
+    if (objectiveMs <= 0 || this.stopped) return;
+    const nowMs = this.now().getTime();
+    if (this.settings.replayRatesFile && nowMs - this.rateReadAtMs >= RATE_REFRESH_MS) {
+      this.rateReadAtMs = nowMs;
+      const read = await readReplaySamples(this.settings.replayRatesFile);
+      if (read.problem) this.deps.log.warn({ problem: read.problem }, 'replay rates unreadable; the default rate applies');
+      this.rate = replayRate(read.samples);
+    }
+    const reason = fullSnapshotForObjective({
+      estimate: this.restoreEstimate,
+      objectiveMs,
+      minIntervalMs: this.settings.fullMinIntervalMs ?? 0,
+      lastFullAtMs: this.chainStart?.atMs,
+      nowMs,
+      fullRunning: this.fullRunning !== undefined || this.queuedFull !== undefined,
+    });
+    if (!reason || this.stopped) return;
+    this.deps.log.info({ reason, estimate: this.restoreEstimate }, 'restore time objective: full snapshot due');
+    await this.takeFull(reason).catch(() => {});
   }
 
   /** Uploads the events collected so far as a delta now; throws SnapshotBusyError when a request for one is running. */

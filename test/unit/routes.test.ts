@@ -13,6 +13,7 @@ import { createLogger } from '../../src/logger.js';
 import { buildServer, type App, type ServerDeps, type ServerOptions, type SnapshotApi } from '../../src/server/app.js';
 import { Metrics } from '../../src/server/metrics.js';
 import { SnapshotBusyError, listSnapshots } from '../../src/snapshot/snapshotter.js';
+import { CompactBusyError, CompactRefusedError } from '../../src/restore/compact.js';
 import type { SnapshotRecord } from '../../src/snapshot/record.js';
 import { LocalStore } from '../../src/snapstore/local.js';
 import { StoreError } from '../../src/snapstore/types.js';
@@ -70,12 +71,15 @@ function fakeSnapshots(overrides: Partial<SnapshotApi> = {}): SnapshotApi & { ca
     deltasEnabled: true,
     takeFull: async () => RECORD,
     takeDelta: async () => DELTA_RECORD,
+    compact: async () => RECORD,
     list: async () => [],
     state: () => ({ takesSnapshots: true }),
     ...overrides,
   };
   // Count around whatever the override does.
-  const { takeFull, takeDelta, list } = api;
+  const takeFull = api.takeFull.bind(api);
+  const takeDelta = api.takeDelta.bind(api);
+  const list = api.list.bind(api);
   api.takeFull = () => (calls.takeFull++, takeFull());
   api.takeDelta = () => (calls.takeDelta++, takeDelta());
   api.list = () => (calls.list++, list());
@@ -220,9 +224,9 @@ describe('routes: bearer-token auth (src/server/auth.ts)', () => {
 
   it('the OpenAPI document marks every POST as needing the bearer token, with a 401 answer', async () => {
     const app = await build(fakeDeps());
-    const spec = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, Record<string, { security?: unknown; responses?: Record<string, unknown> }>> };
+    const spec = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<{ paths: Record<string, Record<string, { security?: unknown; responses?: Record<string, unknown> }>> }>();
     const posts = Object.entries(spec.paths).flatMap(([path, ops]) => (ops.post ? [[path, ops.post] as const] : []));
-    assert.deepEqual(posts.map(([p]) => p).sort(), ['/initialize', '/snapshot/delta', '/snapshot/full']);
+    assert.deepEqual(posts.map(([p]) => p).sort(), ['/initialize', '/snapshot/compact', '/snapshot/delta', '/snapshot/full']);
     for (const [path, op] of posts) {
       assert.deepEqual(op.security, [{ bearerAuth: [] }], path);
       assert.ok(op.responses?.['401'], path);
@@ -330,9 +334,9 @@ describe('routes: /metrics and /openapi.json', () => {
 
   it('/openapi.json lists every route', async () => {
     const app = await build(fakeDeps());
-    const spec = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { openapi: string; paths: Record<string, unknown> };
+    const spec = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<{ openapi: string; paths: Record<string, unknown> }>();
     assert.equal(spec.openapi, '3.0.3');
-    assert.deepEqual(Object.keys(spec.paths).sort(), ['/config', '/healthz', '/initialize', '/metrics', '/readyz', '/snapshot/delta', '/snapshot/full', '/snapshot/latest', '/snapshots', '/status']);
+    assert.deepEqual(Object.keys(spec.paths).sort(), ['/config', '/healthz', '/initialize', '/metrics', '/readyz', '/snapshot/compact', '/snapshot/delta', '/snapshot/full', '/snapshot/latest', '/snapshots', '/status']);
   });
 });
 
@@ -379,6 +383,23 @@ describe('routes: POST /snapshot/full and /snapshot/delta', () => {
       assertError(await app.inject({ method: 'POST', url: '/snapshot/full' }), status, code, new RegExp(err.message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
       assertError(await app.inject({ method: 'POST', url: '/snapshot/delta' }), status, code);
     }
+  });
+});
+
+describe('routes: POST /snapshot/compact', () => {
+  it('201 with the new full snapshot; 409 when there is nothing to compact or one runs; 503 off the leader; 500 compact_failed otherwise', async () => {
+    assert.deepEqual((await (await build(fakeDeps())).inject({ method: 'POST', url: '/snapshot/compact' })).json(), RECORD);
+    const cases: [Error, number, string][] = [
+      [new CompactRefusedError('the latest chain is v2/Full-x alone: nothing to compact'), 409, 'nothing_to_compact'],
+      [new CompactBusyError(), 409, 'compact_running'],
+      [new Error('etcd exited'), 500, 'compact_failed'],
+    ];
+    for (const [err, status, code] of cases) {
+      const app = await build(fakeDeps({ snapshots: fakeSnapshots({ compact: async () => Promise.reject(err) }) }));
+      assertError(await app.inject({ method: 'POST', url: '/snapshot/compact' }), status, code);
+    }
+    const follower = await build(fakeDeps({ snapshots: fakeSnapshots({ unavailable: () => 'not the backup leader' }) }));
+    assertError(await follower.inject({ method: 'POST', url: '/snapshot/compact' }), 503, 'not_backup_leader');
   });
 });
 
@@ -507,7 +528,7 @@ describe('routes: GET /snapshots and /snapshot/latest from a local-folder store'
     const app = await build(storeDeps());
     const res = await app.inject({ method: 'GET', url: '/snapshots' });
     assert.equal(res.statusCode, 200);
-    const body = res.json() as Page;
+    const body = res.json<Page>();
     assert.deepEqual(
       body.snapshots.map((s) => s.name),
       NEWEST_FIRST,
@@ -525,7 +546,7 @@ describe('routes: GET /snapshots and /snapshot/latest from a local-folder store'
     for (let i = 0; i < 10; i++) {
       const res = await app.inject({ method: 'GET', url: '/snapshots', query: { limit: '3', ...(token ? { pageToken: token } : {}) } });
       assert.equal(res.statusCode, 200);
-      const body = res.json() as Page;
+      const body = res.json<Page>();
       seen.push(...body.snapshots.map((s) => s.name));
       sizes.push(body.snapshots.length);
       token = body.nextPageToken;
@@ -534,18 +555,18 @@ describe('routes: GET /snapshots and /snapshot/latest from a local-folder store'
     assert.deepEqual(sizes, [3, 3, 1]);
     assert.deepEqual(seen, NEWEST_FIRST);
     // A page that ends exactly at the last snapshot carries no token.
-    const exact = (await app.inject({ method: 'GET', url: '/snapshots?limit=7' })).json() as Page;
+    const exact = (await app.inject({ method: 'GET', url: '/snapshots?limit=7' })).json<Page>();
     assert.equal(exact.snapshots.length, 7);
     assert.equal(exact.nextPageToken, undefined);
   });
 
   it('a snapshot uploaded between two pages does not shift the next page', async () => {
     const app = await build(storeDeps());
-    const first = (await app.inject({ method: 'GET', url: '/snapshots?limit=2' })).json() as Page;
+    const first = (await app.inject({ method: 'GET', url: '/snapshots?limit=2' })).json<Page>();
     const added = 'v2/Incr-00000051-00000060-1700000040.gz';
     await put(added);
     try {
-      const second = (await app.inject({ method: 'GET', url: `/snapshots?limit=2&pageToken=${first.nextPageToken}` })).json() as Page;
+      const second = (await app.inject({ method: 'GET', url: `/snapshots?limit=2&pageToken=${first.nextPageToken}` })).json<Page>();
       assert.deepEqual(
         second.snapshots.map((s) => s.name),
         NEWEST_FIRST.slice(2, 4),
@@ -573,7 +594,7 @@ describe('routes: GET /snapshots and /snapshot/latest from a local-folder store'
     const res = await app.inject({ method: 'GET', url: '/snapshots?limit=2&sort=oldest&debug' });
     assert.equal(res.statusCode, 200);
     assert.deepEqual(
-      (res.json() as Page).snapshots.map((s) => s.name),
+      res.json<Page>().snapshots.map((s) => s.name),
       NEWEST_FIRST.slice(0, 2),
     );
   });

@@ -52,6 +52,22 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
     },
   );
 
+  app.post(
+    '/snapshot/compact',
+    {
+      schema: {
+        summary: "Compact the latest chain into a full snapshot at its last revision",
+        description:
+          "The latest full snapshot and its deltas are restored into a scratch temporary etcd, snapshotted there and uploaded as a full snapshot at the chain's last revision, with the chain's cluster ID: a later restore starts from it and replays nothing, and retention collects the old deltas. 201 with the new snapshot; 409 nothing_to_compact when the chain has no delta (or no full snapshot, or a gap), 409 compact_running while one runs. Takes as long as a restore of the chain.",
+        tags: ['snapshots'],
+        response: { 201: SnapshotRecordBody, ...errors },
+      },
+      preHandler: onLeader,
+      config: { failureCode: 'compact_failed' },
+    },
+    async (_req, reply) => reply.status(201).send(await api.compact()),
+  );
+
   app.get(
     '/snapshot/latest',
     {
