@@ -14,6 +14,8 @@ import { buildServer, type App, type ServerDeps, type ServerOptions, type Snapsh
 import { Metrics } from '../../src/server/metrics.js';
 import { SnapshotBusyError, listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { CompactBusyError, CompactRefusedError } from '../../src/restore/compact.js';
+import { DefragBusyError, DefragRefusedError } from '../../src/defrag/defragmenter.js';
+import type { DefragApi } from '../../src/server/deps.js';
 import type { SnapshotRecord } from '../../src/snapshot/record.js';
 import { LocalStore } from '../../src/snapstore/local.js';
 import { StoreError } from '../../src/snapstore/types.js';
@@ -383,6 +385,52 @@ describe('routes: POST /snapshot/full and /snapshot/delta', () => {
       assertError(await app.inject({ method: 'POST', url: '/snapshot/full' }), status, code, new RegExp(err.message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
       assertError(await app.inject({ method: 'POST', url: '/snapshot/delta' }), status, code);
     }
+  });
+});
+
+describe('routes: POST /defrag', () => {
+  const REPORT = { reason: 'requested through the API', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:01.000Z', members: [{ id: 'a1', name: 'm1', outcome: 'defragmented' as const, raftLeader: true, dbSizeBefore: 100, dbSizeAfter: 40, durationMs: 900 }] };
+  function fakeDefrag(overrides: Partial<DefragApi> = {}): DefragApi & { asked: (string | undefined)[] } {
+    const asked: (string | undefined)[] = [];
+    return {
+      asked,
+      unavailable: () => undefined,
+      run: async (member) => (asked.push(member), REPORT),
+      status: () => ({ running: false, schedule: 'off', lastByMember: [] }),
+      ...overrides,
+    };
+  }
+
+  it('200 with the round report; ?member= reaches the round; /status shows the defragmentation state', async () => {
+    const defrag = fakeDefrag();
+    const app = await build(fakeDeps({ defrag }));
+    const res = await app.inject({ method: 'POST', url: '/defrag?member=m2' });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.json(), REPORT);
+    assert.deepEqual(defrag.asked, ['m2']);
+    assert.deepEqual((await app.inject({ method: 'GET', url: '/status' })).json().defrag, { running: false, schedule: 'off', lastByMember: [] });
+  });
+
+  it('409 defrag_running or defrag_refused with the reason; 503 off the leader; 400 for an empty member name; 500 defrag_failed otherwise', async () => {
+    const cases: [Error, number, string][] = [
+      [new DefragBusyError(), 409, 'defrag_running'],
+      [new DefragRefusedError('defragmentation refused: not every member is healthy (m2: unreachable)'), 409, 'defrag_refused'],
+      [new Error('etcd exited'), 500, 'defrag_failed'],
+    ];
+    for (const [err, status, code] of cases) {
+      const app = await build(fakeDeps({ defrag: fakeDefrag({ run: async () => Promise.reject(err) }) }));
+      assertError(await app.inject({ method: 'POST', url: '/defrag' }), status, code);
+    }
+    const follower = await build(fakeDeps({ defrag: fakeDefrag({ unavailable: () => 'not the backup leader' }) }));
+    assertError(await follower.inject({ method: 'POST', url: '/defrag' }), 503, 'not_backup_leader');
+    const app = await build(fakeDeps({ defrag: fakeDefrag() }));
+    assertError(await app.inject({ method: 'POST', url: '/defrag?member=' }), 400, 'bad_request');
+  });
+
+  it('needs the API token like every mutating route', async () => {
+    const app = await build(fakeDeps({ defrag: fakeDefrag() }), { apiToken: TOKEN });
+    assert.equal((await app.inject({ method: 'POST', url: '/defrag' })).statusCode, 401);
+    assert.equal((await app.inject({ method: 'POST', url: '/defrag', headers: { authorization: `Bearer ${TOKEN}` } })).statusCode, 200);
   });
 });
 
