@@ -331,7 +331,7 @@ async function waitEtcdHealthy(plans: readonly MemberPlan[], signal: AbortSignal
     });
   } catch (err) {
     signal.throwIfAborted();
-    throw new Error(`${(err as Error).message}\nsee the etcd logs: ${plans.map((p) => show(p.etcdLog)).join(', ')}`);
+    throw new Error(`${(err as Error).message}\nsee the etcd logs: ${plans.map((p) => show(p.etcdLog)).join(', ')}`, { cause: err });
   }
 }
 
@@ -343,7 +343,7 @@ async function waitSidecarReady(plan: MemberPlan, signal: AbortSignal): Promise<
     });
   } catch (err) {
     signal.throwIfAborted();
-    throw new Error(`${(err as Error).message}\nsee ${show(plan.sidecarLog)} and ${show(plan.etcdLog)}`);
+    throw new Error(`${(err as Error).message}\nsee ${show(plan.sidecarLog)} and ${show(plan.etcdLog)}`, { cause: err });
   }
 }
 

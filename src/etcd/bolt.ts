@@ -281,10 +281,16 @@ export class BoltScanner {
     }
     const count = h.readUInt16LE(10);
     const overflow = h.readUInt32LE(12);
-    if ((id + overflow + 1) * this.pageSize > this.end) return this.breakPage(id, `its ${overflow} overflow pages run past the end of the db`);
+    if ((id + overflow + 1) * this.pageSize > this.end) {
+      this.breakPage(id, `its ${overflow} overflow pages run past the end of the db`);
+      return;
+    }
     const elementsAt = id * this.pageSize + PAGE_HEADER_SIZE;
     const pageEnd = (id + overflow + 1) * this.pageSize;
-    if (elementsAt + count * ELEMENT_SIZE > pageEnd) return this.breakPage(id, `${count} elements do not fit in it`);
+    if (elementsAt + count * ELEMENT_SIZE > pageEnd) {
+      this.breakPage(id, `${count} elements do not fit in it`);
+      return;
+    }
     this.count[id] = count;
     if (count === 0) {
       this.kind[id] = flags === BRANCH_PAGE ? BRANCH : LEAF;
@@ -308,7 +314,8 @@ export class BoltScanner {
       const child = readU64(elements, i * ELEMENT_SIZE + 8);
       if (child < 2 || child * this.pageSize >= this.end) {
         this.childCount = first;
-        return this.breakPage(id, `element ${i} points at page ${child}, outside the db`);
+        this.breakPage(id, `element ${i} points at page ${child}, outside the db`);
+        return;
       }
       this.children[first + i] = child;
     }
@@ -586,7 +593,7 @@ function chooseMeta(head: Buffer): { meta: Meta; damaged: string | undefined } {
     }
   }
   const valid = [meta0, meta1].filter((m): m is Meta => typeof m !== 'string');
-  if (valid.length === 0) throw new BoltFormatError(`not a readable bbolt db: meta page 0: ${String(meta0)}; meta page 1: ${String(meta1)}`);
+  if (valid.length === 0) throw new BoltFormatError(`not a readable bbolt db: meta page 0: ${typeof meta0 === 'string' ? meta0 : 'valid'}; meta page 1: ${typeof meta1 === 'string' ? meta1 : 'valid'}`);
   const meta = valid.reduce((a, b) => (b.txid > a.txid ? b : a));
   const damaged = typeof meta0 === 'string' ? `meta page 0: ${meta0}` : typeof meta1 === 'string' ? `meta page 1: ${meta1}` : undefined;
   return { meta, damaged };

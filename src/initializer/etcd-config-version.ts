@@ -34,7 +34,8 @@ const SWITCH_OF_GATE: Readonly<Record<string, string>> = Object.fromEntries(Obje
 /** "A=true,B=false" as etcd's --feature-gates reads it. */
 function parseGates(value: unknown): Map<string, string> {
   const gates = new Map<string, string>();
-  for (const part of String(value ?? '').split(',')) {
+  const text = typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : '';
+  for (const part of text.split(',')) {
     const [name, v] = part.split('=').map((s) => s.trim());
     if (name) gates.set(name, v ?? 'true');
   }

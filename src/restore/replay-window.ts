@@ -146,11 +146,14 @@ export class ReplayWindow {
   private answered(sent: Sent, res: { succeeded: boolean; revision: number }): void {
     const r = sent.txn.revision;
     if (res.succeeded) {
-      if (res.revision !== r) return this.fail(new RestoreError('revision_mismatch', `replaying ${sent.source}: revision ${r} became revision ${res.revision} in the temporary etcd`));
+      if (res.revision !== r) {
+      this.fail(new RestoreError('revision_mismatch', `replaying ${sent.source}: revision ${r} became revision ${res.revision} in the temporary etcd`));
+      return;
+    }
       this.ahead.add(r);
       while (this.ahead.delete(this.applied + 1)) this.applied++;
     } else if (sent.predecessorApplied || res.revision >= r) {
-      return this.fail(
+      this.fail(
         new RestoreError('revision_mismatch', `replaying ${sent.source}: revision ${r} does not apply to the temporary etcd at revision ${res.revision}: a key it deletes is missing or one it writes is newer; the replay no longer follows the source`),
       );
     } else {

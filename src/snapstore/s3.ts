@@ -214,9 +214,8 @@ export class S3Store implements SnapStore {
     checkObjectName(this.url, name);
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...this.customerKey() }));
-      const metadata = { ...(out.Metadata ?? {}) };
-      delete metadata[PART_SIZE_META];
-      delete metadata[WRITE_ID_META];
+      // The store's own bookkeeping is not the caller's metadata.
+      const metadata = Object.fromEntries(Object.entries(out.Metadata ?? {}).filter(([k]) => k !== PART_SIZE_META && k !== WRITE_ID_META));
       return { name, size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0), metadata };
     } catch (err) {
       const e = this.fail(err, `head ${name}`);

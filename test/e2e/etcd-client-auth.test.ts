@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createEtcdClient, type EtcdClient } from '../../src/etcd/client.js';
 import { createLogger } from '../../src/logger.js';
-import { eventually, sleep, TestCluster } from '../helpers/cluster.js';
+import { sleep, TestCluster } from '../helpers/cluster.js';
 
 // A member restart with auth on invalidates every token. etcd3 1.1.2 retries a call that met
 // "invalid auth token" from inside its host fault policy; with cockatiel's circuit breaker half-open

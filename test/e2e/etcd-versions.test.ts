@@ -6,10 +6,9 @@
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Etcd3, type IKeyValue } from 'etcd3';
+import { Etcd3 } from 'etcd3';
 import { inspectDataDir } from '../../src/etcd/datadir.js';
 import { EtcdProcess, etcdFromConfigFile } from '../../src/etcd/process.js';
 import { etcdTools, etcdVersion, type EtcdTools } from '../../src/etcd/tools.js';
@@ -24,7 +23,6 @@ import { backupStore, currentChain } from '../helpers/snapshots.js';
 import { keyspaceAt } from '../helpers/replay.js';
 import { releaseDir } from '../helpers/etcd-release.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 interface Line {
   minor: string;

@@ -181,7 +181,7 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
         return c.lastRevision === finalRevision ? c : undefined;
       }, 30_000);
     } catch (err) {
-      throw new Error(`${(err as Error).message}\n--- etcdbrctl ---\n${gardener.output().slice(-3000)}`);
+      throw new Error(`${(err as Error).message}\n--- etcdbrctl ---\n${gardener.output().slice(-3000)}`, { cause: err });
     } finally {
       gardener.kill('SIGTERM');
       await exited(gardener);

@@ -87,7 +87,7 @@ describe('guarded pipelined replay of random histories into a real etcd', { time
   async function write(steps: Step[]): Promise<number> {
     for (const s of steps) {
       if (s.kind === 'grant') {
-        leases.push(String((await source.leaseClient.leaseGrant({ TTL: 3600 })).ID));
+        leases.push((await source.leaseClient.leaseGrant({ TTL: 3600 })).ID);
       } else if (s.kind === 'revoke') {
         const id = leases.splice(s.lease % Math.max(1, leases.length), 1)[0];
         // Deletes every key on it in one revision (a delete-only, often multi-key, revision).

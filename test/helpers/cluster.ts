@@ -150,7 +150,7 @@ export class TestCluster {
     try {
       await eventually('every running member healthy', () => this.etcdctl(['endpoint', 'health'], members.map((m) => m.clientURL)), timeoutMs);
     } catch (err) {
-      throw new Error(`${(err as Error).message}\n${this.logs()}`);
+      throw new Error(`${(err as Error).message}\n${this.logs()}`, { cause: err });
     }
   }
 

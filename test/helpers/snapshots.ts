@@ -30,7 +30,7 @@ export function bytesBeingUploaded(cluster: TestCluster): number {
 
 export async function readObject(store: SnapStore, s: SnapshotRef): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  await pipeline(await store.get(s.name), decompressStream(s.compression), async function* (source: AsyncIterable<Buffer>) {
+  await pipeline(await store.get(s.name), decompressStream(s.compression), async function (source: AsyncIterable<Buffer>) {
     for await (const c of source) chunks.push(c);
   });
   return Buffer.concat(chunks);

@@ -101,7 +101,10 @@ describe('replay window against shuffled arrivals', () => {
         for (const step of steps) {
           const events = step.filter(([t, k]) => t === 'put' || live.has(k));
           if (events.length === 0) continue;
-          for (const [t, k] of events) (t === 'put' ? live.add(k) : live.delete(k));
+          for (const [t, k] of events) {
+            if (t === 'put') live.add(k);
+            else live.delete(k);
+          }
           batches.push(batch(101 + batches.length, events));
         }
         const etcd = new ShuffledEtcd(100, mulberry32(seed));

@@ -11,7 +11,9 @@ import { localPath } from '../../src/snapstore/open.js';
 async function digestOf(chunks: Buffer[], partSize?: number): Promise<DigestStream> {
   const d = new DigestStream({ md5: true, ...(partSize ? { partSize } : {}) });
   await pipeline(Readable.from(chunks), d, async (source) => {
-    for await (const _ of source) _;
+    for await (const _ of source) {
+      // drain
+    }
   });
   return d;
 }
@@ -50,7 +52,9 @@ describe('DigestStream', () => {
     const d = new DigestStream({ onEnd: () => new Error('checksum says no') });
     await assert.rejects(
       pipeline(Readable.from([Buffer.from('x')]), d, async (s) => {
-        for await (const _ of s) _;
+        for await (const _ of s) {
+          // drain
+        }
       }),
       /checksum says no/,
     );
