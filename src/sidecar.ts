@@ -22,7 +22,7 @@ import { BackupLeadership, type SnapshotLeaderMode } from './cluster/backup-lead
 import { DutyRunner } from './cluster/duty-runner.js';
 import { defaultApiURL } from './cluster/heartbeat.js';
 import { HeartbeatAges } from './cluster/heartbeat-ages.js';
-import { Initializer } from './initializer/act.js';
+import { Initializer } from './initializer/initializer.js';
 import { watchForRecovery } from './initializer/rejoin-watch.js';
 import { replayRatesFile } from './restore/replay-rates.js';
 import { compactChain, compactOptionsFromConfig, CompactBusyError } from './restore/compact.js';

@@ -3,7 +3,7 @@ import { HeartbeatAges } from '../cluster/heartbeat-ages.js';
 import { HeartbeatWriter } from '../cluster/heartbeat.js';
 import { writeFileDurably } from '../durable-file.js';
 import { createEtcdClient, etcdAccessFromConfig } from '../etcd/client.js';
-import { Initializer } from '../initializer/act.js';
+import { Initializer } from '../initializer/initializer.js';
 import { createLogger } from '../logger.js';
 import { openStore } from '../snapstore/index.js';
 import { fail, load, withSettings } from './common.js';

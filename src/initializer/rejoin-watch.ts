@@ -1,6 +1,6 @@
 import type { BackupLeadership } from '../cluster/backup-leadership.js';
 import type { Config } from '../config/index.js';
-import type { Initializer } from './act.js';
+import type { Initializer } from './initializer.js';
 import { rejoinRecovery } from './rejoin.js';
 
 /**

@@ -4,7 +4,7 @@
  */
 import type { LeadershipView } from '../cluster/backup-leadership.js';
 import type { DefragReport, MemberDefrag } from '../defrag/defragmenter.js';
-import type { InitStatus } from '../initializer/act.js';
+import type { InitStatus } from '../initializer/initializer.js';
 import type { ClusterStatus, EndpointStatus } from '../etcd/status.js';
 import type { BackupState } from '../snapshot/backup-state.js';
 import type { SnapshotRef } from '../snapshot/names.js';

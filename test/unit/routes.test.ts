@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import type { InitStatus } from '../../src/initializer/act.js';
+import type { InitStatus } from '../../src/initializer/initializer.js';
 import type { LeadershipView } from '../../src/cluster/backup-leadership.js';
 import type { ClusterStatus, EndpointStatus } from '../../src/etcd/status.js';
 import { createLogger } from '../../src/logger.js';

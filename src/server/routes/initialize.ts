@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { InitStatus } from '../../initializer/act.js';
+import type { InitStatus } from '../../initializer/initializer.js';
 import { settleWithin } from '../../resilience.js';
 import type { InitializeApi, ServerDeps } from '../deps.js';
 import { NoInitializerError } from '../errors.js';
