@@ -59,7 +59,7 @@ const MEMBER_COOLDOWN_MS = 3_000;
  * waits for the probe call, and etcd3 1.1.2 answers an "invalid auth token" (any member restart with
  * auth on) by re-running the call from inside the probe, through the same breaker: the probe waits
  * on itself and the call hangs forever, whatever its deadline (reproduced against etcd 3.4 in
- * test/e2e/snapshots.test.ts, the auth restart test; microsoft/etcd3#177).
+ * test/snapshot/snapshots.e2e.test.ts, the auth restart test; microsoft/etcd3#177).
  */
 export class MemberCooldown implements IPolicy {
   declare readonly _altReturn: never;

@@ -19,7 +19,7 @@ import { alertRules, dashboard, dashboardQueries, declaredMetrics, FUTURE_METRIC
 
 // deploy/monitoring/ checked without a Prometheus or a Grafana: the rules through Prometheus' own
 // parser (the promrules peer), the alerts' runbooks against docs/operations.md, the dashboard's
-// wiring, and the metrics the sidecar adds for them. test/e2e/monitoring.test.ts checks that every
+// wiring, and the metrics the sidecar adds for them. test/server/monitoring.e2e.test.ts checks that every
 // metric they use is on a running sidecar's /metrics.
 
 const run = promisify(execFile);

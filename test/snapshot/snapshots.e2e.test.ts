@@ -404,7 +404,7 @@ describe('full snapshot with etcd auth enabled', { timeout: 150_000 }, () => {
   it("streams snapshots and watches with the token, and after etcd's restart (every token gone) re-authenticates and loses no event", async () => {
     const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'etcd-username': 'root', 'etcd-password': 'pw-for-snapshots', 'delta-snapshot-period': '300ms' });
     // The product's own client: a plain etcd3 client can hang for good on its first call after the
-    // restart (microsoft/etcd3#177; see test/e2e/etcd-client-auth.test.ts).
+    // restart (microsoft/etcd3#177; see test/etcd/etcd-client-auth.e2e.test.ts).
     const etcd = await createEtcdClient(
       { endpoints: cluster.endpoints, callTimeoutMs: 2_000, keepAliveTimeMs: 10_000, keepAliveTimeoutMs: 5_000, permitWithoutStream: false, autoSyncIntervalMs: 0, auth: { username: 'root', password: 'pw-for-snapshots' } },
       createLogger('silent'),
