@@ -134,7 +134,8 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     // The replay must last longer than the short leases' TTL plus the election-timeout extension
     // etcd grants on promotion (3s + 5s): spread 20s of store latency over the deltas.
     const slow = new SlowDeltaStore(store, Math.ceil(20_000 / chain.links.length)).wrap();
-    const { opts, peerURL } = await options(dir, { store: slow, replaceExisting: true, prefetch: 1 });
+    // No delta read ahead: each waits its whole latency in turn.
+    const { opts, peerURL } = await options(dir, { store: slow, replaceExisting: true, prefetch: 0 });
     const progress: string[] = [];
     const result: RestoreResult = await restore({ ...opts, onProgress: (p) => progress.push(p.phase) });
     assert.ok(result.timings.replayMs > 13_000, `the replay took ${result.timings.replayMs}ms, not longer than the leases' TTL plus extension: the test proves nothing`);
@@ -250,7 +251,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
         }),
     );
     for (const m of members) m.start();
-    const client = new Etcd3({ hosts: clients as string[], grpcOptions: { 'grpc.max_receive_message_length': -1 } });
+    const client = new Etcd3({ hosts: clients, grpcOptions: { 'grpc.max_receive_message_length': -1 } });
     try {
       await eventually('the restored cluster has a leader', async () => {
         const s = await client.maintenance.status().catch(() => undefined);
@@ -262,7 +263,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
       // A write through the new cluster reaches every member: it is one cluster, not three.
       await client.put('/after-restore').value('x');
       for (const url of clients) {
-        const one = new Etcd3({ hosts: [url as string] });
+        const one = new Etcd3({ hosts: [url] });
         try {
           assert.equal(await eventually(`member ${url} has the write`, async () => (await one.get('/after-restore').string()) ?? undefined, 20_000), 'x');
         } finally {
