@@ -29,6 +29,20 @@ export function readFailure(name: string, err: unknown): RestoreError {
 /** Errors a damaged payload can cause in the replay; others (etcd down, an abort) stand on their own. */
 const EXPLAINABLE = new Set(['gap', 'corrupt', 'revision_mismatch']);
 
+/**
+ * JSON bytes decoded ahead of the replay. The replay waits on etcd most of the time; decoding in
+ * those waits rather than between them keeps decoding off the replay's critical path, and this
+ * bound (about 4x that in heap, once decoded) keeps it from growing with the delta.
+ */
+export const DECODE_AHEAD_BYTES = 4 * 1024 * 1024;
+
+/** Events decoded from one chunk, and the JSON bytes they count for against the bound. */
+interface Decoded {
+  events: DeltaEvent[];
+  at: number;
+  bytes: number;
+}
+
 export class DeltaReader {
   private readonly decoder = new DeltaDecoder();
   private readonly inflated: Readable;
@@ -36,37 +50,51 @@ export class DeltaReader {
   /** The outcome of the trailer check, once made: undefined while open, null when it passed. */
   private verdict: RestoreError | null | undefined;
   private closed = false;
+  private readonly ready: Decoded[] = [];
+  private readyBytes = 0;
+  /** Events are no longer wanted: the pump only hashes what is left. */
+  private skipping = false;
+  private readonly pumped: Promise<void>;
+  private pumpDone = false;
+  private wakeReader: (() => void) | undefined;
+  private wakePump: (() => void) | undefined;
 
   constructor(
     readonly ref: SnapshotRef,
     stored: AsyncIterable<Buffer> | Readable,
     private readonly onClose: () => void = () => {},
+    private readonly aheadBytes = DECODE_AHEAD_BYTES,
   ) {
     const source = stored instanceof Readable ? stored : Readable.from(stored, { objectMode: false });
     // pipeline() destroys both on an error or a close, so an abandoned delta holds no socket.
     this.inflated = pipeline(source, decompressStream(ref.compression), () => {});
     this.chunks = this.inflated[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    this.pumped = this.pump();
   }
 
   /** The delta's events in order; ends by checking the trailer (RestoreError 'corrupt' if it fails). */
   async *events(): AsyncGenerator<DeltaEvent> {
-    for (let chunk = await this.next(); chunk; chunk = await this.next()) {
-      for (const ev of this.decoder.write(chunk)) yield ev;
+    for (;;) {
+      const head = this.ready[0];
+      if (head && head.at < head.events.length) {
+        yield head.events[head.at++] as DeltaEvent;
+      } else if (head) {
+        this.ready.shift();
+        this.readyBytes -= head.bytes;
+        this.poke('pump');
+      } else if (this.pumpDone) {
+        if (this.verdict) throw this.verdict;
+        return;
+      } else {
+        await new Promise<void>((resolve) => (this.wakeReader = resolve));
+      }
     }
-    this.settle();
   }
 
   /** Reads what is left without decoding it and checks the trailer: call after stopping early. */
   async finish(): Promise<void> {
-    if (this.verdict === undefined) {
-      this.decoder.skipRest();
-      try {
-        for (let chunk = await this.next(); chunk; chunk = await this.next()) this.decoder.write(chunk);
-      } catch (err) {
-        this.verdict = readFailure(this.ref.name, err);
-      }
-      if (this.verdict === undefined) this.settle();
-    }
+    this.skip();
+    await this.pumped;
     if (this.verdict) throw this.verdict;
   }
 
@@ -85,28 +113,52 @@ export class DeltaReader {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.skip();
     this.inflated.destroy();
     this.onClose();
   }
 
-  private async next(): Promise<Buffer | undefined> {
-    try {
-      const r = await this.chunks.next();
-      return r.done ? undefined : r.value;
-    } catch (err) {
-      this.verdict ??= readFailure(this.ref.name, err);
-      throw this.verdict;
-    }
+  private skip(): void {
+    if (this.skipping) return;
+    this.skipping = true;
+    this.decoder.skipRest();
+    this.ready.length = 0;
+    this.readyBytes = 0;
+    this.poke('pump');
   }
 
-  private settle(): void {
+  /** Decodes ahead of the reader, up to `aheadBytes`; ends with the trailer's verdict. */
+  private async pump(): Promise<void> {
     try {
+      for (let chunk = await this.next(); chunk; chunk = await this.next()) {
+        const events = this.decoder.write(chunk);
+        if (this.skipping) continue;
+        this.ready.push({ events, at: 0, bytes: chunk.length });
+        this.readyBytes += chunk.length;
+        this.poke('reader');
+        while (this.readyBytes >= this.aheadBytes && !this.skipping) await new Promise<void>((resolve) => (this.wakePump = resolve));
+      }
       this.decoder.end();
       this.verdict = null;
     } catch (err) {
-      this.verdict = readFailure(this.ref.name, err);
-      throw this.verdict;
+      // A stream torn down by close() is no verdict on the delta.
+      if (!this.closed) this.verdict = readFailure(this.ref.name, err);
+    } finally {
+      this.pumpDone = true;
+      this.poke('reader');
     }
+  }
+
+  private poke(who: 'reader' | 'pump'): void {
+    const wake = who === 'reader' ? this.wakeReader : this.wakePump;
+    if (who === 'reader') this.wakeReader = undefined;
+    else this.wakePump = undefined;
+    wake?.();
+  }
+
+  private async next(): Promise<Buffer | undefined> {
+    const r = await this.chunks.next();
+    return r.done ? undefined : r.value;
   }
 }
 

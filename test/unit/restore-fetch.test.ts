@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
-import { readAllEvents } from '../../src/restore/delta-reader.js';
+import { DeltaReader, readAllEvents } from '../../src/restore/delta-reader.js';
 import { DeltaPrefetcher, fetchDelta, fetchFullSnapshot } from '../../src/restore/fetch.js';
 import { RestoreError } from '../../src/restore/plan.js';
 import { compressBuffer } from '../../src/snapshot/compression.js';
@@ -99,6 +99,40 @@ describe('fetching a chain', () => {
     bad[5] = (bad[5] as number) ^ 1;
     const ref = await putDelta(store, 1, bad, 3);
     await assert.rejects(fetchDelta(store, ref), (err) => refused(err, 'corrupt', /checksum mismatch/));
+  });
+
+  it('a delta left part way still has its trailer checked, and a damaged one explains the replay error it caused', async () => {
+    const good = encodeDelta(events(1, 2000));
+    const bad = Buffer.from(good);
+    bad[bad.length - 1] = (bad[bad.length - 1] as number) ^ 1;
+    const [goodStore, badStore] = [new LocalStore(join(root, 'part-way-good')), new LocalStore(join(root, 'part-way-bad'))];
+    const goodRef = await putDelta(goodStore, 1, good, 2000);
+    const badRef = await putDelta(badStore, 1, bad, 2000);
+    // 4 KiB decoded ahead at most: most of the delta is still to come when the reader stops.
+    const open = async (ref: SnapshotRef): Promise<DeltaReader> => new DeltaReader(ref, await (ref === goodRef ? goodStore : badStore).get(ref.name), () => {}, 4096);
+    const first = async (reader: DeltaReader): Promise<void> => {
+      for await (const ev of reader.events()) {
+        assert.equal(ev.kv.modRevision, 1);
+        break;
+      }
+    };
+    const fine = await open(goodRef);
+    await first(fine);
+    await fine.finish();
+    fine.close();
+    const damaged = await open(badRef);
+    await first(damaged);
+    await assert.rejects(damaged.finish(), (err) => refused(err, 'corrupt', /checksum mismatch/));
+    damaged.close();
+    const gap = new RestoreError('gap', 'revisions 7-9 are missing');
+    const explained = await open(badRef);
+    await first(explained);
+    assert.ok(refused(await explained.explain(gap), 'corrupt', /checksum mismatch/));
+    explained.close();
+    const unexplained = await open(goodRef);
+    await first(unexplained);
+    assert.equal(await unexplained.explain(gap), gap);
+    unexplained.close();
   });
 
   it('refuses a full snapshot whose sha256 trailer does not match its db', async () => {
