@@ -191,7 +191,7 @@ export const OPTIONS = [
     flag: 'restore-prefetch-bytes',
     kind: 'size',
     group: 'snapshot',
-    default: '64MiB',
+    default: '32MiB',
     description: 'stored (compressed) bytes the deltas a restore reads ahead may hold, the one it replays included; deltas are decoded event by event as they are replayed, and one larger than this streams from the store',
   },
   {

@@ -122,7 +122,7 @@ export interface PrefetchLimits {
   bytes: number;
 }
 
-export const DEFAULT_PREFETCH: PrefetchLimits = { deltas: 4, bytes: 64 * 1024 * 1024 };
+export const DEFAULT_PREFETCH: PrefetchLimits = { deltas: 4, bytes: 32 * 1024 * 1024 };
 
 /**
  * Reads deltas ahead of the one being replayed, so the replay never waits on the store, with memory

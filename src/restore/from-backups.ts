@@ -45,7 +45,7 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** Deltas read ahead of the one being replayed (default 4). */
   prefetch?: number;
-  /** Stored bytes the deltas read ahead may hold, the one replayed included (default 64 MiB). */
+  /** Stored bytes the deltas read ahead may hold, the one replayed included (default 32 MiB). */
   prefetchBytes?: number;
   /** TTL given to leases that keys in the deltas use but the full snapshot lacks (default 1h). */
   replayLeaseTtlSeconds?: number;

@@ -17,7 +17,7 @@ export interface ReplayOptions {
   signal?: AbortSignal;
   /** Deltas read ahead of the one replayed (default 4). */
   prefetch?: number;
-  /** Stored bytes the deltas read ahead may hold, the one replayed included (default 64 MiB). */
+  /** Stored bytes the deltas read ahead may hold, the one replayed included (default 32 MiB). */
   prefetchBytes?: number;
   /** Stored size of each delta, by name (from the HEADs the restore makes anyway). */
   sizes?: ReadonlyMap<string, number>;
