@@ -31,7 +31,8 @@ export function zlibLevel(level: number | undefined): number {
  * A compressing stream for large objects: gzip on every core (parallel-gzip.ts, a multi-member
  * file); the others as `compressStream`. zlib (RFC 1950) cannot be cut the same way: it is one
  * deflate stream under one header and one Adler-32, and a second zlib stream after the first is
- * not read by Go's zlib.NewReader nor by node:zlib's inflate, which both stop at the first.
+ * not read by Go's zlib.NewReader nor by node:zlib's inflate, which both stop at the first. (pigz
+ * parallelises zlib with raw deflate blocks ended by sync flushes and combined Adler-32s: not done.)
  */
 export function compressLargeStream(c: Compression, level?: number): Transform {
   return c === 'gzip' ? new ParallelGzip({ level: zlibLevel(level) }) : compressStream(c, level);

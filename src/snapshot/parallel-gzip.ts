@@ -1,70 +1,55 @@
 /**
- * gzip on every core: the input is cut into blocks, each compressed in a worker thread as a gzip
- * member of its own, and the members are written in order. RFC 1952 allows a file of several
- * members and every reader we meet reads one as one stream: Go's gzip.Reader (multistream by
- * default, so gardener's restore), Node's gunzip, gzip(1). One thread does ~30 MB/s of gzip -6, less
- * than etcd streams a snapshot; this is how the default full snapshot keeps up.
+ * gzip on every core: the input is cut into blocks, each compressed as a gzip member of its own on
+ * libuv's thread pool (node:zlib's asynchronous calls run there, several at once), and the members
+ * are written in order. RFC 1952 allows a file of several members and every reader we meet reads
+ * one as one stream: Go's gzip.Reader (multistream by default, so gardener's restore), Node's
+ * gunzip, gzip(1). One thread does ~30 MB/s of gzip -6, less than etcd streams a snapshot.
+ *
+ * Threads of the pool rather than worker_threads: a worker is a V8 isolate of its own (a first
+ * version with worker_threads peaked at 225 MiB against 130 MiB single-threaded, bench/snapshot.ts),
+ * and the pool's threads hold nothing but the block they compress. At most `parallel` blocks are
+ * compressed at once, fewer than the pool's 4 threads, so file I/O (the staged upload) still finds
+ * one free.
  *
  * Bounded: at most `inFlight` blocks are being compressed or waiting for their turn; a write is not
  * acknowledged until there is room, so etcd's stream waits (backpressure) rather than memory
  * growing. Each member loses the 32 KiB of history its predecessor would have given it: at 1 MiB
- * blocks that costs well under 1% of the size.
- *
- * The workers belong to the stream: they end with it, however it ends (finished, failed, destroyed).
+ * blocks that costs well under 1% of the size. A stream that fails or is destroyed drops what is
+ * in flight: nothing outlives it but a compression already running, which ends by itself.
  */
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
-import { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
 
 export const GZIP_BLOCK_BYTES = 1024 * 1024;
-/** More threads than this buy nothing but memory: etcd does not stream faster than ~4 cores compress. */
-const MAX_WORKERS = 4;
+/** libuv's pool has 4 threads (UV_THREADPOOL_SIZE): one stays free for the file system. */
+const MAX_PARALLEL = 3;
 
-// Plain CommonJS run with eval: no file to find, whether the product runs from dist/ or under tsx.
-const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const zlib = require('node:zlib');
-parentPort.on('message', ({ seq, data, level }) => {
-  try {
-    parentPort.postMessage({ seq, out: zlib.gzipSync(data, { level }) });
-  } catch (err) {
-    parentPort.postMessage({ seq, error: String((err && err.message) || err) });
-  }
-});
-`;
-
-let live = 0;
-/** Worker threads alive across every stream: for tests that no stream leaks one. */
-export function liveGzipWorkers(): number {
-  return live;
+let running = 0;
+/** Block compressions running across every stream: for tests that a finished stream leaves none. */
+export function runningGzipBlocks(): number {
+  return running;
 }
 
 export interface ParallelGzipOptions {
   level?: number;
-  /** Threads; default: the cores, at most 4. */
-  workers?: number;
+  /** Blocks compressed at once; default: the cores, at most 3. */
+  parallel?: number;
   blockBytes?: number;
-  /** Blocks compressing or waiting to be written; default: twice the workers. */
+  /** Blocks compressing or waiting to be written; default: twice `parallel`. */
   inFlight?: number;
-}
-
-interface Reply {
-  seq: number;
-  out?: Uint8Array;
-  error?: string;
 }
 
 export class ParallelGzip extends Transform {
   private readonly level: number;
   private readonly blockBytes: number;
+  private readonly parallel: number;
   private readonly inFlight: number;
-  private readonly workers: Worker[] = [];
-  private readonly idle: Worker[] = [];
-  /** Blocks cut but not yet handed to a worker, in order. */
+  /** Blocks cut but not yet compressing, in order. */
   private readonly queued: { seq: number; data: Buffer }[] = [];
   /** Compressed members that arrived ahead of their turn. */
   private readonly done = new Map<number, Buffer>();
+  private compressing = 0;
   private parts: Buffer[] = [];
   private partBytes = 0;
   private nextSeq = 0;
@@ -78,9 +63,8 @@ export class ParallelGzip extends Transform {
     super();
     this.level = opts.level ?? zlib.constants.Z_DEFAULT_COMPRESSION;
     this.blockBytes = opts.blockBytes ?? GZIP_BLOCK_BYTES;
-    const n = Math.max(1, opts.workers ?? Math.min(MAX_WORKERS, availableParallelism()));
-    this.inFlight = Math.max(1, opts.inFlight ?? 2 * n);
-    for (let i = 0; i < n; i++) this.spawn();
+    this.parallel = Math.max(1, opts.parallel ?? Math.min(MAX_PARALLEL, availableParallelism()));
+    this.inFlight = Math.max(1, opts.inFlight ?? 2 * this.parallel);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -102,12 +86,14 @@ export class ParallelGzip extends Transform {
     if (this.partBytes > 0 || this.nextSeq === 0) this.cut(Buffer.concat(this.parts, this.partBytes));
     this.parts = [];
     this.partBytes = 0;
-    if (this.pending() === 0) this.finish(callback);
+    if (this.pending() === 0) callback();
     else this.waitingFlush = callback;
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    this.stop();
+    this.stopped = true;
+    this.queued.length = 0;
+    this.done.clear();
     callback(err);
   }
 
@@ -121,35 +107,23 @@ export class ParallelGzip extends Transform {
   }
 
   private dispatch(): void {
-    while (this.idle.length > 0 && this.queued.length > 0) {
-      const worker = this.idle.pop() as Worker;
+    while (!this.stopped && this.compressing < this.parallel && this.queued.length > 0) {
       const { seq, data } = this.queued.shift() as { seq: number; data: Buffer };
-      worker.postMessage({ seq, data, level: this.level });
+      this.compressing++;
+      running++;
+      zlib.gzip(data, { level: this.level }, (err, out) => {
+        this.compressing--;
+        running--;
+        if (this.stopped) return;
+        if (err) {
+          this.destroy(new Error(`gzip: ${err.message}`, { cause: err }));
+          return;
+        }
+        this.done.set(seq, out);
+        this.drain();
+        this.dispatch();
+      });
     }
-  }
-
-  private spawn(): void {
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
-    live++;
-    worker.on('message', (reply: Reply) => {
-      if (this.stopped) return;
-      this.idle.push(worker);
-      if (reply.error !== undefined) {
-        this.destroy(new Error(`gzip: ${reply.error}`));
-        return;
-      }
-      const out = reply.out as Uint8Array;
-      this.done.set(reply.seq, Buffer.from(out.buffer, out.byteOffset, out.byteLength));
-      this.drain();
-      this.dispatch();
-    });
-    worker.on('error', (err) => this.destroy(new Error(`gzip: worker failed: ${err.message}`, { cause: err })));
-    worker.once('exit', () => {
-      live--;
-      if (!this.stopped) this.destroy(new Error('gzip: a worker exited while compressing'));
-    });
-    this.workers.push(worker);
-    this.idle.push(worker);
   }
 
   /** Writes the members that are next in order, then lets the waiting write or flush go on. */
@@ -166,20 +140,7 @@ export class ParallelGzip extends Transform {
     if (this.waitingFlush && this.pending() === 0) {
       const cb = this.waitingFlush;
       this.waitingFlush = undefined;
-      this.finish(cb);
+      cb();
     }
-  }
-
-  private finish(callback: TransformCallback): void {
-    this.stop();
-    callback();
-  }
-
-  private stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.queued.length = 0;
-    this.done.clear();
-    for (const w of this.workers) void w.terminate();
   }
 }
