@@ -8,13 +8,16 @@
  * (VmHWM, sampled from /proc while it runs).
  *
  *   npm run build && tsx bench/restore.ts [--full-mb 256] [--revisions 100000] [--value-bytes 100]
- *     [--per-delta 1000] [--baseline-txns 15000] [--windows 16] [--out bench/results/restore.txt]
+ *     [--per-delta 1000] [--baseline-txns 15000] [--windows 16] [--scratch disk,tmpfs]
+ *     [--dist dist,/other/build/dist] [--prefetch-bytes N] [--out bench/results/restore.txt]
+ * Large deltas: --value-bytes 10000 --per-delta 2500 makes deltas of ~33 MiB of JSON each. --dist
+ * restores the same chain with each build given (e.g. the previous commit's, built elsewhere).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
@@ -46,6 +49,10 @@ const PER_DELTA = flag('per-delta', 1000);
 const BASELINE_TXNS = flag('baseline-txns', 15_000);
 const OUT = strFlag('out', 'bench/results/restore.txt');
 const WINDOWS = strFlag('windows', '16').split(',').map(Number);
+const SCRATCHES = strFlag('scratch', 'disk,tmpfs').split(',');
+const DISTS = strFlag('dist', 'dist').split(',');
+/** --restore-prefetch-bytes of the restore; 0: its default. */
+const PREFETCH_BYTES = flag('prefetch-bytes', 0);
 const log = createLogger('warn');
 
 const root = mkdtempSync(join(tmpdir(), 'ebs-bench-restore-'));
@@ -114,11 +121,13 @@ function revisionEvents(r: number, time: string): DeltaEvent[] {
   return [...keys].map((k) => (live.has(k) && Math.random() < 0.4 ? del(k) : put(k)));
 }
 
-async function makeDeltas(after: number): Promise<{ objects: number; events: number; kinds: Record<string, number> }> {
+async function makeDeltas(after: number): Promise<{ objects: number; events: number; kinds: Record<string, number>; meanDeltaMiB: number; meanStoredMiB: number }> {
   let rev = after;
   const t = Math.floor(Date.now() / 1000);
   let objects = 0;
   let events = 0;
+  let jsonBytes = 0;
+  let storedBytes = 0;
   const kinds: Record<string, number> = { put: 0, delete: 0, multiKey: 0 };
   while (rev < after + REVISIONS) {
     const b = new DeltaBuilder();
@@ -132,12 +141,15 @@ async function makeDeltas(after: number): Promise<{ objects: number; events: num
       for (const ev of evs) b.add(ev);
       events += evs.length;
     }
-    const body = await compressBuffer('gzip', Buffer.concat(b.finish()), 1);
+    const payload = Buffer.concat(b.finish());
+    jsonBytes += payload.length;
+    const body = await compressBuffer('gzip', payload, 1);
+    storedBytes += body.length;
     await store.put(snapshotName({ kind: 'delta', startRevision: start, lastRevision: end, createdAt: new Date((t + objects) * 1000), compression: 'gzip' }), Readable.from([body]));
     objects++;
     rev = end;
   }
-  return { objects, events, kinds };
+  return { objects, events, kinds, meanDeltaMiB: jsonBytes / objects / 2 ** 20, meanStoredMiB: storedBytes / objects / 2 ** 20 };
 }
 
 /** The same temporary etcd (flags, db, scratch) taking sequential one-put transactions from a bare client. */
@@ -157,27 +169,38 @@ async function baseline(fullFile: string, scratch: string): Promise<number> {
   }
 }
 
-/** Peak RSS (VmHWM, MiB) of every etcd the process `parent` started, sampled until stop() is called. */
-function sampleEtcdPeak(parent: number): { stop(): number } {
+function statusOf(pid: number | string): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined; // gone between the listing and the read
+  }
+}
+const kB = (status: string | undefined, field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status ?? '')?.[1] ?? 0);
+
+/**
+ * Peak RSS (VmHWM, MiB) of every etcd the process `parent` started, and the peak of the container's
+ * total: the parent's RSS plus its etcds' at the same instant (VmRSS), sampled until stop().
+ */
+function sampleEtcdPeak(parent: number): { stop(): { etcd: number; total: number } } {
   const peaks = new Map<number, number>();
+  let total = 0;
   const sample = (): void => {
+    let now = kB(statusOf(parent), 'VmRSS');
     for (const name of readdirSync('/proc')) {
       if (!/^\d+$/.test(name)) continue;
-      try {
-        const status = readFileSync(`/proc/${name}/status`, 'utf8');
-        if (!/^Name:\s+etcd$/m.test(status) || Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]) !== parent) continue;
-        const kb = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
-        peaks.set(Number(name), Math.max(peaks.get(Number(name)) ?? 0, kb));
-      } catch {
-        // gone between the listing and the read
-      }
+      const status = statusOf(name);
+      if (!status || !/^Name:\s+etcd$/m.test(status) || Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]) !== parent) continue;
+      peaks.set(Number(name), Math.max(peaks.get(Number(name)) ?? 0, kB(status, 'VmHWM')));
+      now += kB(status, 'VmRSS');
     }
+    total = Math.max(total, now);
   };
   const timer = setInterval(sample, 200);
   return {
     stop: () => {
       clearInterval(timer);
-      return Math.round(Math.max(0, ...peaks.values()) / 1024);
+      return { etcd: Math.round(Math.max(0, ...peaks.values()) / 1024), total: Math.round(total / 1024) };
     },
   };
 }
@@ -186,21 +209,22 @@ interface ChildResult {
   seconds: number;
   peakRssMiB: number;
   etcdPeakRssMiB: number;
+  containerPeakRssMiB: number;
   result: { revision: number; timings: { fetchFullMs: number; restoreFullMs: number; replayMs: number; finalizeMs: number } };
 }
 
-async function restoreChild(scratch: string, window: number): Promise<ChildResult> {
+async function restoreChild(scratch: string, window: number, dist: string): Promise<ChildResult> {
   const dataDir = join(root, `restored-${scratch === shmRoot ? 'shm' : 'disk'}-${window}`, 'data');
   const peerURL = `http://127.0.0.1:${await freeLoopbackPort()}`;
-  const child = spawn(process.execPath, ['bench/restore-child.mjs', JSON.stringify({ storeDir, dataDir, scratchDir: scratch, peerURL, replayWindow: window })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['bench/restore-child.mjs', JSON.stringify({ storeDir, dataDir, scratchDir: scratch, peerURL, replayWindow: window, dist: resolve(dist), prefetchBytes: PREFETCH_BYTES })], { stdio: ['ignore', 'pipe', 'inherit'] });
   const etcdPeak = sampleEtcdPeak(child.pid as number);
   let stdout = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   const code = await new Promise<number | null>((r) => child.once('exit', r));
-  const etcdPeakRssMiB = etcdPeak.stop();
+  const peaks = etcdPeak.stop();
   if (code !== 0) throw new Error(`the restore child exited with ${code}`);
   rmSync(dataDir, { recursive: true, force: true });
-  return { ...(JSON.parse(stdout.trim().split('\n').at(-1) as string) as Omit<ChildResult, 'etcdPeakRssMiB'>), etcdPeakRssMiB };
+  return { ...(JSON.parse(stdout.trim().split('\n').at(-1) as string) as Omit<ChildResult, 'etcdPeakRssMiB' | 'containerPeakRssMiB'>), etcdPeakRssMiB: peaks.etcd, containerPeakRssMiB: peaks.total };
 }
 
 async function etcdctlRestore(file: string): Promise<number> {
@@ -222,18 +246,20 @@ try {
   console.error(`full ${full.name} (${(full.dbBytes / 1e6).toFixed(0)} MB db), ${deltas.objects} deltas; measuring`);
   const etcdctlSeconds = await etcdctlRestore(full.file);
   const rows: Record<string, unknown>[] = [];
-  for (const [label, scratch] of [['disk', diskScratch], ['tmpfs /dev/shm', shmRoot]] as const) {
-    for (const window of WINDOWS) {
+  const scratches = ([['disk', diskScratch], ['tmpfs /dev/shm', shmRoot]] as const).filter(([label]) => SCRATCHES.includes(label.split(' ')[0] as string));
+  for (const [label, scratch] of scratches) {
+    for (const window of WINDOWS) for (const dist of DISTS) {
       // The machine is shared: the bare rate is taken right before and right after the restore, and
       // their mean is the reference, so a load change during the run cannot favour either side.
       const bareBefore = await baseline(full.file, scratch);
-      const r = await restoreChild(scratch, window);
+      const r = await restoreChild(scratch, window, dist);
       const bareAfter = await baseline(full.file, scratch);
       const bare = (bareBefore + bareAfter) / 2;
       const replayRate = REVISIONS / (r.result.timings.replayMs / 1000);
       rows.push({
         scratch: label,
         window,
+        dist,
         totalSeconds: r.seconds,
         fetchFullSeconds: r.result.timings.fetchFullMs / 1000,
         fullRestoreSeconds: r.result.timings.restoreFullMs / 1000,
@@ -246,28 +272,30 @@ try {
         replayToBareRatio: replayRate / bare,
         peakRssMiB: r.peakRssMiB,
         etcdPeakRssMiB: r.etcdPeakRssMiB,
+        containerPeakRssMiB: r.containerPeakRssMiB,
         revision: r.result.revision,
       });
-      console.error(`${label}, window ${window}: ${replayRate.toFixed(0)} rev/s, bare ${bare.toFixed(0)}/s`);
+      console.error(`${label}, window ${window}, ${dist}: ${replayRate.toFixed(0)} rev/s, bare ${bare.toFixed(0)}/s, sidecar peak ${r.peakRssMiB} MiB, etcd ${r.etcdPeakRssMiB} MiB, container ${r.containerPeakRssMiB} MiB`);
     }
   }
-  const head = `# npm run build && tsx bench/restore.ts --full-mb ${FULL_MB} --revisions ${REVISIONS} --value-bytes ${VALUE_BYTES} --per-delta ${PER_DELTA} --baseline-txns ${BASELINE_TXNS} --windows ${WINDOWS.join(',')}, ${new Date().toISOString().slice(0, 10)}, etcd 3.4.23, 2 cores shared with other jobs`;
+  const head = `# npm run build && tsx bench/restore.ts --full-mb ${FULL_MB} --revisions ${REVISIONS} --value-bytes ${VALUE_BYTES} --per-delta ${PER_DELTA} --baseline-txns ${BASELINE_TXNS} --windows ${WINDOWS.join(',')} --scratch ${SCRATCHES.join(',')} --dist ${DISTS.join(',')}${PREFETCH_BYTES ? ` --prefetch-bytes ${PREFETCH_BYTES}` : ''}, ${new Date().toISOString().slice(0, 10)}, etcd 3.4.23, 2 cores shared with other jobs`;
   const lines = [
     head,
     '',
-    `full snapshot: ${(full.dbBytes / 1e6).toFixed(0)} MB db at revision ${full.revision}; deltas: ${REVISIONS} revisions (${deltas.kinds['put']} single puts, ${deltas.kinds['delete']} single deletes, ${deltas.kinds['multiKey']} multi-key transactions; ${deltas.events} events) in ${deltas.objects} objects (gzip); etcdctl snapshot restore of the same file: ${etcdctlSeconds.toFixed(2)} s`,
+    `full snapshot: ${(full.dbBytes / 1e6).toFixed(0)} MB db at revision ${full.revision}; deltas: ${REVISIONS} revisions (${deltas.kinds['put']} single puts, ${deltas.kinds['delete']} single deletes, ${deltas.kinds['multiKey']} multi-key transactions; ${deltas.events} events) in ${deltas.objects} objects (gzip; each ${deltas.meanDeltaMiB.toFixed(1)} MiB of JSON, ${deltas.meanStoredMiB.toFixed(1)} MiB stored); etcdctl snapshot restore of the same file: ${etcdctlSeconds.toFixed(2)} s`,
     '',
-    'scratch         window  total s  fetch full s  full restore s  replay s  finalize s  replay rev/s  bare 1-put txn/s (before/after)  ratio  sidecar peak RSS MiB  temp etcd peak RSS MiB',
+    'scratch         window  build  total s  fetch full s  full restore s  replay s  finalize s  replay rev/s  bare 1-put txn/s (before/after)  ratio  sidecar peak RSS MiB  temp etcd peak RSS MiB  container peak RSS MiB',
   ];
   for (const r of rows) {
     const n = (k: string, d = 2): string => (r[k] as number).toFixed(d);
     lines.push(
-      `${String(r.scratch).padEnd(15)}  ${String(r.window).padStart(6)}  ${n('totalSeconds').padStart(7)}  ${n('fetchFullSeconds').padStart(12)}  ${n('fullRestoreSeconds').padStart(14)}  ${n('replaySeconds').padStart(8)}  ${n('finalizeSeconds').padStart(10)}  ${n('replayRevisionsPerSecond', 0).padStart(12)}  ${`${n('bareSinglePutTxnsPerSecond', 0)} (${n('bareBefore', 0)}/${n('bareAfter', 0)})`.padStart(31)}  ${n('replayToBareRatio').padStart(5)}  ${String(r.peakRssMiB).padStart(20)}  ${String(r.etcdPeakRssMiB).padStart(22)}`,
+      `${String(r.scratch).padEnd(15)}  ${String(r.window).padStart(6)}  ${String(r.dist)}  ${n('totalSeconds').padStart(7)}  ${n('fetchFullSeconds').padStart(12)}  ${n('fullRestoreSeconds').padStart(14)}  ${n('replaySeconds').padStart(8)}  ${n('finalizeSeconds').padStart(10)}  ${n('replayRevisionsPerSecond', 0).padStart(12)}  ${`${n('bareSinglePutTxnsPerSecond', 0)} (${n('bareBefore', 0)}/${n('bareAfter', 0)})`.padStart(31)}  ${n('replayToBareRatio').padStart(5)}  ${String(r.peakRssMiB).padStart(20)}  ${String(r.etcdPeakRssMiB).padStart(22)}  ${String(r.containerPeakRssMiB).padStart(22)}`,
     );
   }
   lines.push(
     '',
     "ratio = replay rev/s / bare 1-put txn/s: the bare rate is one client sending one single-put transaction at a time to the same kind of temporary etcd (same flags, --unsafe-no-fsync included, same db, same scratch), measured right before and right after the restore.",
+    'container peak = the highest sum of the restoring process\'s and its temporary etcd\'s RSS at one sampling instant (every 200 ms); the other two peaks are each process\'s own VmHWM.',
     "full restore = etcdctl snapshot restore into the scratch dir + temporary etcd start + lease listing; finalize = temporary etcd stop, db check, second etcdctl snapshot restore with the member's identity, fsync of the restored data dir, atomic swap.",
   );
   lines.push(JSON.stringify({ fullMB: full.dbBytes / 1e6, fullRevision: full.revision, revisions: REVISIONS, deltas, etcdctlRestoreSeconds: etcdctlSeconds, rows }));

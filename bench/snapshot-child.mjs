@@ -1,13 +1,18 @@
 // The measured side of bench/snapshot.ts: plain node, the compiled product (run `npm run build`
 // first). Takes one full snapshot of a member into a file:// store and prints one JSON line.
-import { loadConfig } from '../dist/config/index.js';
-import { EtcdClient, etcdAccessFromConfig } from '../dist/etcd/client.js';
-import { createLogger } from '../dist/logger.js';
-import { openSnapshotStream } from '../dist/etcd/snapshot-stream.js';
-import { takeFullSnapshot } from '../dist/snapshot/full.js';
-import { LocalStore } from '../dist/snapstore/local.js';
+// `dist` names another build of the product, to compare two versions in one run.
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
-const { endpoint, storeDir, compression, level } = JSON.parse(process.argv[2]);
+const { endpoint, storeDir, compression, level, dist = new URL('../dist', import.meta.url).pathname } = JSON.parse(process.argv[2]);
+const load = (path) => import(pathToFileURL(resolve(dist, path)).href);
+const { loadConfig } = await load('config/index.js');
+const { EtcdClient, etcdAccessFromConfig } = await load('etcd/client.js');
+const { createLogger } = await load('logger.js');
+const { openSnapshotStream } = await load('etcd/snapshot-stream.js');
+const { takeFullSnapshot } = await load('snapshot/full.js');
+const { LocalStore } = await load('snapstore/local.js');
+
 // The product's own client settings (keepalive, flow-control window), bound to the one member.
 const config = loadConfig({ flags: { endpoints: endpoint }, env: {}, requireMember: false }).config;
 const client = new EtcdClient(etcdAccessFromConfig(config), createLogger('silent'));

@@ -1,6 +1,7 @@
 // Full and delta snapshots against a real etcd, the measured side on plain node with dist/.
 //   npm run bench:snapshot              256 MB db, 60 s of write load
 //   npm run bench:snapshot -- 512 30    512 MB db, 30 s of write load
+//   npm run bench:snapshot -- 256 60 /other/build/dist   also gzip -6 with another build (before/after)
 // (1) full snapshot to file:// with compression none and gzip, beside `etcdctl snapshot save` of the
 //     same member in the same run: seconds, MB/s, ratio to etcdctl, peak RSS.
 // (2) delta capture: a load generator writes as fast as etcd takes it; the sidecar's largest revision
@@ -21,6 +22,8 @@ import { freePort, sleep, TestCluster } from '../test/helpers/cluster.js';
 const run = promisify(execFile);
 const dbMB = Number(process.argv[2] ?? 256);
 const loadSeconds = Number(process.argv[3] ?? 60);
+/** Another build of the product whose gzip -6 full snapshot runs beside ours, e.g. the previous commit's. */
+const otherDist = process.argv[4];
 const childScript = fileURLToPath(new URL('./snapshot-child.mjs', import.meta.url));
 const MB = 1e6;
 
@@ -87,27 +90,28 @@ try {
     rmSync(file);
     fullRows.push({ tool: 'etcdctl snapshot save', seconds, dbMB: size / MB, MBps: size / MB / seconds, storedMB: size / MB, peakRssMiB: NaN });
   };
-  const ours = async (compression: string, level = 6): Promise<void> => {
+  const ours = async (compression: string, level = 6, dist?: string): Promise<void> => {
     const storeDir = join(work, `store-${compression}`);
     const r = await new Promise<string>((resolve, reject) => {
-      const p = spawn(process.execPath, [childScript, JSON.stringify({ endpoint, storeDir, compression, level })], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const p = spawn(process.execPath, [childScript, JSON.stringify({ endpoint, storeDir, compression, level, ...(dist ? { dist } : {}) })], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));
       p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`snapshot child exited ${code}`))));
     });
     const j = JSON.parse(r.trim().split('\n').pop() as string) as { seconds: number; dbBytes: number; storedBytes: number; peakRssMiB: number };
     rmSync(storeDir, { recursive: true, force: true });
-    const tool = compression === 'none' ? 'sidecar, none' : `sidecar, ${compression} -${level}`;
+    const tool = (compression === 'none' ? 'sidecar, none' : `sidecar, ${compression} -${level}`) + (dist ? ' (other build)' : '');
     fullRows.push({ tool, seconds: j.seconds, dbMB: j.dbBytes / MB, MBps: j.dbBytes / MB / j.seconds, storedMB: j.storedBytes / MB, peakRssMiB: j.peakRssMiB });
   };
-  // etcdctl and the uncompressed snapshot in alternation (the machine's noise hits both alike),
-  // then the compressed ones.
+  // etcdctl, the uncompressed and the default (gzip -6) snapshot in alternation (the machine's noise
+  // hits all alike), then gzip -1 and the other build's gzip -6.
   for (let round = 0; round < 3; round++) {
     await etcdctl();
     await ours('none');
+    await ours('gzip', 6);
   }
   await ours('gzip', 1);
-  await ours('gzip', 6);
+  if (otherDist) await ours('gzip', 6, otherDist);
   const median = (tool: string): number => {
     const xs = fullRows.filter((r) => r.tool === tool).map((r) => r.seconds).sort((a, b) => a - b);
     return xs[Math.floor(xs.length / 2)] as number;
@@ -184,11 +188,11 @@ try {
   for (const r of fullRows) {
     console.log(`${r.tool.padEnd(24)}  ${r.seconds.toFixed(2).padStart(7)}  ${r.MBps.toFixed(0).padStart(5)}  ${r.storedMB.toFixed(0).padStart(9)}  ${(r.seconds / base).toFixed(2).padStart(16)}  ${Number.isNaN(r.peakRssMiB) ? '-'.padStart(12) : String(r.peakRssMiB).padStart(12)}`);
   }
-  console.log(`median ratio to etcdctl: none ${(median('sidecar, none') / base).toFixed(2)}`);
+  console.log(`median ratio to etcdctl: none ${(median('sidecar, none') / base).toFixed(2)}, gzip -6 ${(median('sidecar, gzip -6') / base).toFixed(2)} (the default full snapshot)`);
   console.log(`\nDelta capture under maximum write load (32 writers, 256-byte values, --delta-snapshot-period=5s, gzip)`);
   console.log(`writes: ${writes} in ${loadElapsed.toFixed(1)} s = ${delta.writesPerSecond.toFixed(0)}/s; max revision lag ${maxLag}; last write to its delta uploaded: ${delta.lastWriteToUploadSeconds.toFixed(2)} s; peak RSS under load ${deltaPeakRss} MiB`);
   console.log(`the sidecar process beside the ${(fullRows[0]?.dbMB ?? 0).toFixed(0)} MB member: peak ${sidecarFullPeakRss} MiB during its start-up full snapshot (gzip), ${sidecarIdleRss} MiB once done`);
-  console.log(JSON.stringify({ full: fullRows, medianRatioNone: median('sidecar, none') / base, delta }));
+  console.log(JSON.stringify({ full: fullRows, medianRatioNone: median('sidecar, none') / base, medianRatioGzip6: median('sidecar, gzip -6') / base, delta }));
 } finally {
   client.close();
   await cluster.stop();

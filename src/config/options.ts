@@ -200,7 +200,14 @@ export const OPTIONS = [
     group: 'snapshot',
     description: "folder of the etcd, etcdctl and etcdutl a restore runs (its temporary etcd, and etcdutl snapshot restore; etcdctl's on 3.4, which has no etcdutl); one release's tools side by side, e.g. /usr/local/etcd-v3.6, or a folder of one such folder per minor version (v3.5/, v3.6/; the image's /usr/local/lib/etcd): the initializer's restores take --etcd-version's, everything else the newest; default: the folder of the etcd in PATH",
   },
-  { flag: 'restore-prefetch', kind: 'integer', group: 'snapshot', default: '4', description: 'deltas a restore fetches and decodes ahead of the one it replays (memory: this many deltas)' },
+  { flag: 'restore-prefetch', kind: 'integer', group: 'snapshot', default: '4', description: 'deltas a restore reads ahead of the one it replays (at most; --restore-prefetch-bytes bounds their memory)' },
+  {
+    flag: 'restore-prefetch-bytes',
+    kind: 'size',
+    group: 'snapshot',
+    default: '32MiB',
+    description: 'stored (compressed) bytes the deltas a restore reads ahead may hold, the one it replays included; deltas are decoded event by event as they are replayed, and one larger than this streams from the store',
+  },
   {
     flag: 'restore-replay-window',
     kind: 'integer',

@@ -44,8 +44,10 @@ export interface RestoreOptions {
   log: Logger;
   onProgress?: (p: RestoreProgress) => void;
   signal?: AbortSignal;
-  /** Deltas fetched and decoded ahead of the one being replayed (default 4). */
+  /** Deltas read ahead of the one being replayed (default 4). */
   prefetch?: number;
+  /** Stored bytes the deltas read ahead may hold, the one replayed included (default 32 MiB). */
+  prefetchBytes?: number;
   /** TTL given to leases that keys in the deltas use but the full snapshot lacks (default 1h). */
   replayLeaseTtlSeconds?: number;
   /** Folder of the etcd, etcdctl and etcdutl to restore with (default: where PATH's etcd is). */
@@ -58,7 +60,7 @@ export interface RestoreOptions {
 }
 
 /** The options every restore takes from the configuration (the CLI's and the initializer's alike). */
-export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'replayLeaseTtlSeconds' | 'etcdBinDir' | 'replayWindow' | 'replayRatesFile'> {
+export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'prefetchBytes' | 'replayLeaseTtlSeconds' | 'etcdBinDir' | 'replayWindow' | 'replayRatesFile'> {
   return {
     ...(config.dataDir ? { replayRatesFile: replayRatesFile(config.dataDir, config.name) } : {}),
     name: config.name,
@@ -67,6 +69,7 @@ export function restoreOptionsFromConfig(config: Config, initialCluster: readonl
     initialAdvertisePeerUrls: config.initialAdvertisePeerUrls,
     ...(config.restoreScratchDir ? { scratchDir: config.restoreScratchDir } : {}),
     prefetch: config.restorePrefetch,
+    prefetchBytes: config.restorePrefetchBytes,
     replayWindow: config.restoreReplayWindow,
     replayLeaseTtlSeconds: Math.max(1, Math.round(config.restoreLeaseTtl / 1000)),
     ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}),
@@ -123,7 +126,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const listing = await listSnapshots(store);
   let plan = planRestore(listing, target);
   const refs: SnapshotRef[] = [plan.full, ...plan.links.map((l) => l.delta)];
-  const clusterId = chainClusterId(await clusterIdsOf(store, refs), opts.expectClusterId);
+  const heads = await clusterIdsOf(store, refs);
+  const clusterId = chainClusterId(heads, opts.expectClusterId);
+  // What bounds the prefetch: the stored size of each delta.
+  const sizes = new Map(heads.map((h) => [h.name, h.size]));
   log.info({ full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId, etcd: tools.etcd, restoreTool: snapshotRestoreTool(tools) }, 'restore planned');
 
   const progress: RestoreProgress = { phase: 'planning', fullRevision: plan.full.lastRevision, revision: 0, targetRevision: plan.targetRevision, deltasApplied: 0, deltasTotal: plan.links.length, eventsApplied: 0 };
@@ -186,7 +192,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 
       report('replaying');
       t = performance.now();
-      const replayed = await replay(temp, keeper, plan, full.revision, opts, (p) => {
+      const replayed = await replay(temp, keeper, plan, full.revision, { ...opts, sizes }, (p) => {
         Object.assign(progress, p);
         report('replaying');
       });

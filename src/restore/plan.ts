@@ -164,30 +164,75 @@ export interface BatchCut {
 }
 
 /**
- * Groups a delta's events by revision, dropping those already applied (`skipThrough`) and those past
- * the target. Revisions must follow on from `after` with nothing missing: a hole is a gap even when
- * the object names say otherwise.
+ * Groups a delta's events by revision as they come, dropping those already applied (`skipThrough`)
+ * and those past the target. Revisions must follow on from `after` with nothing missing: a hole is
+ * a gap even when the object names say otherwise. Holds one revision's events at a time.
  */
-export function revisionBatches(deltaName: string, events: readonly DeltaEvent[], skipThrough: number, after: number, targetRevision: number, toTime?: Date): BatchCut {
-  const batches: RevisionBatch[] = [];
-  let last = after;
-  const limit = toTime?.getTime();
-  for (const ev of events) {
-    const rev = ev.kv.modRevision;
-    if (rev <= skipThrough) continue;
-    if (rev > targetRevision) return { batches, reachedTarget: true };
-    const current = batches[batches.length - 1];
-    if (current && current.revision === rev) {
-      current.events.push(ev);
-      continue;
-    }
-    if (limit !== undefined && Date.parse(ev.time) > limit) return { batches, reachedTarget: true };
-    if (rev < last + 1) throw new RestoreError('corrupt', `${deltaName}: event at revision ${rev} after revision ${last}: revisions go back`);
-    if (rev > last + 1) throw new RestoreError('gap', `${deltaName}: revisions ${last + 1}-${rev - 1} are missing (the delta jumps from ${last} to ${rev})`);
-    batches.push({ revision: rev, events: [ev] });
-    last = rev;
+export class RevisionCutter {
+  private open: RevisionBatch | undefined;
+  private last: number;
+  private readonly limit: number | undefined;
+  /** The target (revision or time) was reached: nothing more of this delta applies. */
+  reachedTarget = false;
+
+  constructor(
+    private readonly deltaName: string,
+    private readonly skipThrough: number,
+    after: number,
+    private readonly targetRevision: number,
+    toTime?: Date,
+  ) {
+    this.last = after;
+    this.limit = toTime?.getTime();
   }
-  return { batches, reachedTarget: last >= targetRevision };
+
+  /** Takes the next event; returns the batch it completed, if any. Events after the target are ignored. */
+  push(ev: DeltaEvent): RevisionBatch | undefined {
+    if (this.reachedTarget) return undefined;
+    const rev = ev.kv.modRevision;
+    if (rev <= this.skipThrough) return undefined;
+    if (rev > this.targetRevision) return this.stop();
+    if (this.open && this.open.revision === rev) {
+      this.open.events.push(ev);
+      return undefined;
+    }
+    if (this.limit !== undefined && Date.parse(ev.time) > this.limit) return this.stop();
+    if (rev < this.last + 1) throw new RestoreError('corrupt', `${this.deltaName}: event at revision ${rev} after revision ${this.last}: revisions go back`);
+    if (rev > this.last + 1) throw new RestoreError('gap', `${this.deltaName}: revisions ${this.last + 1}-${rev - 1} are missing (the delta jumps from ${this.last} to ${rev})`);
+    const done = this.open;
+    this.open = { revision: rev, events: [ev] };
+    this.last = rev;
+    return done;
+  }
+
+  /** The last batch, once the delta's events are all pushed. */
+  end(): RevisionBatch | undefined {
+    if (this.last >= this.targetRevision) this.reachedTarget = true;
+    const done = this.open;
+    this.open = undefined;
+    return done;
+  }
+
+  private stop(): RevisionBatch | undefined {
+    this.reachedTarget = true;
+    const done = this.open;
+    this.open = undefined;
+    return done;
+  }
+}
+
+/** The whole-delta form of RevisionCutter. */
+export function revisionBatches(deltaName: string, events: readonly DeltaEvent[], skipThrough: number, after: number, targetRevision: number, toTime?: Date): BatchCut {
+  const cutter = new RevisionCutter(deltaName, skipThrough, after, targetRevision, toTime);
+  const batches: RevisionBatch[] = [];
+  for (const ev of events) {
+    const b = cutter.push(ev);
+    if (b) batches.push(b);
+    if (cutter.reachedTarget) return { batches, reachedTarget: true };
+  }
+  const b = cutter.end();
+  if (b) batches.push(b);
+  return { batches, reachedTarget: cutter.reachedTarget };
 }
 
 /** How many live keys a batch adds (puts of new keys) minus those it removes. */

@@ -7,7 +7,7 @@ import { DEFAULT_REPLAY_LEASE_TTL_S, type LeaseKeeper } from '../etcd/temporary.
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { DeltaPrefetcher } from './fetch.js';
-import { liveKeyChange, RestoreError, revisionBatches, type RestorePlan, type RevisionBatch } from './plan.js';
+import { liveKeyChange, RestoreError, RevisionCutter, type RestorePlan, type RevisionBatch } from './plan.js';
 import { ReplayGuards } from './replay-guards.js';
 import { DEFAULT_REPLAY_WINDOW, ReplayWindow, type GuardedTxnTarget } from './replay-window.js';
 
@@ -15,7 +15,12 @@ export interface ReplayOptions {
   store: SnapStore;
   log: Logger;
   signal?: AbortSignal;
+  /** Deltas read ahead of the one replayed (default 4). */
   prefetch?: number;
+  /** Stored bytes the deltas read ahead may hold, the one replayed included (default 32 MiB). */
+  prefetchBytes?: number;
+  /** Stored size of each delta, by name (from the HEADs the restore makes anyway). */
+  sizes?: ReadonlyMap<string, number>;
   replayLeaseTtlSeconds?: number;
   replayWindow?: number;
 }
@@ -115,7 +120,8 @@ export class BatchReplayer {
 
 export async function replay(temp: GuardedTxnTarget, keeper: Pick<LeaseKeeper, 'has' | 'grant' | 'check'>, plan: RestorePlan, fullRevision: number, opts: ReplayOptions, onDelta: (p: ReplayProgress) => void): Promise<Replayed> {
   const refs = plan.links.map((l) => l.delta);
-  const prefetch = new DeltaPrefetcher(opts.store, refs, Math.max(1, opts.prefetch ?? 4), opts.signal);
+  const limits = { ...(opts.prefetch !== undefined ? { deltas: opts.prefetch } : {}), ...(opts.prefetchBytes !== undefined ? { bytes: opts.prefetchBytes } : {}) };
+  const prefetch = new DeltaPrefetcher(opts.store, refs, limits, opts.signal, opts.sizes);
   const replayer = new BatchReplayer(temp, keeper, fullRevision, { ...(opts.replayWindow ? { window: opts.replayWindow } : {}), ...(opts.replayLeaseTtlSeconds ? { leaseTtlSeconds: opts.replayLeaseTtlSeconds } : {}) }, opts.signal);
   const done: ReplayProgress = { revision: fullRevision, deltasApplied: 0, eventsApplied: 0 };
   let keyChange = 0;
@@ -139,21 +145,37 @@ export async function replay(temp: GuardedTxnTarget, keeper: Pick<LeaseKeeper, '
   try {
     for (let i = 0; i < plan.links.length; i++) {
       const link = plan.links[i] as (typeof plan.links)[number];
-      const evs = await prefetch.take(i);
-      checkAborted(opts.signal);
-      // The full snapshot may hold more than its name says (anchor bug #1044): skip what it has.
-      const cut = revisionBatches(link.delta.name, evs, Math.max(link.skipThrough, fullRevision), revision, plan.targetRevision, plan.toTime);
+      const delta = prefetch.open(i);
       const q: Queued = { lastRevision: revision, events: 0, keyChange: 0 };
-      for (const batch of cut.batches) {
+      const send = async (batch: RevisionBatch): Promise<void> => {
         await replayer.send(batch, link.delta.name);
         revision = batch.revision;
         q.lastRevision = revision;
         q.events += batch.events.length;
         q.keyChange += liveKeyChange(batch);
         progress();
-      }
-      if (!cut.reachedTarget && revision !== link.delta.lastRevision) {
-        throw new RestoreError(revision < link.delta.lastRevision ? 'gap' : 'corrupt', `${link.delta.name} is named to end at revision ${link.delta.lastRevision} but its events end at ${revision}`);
+      };
+      // The full snapshot may hold more than its name says (anchor bug #1044): skip what it has.
+      const cut = new RevisionCutter(link.delta.name, Math.max(link.skipThrough, fullRevision), revision, plan.targetRevision, plan.toTime);
+      try {
+        checkAborted(opts.signal);
+        // Events one by one: a delta is never decoded whole, whatever its size.
+        for await (const ev of delta.events()) {
+          const batch = cut.push(ev);
+          if (batch) await send(batch);
+          if (cut.reachedTarget) break;
+        }
+        const lastBatch = cut.end();
+        if (lastBatch) await send(lastBatch);
+        // Stopped at the target or not, the events applied must be the delta's as written.
+        await delta.finish();
+        if (!cut.reachedTarget && revision !== link.delta.lastRevision) {
+          throw new RestoreError(revision < link.delta.lastRevision ? 'gap' : 'corrupt', `${link.delta.name} is named to end at revision ${link.delta.lastRevision} but its events end at ${revision}`);
+        }
+      } catch (err) {
+        throw await delta.explain(err);
+      } finally {
+        delta.close();
       }
       queued.push(q);
       progress();

@@ -9,6 +9,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
 import { compressionSuffix, type Compression } from './names.js';
+import { ParallelGzip } from './parallel-gzip.js';
 
 export type { Compression } from './names.js';
 export { compressionSuffix } from './names.js';
@@ -20,10 +21,21 @@ export function compressionFromSuffix(suffix: string): Compression | undefined {
 }
 
 /** gzip/zlib level; lzw and none have none. */
-function zlibLevel(level: number | undefined): number {
+export function zlibLevel(level: number | undefined): number {
   if (level === undefined) return zlib.constants.Z_DEFAULT_COMPRESSION;
   if (!Number.isInteger(level) || level < -1 || level > 9) throw new RangeError(`compression level ${level} is not an integer from -1 (default) to 9`);
   return level;
+}
+
+/**
+ * A compressing stream for large objects: gzip on every core (parallel-gzip.ts, a multi-member
+ * file); the others as `compressStream`. zlib (RFC 1950) cannot be cut the same way: it is one
+ * deflate stream under one header and one Adler-32, and a second zlib stream after the first is
+ * not read by Go's zlib.NewReader nor by node:zlib's inflate, which both stop at the first. (pigz
+ * parallelises zlib with raw deflate blocks ended by sync flushes and combined Adler-32s: not done.)
+ */
+export function compressLargeStream(c: Compression, level?: number): Transform {
+  return c === 'gzip' ? new ParallelGzip({ level: zlibLevel(level) }) : compressStream(c, level);
 }
 
 export function compressStream(c: Compression, level?: number): Transform {

@@ -22,7 +22,7 @@ export class DeltaFormatError extends Error {
   override name = 'DeltaFormatError';
 }
 
-const SHA256_BYTES = 32;
+export const SHA256_BYTES = 32;
 /** What Go's time.Time accepts from JSON (RFC 3339, up to nanoseconds). */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 const INT64_DECIMAL = /^(0|-?[1-9]\d{0,18})$/;
@@ -161,20 +161,25 @@ export function decodeDelta(payload: Buffer): DeltaEvent[] {
   const trailer = payload.subarray(payload.length - SHA256_BYTES);
   const actual = createHash('sha256').update(json).digest();
   if (!actual.equals(trailer)) throw new DeltaFormatError(`delta checksum mismatch: the payload's sha256 is ${actual.toString('hex')}, its trailer says ${trailer.toString('hex')}`);
-  // Quote the lease numbers before JSON.parse so they keep every digit. Nothing inside a string can
-  // match: the only strings in this format are base64 and timestamps, which hold no quote marks.
-  const text = json.toString('utf8').replace(/"lease"\s*:\s*(-?\d+)/g, '"lease":"$1"');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new DeltaFormatError(`delta is not JSON: ${(err as Error).message}`);
-  }
+  const parsed = parseDeltaJson(json.toString('utf8'));
   if (!Array.isArray(parsed)) throw new DeltaFormatError(`delta is not a JSON array of events (it is ${describe(parsed)})`);
   return parsed.map((item: unknown, i) => toEvent(item, i));
 }
 
-function describe(v: unknown): string {
+/**
+ * JSON.parse with the lease numbers quoted first so they keep every digit (an int64 lease id goes
+ * past 2^53). Nothing inside a string can match: the only strings in this format are base64 and
+ * timestamps, which hold no quote marks.
+ */
+export function parseDeltaJson(text: string): unknown {
+  try {
+    return JSON.parse(text.replace(/"lease"\s*:\s*(-?\d+)/g, '"lease":"$1"'));
+  } catch (err) {
+    throw new DeltaFormatError(`delta is not JSON: ${(err as Error).message}`);
+  }
+}
+
+export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
@@ -188,7 +193,8 @@ function invalid(i: number, field: string, problem: string): never {
   throw new DeltaFormatError(`delta event ${i}: ${field} ${problem}`);
 }
 
-function toEvent(item: unknown, i: number): DeltaEvent {
+/** One parsed array element as an event; `i` is its place in the array, for the error. */
+export function toEvent(item: unknown, i: number): DeltaEvent {
   if (!isObject(item)) invalid(i, 'event', `is ${describe(item)}, not an object`);
   const ev = item.etcdEvent;
   if (!isObject(ev)) invalid(i, 'etcdEvent', ev === undefined ? 'is missing' : `is ${describe(ev)}, not an object`);

@@ -1,7 +1,7 @@
 import { pipeline, type Readable } from 'node:stream';
 import { stageObject } from '../snapstore/stage.js';
 import type { SnapStore, StageOptions } from '../snapstore/types.js';
-import { compressStream } from './compression.js';
+import { compressLargeStream } from './compression.js';
 import { snapshotName, type Compression } from './names.js';
 import { objectMetadata, type SnapshotRecord } from './record.js';
 import { SnapshotIntegrityError, SnapshotVerifier } from './verify.js';
@@ -39,7 +39,7 @@ export async function takeFullSnapshot(store: SnapStore, source: FullSnapshotSou
   const done = (err: Error | null): void => {
     if (err) streamError = err;
   };
-  const body = settings.compression === 'none' ? pipeline(raw, verifier, done) : pipeline(raw, verifier, compressStream(settings.compression, settings.compressionLevel), done);
+  const body = settings.compression === 'none' ? pipeline(raw, verifier, done) : pipeline(raw, verifier, compressLargeStream(settings.compression, settings.compressionLevel), done);
   let staged;
   try {
     const opts: StageOptions & { spoolDir: string } = { spoolDir: settings.spoolDir };

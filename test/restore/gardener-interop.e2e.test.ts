@@ -14,6 +14,7 @@ import { parseSnapshotName, type SnapshotRef } from '../../src/snapshot/names.js
 import { listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { LocalStore } from '../../src/snapstore/local.js';
 import { eventually, freePort, sleep, TestCluster } from '../helpers/cluster.js';
+import { gzipMembers } from '../helpers/gzip.js';
 import { ManagedCluster } from '../helpers/managed.js';
 import { keyspaceAt, startRestored } from '../helpers/replay.js';
 import { capturingLogger, startTestSidecar } from '../helpers/sidecar.js';
@@ -329,6 +330,9 @@ describe('we write (our sidecar), gardener reads (etcdbrctl restore)', { skip: s
 
   before(async () => {
     ({ cluster, source, work, store } = await startSource());
+    // Over 4 MiB in the db before our full snapshot: its gzip is then several members (one per
+    // MiB block, compressed in parallel), which gardener's reader must take as one stream.
+    for (let i = 0; i < 48; i++) await source.put(`/bulk/${i}`).value(randomBytes(100 * 1024));
     const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '300ms', store: store.url });
     try {
       await eventually('our full snapshot', async () => (await chainOf(store.root)).full, 30_000);
@@ -351,6 +355,8 @@ describe('we write (our sidecar), gardener reads (etcdbrctl restore)', { skip: s
 
   it('etcdbrctl restore restores every key, value, create and mod revision and version at our chain\'s last revision', async () => {
     assert.ok(existsSync(join(store.root, '.ebs-meta')), 'the premise: our checksums are in the folder gardener walks');
+    const full = readFileSync(join(store.root, ...(chain.full as SnapshotRef).name.split('/')));
+    assert.ok(gzipMembers(full) >= 4, `the premise: our full snapshot is a multi-member gzip (${gzipMembers(full)} members)`);
     const dir = join(work, 'gardener-restore');
     const peer = `http://127.0.0.1:${await freePort()}`;
     const gardener = runEtcdbrctl(work, [
