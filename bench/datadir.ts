@@ -113,7 +113,7 @@ try {
     `# npm run bench:datadir (= tsx bench/datadir.ts ${dbMB}), ${new Date().toISOString().slice(0, 10)}, 2 cores shared, etcd 3.4.23`,
     '',
     `Data dir of one stopped member: db ${(dbBytes / MB).toFixed(0)} MB (etcd reported ${(statusDbBytes / MB).toFixed(0)} MB), revision ${revision}, ${walFiles.length} WAL segments ${(walBytes / MB).toFixed(0)} MB; filled in ${fillSeconds.toFixed(0)} s`,
-    'cold: the dir\'s files dropped from the page cache first (dd iflag=nocache); warm: read once before',
+    "cold: the dir's files dropped from the page cache first (dd iflag=nocache); warm: read once before",
     `${'what'.padEnd(28)}${'cache'.padEnd(8)}${'seconds'.padStart(9)}${'peak RSS MiB'.padStart(14)}`,
     ...rows.map((r) => `${r.how.padEnd(28)}${r.cache.padEnd(8)}${r.seconds.toFixed(2).padStart(9)}${String(r.peakRssMiB).padStart(14)}`),
     JSON.stringify({ dbBytes, statusDbBytes, revision, walFiles: walFiles.length, walBytes, fillSeconds, rows }),

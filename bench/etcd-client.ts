@@ -17,7 +17,14 @@ function quantile(sorted: number[], q: number): number {
 
 async function client(cluster: TestCluster, flags: Record<string, string> = {}): Promise<EtcdClient> {
   const { config } = loadConfig({
-    flags: { name: 'm1', 'data-dir': '/tmp/unused', 'initial-cluster': cluster.members.map((m) => `${m.name}=${m.peerURL}`).join(','), 'advertise-client-urls': cluster.endpoints[0], endpoints: cluster.endpoints.join(','), ...flags },
+    flags: {
+      name: 'm1',
+      'data-dir': '/tmp/unused',
+      'initial-cluster': cluster.members.map((m) => `${m.name}=${m.peerURL}`).join(','),
+      'advertise-client-urls': cluster.endpoints[0],
+      endpoints: cluster.endpoints.join(','),
+      ...flags,
+    },
     env: {},
     requireMember: true,
   });
@@ -61,7 +68,12 @@ try {
     k.close();
     const worst = Math.max(...calls);
     perTimeout[timeout] = { firstCallMs: calls[0], worstCallMs: worst, tenCallsMs: calls.reduce((a, b) => a + b, 0), statusFanOutMs: statusMs };
-    rows.push([`frozen follower, --etcd-call-timeout=${timeout}`, `worst KV call ${worst.toFixed(0)} ms`, `10 calls ${calls.reduce((a, b) => a + b, 0).toFixed(0)} ms`, `status fan-out ${statusMs.toFixed(0)} ms`]);
+    rows.push([
+      `frozen follower, --etcd-call-timeout=${timeout}`,
+      `worst KV call ${worst.toFixed(0)} ms`,
+      `10 calls ${calls.reduce((a, b) => a + b, 0).toFixed(0)} ms`,
+      `status fan-out ${statusMs.toFixed(0)} ms`,
+    ]);
   }
   results['frozenFollower'] = perTimeout;
 

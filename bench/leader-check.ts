@@ -18,11 +18,17 @@ function quantile(sorted: number[], q: number): number {
 const cluster = await TestCluster.start(3);
 const rows: Record<string, unknown>[] = [];
 // The sidecar's own per-member client (no retries, no breaker), as the role loop uses it.
-const etcd = new EtcdClient({ endpoints: cluster.endpoints, callTimeoutMs: DEADLINE_MS, keepAliveTimeMs: 10_000, keepAliveTimeoutMs: 5_000, permitWithoutStream: false, autoSyncIntervalMs: 0 }, createLogger('silent'));
+const etcd = new EtcdClient(
+  { endpoints: cluster.endpoints, callTimeoutMs: DEADLINE_MS, keepAliveTimeMs: 10_000, keepAliveTimeoutMs: 5_000, permitWithoutStream: false, autoSyncIntervalMs: 0 },
+  createLogger('silent'),
+);
 try {
   const leader = cluster.member(await cluster.leader());
   const followers = cluster.members.filter((m) => m.name !== leader.name);
-  for (const [expected, m] of [['leader', leader], ['follower', followers[0]]] as const) {
+  for (const [expected, m] of [
+    ['leader', leader],
+    ['follower', followers[0]],
+  ] as const) {
     const c = etcd.member(m?.clientURL as string);
     await checkOwnMember(c, DEADLINE_MS);
     const ms: number[] = [];

@@ -65,8 +65,16 @@ async function makeFull(): Promise<{ revision: number; dbBytes: number; name: st
   const clientURL = `http://127.0.0.1:${c}`;
   const peerURL = `http://127.0.0.1:${p}`;
   const etcd = new EtcdProcess({
-    name: 'src', dataDir: join(root, 'src'), listenClientUrls: [clientURL], advertiseClientUrls: [clientURL], listenPeerUrls: [peerURL], initialAdvertisePeerUrls: [peerURL],
-    initialCluster: `src=${peerURL}`, initialClusterState: 'new', initialClusterToken: 'src', logFile: join(root, 'src.log'),
+    name: 'src',
+    dataDir: join(root, 'src'),
+    listenClientUrls: [clientURL],
+    advertiseClientUrls: [clientURL],
+    listenPeerUrls: [peerURL],
+    initialAdvertisePeerUrls: [peerURL],
+    initialCluster: `src=${peerURL}`,
+    initialClusterState: 'new',
+    initialClusterToken: 'src',
+    logFile: join(root, 'src.log'),
     extraArgs: ['--max-request-bytes=8388608', '--quota-backend-bytes=17179869184'],
   });
   etcd.start();
@@ -216,7 +224,11 @@ interface ChildResult {
 async function restoreChild(scratch: string, window: number, dist: string): Promise<ChildResult> {
   const dataDir = join(root, `restored-${scratch === shmRoot ? 'shm' : 'disk'}-${window}`, 'data');
   const peerURL = `http://127.0.0.1:${await freeLoopbackPort()}`;
-  const child = spawn(process.execPath, ['bench/restore-child.mjs', JSON.stringify({ storeDir, dataDir, scratchDir: scratch, peerURL, replayWindow: window, dist: resolve(dist), prefetchBytes: PREFETCH_BYTES })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    ['bench/restore-child.mjs', JSON.stringify({ storeDir, dataDir, scratchDir: scratch, peerURL, replayWindow: window, dist: resolve(dist), prefetchBytes: PREFETCH_BYTES })],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const etcdPeak = sampleEtcdPeak(child.pid as number);
   let stdout = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -246,37 +258,45 @@ try {
   console.error(`full ${full.name} (${(full.dbBytes / 1e6).toFixed(0)} MB db), ${deltas.objects} deltas; measuring`);
   const etcdctlSeconds = await etcdctlRestore(full.file);
   const rows: Record<string, unknown>[] = [];
-  const scratches = ([['disk', diskScratch], ['tmpfs /dev/shm', shmRoot]] as const).filter(([label]) => SCRATCHES.includes(label.split(' ')[0] as string));
+  const scratches = (
+    [
+      ['disk', diskScratch],
+      ['tmpfs /dev/shm', shmRoot],
+    ] as const
+  ).filter(([label]) => SCRATCHES.includes(label.split(' ')[0] as string));
   for (const [label, scratch] of scratches) {
-    for (const window of WINDOWS) for (const dist of DISTS) {
-      // The machine is shared: the bare rate is taken right before and right after the restore, and
-      // their mean is the reference, so a load change during the run cannot favour either side.
-      const bareBefore = await baseline(full.file, scratch);
-      const r = await restoreChild(scratch, window, dist);
-      const bareAfter = await baseline(full.file, scratch);
-      const bare = (bareBefore + bareAfter) / 2;
-      const replayRate = REVISIONS / (r.result.timings.replayMs / 1000);
-      rows.push({
-        scratch: label,
-        window,
-        dist,
-        totalSeconds: r.seconds,
-        fetchFullSeconds: r.result.timings.fetchFullMs / 1000,
-        fullRestoreSeconds: r.result.timings.restoreFullMs / 1000,
-        replaySeconds: r.result.timings.replayMs / 1000,
-        finalizeSeconds: r.result.timings.finalizeMs / 1000,
-        replayRevisionsPerSecond: replayRate,
-        bareSinglePutTxnsPerSecond: bare,
-        bareBefore,
-        bareAfter,
-        replayToBareRatio: replayRate / bare,
-        peakRssMiB: r.peakRssMiB,
-        etcdPeakRssMiB: r.etcdPeakRssMiB,
-        containerPeakRssMiB: r.containerPeakRssMiB,
-        revision: r.result.revision,
-      });
-      console.error(`${label}, window ${window}, ${dist}: ${replayRate.toFixed(0)} rev/s, bare ${bare.toFixed(0)}/s, sidecar peak ${r.peakRssMiB} MiB, etcd ${r.etcdPeakRssMiB} MiB, container ${r.containerPeakRssMiB} MiB`);
-    }
+    for (const window of WINDOWS)
+      for (const dist of DISTS) {
+        // The machine is shared: the bare rate is taken right before and right after the restore, and
+        // their mean is the reference, so a load change during the run cannot favour either side.
+        const bareBefore = await baseline(full.file, scratch);
+        const r = await restoreChild(scratch, window, dist);
+        const bareAfter = await baseline(full.file, scratch);
+        const bare = (bareBefore + bareAfter) / 2;
+        const replayRate = REVISIONS / (r.result.timings.replayMs / 1000);
+        rows.push({
+          scratch: label,
+          window,
+          dist,
+          totalSeconds: r.seconds,
+          fetchFullSeconds: r.result.timings.fetchFullMs / 1000,
+          fullRestoreSeconds: r.result.timings.restoreFullMs / 1000,
+          replaySeconds: r.result.timings.replayMs / 1000,
+          finalizeSeconds: r.result.timings.finalizeMs / 1000,
+          replayRevisionsPerSecond: replayRate,
+          bareSinglePutTxnsPerSecond: bare,
+          bareBefore,
+          bareAfter,
+          replayToBareRatio: replayRate / bare,
+          peakRssMiB: r.peakRssMiB,
+          etcdPeakRssMiB: r.etcdPeakRssMiB,
+          containerPeakRssMiB: r.containerPeakRssMiB,
+          revision: r.result.revision,
+        });
+        console.error(
+          `${label}, window ${window}, ${dist}: ${replayRate.toFixed(0)} rev/s, bare ${bare.toFixed(0)}/s, sidecar peak ${r.peakRssMiB} MiB, etcd ${r.etcdPeakRssMiB} MiB, container ${r.containerPeakRssMiB} MiB`,
+        );
+      }
   }
   const head = `# npm run build && tsx bench/restore.ts --full-mb ${FULL_MB} --revisions ${REVISIONS} --value-bytes ${VALUE_BYTES} --per-delta ${PER_DELTA} --baseline-txns ${BASELINE_TXNS} --windows ${WINDOWS.join(',')} --scratch ${SCRATCHES.join(',')} --dist ${DISTS.join(',')}${PREFETCH_BYTES ? ` --prefetch-bytes ${PREFETCH_BYTES}` : ''}, ${new Date().toISOString().slice(0, 10)}, etcd 3.4.23, 2 cores shared with other jobs`;
   const lines = [
@@ -294,8 +314,8 @@ try {
   }
   lines.push(
     '',
-    "ratio = replay rev/s / bare 1-put txn/s: the bare rate is one client sending one single-put transaction at a time to the same kind of temporary etcd (same flags, --unsafe-no-fsync included, same db, same scratch), measured right before and right after the restore.",
-    'container peak = the highest sum of the restoring process\'s and its temporary etcd\'s RSS at one sampling instant (every 200 ms); the other two peaks are each process\'s own VmHWM.',
+    'ratio = replay rev/s / bare 1-put txn/s: the bare rate is one client sending one single-put transaction at a time to the same kind of temporary etcd (same flags, --unsafe-no-fsync included, same db, same scratch), measured right before and right after the restore.',
+    "container peak = the highest sum of the restoring process's and its temporary etcd's RSS at one sampling instant (every 200 ms); the other two peaks are each process's own VmHWM.",
     "full restore = etcdctl snapshot restore into the scratch dir + temporary etcd start + lease listing; finalize = temporary etcd stop, db check, second etcdctl snapshot restore with the member's identity, fsync of the restored data dir, atomic swap.",
   );
   lines.push(JSON.stringify({ fullMB: full.dbBytes / 1e6, fullRevision: full.revision, revisions: REVISIONS, deltas, etcdctlRestoreSeconds: etcdctlSeconds, rows }));

@@ -36,7 +36,10 @@ async function fill(client: Etcd3, bytes: number): Promise<void> {
   while (written < bytes) {
     const batch = Array.from({ length: 8 }, () => {
       const ops = Array.from({ length: 64 }, () => client.put(`/fill/${(n++).toString(36).padStart(8, '0')}`).value(Buffer.concat([randomBytes(2064), text])));
-      return client.if('/nonexistent', 'Version', '==', 0).then(...ops).commit();
+      return client
+        .if('/nonexistent', 'Version', '==', 0)
+        .then(...ops)
+        .commit();
     });
     await Promise.all(batch);
     written += 8 * 64 * 4112;
@@ -65,7 +68,28 @@ async function startSidecar(c: TestCluster, storeDir: string): Promise<{ pid: nu
   const m = c.members[0] as { name: string; dataDir: string; peerURL: string; clientURL: string };
   const proc = spawn(
     process.execPath,
-    ['dist/cli.js', 'serve', '--name', m.name, '--data-dir', m.dataDir, '--initial-cluster', `${m.name}=${m.peerURL}`, '--advertise-client-urls', m.clientURL, '--listen', `127.0.0.1:${port}`, '--store', `file://${storeDir}`, '--snapshot-leader', 'always', '--log-level', 'warn', '--compression', 'gzip'],
+    [
+      'dist/cli.js',
+      'serve',
+      '--name',
+      m.name,
+      '--data-dir',
+      m.dataDir,
+      '--initial-cluster',
+      `${m.name}=${m.peerURL}`,
+      '--advertise-client-urls',
+      m.clientURL,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--store',
+      `file://${storeDir}`,
+      '--snapshot-leader',
+      'always',
+      '--log-level',
+      'warn',
+      '--compression',
+      'gzip',
+    ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   process.once('exit', () => proc.kill('SIGKILL'));
@@ -113,7 +137,10 @@ try {
   await ours('gzip', 1);
   if (otherDist) await ours('gzip', 6, otherDist);
   const median = (tool: string): number => {
-    const xs = fullRows.filter((r) => r.tool === tool).map((r) => r.seconds).sort((a, b) => a - b);
+    const xs = fullRows
+      .filter((r) => r.tool === tool)
+      .map((r) => r.seconds)
+      .sort((a, b) => a - b);
     return xs[Math.floor(xs.length / 2)] as number;
   };
   const base = median('etcdctl snapshot save');
@@ -186,12 +213,18 @@ try {
   console.log(`\nFull snapshot of a ${(fullRows[0]?.dbMB ?? 0).toFixed(0)} MB db (etcd 3.4, loopback, file:// store on the same disk)`);
   console.log('tool                      seconds   MB/s    stored MB  ratio to etcdctl  peak RSS MiB');
   for (const r of fullRows) {
-    console.log(`${r.tool.padEnd(24)}  ${r.seconds.toFixed(2).padStart(7)}  ${r.MBps.toFixed(0).padStart(5)}  ${r.storedMB.toFixed(0).padStart(9)}  ${(r.seconds / base).toFixed(2).padStart(16)}  ${Number.isNaN(r.peakRssMiB) ? '-'.padStart(12) : String(r.peakRssMiB).padStart(12)}`);
+    console.log(
+      `${r.tool.padEnd(24)}  ${r.seconds.toFixed(2).padStart(7)}  ${r.MBps.toFixed(0).padStart(5)}  ${r.storedMB.toFixed(0).padStart(9)}  ${(r.seconds / base).toFixed(2).padStart(16)}  ${Number.isNaN(r.peakRssMiB) ? '-'.padStart(12) : String(r.peakRssMiB).padStart(12)}`,
+    );
   }
   console.log(`median ratio to etcdctl: none ${(median('sidecar, none') / base).toFixed(2)}, gzip -6 ${(median('sidecar, gzip -6') / base).toFixed(2)} (the default full snapshot)`);
   console.log(`\nDelta capture under maximum write load (32 writers, 256-byte values, --delta-snapshot-period=5s, gzip)`);
-  console.log(`writes: ${writes} in ${loadElapsed.toFixed(1)} s = ${delta.writesPerSecond.toFixed(0)}/s; max revision lag ${maxLag}; last write to its delta uploaded: ${delta.lastWriteToUploadSeconds.toFixed(2)} s; peak RSS under load ${deltaPeakRss} MiB`);
-  console.log(`the sidecar process beside the ${(fullRows[0]?.dbMB ?? 0).toFixed(0)} MB member: peak ${sidecarFullPeakRss} MiB during its start-up full snapshot (gzip), ${sidecarIdleRss} MiB once done`);
+  console.log(
+    `writes: ${writes} in ${loadElapsed.toFixed(1)} s = ${delta.writesPerSecond.toFixed(0)}/s; max revision lag ${maxLag}; last write to its delta uploaded: ${delta.lastWriteToUploadSeconds.toFixed(2)} s; peak RSS under load ${deltaPeakRss} MiB`,
+  );
+  console.log(
+    `the sidecar process beside the ${(fullRows[0]?.dbMB ?? 0).toFixed(0)} MB member: peak ${sidecarFullPeakRss} MiB during its start-up full snapshot (gzip), ${sidecarIdleRss} MiB once done`,
+  );
   console.log(JSON.stringify({ full: fullRows, medianRatioNone: median('sidecar, none') / base, medianRatioGzip6: median('sidecar, gzip -6') / base, delta }));
 } finally {
   client.close();

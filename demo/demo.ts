@@ -459,7 +459,9 @@ async function disaster(plans: readonly MemberPlan[], supervisor: Supervisor, ke
   });
   const back = await readSampleKeys(plans);
   const missing = [...keys].filter(([k, v]) => back[k] !== v);
-  process.stdout.write(`\nrecovered in ${((Date.now() - started) / 1000).toFixed(1)} s: ${keys.size - missing.length} of ${keys.size} keys are back with their values${missing.length ? `; MISSING: ${missing.map(([k]) => k).join(', ')}` : ''}.\n`);
+  process.stdout.write(
+    `\nrecovered in ${((Date.now() - started) / 1000).toFixed(1)} s: ${keys.size - missing.length} of ${keys.size} keys are back with their values${missing.length ? `; MISSING: ${missing.map(([k]) => k).join(', ')}` : ''}.\n`,
+  );
   if (missing.length > 0) throw new Error(`${missing.length} keys were not restored`);
 }
 
@@ -490,7 +492,15 @@ async function waitBackedUp(leader: MemberPlan, plans: readonly MemberPlan[], si
 
 function table(rows: readonly string[][]): string {
   const widths = rows[0]?.map((_, col) => Math.max(...rows.map((r) => (r[col] ?? '').length))) ?? [];
-  return rows.map((r) => `  ${r.map((cell, col) => cell.padEnd(widths[col] ?? 0)).join('  ').trimEnd()}`).join('\n');
+  return rows
+    .map(
+      (r) =>
+        `  ${r
+          .map((cell, col) => cell.padEnd(widths[col] ?? 0))
+          .join('  ')
+          .trimEnd()}`,
+    )
+    .join('\n');
 }
 
 function bytes(n: number | undefined): string {
@@ -527,10 +537,7 @@ function summary(plans: readonly MemberPlan[], status: StatusBody, latest: Lates
     '',
     `etcd-backup-sidecar demo: ${plans.length} etcd members, one sidecar each (files in ${show(DEMO_DIR)}/)`,
     '',
-    table([
-      ['MEMBER', 'ETCD CLIENT URL', 'SIDECAR API', 'LOGS'],
-      ...plans.map((p) => [p.name, p.clientURL, p.apiURL, `${show(p.etcdLog)}, ${show(p.sidecarLog)}`]),
-    ]),
+    table([['MEMBER', 'ETCD CLIENT URL', 'SIDECAR API', 'LOGS'], ...plans.map((p) => [p.name, p.clientURL, p.apiURL, `${show(p.etcdLog)}, ${show(p.sidecarLog)}`])]),
     '',
     `Try it (every sidecar serves the same routes):`,
     ...curls,

@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { envName, SPECS, type OptionSpec } from '../src/config/options.js';
 
 const GROUP_TITLES: Record<OptionSpec['group'], string> = {
-  member: 'Member (etcd\'s own flag names)',
+  member: "Member (etcd's own flag names)",
   'etcd client': 'etcd client',
   store: 'Object store',
   snapshot: 'Snapshots',
@@ -141,7 +141,10 @@ export function renderApi(openapiYaml: string): string {
   for (const [path, byMethod] of Object.entries(doc.paths)) for (const [method, op] of Object.entries(byMethod)) ops.push([method.toUpperCase(), path, op]);
   for (const [method, path, op] of ops) {
     // GitHub's heading anchor: punctuation (the path's slashes) is dropped, not turned into a hyphen.
-    const anchor = `${method} ${path}`.toLowerCase().replace(/[^a-z0-9 _-]/g, '').replace(/ /g, '-');
+    const anchor = `${method} ${path}`
+      .toLowerCase()
+      .replace(/[^a-z0-9 _-]/g, '')
+      .replace(/ /g, '-');
     out.push(`| [\`${method} ${path}\`](#${anchor}) | ${cell(op.summary ?? '')}${op.security ? ' (**token**)' : ''} |`);
   }
   out.push('');
@@ -153,7 +156,10 @@ export function renderApi(openapiYaml: string): string {
     const params = op.parameters ?? [];
     if (params.length > 0) {
       out.push('| parameter | in | type | constraints | description |', '|---|---|---|---|---|');
-      for (const p of params) out.push(`| \`${p.name}\`${p.required && p.schema.default === undefined ? ' (required)' : ''} | ${p.in} | ${cell(typeOf(p.schema))} | ${cell(constraints(p.schema))} | ${cell(p.description ?? p.schema.description ?? '')} |`);
+      for (const p of params)
+        out.push(
+          `| \`${p.name}\`${p.required && p.schema.default === undefined ? ' (required)' : ''} | ${p.in} | ${cell(typeOf(p.schema))} | ${cell(constraints(p.schema))} | ${cell(p.description ?? p.schema.description ?? '')} |`,
+        );
       out.push('');
     }
     for (const [status, res] of Object.entries(op.responses ?? {})) {

@@ -54,15 +54,10 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   const storeProbe = new StoreProbe(store, config.healthCheckPeriod);
   const etcd = await createEtcdClient(etcdAccessFromConfig(config), log.child({ part: 'etcd' }));
   const metrics = new Metrics();
-  const monitor = new MemberMonitor(
-    etcd,
-    { periodMs: config.healthCheckPeriod, timeoutMs: etcd.memberTimeoutMs, endpoints: config.endpoints },
-    log.child({ part: 'monitor' }),
-    (status) => {
-      metrics.recordClusterStatus(status);
-      defrag.nospace?.observe(status);
-    },
-  );
+  const monitor = new MemberMonitor(etcd, { periodMs: config.healthCheckPeriod, timeoutMs: etcd.memberTimeoutMs, endpoints: config.endpoints }, log.child({ part: 'monitor' }), (status) => {
+    metrics.recordClusterStatus(status);
+    defrag.nospace?.observe(status);
+  });
   const mode = config.snapshotLeader as SnapshotLeaderMode;
   const duties = backupDuties(config, store, etcd, metrics, log);
   metrics.followDeltas(() => duties.current?.deltaState);

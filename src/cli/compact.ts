@@ -10,7 +10,9 @@ export function compactCommand(root: Command): void {
   withSettings(
     root
       .command('compact')
-      .description("restore the latest chain in --store into a scratch temporary etcd, snapshot it and upload that as a full snapshot at the chain's last revision (with the chain's cluster ID): later restores replay nothing, and retention collects the old deltas; prints the new snapshot as JSON"),
+      .description(
+        "restore the latest chain in --store into a scratch temporary etcd, snapshot it and upload that as a full snapshot at the chain's last revision (with the chain's cluster ID): later restores replay nothing, and retention collects the old deltas; prints the new snapshot as JSON",
+      ),
   ).action(async (_o, cmd: Command) => {
     const { config } = load(cmd, false);
     const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);

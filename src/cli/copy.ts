@@ -6,7 +6,13 @@ import { EXIT_CONFIG, fail, load, withSettings } from './common.js';
 
 /** `copy`: backups from one store to another, checked on both sides, resumable. */
 export function copyCommand(root: Command): void {
-  withSettings(root.command('copy').description('copy full and delta snapshots with their metadata from --from to --to, checking every object on both sides and skipping what the target holds (run it again to resume); prints a JSON report'))
+  withSettings(
+    root
+      .command('copy')
+      .description(
+        'copy full and delta snapshots with their metadata from --from to --to, checking every object on both sides and skipping what the target holds (run it again to resume); prints a JSON report',
+      ),
+  )
     .addOption(new Option('--from <store>', 'source store URL (file://, s3://, gs://); credentials from the usual store settings').makeOptionMandatory())
     .addOption(new Option('--to <store>', 'target store URL').makeOptionMandatory())
     .addOption(new Option('--chains <n>', 'only the newest N full snapshots and the deltas after each'))
@@ -18,7 +24,8 @@ export function copyCommand(root: Command): void {
       const since = opts.since === undefined ? undefined : new Date(opts.since);
       if (opts.since !== undefined && (!/^\d{4}-\d{2}-\d{2}T/.test(opts.since) || Number.isNaN(since?.getTime()))) fail(`--since ${opts.since} is not an RFC 3339 time`, EXIT_CONFIG);
       const log = createLogger(config.logLevel, process.stderr);
-      const open = (flag: string, url: string): ReturnType<typeof openStore> => openStore({ ...config, store: url }).catch((err: unknown) => fail(`--${flag} ${url}: ${(err as Error).message}`, EXIT_CONFIG));
+      const open = (flag: string, url: string): ReturnType<typeof openStore> =>
+        openStore({ ...config, store: url }).catch((err: unknown) => fail(`--${flag} ${url}: ${(err as Error).message}`, EXIT_CONFIG));
       const from = await open('from', opts.from);
       const to = await open('to', opts.to);
       try {

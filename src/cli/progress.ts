@@ -16,7 +16,9 @@ export function progressBar(): { update: (p: RestoreProgress) => void; done: () 
       const frac = p.phase === 'done' ? 1 : p.phase === 'replaying' || p.phase === 'finalizing' ? Math.min(1, (p.revision - p.fullRevision) / span) : 0;
       const width = 30;
       const filled = Math.round(frac * width);
-      process.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${p.phase} revision ${p.revision}/${p.targetRevision} deltas ${p.deltasApplied}/${p.deltasTotal}   `);
+      process.stderr.write(
+        `\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${p.phase} revision ${p.revision}/${p.targetRevision} deltas ${p.deltasApplied}/${p.deltasTotal}   `,
+      );
       shown = true;
     },
     done: () => {

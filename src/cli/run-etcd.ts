@@ -6,7 +6,13 @@ import { fail, load, localSidecarURL, secretsOrExit, withSettings } from './comm
 
 /** `run-etcd`: the etcd container's command. */
 export function runEtcdCommand(root: Command): void {
-  withSettings(root.command('run-etcd').description("run etcd as the sidecar at --listen decides: POST /initialize, start etcd with GET /config written to --etcd-config-file, stop and start it again when the sidecar asks (a recovery needs this member's data); the etcd container's command"))
+  withSettings(
+    root
+      .command('run-etcd')
+      .description(
+        "run etcd as the sidecar at --listen decides: POST /initialize, start etcd with GET /config written to --etcd-config-file, stop and start it again when the sidecar asks (a recovery needs this member's data); the etcd container's command",
+      ),
+  )
     .addOption(new Option('--poll <ms>', 'how often the sidecar is asked whether etcd must stop').default('2000'))
     .action(async (opts: { poll: string }, cmd: Command) => {
       const { config } = load(cmd, false);

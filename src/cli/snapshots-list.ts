@@ -16,13 +16,21 @@ export function snapshotsListCommand(snapshots: Command): void {
         const listing = (await listSnapshots(store)).sort(newestFirst);
         const chain = restorableChain(listing);
         if (opts.json) {
-          process.stdout.write(`${JSON.stringify({ snapshots: listing, chain: { full: chain.full?.name ?? null, deltas: chain.links.length, lastRevision: chain.lastRevision, contiguous: chain.contiguous, gaps: chain.gaps } }, null, 2)}\n`);
+          process.stdout.write(
+            `${JSON.stringify({ snapshots: listing, chain: { full: chain.full?.name ?? null, deltas: chain.links.length, lastRevision: chain.lastRevision, contiguous: chain.contiguous, gaps: chain.gaps } }, null, 2)}\n`,
+          );
           return;
         }
         const rows = listing.map((s) => [s.kind, String(s.startRevision), String(s.lastRevision), s.createdAt.toISOString(), s.name]);
         const header = ['KIND', 'START', 'LAST', 'CREATED', 'NAME'];
         const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
-        for (const r of [header, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()}\n`);
+        for (const r of [header, ...rows])
+          process.stdout.write(
+            `${r
+              .map((c, i) => c.padEnd(widths[i] as number))
+              .join('  ')
+              .trimEnd()}\n`,
+          );
         const state = !chain.full ? 'no full snapshot' : chain.contiguous ? 'contiguous' : `GAPS: ${chain.gaps.map((g) => `${g.from}-${g.to}`).join(', ')}`;
         process.stdout.write(`\nlatest chain: ${chain.full?.name ?? '-'} + ${chain.links.length} deltas, restores to revision ${chain.lastRevision} (${state})\n`);
       } finally {

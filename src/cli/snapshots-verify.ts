@@ -41,7 +41,9 @@ export function snapshotsVerifyCommand(snapshots: Command): void {
         if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
         else {
           const r = report.restore;
-          process.stdout.write(`${report.pass ? 'PASS' : 'FAIL'}: ${r ? `${r.fullSnapshot} + ${r.deltasApplied} deltas (${r.eventsApplied} events) restored to revision ${r.revision} in ${r.durationMs}ms; ` : ''}member at revision ${report.revision ?? '-'}, ${report.keys ?? '-'} keys (chain says ${report.expectedKeys ?? '-'})\n`);
+          process.stdout.write(
+            `${report.pass ? 'PASS' : 'FAIL'}: ${r ? `${r.fullSnapshot} + ${r.deltasApplied} deltas (${r.eventsApplied} events) restored to revision ${r.revision} in ${r.durationMs}ms; ` : ''}member at revision ${report.revision ?? '-'}, ${report.keys ?? '-'} keys (chain says ${report.expectedKeys ?? '-'})\n`,
+          );
           for (const p of report.problems) process.stdout.write(`  problem: ${p}\n`);
         }
         process.exitCode = report.pass ? 0 : 1;

@@ -160,7 +160,14 @@ export class BackupLeadership {
     return shouldStandIn({
       self: this.config.name,
       leaderId: f.leaderId,
-      beats: this.directory.latest().map((h) => ({ name: h.name, ...(h.memberId ? { memberId: h.memberId } : {}), ...(h.learner ? { learner: true } : {}), ...(h.backsUp === false ? { backsUp: false } : {}), etcdUp: h.etcdUp, ageMs: h.ageMs })),
+      beats: this.directory.latest().map((h) => ({
+        name: h.name,
+        ...(h.memberId ? { memberId: h.memberId } : {}),
+        ...(h.learner ? { learner: true } : {}),
+        ...(h.backsUp === false ? { backsUp: false } : {}),
+        etcdUp: h.etcdUp,
+        ageMs: h.ageMs,
+      })),
       ttlMs: this.config.heartbeatTtl,
       runningMs: performance.now() - this.startedAt,
       directoryRead: this.directory.readAt !== undefined,

@@ -131,10 +131,12 @@ export class HeartbeatWriter {
    */
   writeNow(): Promise<void> {
     if (!this.writing) return this.startWrite();
-    this.queued ??= this.writing.catch(() => {}).then(() => {
-      this.queued = undefined;
-      return this.startWrite();
-    });
+    this.queued ??= this.writing
+      .catch(() => {})
+      .then(() => {
+        this.queued = undefined;
+        return this.startWrite();
+      });
     return this.queued;
   }
 

@@ -112,7 +112,10 @@ function checkHttpUrl(u: string): string | undefined {
 
 function parseInitialCluster(text: string): PeerEntry[] | string {
   const entries: PeerEntry[] = [];
-  for (const part of text.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+  for (const part of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')) {
     const eq = part.indexOf('=');
     if (eq <= 0) return `"${part}" is not name=peer-url`;
     const name = part.slice(0, eq);
@@ -324,7 +327,8 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
   if (config.etcdVersion !== '' && !/^3\.\d+$/.test(config.etcdVersion)) problems.push(`--etcd-version: ${config.etcdVersion} is not an etcd minor version such as 3.6`);
   if (config.heartbeatPeriod < 100) problems.push(`--heartbeat-period: ${config.heartbeatPeriod} ms is below 100ms`);
   if (config.heartbeatTtl === 0) config.heartbeatTtl = 3 * config.heartbeatPeriod;
-  else if (config.heartbeatTtl < config.heartbeatPeriod) problems.push(`--heartbeat-ttl: ${config.heartbeatTtl} ms is shorter than --heartbeat-period (${config.heartbeatPeriod} ms): every heartbeat would look stale`);
+  else if (config.heartbeatTtl < config.heartbeatPeriod)
+    problems.push(`--heartbeat-ttl: ${config.heartbeatTtl} ms is shorter than --heartbeat-period (${config.heartbeatPeriod} ms): every heartbeat would look stale`);
   checkApiSecurity(config, requireMember, problems);
 }
 

@@ -33,7 +33,11 @@ export interface NospaceSettings {
 
 /** The members reporting NOSPACE in a health round. */
 export function membersOutOfSpace(status: ClusterStatus): string[] {
-  const ids = new Set(clusterAlarms(status).filter((a) => a.alarm === NOSPACE).map((a) => a.memberId));
+  const ids = new Set(
+    clusterAlarms(status)
+      .filter((a) => a.alarm === NOSPACE)
+      .map((a) => a.memberId),
+  );
   return status.members.filter((m) => ids.has(m.id)).map((m) => m.name || m.id);
 }
 

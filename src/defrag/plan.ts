@@ -51,7 +51,8 @@ export function planDefrag(status: ClusterStatus, o: DefragPlanOptions): DefragP
   const unhealthy = status.members.filter((m) => !usable(m));
   if (unhealthy.length > 0) return { go: false, reason: `not every member is healthy (${unhealthy.map((m) => `${m.name || m.id}: ${m.error ?? 'unhealthy'}`).join('; ')})` };
   const voters = status.members.filter((m) => !m.isLearner).length;
-  if (!quorumWithOneBusy(voters, voters)) return { go: false, reason: `${voters} voting member(s) cannot keep a quorum while one is busy defragmenting; defragment in a maintenance window (etcdctl defrag)` };
+  if (!quorumWithOneBusy(voters, voters))
+    return { go: false, reason: `${voters} voting member(s) cannot keep a quorum while one is busy defragmenting; defragment in a maintenance window (etcdctl defrag)` };
   const chosen = o.only === undefined ? status.members : status.members.filter((m) => m.name === o.only);
   if (o.only !== undefined && chosen.length === 0) return { go: false, reason: `no member named "${o.only}" in the cluster` };
   const order: DefragTarget[] = [];

@@ -190,9 +190,7 @@ export class BoltScanner {
     }
     if (this.failure !== undefined) throw this.failure;
     if (this.received < this.end) {
-      throw new BoltFormatError(
-        `truncated: the meta page says the db is ${this.end} bytes (${this.end / this.pageSize} pages of ${this.pageSize}), but only ${this.received} bytes arrived`,
-      );
+      throw new BoltFormatError(`truncated: the meta page says the db is ${this.end} bytes (${this.end / this.pageSize} pages of ${this.pageSize}), but only ${this.received} bytes arrived`);
     }
     return this.facts(this.meta as Meta); // begin() set it or failed
   }
@@ -297,9 +295,7 @@ export class BoltScanner {
       this.aux[id] = flags === BRANCH_PAGE ? this.childCount : NaN;
       return;
     }
-    this.want(elementsAt, elementsAt + count * ELEMENT_SIZE, (elements) =>
-      flags === BRANCH_PAGE ? this.onBranch(id, elements) : this.onLeaf(id, elements, elementsAt, pageEnd),
-    );
+    this.want(elementsAt, elementsAt + count * ELEMENT_SIZE, (elements) => (flags === BRANCH_PAGE ? this.onBranch(id, elements) : this.onLeaf(id, elements, elementsAt, pageEnd)));
   }
 
   private onBranch(id: number, elements: Buffer): void {
@@ -407,7 +403,7 @@ export async function readBoltFacts(dbPath: string): Promise<BoltFacts> {
     // trailer `etcdctl snapshot save` keeps, or the unused tail of a data dir file grown ahead of
     // need) are not read.
     const buf = Buffer.allocUnsafe(READ_SIZE);
-    for (let at = 0; at < Math.min(size, scanner.dbSize ?? size); ) {
+    for (let at = 0; at < Math.min(size, scanner.dbSize ?? size);) {
       const { bytesRead } = await file.read(buf, 0, Math.min(READ_SIZE, size - at), at);
       if (bytesRead === 0) break;
       scanner.write(buf.subarray(0, bytesRead));
@@ -593,7 +589,8 @@ function chooseMeta(head: Buffer): { meta: Meta; damaged: string | undefined } {
     }
   }
   const valid = [meta0, meta1].filter((m): m is Meta => typeof m !== 'string');
-  if (valid.length === 0) throw new BoltFormatError(`not a readable bbolt db: meta page 0: ${typeof meta0 === 'string' ? meta0 : 'valid'}; meta page 1: ${typeof meta1 === 'string' ? meta1 : 'valid'}`);
+  if (valid.length === 0)
+    throw new BoltFormatError(`not a readable bbolt db: meta page 0: ${typeof meta0 === 'string' ? meta0 : 'valid'}; meta page 1: ${typeof meta1 === 'string' ? meta1 : 'valid'}`);
   const meta = valid.reduce((a, b) => (b.txid > a.txid ? b : a));
   const damaged = typeof meta0 === 'string' ? `meta page 0: ${meta0}` : typeof meta1 === 'string' ? `meta page 1: ${meta1}` : undefined;
   return { meta, damaged };

@@ -125,7 +125,7 @@ async function readWal(walDir: string, files: string[]): Promise<WalFacts | { er
 }
 
 async function* readChunks(handle: FileHandle, buf: Buffer): AsyncGenerator<Buffer> {
-  for (let at = 0; ; ) {
+  for (let at = 0; ;) {
     const { bytesRead } = await handle.read(buf, 0, buf.length, at);
     if (bytesRead === 0) return;
     at += bytesRead;
@@ -151,7 +151,11 @@ export function judgeDataDir(f: DataDirFindings): Omit<DataDirFacts, 'durationMs
   if (f.wal !== undefined && 'error' in f.wal && f.walFiles.length === 0) return { state: 'corrupt', reason: f.wal.error, ...sized };
   if (f.walFiles.length === 0 && f.db === 'missing') return { state: 'empty', reason: `${f.dir} holds no member data (no WAL files in ${WAL_DIR}, no ${DB_FILE})` };
   if (f.walFiles.length === 0) return { state: 'corrupt', reason: `${DB_FILE} exists (${dbBytes} bytes) but ${WAL_DIR} has no WAL files: the raft log and the member's identity are lost`, ...sized };
-  if (f.db === 'missing') return { state: 'corrupt', reason: `${WAL_DIR} has ${f.walFiles.length} WAL files but ${DB_FILE} is missing: the applied key space is gone (etcd could rebuild it only if the log still began at index 1)` };
+  if (f.db === 'missing')
+    return {
+      state: 'corrupt',
+      reason: `${WAL_DIR} has ${f.walFiles.length} WAL files but ${DB_FILE} is missing: the applied key space is gone (etcd could rebuild it only if the log still began at index 1)`,
+    };
 
   const problems: string[] = [];
   const notes: string[] = [];
@@ -170,7 +174,8 @@ export function judgeDataDir(f: DataDirFindings): Omit<DataDirFacts, 'durationMs
       ...(wal.hardState === undefined ? {} : { commitIndex: wal.hardState.commit }),
     };
     if (wal.memberId === undefined || wal.clusterId === undefined) problems.push(`${WAL_DIR} has no metadata record: whose member this is cannot be told`);
-    if (wal.tornTail !== undefined) notes.push(`the last WAL record is torn (${wal.tornTail.file} at offset ${wal.tornTail.offset}: ${wal.tornTail.problem}); etcd truncates it at start, as after any crash mid-write`);
+    if (wal.tornTail !== undefined)
+      notes.push(`the last WAL record is torn (${wal.tornTail.file} at offset ${wal.tornTail.offset}: ${wal.tornTail.problem}); etcd truncates it at start, as after any crash mid-write`);
   }
   const bolt = f.bolt;
   if (bolt === undefined || 'error' in bolt) {

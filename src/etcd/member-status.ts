@@ -51,5 +51,10 @@ export async function readMemberStatus(member: EtcdMember, timeoutMs: number): P
  * round with a quorum, so it proves the member is in a cluster with quorum right now.
  */
 export async function confirmQuorum(member: EtcdMember, key: string, timeoutMs: number): Promise<void> {
-  await withDeadline('linearizable read', timeoutMs, () => member.get(key).options({ deadline: Date.now() + timeoutMs }).exec());
+  await withDeadline('linearizable read', timeoutMs, () =>
+    member
+      .get(key)
+      .options({ deadline: Date.now() + timeoutMs })
+      .exec(),
+  );
 }

@@ -58,7 +58,9 @@ export function minorDir(names: readonly string[], minor?: string): string | und
 
 function subfolders(dir: string): string[] {
   try {
-    return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && executable(join(dir, e.name, 'etcd'))).map((e) => e.name);
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && executable(join(dir, e.name, 'etcd')))
+      .map((e) => e.name);
   } catch {
     return [];
   }

@@ -244,7 +244,7 @@ export function orderWalNames(names: readonly string[]): string[] {
 }
 
 function hasZeroSector(frame: Buffer, fileOffset: number): boolean {
-  for (let at = 0; at < frame.length; ) {
+  for (let at = 0; at < frame.length;) {
     const end = Math.min(frame.length, at + SECTOR - ((fileOffset + at) % SECTOR));
     let zero = true;
     for (let i = at; i < end; i++) {
@@ -367,15 +367,7 @@ export function crc32c(data: Uint8Array, prev = 0): number {
   const n = data.length;
   for (; i + 8 <= n; i += 8) {
     const lo = (c ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24))) >>> 0;
-    c =
-      t7[lo & 0xff]! ^
-      t6[(lo >>> 8) & 0xff]! ^
-      t5[(lo >>> 16) & 0xff]! ^
-      t4[lo >>> 24]! ^
-      t3[data[i + 4]!]! ^
-      t2[data[i + 5]!]! ^
-      t1[data[i + 6]!]! ^
-      t0[data[i + 7]!]!;
+    c = t7[lo & 0xff]! ^ t6[(lo >>> 8) & 0xff]! ^ t5[(lo >>> 16) & 0xff]! ^ t4[lo >>> 24]! ^ t3[data[i + 4]!]! ^ t2[data[i + 5]!]! ^ t1[data[i + 6]!]! ^ t0[data[i + 7]!]!;
   }
   for (; i < n; i++) c = t0[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
   return ~c >>> 0;

@@ -82,7 +82,11 @@ export class KeyspaceWatch {
   private async start(fromRevision: number): Promise<void> {
     this.next = fromRevision;
     // key "\0" with range end "\0": every key.
-    const watcher = await this.member.watch().inRange({ start: Buffer.from([0]), end: Buffer.from([0]) }).startRevision(String(fromRevision)).create();
+    const watcher = await this.member
+      .watch()
+      .inRange({ start: Buffer.from([0]), end: Buffer.from([0]) })
+      .startRevision(String(fromRevision))
+      .create();
     this.watcher = watcher;
     watcher.on('data', (res: IWatchResponse) => {
       if (this.done || res.events.length === 0) return;

@@ -190,7 +190,10 @@ function decideWithQuorum(facts: InitFacts, cluster: RunningCluster): Verdict {
     return { decision: 'use-existing', reason: `the data dir belongs to member ${me.id} of the running cluster ${cluster.clusterId}${unchecked}` };
   }
   if (!me.started && (facts.local.state === 'missing' || facts.local.state === 'empty')) {
-    return { decision: 'join-existing', reason: `the cluster ${cluster.clusterId} lists this member as added but never started, and the data dir is ${facts.local.state}: start it with initial-cluster-state existing` };
+    return {
+      decision: 'join-existing',
+      reason: `the cluster ${cluster.clusterId} lists this member as added but never started, and the data dir is ${facts.local.state}: start it with initial-cluster-state existing`,
+    };
   }
   const full = learnerLimit(facts, cluster, me);
   if (full) return { decision: 'wait', reason: `${problem}, but ${full} before this member is removed and added again` };
@@ -246,7 +249,8 @@ function decideSingle(facts: InitFacts, problem: string | undefined, existed: bo
     return { decision: 'use-existing', reason: 'the data dir is valid and no newer backup exists' };
   }
   if (!existed) return { decision: 'bootstrap', reason: 'no cluster answers, no backup and no heartbeat exist, the data dir is empty: bootstrap a new cluster' };
-  if (!backups.chain) return { decision: 'wait', reason: `${problem}; this cluster existed but no restorable backup exists: bootstrapping empty would lose it. An operator must restore or clear the store.` };
+  if (!backups.chain)
+    return { decision: 'wait', reason: `${problem}; this cluster existed but no restorable backup exists: bootstrapping empty would lose it. An operator must restore or clear the store.` };
   return { decision: 'restore', reason: `${problem}; no cluster is running: restore from the backups` };
 }
 
@@ -301,11 +305,17 @@ export function chooseRecovery(facts: InitFacts, present: readonly Participant[]
     const preferred = present.find((p) => p.name === facts.restoreLeader);
     const holder = preferred ?? [...present].sort((a, b) => (a.name < b.name ? -1 : 1))[0];
     if (!holder) return undefined;
-    const why = best ? `the backups (revision ${chain.lastRevision}) reach past the newest surviving copy (${best.name}, at most revision ${best.report.revisionBound})` : `no member holds usable data; the backups reach revision ${chain.lastRevision}`;
+    const why = best
+      ? `the backups (revision ${chain.lastRevision}) reach past the newest surviving copy (${best.name}, at most revision ${best.report.revisionBound})`
+      : `no member holds usable data; the backups reach revision ${chain.lastRevision}`;
     return { holder: holder.name, source: 'backups', why };
   }
   if (!best) return undefined;
-  return { holder: best.name, source: 'local-copy', why: `${best.name} holds the newest copy (raft index ${best.report.raftIndex}, at most revision ${best.report.revisionBound})${chain ? `; the backups reach only revision ${chain.lastRevision}` : ''}` };
+  return {
+    holder: best.name,
+    source: 'local-copy',
+    why: `${best.name} holds the newest copy (raft index ${best.report.raftIndex}, at most revision ${best.report.revisionBound})${chain ? `; the backups reach only revision ${chain.lastRevision}` : ''}`,
+  };
 }
 
 /** The members that kept the data of one cluster, when they are a majority of the configured members. */
@@ -330,15 +340,30 @@ function decideWithoutQuorum(facts: InitFacts): Verdict {
     // regain quorum (a member that lost its data is then replaced), and needs no store fact.
     return { decision: 'use-existing', reason: `${noQuorum}; the data dir belongs to it: start it, its members meet again` };
   }
-  if (facts.storeError) return { decision: 'wait', reason: `${noQuorum} and the object store is unreachable (${facts.storeError}): without heartbeats and backups nothing proves a start safe; retrying` };
+  if (facts.storeError)
+    return { decision: 'wait', reason: `${noQuorum} and the object store is unreachable (${facts.storeError}): without heartbeats and backups nothing proves a start safe; retrying` };
 
   const quorumPeer = others.find((h) => h.etcdUp && h.inQuorum);
-  if (quorumPeer) return { decision: 'wait', reason: `${problem ?? noQuorum}; member ${quorumPeer.name} reports its etcd in a cluster with quorum though no endpoint answers for it yet: wait for that cluster rather than start a second one` };
+  if (quorumPeer)
+    return {
+      decision: 'wait',
+      reason: `${problem ?? noQuorum}; member ${quorumPeer.name} reports its etcd in a cluster with quorum though no endpoint answers for it yet: wait for that cluster rather than start a second one`,
+    };
   // A heartbeat proves the cluster existed only when it names one: sidecars beat from their first
   // second, before any etcd ran, and a bootstrap must not wait on its own members' heartbeats.
-  const existed = facts.backups.anySnapshot || heartbeats.some((h) => h.clusterId !== undefined) || facts.local.state === 'valid' || facts.local.state === 'corrupt' || facts.cluster !== undefined || facts.recovery?.claim !== undefined;
+  const existed =
+    facts.backups.anySnapshot ||
+    heartbeats.some((h) => h.clusterId !== undefined) ||
+    facts.local.state === 'valid' ||
+    facts.local.state === 'corrupt' ||
+    facts.cluster !== undefined ||
+    facts.recovery?.claim !== undefined;
   if (single) {
-    if (facts.cluster) return { decision: 'wait', reason: `${problem}; yet an etcd of cluster ${facts.cluster.clusterId} answers at a configured endpoint: restoring beside it would start a second cluster. Stop it or fix --endpoints` };
+    if (facts.cluster)
+      return {
+        decision: 'wait',
+        reason: `${problem}; yet an etcd of cluster ${facts.cluster.clusterId} answers at a configured endpoint: restoring beside it would start a second cluster. Stop it or fix --endpoints`,
+      };
     return decideSingle(facts, problem, existed);
   }
 
@@ -353,7 +378,10 @@ function decideWithoutQuorum(facts: InitFacts): Verdict {
   // silent for --heartbeat-ttl counts as gone.
   const starting = unheard.filter((n) => others.some((h) => h.name === n));
   if (starting.length > 0) {
-    return { decision: 'wait', reason: `${problem ?? noQuorum}; ${starting.join(', ')} ${plural(starting, 'is', 'are')} alive (${plural(starting, 'its', 'their')} sidecar beats) but ${plural(starting, 'has', 'have')} not reported what ${plural(starting, 'it holds', 'they hold')}: wait for ${plural(starting, 'it', 'them')}` };
+    return {
+      decision: 'wait',
+      reason: `${problem ?? noQuorum}; ${starting.join(', ')} ${plural(starting, 'is', 'are')} alive (${plural(starting, 'its', 'their')} sidecar beats) but ${plural(starting, 'has', 'have')} not reported what ${plural(starting, 'it holds', 'they hold')}: wait for ${plural(starting, 'it', 'them')}`,
+    };
   }
   const majority = Math.floor(facts.initialCluster.length / 2) + 1;
   if (!problem && lost.length === 0) {
@@ -371,7 +399,10 @@ function decideWithoutQuorum(facts: InitFacts): Verdict {
 
   // Some member lost its data and no cluster has quorum: the cluster must be recovered, once.
   if (facts.cluster) {
-    return { decision: 'wait', reason: `${problem ?? noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data, but an etcd of cluster ${facts.cluster.clusterId} still runs: recovering now would leave its copy out. Wait for it to stop (its sidecar then reports what it holds) or for its cluster to regain quorum` };
+    return {
+      decision: 'wait',
+      reason: `${problem ?? noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data, but an etcd of cluster ${facts.cluster.clusterId} still runs: recovering now would leave its copy out. Wait for it to stop (its sidecar then reports what it holds) or for its cluster to regain quorum`,
+    };
   }
   const claim = facts.recovery?.claim;
   if (claim && claim.holder !== self.name) {
@@ -391,24 +422,43 @@ function decideWithoutQuorum(facts: InitFacts): Verdict {
   if (keepers && claim?.state !== 'claimed') {
     const names = keepers.members.join(', ');
     if (!problem && facts.local.clusterId === keepers.clusterId) {
-      return { decision: 'use-existing', reason: `${noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data, but ${names} (a majority) kept theirs: they start the cluster again, and the others are replaced once it has quorum` };
+      return {
+        decision: 'use-existing',
+        reason: `${noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data, but ${names} (a majority) kept theirs: they start the cluster again, and the others are replaced once it has quorum`,
+      };
     }
-    return { decision: 'wait', reason: `${problem ?? noQuorum}; ${names} (a majority) kept the data of cluster ${keepers.clusterId}: they start it again, and this member is replaced once it has quorum` };
+    return {
+      decision: 'wait',
+      reason: `${problem ?? noQuorum}; ${names} (a majority) kept the data of cluster ${keepers.clusterId}: they start it again, and this member is replaced once it has quorum`,
+    };
   }
   if (peerUp && claim?.holder !== peerUp.name) {
-    return { decision: 'wait', reason: `${problem ?? noQuorum}; member ${peerUp.name} reports its etcd up (heartbeat) and has not joined the recovery: wait for it to stop or for its cluster to answer` };
+    return {
+      decision: 'wait',
+      reason: `${problem ?? noQuorum}; member ${peerUp.name} reports its etcd up (heartbeat) and has not joined the recovery: wait for it to stop or for its cluster to answer`,
+    };
   }
   if (unheard.length > 0 && (facts.graceOver === false || present.length < majority)) {
     const needs = facts.graceOver === false ? 'up to --heartbeat-ttl, then a majority suffices' : `a majority (${majority}) must take part`;
-    return { decision: 'wait', reason: `${problem ?? noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data: the cluster needs a recovery, but ${unheard.join(', ')} ${plural(unheard, 'has', 'have')} not reported what ${plural(unheard, 'it holds', 'they hold')} (${needs})` };
+    return {
+      decision: 'wait',
+      reason: `${problem ?? noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data: the cluster needs a recovery, but ${unheard.join(', ')} ${plural(unheard, 'has', 'have')} not reported what ${plural(unheard, 'it holds', 'they hold')} (${needs})`,
+    };
   }
   const choice = chooseRecovery(facts, present);
   if (!choice) {
-    return { decision: 'wait', reason: `${problem ?? noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data, no member that takes part holds usable data and no restorable backup exists: bootstrapping empty would lose the cluster. An operator must restore or clear the store.` };
+    return {
+      decision: 'wait',
+      reason: `${problem ?? noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data, no member that takes part holds usable data and no restorable backup exists: bootstrapping empty would lose the cluster. An operator must restore or clear the store.`,
+    };
   }
   if (choice.holder !== self.name) return { decision: 'wait', reason: `${problem ?? noQuorum}; ${choice.why}: ${choice.holder} recovers the cluster, the others join it` };
   const epoch = claim?.holder === self.name && claim.state === 'claimed' ? claim.epoch : (claim?.epoch ?? 0) + 1;
-  return { decision: 'restore', reason: `${problem ?? noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data; ${choice.why}: this member recovers the cluster as a one-member cluster the others join as learners (recovery epoch ${epoch})`, recovery: { source: choice.source, epoch } };
+  return {
+    decision: 'restore',
+    reason: `${problem ?? noQuorum}; ${lost.join(', ')} lost ${plural(lost, 'its', 'their')} data; ${choice.why}: this member recovers the cluster as a one-member cluster the others join as learners (recovery epoch ${epoch})`,
+    recovery: { source: choice.source, epoch },
+  };
 }
 
 export function decide(facts: InitFacts): Verdict {

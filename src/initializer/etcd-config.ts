@@ -29,7 +29,11 @@ export interface EtcdStart {
  * this member under its own name. Members never started have no name yet; they keep the name the
  * configuration gives their peer URL, or one made from their ID.
  */
-export function joiningCluster(members: readonly ClusterMember[], self: { name: string; peerURLs: string[] }, configured: readonly { name: string; peerURL: string }[]): { name: string; peerURL: string }[] {
+export function joiningCluster(
+  members: readonly ClusterMember[],
+  self: { name: string; peerURLs: string[] },
+  configured: readonly { name: string; peerURL: string }[],
+): { name: string; peerURL: string }[] {
   const entries: { name: string; peerURL: string }[] = [];
   for (const m of members) {
     const isSelf = m.peerURLs.some((u) => self.peerURLs.includes(u)) || (m.name !== '' && m.name === self.name);

@@ -166,7 +166,8 @@ export class Initializer {
     this.update({ progress: `re-checking the facts before: ${step}` });
     const again = await this.facts();
     const now = decide(again.facts);
-    if (now.decision === verdict.decision && now.removeMemberId === verdict.removeMemberId && now.recovery?.source === verdict.recovery?.source && now.recovery?.epoch === verdict.recovery?.epoch) return again;
+    if (now.decision === verdict.decision && now.removeMemberId === verdict.removeMemberId && now.recovery?.source === verdict.recovery?.source && now.recovery?.epoch === verdict.recovery?.epoch)
+      return again;
     this.deps.log.warn({ was: verdict.decision, now: now.decision, reason: now.reason }, `the facts changed before ${step}; deciding again`);
     return undefined;
   }
@@ -246,5 +247,4 @@ export class Initializer {
       (err: Error) => this.deps.log.warn({ err: err.message }, 'the recovery claim could not be marked done'),
     );
   }
-
 }

@@ -43,7 +43,10 @@ export async function restoreMember(ctx: ActionContext, facts: InitFacts, recove
       signal: ctx.signal,
       onProgress: (p) => ctx.update({ progress: `restoring: ${p.phase}, revision ${p.revision} of ${p.targetRevision} (${p.deltasApplied}/${p.deltasTotal} deltas)` }),
     });
-    log.info({ revision: result.revision, full: result.fullSnapshot, deltas: result.deltasApplied, local: facts.local.state, ...(recovery ? { epoch: recovery.epoch } : {}) }, 'restored from the backups');
+    log.info(
+      { revision: result.revision, full: result.fullSnapshot, deltas: result.deltasApplied, local: facts.local.state, ...(recovery ? { epoch: recovery.epoch } : {}) },
+      'restored from the backups',
+    );
   }
   // The restored data dir starts a new raft log: the raft index the heartbeat carried from the old
   // one would make it look as if it went back in time at the next start.

@@ -106,7 +106,10 @@ export async function compactChain(opts: CompactOptions): Promise<FullSnapshot> 
       await opts.store.delete(full.name).catch(() => {});
       throw new Error(`the compacted snapshot holds revision ${full.lastRevision}, the chain ends at ${restored.revision}; deleted it`);
     }
-    opts.log.info({ snapshot: full.name, revision: full.lastRevision, from: plan.full.name, deltas: restored.deltasApplied, durationMs: full.durationMs }, 'compaction: full snapshot uploaded at the chain\'s last revision');
+    opts.log.info(
+      { snapshot: full.name, revision: full.lastRevision, from: plan.full.name, deltas: restored.deltasApplied, durationMs: full.durationMs },
+      "compaction: full snapshot uploaded at the chain's last revision",
+    );
     return full;
   } finally {
     if (etcd) await etcd.stop().catch(() => {});

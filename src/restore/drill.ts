@@ -52,7 +52,13 @@ export interface StartedChain {
  * The latest chain (or up to `toRevision`) restored into `work` under a loopback identity and
  * started, its leases kept alive so the revision stays where the chain ends. The caller stops it.
  */
-export async function startRestoredChain(opts: DrillOptions & { toRevision?: number; measuredAs?: ReplaySample['kind'] }, work: string, member: string, noteEtcd: (pid: number | undefined) => Promise<void>, seen: (r: RestoreResult) => void = () => {}): Promise<StartedChain> {
+export async function startRestoredChain(
+  opts: DrillOptions & { toRevision?: number; measuredAs?: ReplaySample['kind'] },
+  work: string,
+  member: string,
+  noteEtcd: (pid: number | undefined) => Promise<void>,
+  seen: (r: RestoreResult) => void = () => {},
+): Promise<StartedChain> {
   const peerPort = await freeLoopbackPort();
   const peerURL = `http://127.0.0.1:${peerPort}`;
   const dataDir = join(work, 'data');
@@ -94,7 +100,13 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillReport> {
   const report: DrillReport = { pass: false, problems, durationMs: 0 };
   let etcd: TemporaryEtcd | undefined;
   try {
-    const started = await startRestoredChain(opts, work, DRILL_MEMBER, (pid) => workDir.noteEtcd(pid), (r) => (report.restore = r));
+    const started = await startRestoredChain(
+      opts,
+      work,
+      DRILL_MEMBER,
+      (pid) => workDir.noteEtcd(pid),
+      (r) => (report.restore = r),
+    );
     etcd = started.etcd;
     const restored = started.restored;
     report.revision = await etcd.revision();

@@ -22,7 +22,6 @@ import { recordReplaySample, replayRatesFile, sampleOf, type ReplaySample } from
 import { makeWorkDir, removeStaleWorkDirs } from './scratch.js';
 import { finishInterruptedSwap, isMissingOrEmpty, partDir, swapIn } from './swap.js';
 
-
 export interface RestoreOptions {
   store: SnapStore;
   /** Final location; refused if it exists and is non-empty unless replaceExisting. */
@@ -60,7 +59,23 @@ export interface RestoreOptions {
 }
 
 /** The options every restore takes from the configuration (the CLI's and the initializer's alike). */
-export function restoreOptionsFromConfig(config: Config, initialCluster: readonly { name: string; peerURL: string }[]): Pick<RestoreOptions, 'name' | 'initialCluster' | 'initialClusterToken' | 'initialAdvertisePeerUrls' | 'scratchDir' | 'prefetch' | 'prefetchBytes' | 'replayLeaseTtlSeconds' | 'etcdBinDir' | 'replayWindow' | 'replayRatesFile'> {
+export function restoreOptionsFromConfig(
+  config: Config,
+  initialCluster: readonly { name: string; peerURL: string }[],
+): Pick<
+  RestoreOptions,
+  | 'name'
+  | 'initialCluster'
+  | 'initialClusterToken'
+  | 'initialAdvertisePeerUrls'
+  | 'scratchDir'
+  | 'prefetch'
+  | 'prefetchBytes'
+  | 'replayLeaseTtlSeconds'
+  | 'etcdBinDir'
+  | 'replayWindow'
+  | 'replayRatesFile'
+> {
   return {
     ...(config.dataDir ? { replayRatesFile: replayRatesFile(config.dataDir, config.name) } : {}),
     name: config.name,
@@ -130,9 +145,20 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const clusterId = chainClusterId(heads, opts.expectClusterId);
   // What bounds the prefetch: the stored size of each delta.
   const sizes = new Map(heads.map((h) => [h.name, h.size]));
-  log.info({ full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId, etcd: tools.etcd, restoreTool: snapshotRestoreTool(tools) }, 'restore planned');
+  log.info(
+    { full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId, etcd: tools.etcd, restoreTool: snapshotRestoreTool(tools) },
+    'restore planned',
+  );
 
-  const progress: RestoreProgress = { phase: 'planning', fullRevision: plan.full.lastRevision, revision: 0, targetRevision: plan.targetRevision, deltasApplied: 0, deltasTotal: plan.links.length, eventsApplied: 0 };
+  const progress: RestoreProgress = {
+    phase: 'planning',
+    fullRevision: plan.full.lastRevision,
+    revision: 0,
+    targetRevision: plan.targetRevision,
+    deltasApplied: 0,
+    deltasTotal: plan.links.length,
+    eventsApplied: 0,
+  };
   const report = (phase: RestorePhase): void => {
     progress.phase = phase;
     opts.onProgress?.({ ...progress });

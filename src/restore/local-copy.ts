@@ -45,13 +45,27 @@ export async function restoreFromDataDir(opts: LocalCopyRestoreOptions): Promise
   let temp: TemporaryEtcd | undefined;
   try {
     await cp(dataDir, copy, { recursive: true });
-    temp = await TemporaryEtcd.start({ dataDir: copy, name: opts.name, peerPort: await freeLoopbackPort(), logFile: join(workDir.dir, 'etcd.log'), log, forceNewCluster: true, etcdBinary: tools.etcd });
+    temp = await TemporaryEtcd.start({
+      dataDir: copy,
+      name: opts.name,
+      peerPort: await freeLoopbackPort(),
+      logFile: join(workDir.dir, 'etcd.log'),
+      log,
+      forceNewCluster: true,
+      etcdBinary: tools.etcd,
+    });
     await workDir.noteEtcd(temp.process.pid);
     const revision = await temp.revision();
     await temp.stop();
     temp = undefined;
     await rm(part, { recursive: true, force: true });
-    await restoreTemporaryDb(copy, revision, 'it answered with', part, { name: opts.name, initialCluster: opts.initialCluster, initialClusterToken: opts.initialClusterToken, initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls, tools });
+    await restoreTemporaryDb(copy, revision, 'it answered with', part, {
+      name: opts.name,
+      initialCluster: opts.initialCluster,
+      initialClusterToken: opts.initialClusterToken,
+      initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls,
+      tools,
+    });
     await swapIn(dataDir, true);
     const durationMs = Math.round(performance.now() - t0);
     log.info({ revision, durationMs }, 'data dir recovered as a new one-member cluster');

@@ -122,7 +122,10 @@ function planFrom(listing: readonly SnapshotRef[], full: SnapshotRef, target: Re
     return { full, links: chain.links, targetRevision: chain.lastRevision, toTime, chain };
   }
   if (!chain.contiguous) {
-    throw new RestoreError('gap', `revisions ${fmtGaps(chain)} are missing from the backups after ${full.name}; the chain restores only up to revision ${chain.lastRevision}: pass --to-revision ${chain.lastRevision} to accept that`);
+    throw new RestoreError(
+      'gap',
+      `revisions ${fmtGaps(chain)} are missing from the backups after ${full.name}; the chain restores only up to revision ${chain.lastRevision}: pass --to-revision ${chain.lastRevision} to accept that`,
+    );
   }
   return { full, links: chain.links, targetRevision: chain.lastRevision, chain };
 }
@@ -148,7 +151,10 @@ export function chainClusterId(objects: readonly { name: string; clusterId: stri
 }
 
 function normalizeId(id: string): string {
-  return id.toLowerCase().replace(/^0x/, '').replace(/^0+(?=.)/, '');
+  return id
+    .toLowerCase()
+    .replace(/^0x/, '')
+    .replace(/^0+(?=.)/, '');
 }
 
 /** The events of one original revision: replayed as one transaction, so revisions stay aligned. */

@@ -67,9 +67,7 @@ function ops(batch: RevisionBatch): TxnOp[] {
 /** Compares that fail once the batch is applied (put: mod_revision moves to r; delete: the key goes). */
 function notApplied(batch: RevisionBatch): TxnCompare[] {
   return batch.events.map((ev) =>
-    ev.type === 'delete'
-      ? { key: ev.kv.key, target: 'Version', result: 'Greater', version: 0 }
-      : { key: ev.kv.key, target: 'Mod', result: 'Less', mod_revision: batch.revision },
+    ev.type === 'delete' ? { key: ev.kv.key, target: 'Version', result: 'Greater', version: 0 } : { key: ev.kv.key, target: 'Mod', result: 'Less', mod_revision: batch.revision },
   );
 }
 

@@ -147,14 +147,17 @@ export class ReplayWindow {
     const r = sent.txn.revision;
     if (res.succeeded) {
       if (res.revision !== r) {
-      this.fail(new RestoreError('revision_mismatch', `replaying ${sent.source}: revision ${r} became revision ${res.revision} in the temporary etcd`));
-      return;
-    }
+        this.fail(new RestoreError('revision_mismatch', `replaying ${sent.source}: revision ${r} became revision ${res.revision} in the temporary etcd`));
+        return;
+      }
       this.ahead.add(r);
       while (this.ahead.delete(this.applied + 1)) this.applied++;
     } else if (sent.predecessorApplied || res.revision >= r) {
       this.fail(
-        new RestoreError('revision_mismatch', `replaying ${sent.source}: revision ${r} does not apply to the temporary etcd at revision ${res.revision}: a key it deletes is missing or one it writes is newer; the replay no longer follows the source`),
+        new RestoreError(
+          'revision_mismatch',
+          `replaying ${sent.source}: revision ${r} does not apply to the temporary etcd at revision ${res.revision}: a key it deletes is missing or one it writes is newer; the replay no longer follows the source`,
+        ),
       );
     } else {
       this.refused.set(r, sent);

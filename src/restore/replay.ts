@@ -118,11 +118,24 @@ export class BatchReplayer {
   }
 }
 
-export async function replay(temp: GuardedTxnTarget, keeper: Pick<LeaseKeeper, 'has' | 'grant' | 'check'>, plan: RestorePlan, fullRevision: number, opts: ReplayOptions, onDelta: (p: ReplayProgress) => void): Promise<Replayed> {
+export async function replay(
+  temp: GuardedTxnTarget,
+  keeper: Pick<LeaseKeeper, 'has' | 'grant' | 'check'>,
+  plan: RestorePlan,
+  fullRevision: number,
+  opts: ReplayOptions,
+  onDelta: (p: ReplayProgress) => void,
+): Promise<Replayed> {
   const refs = plan.links.map((l) => l.delta);
   const limits = { ...(opts.prefetch !== undefined ? { deltas: opts.prefetch } : {}), ...(opts.prefetchBytes !== undefined ? { bytes: opts.prefetchBytes } : {}) };
   const prefetch = new DeltaPrefetcher(opts.store, refs, limits, opts.signal, opts.sizes);
-  const replayer = new BatchReplayer(temp, keeper, fullRevision, { ...(opts.replayWindow ? { window: opts.replayWindow } : {}), ...(opts.replayLeaseTtlSeconds ? { leaseTtlSeconds: opts.replayLeaseTtlSeconds } : {}) }, opts.signal);
+  const replayer = new BatchReplayer(
+    temp,
+    keeper,
+    fullRevision,
+    { ...(opts.replayWindow ? { window: opts.replayWindow } : {}), ...(opts.replayLeaseTtlSeconds ? { leaseTtlSeconds: opts.replayLeaseTtlSeconds } : {}) },
+    opts.signal,
+  );
   const done: ReplayProgress = { revision: fullRevision, deltasApplied: 0, eventsApplied: 0 };
   let keyChange = 0;
   const queued: Queued[] = [];
@@ -138,7 +151,17 @@ export async function replay(temp: GuardedTxnTarget, keeper: Pick<LeaseKeeper, '
       onDelta({ ...done });
       if (performance.now() - lastLog >= LOG_EVERY_MS) {
         lastLog = performance.now();
-        opts.log.info({ revision: done.revision, targetRevision: plan.targetRevision, deltasApplied: done.deltasApplied, deltasTotal: refs.length, eventsApplied: done.eventsApplied, resent: replayer.counts.resent }, 'restore progress');
+        opts.log.info(
+          {
+            revision: done.revision,
+            targetRevision: plan.targetRevision,
+            deltasApplied: done.deltasApplied,
+            deltasTotal: refs.length,
+            eventsApplied: done.eventsApplied,
+            resent: replayer.counts.resent,
+          },
+          'restore progress',
+        );
       }
     }
   };

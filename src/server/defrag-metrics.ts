@@ -14,8 +14,18 @@ export class DefragMetrics implements DefragObserver {
   constructor(registry: Registry) {
     const registers = [registry];
     this.rounds = new Counter({ name: PREFIX + 'defrag_total', help: 'member defragmentations, by outcome (defragmented or failed)', labelNames: ['member', 'outcome'], registers });
-    this.failures = new Counter({ name: PREFIX + 'defrag_failures_total', help: 'member defragmentations that failed or left the member unhealthy past --defrag-timeout', labelNames: ['member'], registers });
-    this.duration = new Gauge({ name: PREFIX + 'defrag_duration_seconds', help: "how long the member's last defragmentation took, until it answered healthy again", labelNames: ['member'], registers });
+    this.failures = new Counter({
+      name: PREFIX + 'defrag_failures_total',
+      help: 'member defragmentations that failed or left the member unhealthy past --defrag-timeout',
+      labelNames: ['member'],
+      registers,
+    });
+    this.duration = new Gauge({
+      name: PREFIX + 'defrag_duration_seconds',
+      help: "how long the member's last defragmentation took, until it answered healthy again",
+      labelNames: ['member'],
+      registers,
+    });
     this.reclaimed = new Counter({ name: PREFIX + 'defrag_reclaimed_bytes_total', help: 'bytes of db file given back by defragmentation', labelNames: ['member'], registers });
     this.lastSuccess = new Gauge({ name: PREFIX + 'defrag_last_success_timestamp_seconds', help: "when the member's last successful defragmentation ended", labelNames: ['member'], registers });
   }

@@ -82,7 +82,10 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
  * test). Validated query and path values are checked here, for every route.
  */
 export async function refuseNonFiniteNumbers(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-  for (const [where, values] of [['querystring', req.query], ['params', req.params]] as const) {
+  for (const [where, values] of [
+    ['querystring', req.query],
+    ['params', req.params],
+  ] as const) {
     if (values === null || typeof values !== 'object') continue;
     for (const [key, value] of Object.entries(values as Record<string, unknown>)) {
       const list = Array.isArray(value) ? (value as unknown[]) : [value];

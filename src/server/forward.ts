@@ -20,7 +20,9 @@ export function forwardToBackupLeader(api: LeaderOnlyApi, selfName: string): pre
     const forwardedBy = req.headers[FORWARDED_BY];
     if (forwardedBy !== undefined) {
       // The sender believes this sidecar leads; it does not (a handoff in progress): say so, never bounce it on.
-      await reply.status(503).send({ error: 'not_backup_leader', message: `forwarded by ${String(forwardedBy)}, but this sidecar is not the backup leader either (the role is changing hands; retry)` });
+      await reply
+        .status(503)
+        .send({ error: 'not_backup_leader', message: `forwarded by ${String(forwardedBy)}, but this sidecar is not the backup leader either (the role is changing hands; retry)` });
       return;
     }
     const method = req.method === 'POST' ? 'POST' : 'GET';

@@ -63,8 +63,7 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
     const labels = ['member', 'member_id'] as const;
-    const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]): Gauge<L> =>
-      new Gauge({ name: PREFIX + name, help, labelNames, registers: [this.registry] });
+    const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]): Gauge<L> => new Gauge({ name: PREFIX + name, help, labelNames, registers: [this.registry] });
     this.memberHealthy = gauge('member_healthy', '1 when the member answered its status probe, knows a leader and reports no alarm', labels);
     this.memberReachable = gauge('member_reachable', '1 when the member answered its status probe before the deadline', labels);
     this.memberIsLeader = gauge('member_is_leader', '1 for the etcd raft leader', labels);
@@ -85,8 +84,12 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
     });
     this.snapshotSize = gauge('snapshot_size_bytes', 'stored size of the latest snapshot of each kind', kind);
     this.snapshotRevision = gauge('snapshot_latest_revision', 'last revision of the latest snapshot of each kind', kind);
-    this.snapshotTimestamp = gauge('snapshot_latest_timestamp_seconds', "when the latest snapshot of each kind was uploaded (by this sidecar, or as the store's latest chain says when it took over as backup leader)", kind);
-    this.snapshotPeriod = gauge('snapshot_period_seconds', 'how often snapshots of each kind are due: the full schedule\'s period, --delta-snapshot-period (0: deltas are off)', kind);
+    this.snapshotTimestamp = gauge(
+      'snapshot_latest_timestamp_seconds',
+      "when the latest snapshot of each kind was uploaded (by this sidecar, or as the store's latest chain says when it took over as backup leader)",
+      kind,
+    );
+    this.snapshotPeriod = gauge('snapshot_period_seconds', "how often snapshots of each kind are due: the full schedule's period, --delta-snapshot-period (0: deltas are off)", kind);
     this.snapshotFailures = new Counter({ name: PREFIX + 'snapshot_failures_total', help: 'snapshots that failed (each failed upload attempt counts)', labelNames: kind, registers: [this.registry] });
     this.snapshotsTotal = new Counter({ name: PREFIX + 'snapshots_total', help: 'snapshots uploaded', labelNames: kind, registers: [this.registry] });
     // Read when scraped, from the delta snapshotter's own counters.
@@ -105,7 +108,9 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
         },
       });
     };
-    fromDeltas('delta_revision_lag', "etcd's revision minus the last revision uploaded in a delta snapshot (while this sidecar takes snapshots)", (p) => Math.max(0, p.etcdRevision - p.uploadedRevision));
+    fromDeltas('delta_revision_lag', "etcd's revision minus the last revision uploaded in a delta snapshot (while this sidecar takes snapshots)", (p) =>
+      Math.max(0, p.etcdRevision - p.uploadedRevision),
+    );
     fromDeltas('delta_buffered_bytes', 'bytes of events collected for the next delta snapshot', (p) => p.bufferedBytes);
     const estimate = (): number | undefined => this.restoreEstimate?.();
     new Gauge({

@@ -3,48 +3,42 @@ import { Type, type Static } from '@sinclair/typebox';
 // The HTTP contract. Routes use these schemas to validate and serialize; openapi/openapi.yaml is
 // generated from the routes, so this file is where the API is defined.
 
-export const ErrorBody = Type.Object(
-  {
-    error: Type.String({ description: 'machine-readable code, e.g. not_ready, bad_request' }),
-    message: Type.String({ description: 'what went wrong, for a human' }),
-  }
-);
+export const ErrorBody = Type.Object({
+  error: Type.String({ description: 'machine-readable code, e.g. not_ready, bad_request' }),
+  message: Type.String({ description: 'what went wrong, for a human' }),
+});
 
-export const EndpointStatus = Type.Object(
-  {
-    endpoint: Type.String(),
-    reachable: Type.Boolean(),
-    latencyMs: Type.Integer({ description: 'time the status probe took' }),
-    error: Type.Optional(Type.String()),
-    memberId: Type.Optional(Type.String({ description: 'hex, as etcdctl prints it' })),
-    clusterId: Type.Optional(Type.String()),
-    leaderId: Type.Optional(Type.String({ description: "the leader this member follows; '0' when it has none" })),
-    revision: Type.Optional(Type.Integer()),
-    dbSize: Type.Optional(Type.Integer({ description: 'bytes allocated on disk' })),
-    dbSizeInUse: Type.Optional(Type.Integer({ description: 'bytes in use' })),
-    raftTerm: Type.Optional(Type.Integer()),
-    raftIndex: Type.Optional(Type.Integer()),
-    raftAppliedIndex: Type.Optional(Type.Integer()),
-    version: Type.Optional(Type.String()),
-    isLearner: Type.Optional(Type.Boolean()),
-    alarms: Type.Array(Type.String()),
-  }
-);
+export const EndpointStatus = Type.Object({
+  endpoint: Type.String(),
+  reachable: Type.Boolean(),
+  latencyMs: Type.Integer({ description: 'time the status probe took' }),
+  error: Type.Optional(Type.String()),
+  memberId: Type.Optional(Type.String({ description: 'hex, as etcdctl prints it' })),
+  clusterId: Type.Optional(Type.String()),
+  leaderId: Type.Optional(Type.String({ description: "the leader this member follows; '0' when it has none" })),
+  revision: Type.Optional(Type.Integer()),
+  dbSize: Type.Optional(Type.Integer({ description: 'bytes allocated on disk' })),
+  dbSizeInUse: Type.Optional(Type.Integer({ description: 'bytes in use' })),
+  raftTerm: Type.Optional(Type.Integer()),
+  raftIndex: Type.Optional(Type.Integer()),
+  raftAppliedIndex: Type.Optional(Type.Integer()),
+  version: Type.Optional(Type.String()),
+  isLearner: Type.Optional(Type.Boolean()),
+  alarms: Type.Array(Type.String()),
+});
 
-export const MemberHealth = Type.Object(
-  {
-    id: Type.String(),
-    name: Type.String({ description: 'empty for a member added but never started' }),
-    peerURLs: Type.Array(Type.String()),
-    clientURLs: Type.Array(Type.String()),
-    isLearner: Type.Boolean(),
-    started: Type.Boolean(),
-    isLeader: Type.Boolean(),
-    healthy: Type.Boolean({ description: 'answered its status probe, knows a leader, reports no alarm' }),
-    error: Type.Optional(Type.String()),
-    status: Type.Optional(EndpointStatus),
-  }
-);
+export const MemberHealth = Type.Object({
+  id: Type.String(),
+  name: Type.String({ description: 'empty for a member added but never started' }),
+  peerURLs: Type.Array(Type.String()),
+  clientURLs: Type.Array(Type.String()),
+  isLearner: Type.Boolean(),
+  started: Type.Boolean(),
+  isLeader: Type.Boolean(),
+  healthy: Type.Boolean({ description: 'answered its status probe, knows a leader, reports no alarm' }),
+  error: Type.Optional(Type.String()),
+  status: Type.Optional(EndpointStatus),
+});
 
 const BackupPoint = Type.Object({
   name: Type.String(),
@@ -95,139 +89,135 @@ const DefragStatus = Type.Object(
   { description: 'defragmentation rounds run by this sidecar (the backup leader runs them)' },
 );
 
-export const StatusBody = Type.Object(
-  {
-    member: Type.Object({
-      name: Type.String(),
-      id: Type.Optional(Type.String()),
-      clientURLs: Type.Array(Type.String()),
-      isLearner: Type.Optional(Type.Boolean()),
-      isLeader: Type.Boolean(),
-      healthy: Type.Boolean(),
+export const StatusBody = Type.Object({
+  member: Type.Object({
+    name: Type.String(),
+    id: Type.Optional(Type.String()),
+    clientURLs: Type.Array(Type.String()),
+    isLearner: Type.Optional(Type.Boolean()),
+    isLeader: Type.Boolean(),
+    healthy: Type.Boolean(),
+  }),
+  role: Type.Union([Type.Literal('leader'), Type.Literal('follower'), Type.Literal('unknown')], {
+    description: 'backup role of this sidecar (leader: takes the snapshots); unknown while its member has not confirmed a role (etcd down, no quorum)',
+  }),
+  cluster: Type.Object({
+    id: Type.Optional(Type.String()),
+    leader: Type.Optional(Type.Object({ id: Type.String(), name: Type.String() })),
+    voters: Type.Integer(),
+    healthyVoters: Type.Integer(),
+    hasQuorum: Type.Boolean(),
+    memberListError: Type.Optional(Type.String()),
+    alarms: Type.Array(Type.Object({ member: Type.String(), alarm: Type.String({ description: 'NOSPACE (writes refused until disarmed) or CORRUPT' }) }), {
+      description: 'alarms members report right now',
     }),
-    role: Type.Union([Type.Literal('leader'), Type.Literal('follower'), Type.Literal('unknown')], {
-      description: 'backup role of this sidecar (leader: takes the snapshots); unknown while its member has not confirmed a role (etcd down, no quorum)',
-    }),
-    cluster: Type.Object({
-      id: Type.Optional(Type.String()),
-      leader: Type.Optional(Type.Object({ id: Type.String(), name: Type.String() })),
-      voters: Type.Integer(),
-      healthyVoters: Type.Integer(),
-      hasQuorum: Type.Boolean(),
-      memberListError: Type.Optional(Type.String()),
-      alarms: Type.Array(Type.Object({ member: Type.String(), alarm: Type.String({ description: 'NOSPACE (writes refused until disarmed) or CORRUPT' }) }), {
-        description: 'alarms members report right now',
-      }),
-    }),
-    members: Type.Array(MemberHealth),
-    endpoints: Type.Array(Type.String(), { description: 'client URLs requests are balanced over (started voting members)' }),
-    store: Type.Optional(
-      Type.Object(
-        {
-          url: Type.String(),
-          healthy: Type.Boolean(),
-          latencyMs: Type.Integer(),
-          error: Type.Optional(Type.String()),
-          checkedAt: Type.String({ format: 'date-time' }),
-        },
-        { description: 'the last probe of the backup store (absent until the first one finished)' },
-      ),
-    ),
-    backup: Type.Object(
+  }),
+  members: Type.Array(MemberHealth),
+  endpoints: Type.Array(Type.String(), { description: 'client URLs requests are balanced over (started voting members)' }),
+  store: Type.Optional(
+    Type.Object(
       {
-        takesSnapshots: Type.Boolean({ description: 'whether this sidecar runs the snapshotters' }),
-        problem: Type.Optional(Type.String({ description: 'why snapshots are not being taken or failed last' })),
-        lastFull: Type.Optional(BackupPoint),
-        lastDelta: Type.Optional(BackupPoint),
-        uploadedRevision: Type.Optional(Type.Integer({ description: 'last revision in the store (full or delta)' })),
-        revisionLag: Type.Optional(Type.Integer({ description: "etcd's revision minus uploadedRevision" })),
-        secondsSinceLastUpload: Type.Optional(Type.Number()),
-        restoreEstimate: Type.Optional(
+        url: Type.String(),
+        healthy: Type.Boolean(),
+        latencyMs: Type.Integer(),
+        error: Type.Optional(Type.String()),
+        checkedAt: Type.String({ format: 'date-time' }),
+      },
+      { description: 'the last probe of the backup store (absent until the first one finished)' },
+    ),
+  ),
+  backup: Type.Object(
+    {
+      takesSnapshots: Type.Boolean({ description: 'whether this sidecar runs the snapshotters' }),
+      problem: Type.Optional(Type.String({ description: 'why snapshots are not being taken or failed last' })),
+      lastFull: Type.Optional(BackupPoint),
+      lastDelta: Type.Optional(BackupPoint),
+      uploadedRevision: Type.Optional(Type.Integer({ description: 'last revision in the store (full or delta)' })),
+      revisionLag: Type.Optional(Type.Integer({ description: "etcd's revision minus uploadedRevision" })),
+      secondsSinceLastUpload: Type.Optional(Type.Number()),
+      restoreEstimate: Type.Optional(
+        Type.Object(
+          {
+            seconds: Type.Number({ description: 'estimated time to restore the chain as stored now: fullSeconds + replaySeconds' }),
+            objectiveSeconds: Type.Number({ description: '--restore-time-objective (0: disabled); a full snapshot is taken once seconds passes it' }),
+            fullSeconds: Type.Number({ description: "the fixed part: the temporary etcd's start and the full snapshot's db at an assumed 50 MiB/s" }),
+            replaySeconds: Type.Number({ description: 'revisions / rate' }),
+            revisions: Type.Integer({ description: 'revisions in the deltas since the full snapshot' }),
+            fullRevision: Type.Integer({ description: "the chain's full snapshot's revision" }),
+            note: Type.Optional(Type.String({ description: 'why the objective takes no full snapshot although the estimate passes it (the fixed part alone does)' })),
+            rate: Type.Object({
+              revisionsPerSecond: Type.Number(),
+              measured: Type.Boolean({ description: 'false: the default rate, no restore on this member measured one yet' }),
+              source: Type.String({ description: 'where the rate comes from' }),
+            }),
+          },
+          { description: "how long a restore of the store's chain would take now (while this sidecar takes snapshots)" },
+        ),
+      ),
+    },
+    { description: "this sidecar's snapshotting" },
+  ),
+  checkedAt: Type.String({ format: 'date-time' }),
+  durationMs: Type.Integer(),
+  defrag: Type.Optional(DefragStatus),
+  election: Type.Optional(
+    Type.Object(
+      {
+        mode: Type.Union([Type.Literal('elect'), Type.Literal('always'), Type.Literal('never')], { description: '--snapshot-leader' }),
+        reason: Type.String({ description: 'why the role is what it is (the last check of the own member)' }),
+        roleChanges: Type.Integer({ description: 'role changes since the sidecar started' }),
+        apiURL: Type.String({ description: 'the API URL this sidecar announces in its heartbeat' }),
+        backupLeader: Type.Optional(
           Type.Object(
-            {
-              seconds: Type.Number({ description: 'estimated time to restore the chain as stored now: fullSeconds + replaySeconds' }),
-              objectiveSeconds: Type.Number({ description: '--restore-time-objective (0: disabled); a full snapshot is taken once seconds passes it' }),
-              fullSeconds: Type.Number({ description: "the fixed part: the temporary etcd's start and the full snapshot's db at an assumed 50 MiB/s" }),
-              replaySeconds: Type.Number({ description: 'revisions / rate' }),
-              revisions: Type.Integer({ description: 'revisions in the deltas since the full snapshot' }),
-              fullRevision: Type.Integer({ description: "the chain's full snapshot's revision" }),
-              note: Type.Optional(Type.String({ description: 'why the objective takes no full snapshot although the estimate passes it (the fixed part alone does)' })),
-              rate: Type.Object({
-                revisionsPerSecond: Type.Number(),
-                measured: Type.Boolean({ description: "false: the default rate, no restore on this member measured one yet" }),
-                source: Type.String({ description: 'where the rate comes from' }),
-              }),
-            },
-            { description: "how long a restore of the store's chain would take now (while this sidecar takes snapshots)" },
+            { name: Type.String(), apiURL: Type.String(), memberId: Type.Optional(Type.String()) },
+            { description: 'the sidecar taking snapshots: this one, or the one a fresh heartbeat announces; followers forward snapshot requests to it' },
           ),
         ),
-      },
-      { description: "this sidecar's snapshotting" },
-    ),
-    checkedAt: Type.String({ format: 'date-time' }),
-    durationMs: Type.Integer(),
-    defrag: Type.Optional(DefragStatus),
-    election: Type.Optional(
-      Type.Object(
-        {
-          mode: Type.Union([Type.Literal('elect'), Type.Literal('always'), Type.Literal('never')], { description: '--snapshot-leader' }),
-          reason: Type.String({ description: 'why the role is what it is (the last check of the own member)' }),
-          roleChanges: Type.Integer({ description: 'role changes since the sidecar started' }),
-          apiURL: Type.String({ description: 'the API URL this sidecar announces in its heartbeat' }),
-          backupLeader: Type.Optional(
-            Type.Object(
-              { name: Type.String(), apiURL: Type.String(), memberId: Type.Optional(Type.String()) },
-              { description: 'the sidecar taking snapshots: this one, or the one a fresh heartbeat announces; followers forward snapshot requests to it' },
-            ),
-          ),
-          heartbeats: Type.Array(
-            Type.Object({
-              name: Type.String(),
-              memberId: Type.Optional(Type.String()),
-              clusterId: Type.Optional(Type.String()),
-              role: Type.Union([Type.Literal('leader'), Type.Literal('follower'), Type.Literal('unknown')]),
-              learner: Type.Optional(Type.Boolean()),
-              revision: Type.Optional(Type.Integer()),
-              raftIndex: Type.Optional(Type.Integer()),
-              apiURL: Type.String(),
-              time: Type.String({ format: 'date-time', description: "the writer's clock, for people; freshness is judged by ageSeconds" }),
-              etcdUp: Type.Boolean({ description: 'whether the member answered when the heartbeat was written' }),
-              inQuorum: Type.Optional(Type.Boolean({ description: 'its etcd confirmed a leader at the last check' })),
-              backsUp: Type.Optional(Type.Boolean({ description: 'false for a sidecar with --snapshot-leader=never: another sidecar stands in while its member leads' })),
-              waiting: Type.Optional(
-                Type.Object(
-                  {
-                    dataLost: Type.Boolean(),
-                    clusterId: Type.Optional(Type.String()),
-                    memberId: Type.Optional(Type.String()),
-                    raftIndex: Type.Optional(Type.Integer()),
-                    revisionBound: Type.Optional(Type.Integer({ description: 'the highest revision its data can hold' })),
-                  },
-                  { description: 'its initializer waits for want of a cluster with quorum; what its data holds (the recovery starts from the newest copy or the backups)' },
-                ),
+        heartbeats: Type.Array(
+          Type.Object({
+            name: Type.String(),
+            memberId: Type.Optional(Type.String()),
+            clusterId: Type.Optional(Type.String()),
+            role: Type.Union([Type.Literal('leader'), Type.Literal('follower'), Type.Literal('unknown')]),
+            learner: Type.Optional(Type.Boolean()),
+            revision: Type.Optional(Type.Integer()),
+            raftIndex: Type.Optional(Type.Integer()),
+            apiURL: Type.String(),
+            time: Type.String({ format: 'date-time', description: "the writer's clock, for people; freshness is judged by ageSeconds" }),
+            etcdUp: Type.Boolean({ description: 'whether the member answered when the heartbeat was written' }),
+            inQuorum: Type.Optional(Type.Boolean({ description: 'its etcd confirmed a leader at the last check' })),
+            backsUp: Type.Optional(Type.Boolean({ description: 'false for a sidecar with --snapshot-leader=never: another sidecar stands in while its member leads' })),
+            waiting: Type.Optional(
+              Type.Object(
+                {
+                  dataLost: Type.Boolean(),
+                  clusterId: Type.Optional(Type.String()),
+                  memberId: Type.Optional(Type.String()),
+                  raftIndex: Type.Optional(Type.Integer()),
+                  revisionBound: Type.Optional(Type.Integer({ description: 'the highest revision its data can hold' })),
+                },
+                { description: 'its initializer waits for want of a cluster with quorum; what its data holds (the recovery starts from the newest copy or the backups)' },
               ),
-              ageSeconds: Type.Number({ description: "time since this sidecar saw the heartbeat change, by its own monotonic clock (the writer's clock is never trusted)" }),
-              stale: Type.Boolean({ description: 'unchanged for longer than --heartbeat-ttl' }),
-            }),
-            { description: "every member's last heartbeat in the store" },
-          ),
-          heartbeatError: Type.Optional(Type.String({ description: 'why the last heartbeat write or read failed' })),
-        },
-        { description: 'backup-leader election and member heartbeats' },
-      ),
+            ),
+            ageSeconds: Type.Number({ description: "time since this sidecar saw the heartbeat change, by its own monotonic clock (the writer's clock is never trusted)" }),
+            stale: Type.Boolean({ description: 'unchanged for longer than --heartbeat-ttl' }),
+          }),
+          { description: "every member's last heartbeat in the store" },
+        ),
+        heartbeatError: Type.Optional(Type.String({ description: 'why the last heartbeat write or read failed' })),
+      },
+      { description: 'backup-leader election and member heartbeats' },
     ),
-  }
-);
+  ),
+});
 export type StatusBody = Static<typeof StatusBody>;
 
 export const HealthBody = Type.Object({ status: Type.Literal('ok') });
 
-export const ReadyBody = Type.Object(
-  {
-    ready: Type.Boolean(),
-    checks: Type.Array(Type.Object({ name: Type.String(), ok: Type.Boolean(), message: Type.String() })),
-  }
-);
+export const ReadyBody = Type.Object({
+  ready: Type.Boolean(),
+  checks: Type.Array(Type.Object({ name: Type.String(), ok: Type.Boolean(), message: Type.String() })),
+});
 export type ReadyBody = Static<typeof ReadyBody>;
 
 const Kind = Type.Union([Type.Literal('full'), Type.Literal('delta')]);
@@ -298,7 +288,10 @@ export const InitializeQuery = Type.Object({
 export const InitializeBody = Type.Object({
   state: Type.Union([Type.Literal('New'), Type.Literal('Progress'), Type.Literal('Successful'), Type.Literal('Failed')]),
   decision: Type.Optional(
-    Type.Union(['use-existing', 'join-existing', 'join-as-learner', 'replace', 'restore', 'wait', 'bootstrap'].map((d) => Type.Literal(d)), { description: 'the latest decision (docs/operations.md explains each)' }),
+    Type.Union(
+      ['use-existing', 'join-existing', 'join-as-learner', 'replace', 'restore', 'wait', 'bootstrap'].map((d) => Type.Literal(d)),
+      { description: 'the latest decision (docs/operations.md explains each)' },
+    ),
   ),
   reason: Type.Optional(Type.String({ description: 'why, in words' })),
   progress: Type.Optional(Type.String()),
@@ -307,6 +300,11 @@ export const InitializeBody = Type.Object({
   finishedAt: Type.Optional(Type.String({ format: 'date-time' })),
   rounds: Type.Integer({ description: 'rounds of fact gathering so far' }),
   generation: Type.Integer({ description: 'counts the initializations of this sidecar process' }),
-  stopEtcd: Type.Optional(Type.Boolean({ description: "this member's etcd must stop before initialization goes on (its cluster lost quorum and its data takes part in a recovery); the run-etcd launcher stops it, then initializes and starts it again" })),
+  stopEtcd: Type.Optional(
+    Type.Boolean({
+      description:
+        "this member's etcd must stop before initialization goes on (its cluster lost quorum and its data takes part in a recovery); the run-etcd launcher stops it, then initializes and starts it again",
+    }),
+  ),
 });
 export type InitializeBody = Static<typeof InitializeBody>;

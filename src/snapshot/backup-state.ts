@@ -46,7 +46,8 @@ export function backupStateOf(snapshotter: SnapshotterView | undefined): BackupS
     const objectiveSeconds = (snapshotter.restoreTimeObjectiveMs ?? 0) / 1000;
     state.restoreEstimate = { ...estimate, objectiveSeconds };
     // The same rule as fullSnapshotForObjective: a new full snapshot cannot shorten the fixed part.
-    if (objectiveSeconds > 0 && estimate.fullSeconds >= objectiveSeconds) state.restoreEstimate.note = `the full snapshot alone takes about ${estimate.fullSeconds} s, not less than the objective of ${objectiveSeconds} s: no full snapshot is taken for the objective`;
+    if (objectiveSeconds > 0 && estimate.fullSeconds >= objectiveSeconds)
+      state.restoreEstimate.note = `the full snapshot alone takes about ${estimate.fullSeconds} s, not less than the objective of ${objectiveSeconds} s: no full snapshot is taken for the objective`;
   }
   return state;
 }

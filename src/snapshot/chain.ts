@@ -51,9 +51,7 @@ export function latestFull(snapshots: readonly SnapshotRef[]): SnapshotRef | und
 export function restorableChain(snapshots: readonly SnapshotRef[], fromFull?: SnapshotRef): Chain {
   const full = fromFull ?? latestFull(snapshots);
   if (!full) return { full: undefined, links: [], lastRevision: 0, contiguous: false, gaps: [], stranded: [] };
-  const candidates = snapshots
-    .filter((s) => s.kind === 'delta' && s.lastRevision > full.lastRevision)
-    .sort((a, b) => a.startRevision - b.startRevision || b.lastRevision - a.lastRevision);
+  const candidates = snapshots.filter((s) => s.kind === 'delta' && s.lastRevision > full.lastRevision).sort((a, b) => a.startRevision - b.startRevision || b.lastRevision - a.lastRevision);
 
   const links: ChainLink[] = [];
   let covered = full.lastRevision;

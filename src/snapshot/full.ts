@@ -60,7 +60,15 @@ export async function takeFullSnapshot(store: SnapStore, source: FullSnapshotSou
   try {
     const put = await staged.commit(
       name,
-      objectMetadata({ kind: 'full', revision: facts.revision, 'consistent-index': facts.consistentIndex, 'db-size': facts.dbBytes, 'db-sha256': facts.sha256, 'cluster-id': source.clusterId, member: source.member }),
+      objectMetadata({
+        kind: 'full',
+        revision: facts.revision,
+        'consistent-index': facts.consistentIndex,
+        'db-size': facts.dbBytes,
+        'db-sha256': facts.sha256,
+        'cluster-id': source.clusterId,
+        member: source.member,
+      }),
     );
     return {
       name,

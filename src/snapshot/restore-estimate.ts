@@ -52,7 +52,11 @@ export interface RestoreEstimate {
 export function replayRate(samples: readonly ReplaySample[]): ReplayRate {
   const usable = samples.filter((s) => s.revisions >= MIN_SAMPLE_REVISIONS && s.replayMs > 0).slice(-RECENT);
   if (usable.length === 0) {
-    return { revisionsPerSecond: DEFAULT_REPLAY_RATE, measured: false, source: `default ${DEFAULT_REPLAY_RATE}/s: no restore, drill or compaction of at least ${MIN_SAMPLE_REVISIONS} revisions measured on this member yet` };
+    return {
+      revisionsPerSecond: DEFAULT_REPLAY_RATE,
+      measured: false,
+      source: `default ${DEFAULT_REPLAY_RATE}/s: no restore, drill or compaction of at least ${MIN_SAMPLE_REVISIONS} revisions measured on this member yet`,
+    };
   }
   const rate = Math.min(...usable.map((s) => (s.revisions * 1000) / s.replayMs));
   return { revisionsPerSecond: Math.round(rate), measured: true, source: `the slowest of the last ${usable.length} restores, drills or compactions measured on this member` };

@@ -20,9 +20,7 @@ const WEEK = 7 * DAY;
 
 /** Full snapshots, newest first. */
 function fullsNewestFirst(snapshots: readonly SnapshotRef[]): SnapshotRef[] {
-  return snapshots
-    .filter((s) => s.kind === 'full')
-    .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.lastRevision - a.lastRevision);
+  return snapshots.filter((s) => s.kind === 'full').sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.lastRevision - a.lastRevision);
 }
 
 /**

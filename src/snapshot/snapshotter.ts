@@ -127,21 +127,24 @@ export class Snapshotter {
   ) {
     if (settings.deltaPeriodMs > 0) {
       const deltaSettings: DeltaSettings = { periodMs: settings.deltaPeriodMs, memoryLimit: settings.deltaMemoryLimit, compression: settings.compression, compressionLevel: settings.compressionLevel };
-      this.deltas = new DeltaSnapshotter(deltaSettings, this.deltaContext = {
-        store: deps.store,
-        member: deps.member,
-        memberName: deps.memberName,
-        log: deps.log.child({ part: 'delta' }),
-        observer: {
-          uploaded: (record) => {
-            deps.observer?.uploaded(record);
-            void this.checkRestoreObjective();
+      this.deltas = new DeltaSnapshotter(
+        deltaSettings,
+        (this.deltaContext = {
+          store: deps.store,
+          member: deps.member,
+          memberName: deps.memberName,
+          log: deps.log.child({ part: 'delta' }),
+          observer: {
+            uploaded: (record) => {
+              deps.observer?.uploaded(record);
+              void this.checkRestoreObjective();
+            },
+            failed: (kind, err) => deps.observer?.failed(kind, err),
           },
-          failed: (kind, err) => deps.observer?.failed(kind, err),
-        },
-        ...(deps.now ? { now: deps.now } : {}),
-        chainBroken: (reason) => void this.healChain(reason),
-      });
+          ...(deps.now ? { now: deps.now } : {}),
+          chainBroken: (reason) => void this.healChain(reason),
+        }),
+      );
     }
   }
 

@@ -105,14 +105,23 @@ export class GcsStore implements SnapStore {
     const code: StoreErrorCode | undefined =
       status === 412
         ? 'precondition_failed'
-        : status === 404 ? (bucketGone || what.startsWith('put ') ? 'no_such_bucket' : 'not_found') : status === 403 ? 'access_denied' : status === 401 ? 'bad_credentials' : undefined;
+        : status === 404
+          ? bucketGone || what.startsWith('put ')
+            ? 'no_such_bucket'
+            : 'not_found'
+          : status === 403
+            ? 'access_denied'
+            : status === 401
+              ? 'bad_credentials'
+              : undefined;
     if (code) return new StoreError(code, this.url, `${where}: ${message}`, false, { cause: err });
     if (e.name === 'AbortError') return new StoreError('aborted', this.url, `${where}: aborted`, false, { cause: err });
     if (/CONTENT_DOWNLOAD_MISMATCH|FILE_NO_UPLOAD|mismatch/i.test(String(e.code) + message)) return new StoreError('checksum_mismatch', this.url, `${where}: ${message}`, false, { cause: err });
     if (e.code === 'ECONNREFUSED' || e.code === 'ENOTFOUND' || e.code === 'EHOSTUNREACH' || e.code === 'ECONNRESET') {
       return new StoreError('unreachable', this.url, `${where}: ${e.code} (${message})`, true, { cause: err });
     }
-    if (e.code === 'ETIMEDOUT' || /timeout|timed out/i.test(message)) return new StoreError('timeout', this.url, `${where}: no answer within ${this.s.timeoutMs} ms (${message})`, true, { cause: err });
+    if (e.code === 'ETIMEDOUT' || /timeout|timed out/i.test(message))
+      return new StoreError('timeout', this.url, `${where}: no answer within ${this.s.timeoutMs} ms (${message})`, true, { cause: err });
     return new StoreError('failed', this.url, `${where}: ${message}`, status === undefined || status >= 500 || status === 429, { cause: err });
   }
 
@@ -253,15 +262,14 @@ export class GcsStore implements SnapStore {
       const landed = await this.bucket
         .file(this.key(name))
         .getMetadata()
-        .then(([m]) => m as unknown as GcsMetadata, () => undefined);
+        .then(
+          ([m]) => m as unknown as GcsMetadata,
+          () => undefined,
+        );
       if (landed?.metadata?.[WRITE_ID_META] === writeId && landed.generation !== undefined) return String(landed.generation);
-      throw new StoreError(
-        'precondition_failed',
-        this.url,
-        `put ${name}: ${expected === undefined ? 'the object already exists' : `the object is no longer at generation ${expected}`}`,
-        false,
-        { cause: err },
-      );
+      throw new StoreError('precondition_failed', this.url, `put ${name}: ${expected === undefined ? 'the object already exists' : `the object is no longer at generation ${expected}`}`, false, {
+        cause: err,
+      });
     }
   }
 

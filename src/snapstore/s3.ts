@@ -195,12 +195,12 @@ export class S3Store implements SnapStore {
         md5: true,
         partSize,
         onEnd: (d) => {
-        if (expectSize !== undefined && d.size !== expectSize) return new StoreError('checksum_mismatch', this.url, `get ${name}: read ${d.size} bytes, the store announced ${expectSize}`);
-        // Objects uploaded by other tools in parts of an unknown size cannot be checked by ETag.
-        const multipart = /-\d+"?$/.test(etag ?? '');
-        if (multipart && !partSize) return undefined;
-        const problem = out.ServerSideEncryption === 'aws:kms' || out.SSECustomerAlgorithm ? undefined : this.checkEtag(etag, d);
-        return problem ? new StoreError('checksum_mismatch', this.url, `get ${name}: ${problem}`) : undefined;
+          if (expectSize !== undefined && d.size !== expectSize) return new StoreError('checksum_mismatch', this.url, `get ${name}: read ${d.size} bytes, the store announced ${expectSize}`);
+          // Objects uploaded by other tools in parts of an unknown size cannot be checked by ETag.
+          const multipart = /-\d+"?$/.test(etag ?? '');
+          if (multipart && !partSize) return undefined;
+          const problem = out.ServerSideEncryption === 'aws:kms' || out.SSECustomerAlgorithm ? undefined : this.checkEtag(etag, d);
+          return problem ? new StoreError('checksum_mismatch', this.url, `get ${name}: ${problem}`) : undefined;
         },
       });
       body.on('error', (err) => check.destroy(this.fail(err, `get ${name}`)));
@@ -317,13 +317,9 @@ export class S3Store implements SnapStore {
       if (!lost) throw e;
       const landed = await this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...this.customerKey() })).catch(() => undefined);
       if (landed?.Metadata?.[WRITE_ID_META] === writeId && landed.ETag) return landed.ETag;
-      throw new StoreError(
-        'precondition_failed',
-        this.url,
-        `put ${name}: ${expected === undefined ? 'the object already exists' : `the object is no longer at version ${expected}`}`,
-        false,
-        { cause: err },
-      );
+      throw new StoreError('precondition_failed', this.url, `put ${name}: ${expected === undefined ? 'the object already exists' : `the object is no longer at version ${expected}`}`, false, {
+        cause: err,
+      });
     }
   }
 

@@ -94,7 +94,24 @@ describe('etcd-backup-sidecar serve against etcd with auth enabled', () => {
     assert.ok(m);
     const child = spawn(
       process.execPath,
-      [...CLI, 'serve', '--name', 'm1', '--data-dir', m.dataDir, '--initial-cluster', `m1=${m.peerURL}`, '--advertise-client-urls', m.clientURL, '--listen', `127.0.0.1:${port}`, '--etcd-username', 'root', '--store', `file://${cluster.dir}/backups`],
+      [
+        ...CLI,
+        'serve',
+        '--name',
+        'm1',
+        '--data-dir',
+        m.dataDir,
+        '--initial-cluster',
+        `m1=${m.peerURL}`,
+        '--advertise-client-urls',
+        m.clientURL,
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--etcd-username',
+        'root',
+        '--store',
+        `file://${cluster.dir}/backups`,
+      ],
       { env: { ...process.env, EBS_ETCD_PASSWORD: password }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let log = '';

@@ -35,12 +35,23 @@ describe('heartbeats', () => {
     // A writer 60 s behind and one 60 s ahead of this reader: their stamps say nothing of their age.
     const behind: Heartbeat = { ...HB, name: 'behind', time: new Date(Date.now() - 60_000).toISOString() };
     const ahead: Heartbeat = { ...HB, name: 'ahead', time: new Date(Date.now() + 60_000).toISOString() };
-    assert.deepEqual(ages.observe([behind, ahead]).map((h) => h.ageMs), [0, 0], 'first seen: taken for fresh');
+    assert.deepEqual(
+      ages.observe([behind, ahead]).map((h) => h.ageMs),
+      [0, 0],
+      'first seen: taken for fresh',
+    );
     now += 4_000;
     const moved = { ...behind, time: new Date(Date.parse(behind.time) + 4_000).toISOString() };
-    assert.deepEqual(ages.observe([moved, ahead]).map((h) => h.ageMs), [0, 4_000], 'the one that changed is fresh, the one that did not ages');
+    assert.deepEqual(
+      ages.observe([moved, ahead]).map((h) => h.ageMs),
+      [0, 4_000],
+      'the one that changed is fresh, the one that did not ages',
+    );
     now += 30_000;
-    assert.deepEqual(ages.observe([moved, ahead]).map((h) => h.ageMs), [30_000, 34_000]);
+    assert.deepEqual(
+      ages.observe([moved, ahead]).map((h) => h.ageMs),
+      [30_000, 34_000],
+    );
     assert.equal(ages.ageMs('ahead'), 34_000);
     assert.equal(ages.ageMs('never'), undefined);
   });
@@ -66,14 +77,24 @@ describe('heartbeats', () => {
     const store = new LocalStore(dir);
     const { log, lines } = capturingLogger();
     try {
-      const writer = new HeartbeatWriter(store, () => ({ name: 'm3', role: 'unknown', apiURL: 'http://127.0.0.1:1', etcdUp: false }), { periodMs: 1_000, log, now: () => new Date('2026-01-01T00:00:00Z') });
+      const writer = new HeartbeatWriter(store, () => ({ name: 'm3', role: 'unknown', apiURL: 'http://127.0.0.1:1', etcdUp: false }), {
+        periodMs: 1_000,
+        log,
+        now: () => new Date('2026-01-01T00:00:00Z'),
+      });
       await writer.writeNow();
       await store.put('members/broken.json', Readable.from([Buffer.from('{"name":')]));
       await store.put('members/m1.json', Readable.from([Buffer.from(JSON.stringify(HB))]));
       const hbs = await readHeartbeats(store, log);
       assert.deepEqual(hbs.map((h) => h.name).sort(), ['m1', 'm3']);
-      assert.deepEqual(hbs.find((h) => h.name === 'm3'), { name: 'm3', role: 'unknown', apiURL: 'http://127.0.0.1:1', etcdUp: false, time: '2026-01-01T00:00:00.000Z' });
-      assert.ok(lines.some((l) => l.includes('members/broken.json') && l.includes('not a heartbeat')), 'garbage logged');
+      assert.deepEqual(
+        hbs.find((h) => h.name === 'm3'),
+        { name: 'm3', role: 'unknown', apiURL: 'http://127.0.0.1:1', etcdUp: false, time: '2026-01-01T00:00:00.000Z' },
+      );
+      assert.ok(
+        lines.some((l) => l.includes('members/broken.json') && l.includes('not a heartbeat')),
+        'garbage logged',
+      );
       // Outside v2/: the snapshot listing (the anchor's parser) never sees them.
       assert.deepEqual((await store.list('v2/')).objects, []);
     } finally {
@@ -88,7 +109,10 @@ describe('heartbeats', () => {
     const { log } = capturingLogger();
     const own = async (): Promise<Heartbeat | undefined> => (await readHeartbeats(store, log)).find((h) => h.name === 'm1');
     try {
-      await new HeartbeatWriter(store, () => ({ name: 'm1', role: 'leader', apiURL: 'u', etcdUp: true, memberId: 'a1', clusterId: 'c1', raftIndex: 50, revision: 42 }), { periodMs: 1_000, log }).writeNow();
+      await new HeartbeatWriter(store, () => ({ name: 'm1', role: 'leader', apiURL: 'u', etcdUp: true, memberId: 'a1', clusterId: 'c1', raftIndex: 50, revision: 42 }), {
+        periodMs: 1_000,
+        log,
+      }).writeNow();
       // A new sidecar process whose etcd does not answer: the record survives.
       const down = new HeartbeatWriter(store, () => ({ name: 'm1', role: 'unknown', apiURL: 'u', etcdUp: false }), { periodMs: 1_000, log });
       await down.writeNow();

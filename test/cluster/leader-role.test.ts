@@ -22,7 +22,10 @@ describe('backup role state machine', () => {
   });
 
   it('stays unknown while nothing is confirmed', () => {
-    assert.deepEqual(feed([SILENT, SILENT, SILENT, SILENT]).map((s) => s.role), ['unknown', 'unknown', 'unknown', 'unknown']);
+    assert.deepEqual(
+      feed([SILENT, SILENT, SILENT, SILENT]).map((s) => s.role),
+      ['unknown', 'unknown', 'unknown', 'unknown'],
+    );
   });
 
   it('a leader keeps its role through lostAfter-1 unconfirmed checks and steps down at the lostAfter-th', () => {
@@ -36,12 +39,21 @@ describe('backup role state machine', () => {
   });
 
   it('a leader that sees another member lead steps down at once', () => {
-    assert.deepEqual(feed([LEADS, FOLLOWS]).map((s) => s.role), ['leader', 'follower']);
-    assert.deepEqual(feed([LEADS, SILENT, FOLLOWS]).map((s) => s.role), ['leader', 'leader', 'follower']);
+    assert.deepEqual(
+      feed([LEADS, FOLLOWS]).map((s) => s.role),
+      ['leader', 'follower'],
+    );
+    assert.deepEqual(
+      feed([LEADS, SILENT, FOLLOWS]).map((s) => s.role),
+      ['leader', 'leader', 'follower'],
+    );
   });
 
   it('lostAfter=1 steps down at the first unconfirmed check', () => {
-    assert.deepEqual(feed([LEADS, SILENT], 1).map((s) => s.role), ['leader', 'unknown']);
+    assert.deepEqual(
+      feed([LEADS, SILENT], 1).map((s) => s.role),
+      ['leader', 'unknown'],
+    );
   });
 
   it('a follower keeps its leader while unconfirmed checks are tolerated and forgets it when unknown', () => {
@@ -53,7 +65,10 @@ describe('backup role state machine', () => {
   });
 
   it('regains leadership after unknown at the next confirmed check', () => {
-    assert.deepEqual(feed([LEADS, SILENT, SILENT, SILENT, LEADS]).map((s) => s.role), ['leader', 'leader', 'leader', 'unknown', 'leader']);
+    assert.deepEqual(
+      feed([LEADS, SILENT, SILENT, SILENT, LEADS]).map((s) => s.role),
+      ['leader', 'leader', 'leader', 'unknown', 'leader'],
+    );
   });
 
   it('--snapshot-leader always and never override the elected role', () => {

@@ -77,7 +77,7 @@ describe('backup-leader election with three sidecars beside a real 3-member clus
     const client = anyClient();
     let samples = 0;
     let last = 0;
-    for (const until = Date.now() + 60_000; Date.now() < until; ) {
+    for (const until = Date.now() + 60_000; Date.now() < until;) {
       assert.deepEqual(leadersOf(sidecars), [leader], `sample ${samples}`);
       for (const [n, s] of sidecars) if (n !== leader) assert.equal(s.cluster.role, 'follower', `${n} at sample ${samples}`);
       assert.equal(sidecars.get(leader)?.snapshotter !== undefined, true);
@@ -232,7 +232,10 @@ describe('backup-leader election with three sidecars beside a real 3-member clus
         60_000,
         500,
       );
-      assert.ok(learner.lines.some((l) => l.includes('learner promoted to voting member')), 'the sidecar did not promote it');
+      assert.ok(
+        learner.lines.some((l) => l.includes('learner promoted to voting member')),
+        'the sidecar did not promote it',
+      );
       assert.equal(learner.cluster.role, 'follower');
       assert.deepEqual(leadersOf(sidecars).length, 1);
     } finally {
@@ -318,10 +321,14 @@ describe('the store frozen (S3 server SIGSTOP)', { timeout: 180_000 }, () => {
   });
 
   it('the role loop keeps checking, the leader keeps its role, no follower stands in, and deltas resume after thaw', async (t) => {
-    const leader = await eventually('a leader with a full snapshot', async () => {
-      const l = leadersOf(sidecars);
-      return l.length === 1 && sidecars.get(l[0] as string)?.snapshotter?.lastFull ? l[0] : undefined;
-    }, 60_000);
+    const leader = await eventually(
+      'a leader with a full snapshot',
+      async () => {
+        const l = leadersOf(sidecars);
+        return l.length === 1 && sidecars.get(l[0] as string)?.snapshotter?.lastFull ? l[0] : undefined;
+      },
+      60_000,
+    );
     const checks = new Map([...sidecars].map(([n, s]) => [n, s.cluster.roles.checks]));
     const changes = new Map([...sidecars].map(([n, s]) => [n, s.cluster.roles.changes]));
     const client = anyClientOf(sidecars);

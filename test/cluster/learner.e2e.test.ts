@@ -45,7 +45,13 @@ describe('learners and unstarted members stay out of the endpoint rotation', () 
       requireMember: true,
     });
     client = await createEtcdClient(etcdAccessFromConfig(config), capturingLogger().log);
-    assert.deepEqual(client.endpoints(), cluster.members.slice(0, 3).map((m) => m.clientURL).sort());
+    assert.deepEqual(
+      client.endpoints(),
+      cluster.members
+        .slice(0, 3)
+        .map((m) => m.clientURL)
+        .sort(),
+    );
   });
 
   it('a started learner is left out and receives no request', async () => {

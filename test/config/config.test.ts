@@ -30,7 +30,9 @@ function problemsOf(fn: () => unknown): string {
 }
 
 describe('config precedence: defaults < file < environment < flags', () => {
-  const file = yamlFile(['etcd-call-timeout: 3s', 'dial-keep-alive-time: 20s', 'auto-sync-interval: 1m', 'listen: 127.0.0.1:9000', 'endpoints:', '  - http://10.0.0.1:2379', '  - http://10.0.0.2:2379'].join('\n'));
+  const file = yamlFile(
+    ['etcd-call-timeout: 3s', 'dial-keep-alive-time: 20s', 'auto-sync-interval: 1m', 'listen: 127.0.0.1:9000', 'endpoints:', '  - http://10.0.0.1:2379', '  - http://10.0.0.2:2379'].join('\n'),
+  );
 
   it('takes the default when nothing sets a value', () => {
     const { config } = loadConfig({ flags: MEMBER, env: {}, requireMember: true });
@@ -108,7 +110,10 @@ describe('invalid input names the field and the value', () => {
   ];
   for (const [what, flags, env, expected] of cases) {
     it(what, () => {
-      assert.match(problemsOf(() => loadConfig({ flags: { ...MEMBER, ...flags }, env, requireMember: true })), expected);
+      assert.match(
+        problemsOf(() => loadConfig({ flags: { ...MEMBER, ...flags }, env, requireMember: true })),
+        expected,
+      );
     });
   }
 
@@ -119,21 +124,33 @@ describe('invalid input names the field and the value', () => {
 
   it('an unknown key in the config file', () => {
     const file = yamlFile('etcd-call-timeout: 1s\nkeepalive: 10s\n');
-    assert.match(problemsOf(() => loadConfig({ flags: { ...MEMBER, config: file }, env: {}, requireMember: true })), /config file .*: unknown key "keepalive"/);
+    assert.match(
+      problemsOf(() => loadConfig({ flags: { ...MEMBER, config: file }, env: {}, requireMember: true })),
+      /config file .*: unknown key "keepalive"/,
+    );
   });
 
   it('a bad value in the config file says it came from the file', () => {
     const file = yamlFile('etcd-call-timeout: 10\n');
-    assert.match(problemsOf(() => loadConfig({ flags: { ...MEMBER, config: file }, env: {}, requireMember: true })), /etcd-call-timeout \(config file\): "10" is not a duration/);
+    assert.match(
+      problemsOf(() => loadConfig({ flags: { ...MEMBER, config: file }, env: {}, requireMember: true })),
+      /etcd-call-timeout \(config file\): "10" is not a duration/,
+    );
   });
 
   it('a config file that is not YAML', () => {
     const file = yamlFile('a: [unclosed\n');
-    assert.match(problemsOf(() => loadConfig({ flags: { ...MEMBER, config: file }, env: {}, requireMember: true })), /config file .*config.yaml:/);
+    assert.match(
+      problemsOf(() => loadConfig({ flags: { ...MEMBER, config: file }, env: {}, requireMember: true })),
+      /config file .*config.yaml:/,
+    );
   });
 
   it('a config file that does not exist', () => {
-    assert.match(problemsOf(() => loadConfig({ flags: { ...MEMBER, config: '/nonexistent.yaml' }, env: {}, requireMember: true })), /--config: file "\/nonexistent.yaml" does not exist/);
+    assert.match(
+      problemsOf(() => loadConfig({ flags: { ...MEMBER, config: '/nonexistent.yaml' }, env: {}, requireMember: true })),
+      /--config: file "\/nonexistent.yaml" does not exist/,
+    );
   });
 });
 
@@ -156,8 +173,15 @@ describe('warnings', () => {
 });
 
 describe('config: what restore needs', () => {
-  it('a restore takes exactly etcdutl snapshot restore\'s flags: no client URL is required', () => {
-    const flags = { name: 'm0', 'data-dir': '/var/lib/etcd', 'initial-cluster': 'm0=http://10.0.0.1:2380', 'initial-advertise-peer-urls': 'http://10.0.0.1:2380', 'initial-cluster-token': 't', store: 'file:///backups' };
+  it("a restore takes exactly etcdutl snapshot restore's flags: no client URL is required", () => {
+    const flags = {
+      name: 'm0',
+      'data-dir': '/var/lib/etcd',
+      'initial-cluster': 'm0=http://10.0.0.1:2380',
+      'initial-advertise-peer-urls': 'http://10.0.0.1:2380',
+      'initial-cluster-token': 't',
+      store: 'file:///backups',
+    };
     const { config } = loadConfig({ flags, env: {}, requireMember: true, requireClientUrls: false });
     assert.deepEqual(config.initialAdvertisePeerUrls, ['http://10.0.0.1:2380']);
     assert.throws(() => loadConfig({ flags, env: {}, requireMember: true }), /--advertise-client-urls is required/);

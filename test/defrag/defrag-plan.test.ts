@@ -31,13 +31,19 @@ describe('defragmentation plan', () => {
   it('followers one at a time by name, the raft leader last', () => {
     const plan = planDefrag(cluster([member('m2', { leader: true }), member('m3'), member('m1')]), { thresholdPercent: 10 });
     assert.ok(plan.go);
-    assert.deepEqual(plan.order.map((t) => t.name), ['m1', 'm3', 'm2']);
+    assert.deepEqual(
+      plan.order.map((t) => t.name),
+      ['m1', 'm3', 'm2'],
+    );
   });
 
   it('skips a member with less free space than the threshold, saying how much it has', () => {
     const plan = planDefrag(cluster([member('m1', { leader: true }), member('m2', { dbSize: 1000, inUse: 950 }), member('m3')]), { thresholdPercent: 10 });
     assert.ok(plan.go);
-    assert.deepEqual(plan.order.map((t) => t.name), ['m3', 'm1']);
+    assert.deepEqual(
+      plan.order.map((t) => t.name),
+      ['m3', 'm1'],
+    );
     assert.match(plan.skipped[0]?.reason ?? '', /5\.0% of its 1000-byte db is free, below --defrag-threshold 10%/);
   });
 
@@ -65,19 +71,31 @@ describe('defragmentation plan', () => {
     const c = cluster([member('m1', { leader: true }), member('m2'), member('m3')]);
     const one = planDefrag(c, { thresholdPercent: 0, only: 'm1' });
     assert.deepEqual(one.go && one.order.map((t) => t.name), ['m1']);
-    assert.match((() => { const p = planDefrag(c, { thresholdPercent: 0, only: 'm9' }); return p.go ? '' : p.reason; })(), /no member named "m9"/);
+    assert.match(
+      (() => {
+        const p = planDefrag(c, { thresholdPercent: 0, only: 'm9' });
+        return p.go ? '' : p.reason;
+      })(),
+      /no member named "m9"/,
+    );
   });
 
   it('property: a plan that goes keeps the quorum with one member busy, puts the leader last and names every member once', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 7 }), fc.integer({ min: 0, max: 6 }), fc.array(fc.integer({ min: 0, max: 100 }), { minLength: 7, maxLength: 7 }), fc.integer({ min: 0, max: 100 }), (n, leaderAt, freePercents, threshold) => {
-        const members = Array.from({ length: n }, (_, i) => member(`m${i + 1}`, { leader: i === leaderAt % n, dbSize: 1000, inUse: 1000 - 10 * (freePercents[i] ?? 0) }));
-        const plan = planDefrag(cluster(members), { thresholdPercent: threshold });
-        if (!plan.go) return !quorumWithOneBusy(n, n);
-        const names = [...plan.order.map((t) => t.name), ...plan.skipped.map((s) => s.name)];
-        const leaderIndex = plan.order.findIndex((t) => t.isLeader);
-        return quorumWithOneBusy(n, n) && new Set(names).size === n && (leaderIndex === -1 || leaderIndex === plan.order.length - 1);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 7 }),
+        fc.integer({ min: 0, max: 6 }),
+        fc.array(fc.integer({ min: 0, max: 100 }), { minLength: 7, maxLength: 7 }),
+        fc.integer({ min: 0, max: 100 }),
+        (n, leaderAt, freePercents, threshold) => {
+          const members = Array.from({ length: n }, (_, i) => member(`m${i + 1}`, { leader: i === leaderAt % n, dbSize: 1000, inUse: 1000 - 10 * (freePercents[i] ?? 0) }));
+          const plan = planDefrag(cluster(members), { thresholdPercent: threshold });
+          if (!plan.go) return !quorumWithOneBusy(n, n);
+          const names = [...plan.order.map((t) => t.name), ...plan.skipped.map((s) => s.name)];
+          const leaderIndex = plan.order.findIndex((t) => t.isLeader);
+          return quorumWithOneBusy(n, n) && new Set(names).size === n && (leaderIndex === -1 || leaderIndex === plan.order.length - 1);
+        },
+      ),
       { seed: 20261204, numRuns: 500 },
     );
   });

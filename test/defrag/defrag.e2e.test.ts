@@ -36,7 +36,9 @@ describe('defragmentation by the backup leader', { timeout: 240_000 }, () => {
     await fragment(client, cluster);
     const before = new Map((await cluster.endpointStatus()).map((r) => [r.Endpoint, r.Status.dbSize]));
     for (const m of ['m1', 'm2', 'm3']) {
-      sidecars.push(await startTestSidecar(cluster, m, { 'defrag-schedule': '*/2 * * * * *', 'defrag-threshold': '50', 'delta-snapshot-period': '1s', 'leader-check-period': '500ms', 'heartbeat-period': '1s' }));
+      sidecars.push(
+        await startTestSidecar(cluster, m, { 'defrag-schedule': '*/2 * * * * *', 'defrag-threshold': '50', 'delta-snapshot-period': '1s', 'leader-check-period': '500ms', 'heartbeat-period': '1s' }),
+      );
     }
     let writes = 0;
     const failures: string[] = [];
@@ -46,21 +48,33 @@ describe('defragmentation by the backup leader', { timeout: 240_000 }, () => {
         await client
           .put(`/live/${writes % 100}`)
           .value(String(writes))
-          .then(() => writes++, (err: Error) => failures.push(err.message));
+          .then(
+            () => writes++,
+            (err: Error) => failures.push(err.message),
+          );
       }
     })();
     let done: MemberDefrag[];
     let leaderSidecar: Sidecar;
     try {
-      [leaderSidecar, done] = await eventually('every member defragmented by the backup leader', async () => {
-        for (const s of sidecars) {
-          const body = (await getJson<StatusBody>(`${s.url}/status`)).body;
-          const ok = body.defrag?.lastByMember.filter((m) => m.outcome === 'defragmented') ?? [];
-          if (ok.length === 3) return [s, ok] as const;
-        }
-        return undefined;
-      }, 120_000, 500);
-      await eventually('a full snapshot after the defragmentation', async () => (leaderSidecar.lines.some((l) => l.includes('after defragmentation') && l.includes('full snapshot starting')) ? true : undefined), 30_000);
+      [leaderSidecar, done] = await eventually(
+        'every member defragmented by the backup leader',
+        async () => {
+          for (const s of sidecars) {
+            const body = (await getJson<StatusBody>(`${s.url}/status`)).body;
+            const ok = body.defrag?.lastByMember.filter((m) => m.outcome === 'defragmented') ?? [];
+            if (ok.length === 3) return [s, ok] as const;
+          }
+          return undefined;
+        },
+        120_000,
+        500,
+      );
+      await eventually(
+        'a full snapshot after the defragmentation',
+        async () => (leaderSidecar.lines.some((l) => l.includes('after defragmentation') && l.includes('full snapshot starting')) ? true : undefined),
+        30_000,
+      );
     } finally {
       writing = false;
       await load;
@@ -96,7 +110,10 @@ describe('defragmentation by the backup leader', { timeout: 240_000 }, () => {
       assert.equal(res.status, 200, JSON.stringify(body));
       assert.ok(res.headers.get('x-ebs-forwarded-to'));
       const members = (body as { members: MemberDefrag[] }).members;
-      assert.ok(members.every((m) => m.outcome === 'skipped' && /below --defrag-threshold 50%/.test(m.reason ?? '')), JSON.stringify(members));
+      assert.ok(
+        members.every((m) => m.outcome === 'skipped' && /below --defrag-threshold 50%/.test(m.reason ?? '')),
+        JSON.stringify(members),
+      );
     }
     const unknown = await fetch(`${follower.url}/defrag?member=m9`, { method: 'POST' });
     const refused = (await unknown.json()) as { error: string; message: string };

@@ -45,12 +45,22 @@ describe('NOSPACE', { timeout: 180_000 }, () => {
       assert.equal(ready.status, 503);
       assert.match(ready.body.checks.find((c) => c.name === 'etcd-no-alarm')?.message ?? '', /NOSPACE \(writes are refused/);
       const status = (await getJson<StatusBody>(`${watcher.url}/status`)).body;
-      assert.ok(status.cluster.alarms.some((a) => a.alarm === 'NOSPACE'), JSON.stringify(status.cluster.alarms));
+      assert.ok(
+        status.cluster.alarms.some((a) => a.alarm === 'NOSPACE'),
+        JSON.stringify(status.cluster.alarms),
+      );
     } finally {
       await watcher.close();
     }
 
-    const flags = { 'auto-recover-nospace': 'true', 'nospace-retained-revisions': '1', 'health-check-period': '1s', 'leader-check-period': '500ms', 'defrag-schedule': 'off', 'delta-snapshot-period': '1s' };
+    const flags = {
+      'auto-recover-nospace': 'true',
+      'nospace-retained-revisions': '1',
+      'health-check-period': '1s',
+      'leader-check-period': '500ms',
+      'defrag-schedule': 'off',
+      'delta-snapshot-period': '1s',
+    };
     const sidecars = [];
     for (const m of ['m1', 'm2', 'm3']) sidecars.push(await startTestSidecar(cluster, m, flags));
     try {
@@ -60,7 +70,10 @@ describe('NOSPACE', { timeout: 180_000 }, () => {
       const leader = sidecars.find((s) => s.lines.some((l) => l.includes('NOSPACE: recovered')));
       assert.ok(leader, 'one sidecar logged the recovery');
       for (const step of ['NOSPACE: recovering', 'NOSPACE: history compacted', 'NOSPACE: members defragmented', 'NOSPACE: alarm disarmed']) {
-        assert.ok(leader.lines.some((l) => l.includes(step)), `logged: ${step}`);
+        assert.ok(
+          leader.lines.some((l) => l.includes(step)),
+          `logged: ${step}`,
+        );
       }
       const recovery = (await getJson<StatusBody>(`${leader.url}/status`)).body.defrag?.nospaceRecovery;
       assert.equal(recovery?.cleared, true, JSON.stringify(recovery));

@@ -36,13 +36,12 @@ interface Taken {
   liveRevision: number;
 }
 
-
 /** Feeds `bytes` in chunk sizes spread evenly over 1 byte .. 1 MiB on a log scale, in a reused buffer. */
 function scanInChunks(bytes: Buffer, seed: number): BoltFacts {
   const random = mulberry32(seed);
   const scanner = new BoltScanner();
   const reused = Buffer.alloc(1 << 20);
-  for (let at = 0; at < bytes.length; ) {
+  for (let at = 0; at < bytes.length;) {
     const size = Math.min(bytes.length - at, Math.floor(Math.exp(random() * Math.log(1 << 20))) || 1);
     bytes.copy(reused, 0, at, at + size);
     scanner.write(reused.subarray(0, size));
@@ -112,11 +111,9 @@ async function restoredRevision(cluster: TestCluster, file: string): Promise<num
   const peerURL = `http://127.0.0.1:${peerPort}`;
   const dataDir = join(cluster.dir, 'restored');
   rmSync(dataDir, { recursive: true, force: true });
-  await run(
-    OFFLINE_TOOL,
-    ['snapshot', 'restore', file, '--name=restored', `--data-dir=${dataDir}`, `--initial-cluster=restored=${peerURL}`, `--initial-advertise-peer-urls=${peerURL}`],
-    { env: { ...process.env, ETCDCTL_API: '3' } },
-  );
+  await run(OFFLINE_TOOL, ['snapshot', 'restore', file, '--name=restored', `--data-dir=${dataDir}`, `--initial-cluster=restored=${peerURL}`, `--initial-advertise-peer-urls=${peerURL}`], {
+    env: { ...process.env, ETCDCTL_API: '3' },
+  });
   const etcd = new EtcdProcess({
     name: 'restored',
     dataDir,
@@ -178,7 +175,7 @@ describe('bolt facts of etcd snapshots and data dirs', { timeout: 180_000 }, () 
     assert.deepEqual({ revision, compactRevision, keyCount }, { revision: 1, compactRevision: 0, keyCount: 0 });
     // 3.4 writes the consistent index with key writes only; 3.5 on with every applied entry, so a
     // fresh member's membership and cluster-version entries already count there.
-    if (await etcdMinor() === '3.4') assert.equal(facts.consistentIndex, 0n);
+    if ((await etcdMinor()) === '3.4') assert.equal(facts.consistentIndex, 0n);
   });
 
   it('a few puts', async () => {
@@ -232,7 +229,7 @@ describe('bolt facts of etcd snapshots and data dirs', { timeout: 180_000 }, () 
     for (let i = 0; i < rounds; i++) await readBoltFacts(last.file);
     const ms = (performance.now() - started) / rounds;
     const mb = last.stream.length / 1e6;
-    t.diagnostic(`readBoltFacts: ${mb.toFixed(1)} MB in ${ms.toFixed(0)} ms = ${(mb / (ms / 1000)).toFixed(0)} MB/s; 1 GB ≈ ${((1000 / mb) * ms / 1000).toFixed(1)} s`);
+    t.diagnostic(`readBoltFacts: ${mb.toFixed(1)} MB in ${ms.toFixed(0)} ms = ${(mb / (ms / 1000)).toFixed(0)} MB/s; 1 GB ≈ ${(((1000 / mb) * ms) / 1000).toFixed(1)} s`);
 
     assert.equal(await restoredRevision(cluster, last.file), last.facts.revision, 'revision of an etcd restored from it');
   });
@@ -292,8 +289,14 @@ describe('bolt facts of etcd snapshots and data dirs', { timeout: 180_000 }, () 
       pageSize = small?.facts.pageSize ?? 0;
     });
     const rejects = async (bytes: Buffer, message: RegExp): Promise<void> => {
-      assert.throws(() => scan(bytes), (err: unknown) => err instanceof BoltFormatError && message.test(err.message));
-      assert.throws(() => scanInChunks(bytes, 7), (err: unknown) => err instanceof BoltFormatError && message.test(err.message));
+      assert.throws(
+        () => scan(bytes),
+        (err: unknown) => err instanceof BoltFormatError && message.test(err.message),
+      );
+      assert.throws(
+        () => scanInChunks(bytes, 7),
+        (err: unknown) => err instanceof BoltFormatError && message.test(err.message),
+      );
       const file = join(cluster.dir, 'damaged.db');
       writeFileSync(file, bytes);
       await assert.rejects(inspectBoltFile(file), (err: unknown) => err instanceof BoltFormatError && message.test(err.message));

@@ -26,8 +26,7 @@ function bytesField(field: number, value: Buffer): Buffer {
 
 const metadata = (nodeId: bigint, clusterId: bigint): Buffer => Buffer.concat([uintField(1, nodeId), uintField(2, clusterId)]);
 // gogoproto writes Entry's fields in declaration order: Term, Index, Type, Data.
-const entry = (term: number, index: number, data = Buffer.from(`put ${index}`)): Buffer =>
-  Buffer.concat([uintField(2, term), uintField(3, index), uintField(1, 0), bytesField(4, data)]);
+const entry = (term: number, index: number, data = Buffer.from(`put ${index}`)): Buffer => Buffer.concat([uintField(2, term), uintField(3, index), uintField(1, 0), bytesField(4, data)]);
 const hardState = (term: number, vote: bigint, commit: number): Buffer => Buffer.concat([uintField(1, term), uintField(2, vote), uintField(3, commit)]);
 const snapshot = (index: number, term: number): Buffer => Buffer.concat([uintField(1, index), uintField(2, term)]);
 
@@ -160,7 +159,11 @@ describe('WAL reader', () => {
     other.crc = 0x12345678;
     other.record(WAL_RECORD.crc, Buffer.alloc(0)).record(WAL_RECORD.metadata, metadata(MEMBER, CLUSTER));
     assert.throws(
-      () => read([[NAME0, first], [NAME1, other.file()]]),
+      () =>
+        read([
+          [NAME0, first],
+          [NAME1, other.file()],
+        ]),
       (err: unknown) => err instanceof WalFormatError && err.file === NAME1 && err.offset === 0 && /CRC chain broken: the crc record carries 0x12345678/.test(err.message),
     );
   });
@@ -206,7 +209,11 @@ describe('WAL reader', () => {
     assert.throws(() => read([[NAME0, flipped]]), /CRC mismatch/);
     // In any segment but the newest, even a torn-looking record is damage.
     assert.throws(
-      () => read([[NAME0, zeroed], [NAME1, new WalWriter().record(WAL_RECORD.crc, Buffer.alloc(0)).file()]]),
+      () =>
+        read([
+          [NAME0, zeroed],
+          [NAME1, new WalWriter().record(WAL_RECORD.crc, Buffer.alloc(0)).file()],
+        ]),
       (err: unknown) => err instanceof WalFormatError && err.file === NAME0 && err.offset === bigAt && /CRC mismatch/.test(err.message),
     );
   });
@@ -214,10 +221,17 @@ describe('WAL reader', () => {
   it('segments that disagree about the member are refused, as etcd does', () => {
     const w = firstSegment(5);
     const first = w.cut(metadata(MEMBER + 1n, CLUSTER), hardState(2, MEMBER, 5));
-    assert.throws(() => read([[NAME0, first], [NAME1, w.file()]]), /metadata conflicts/);
+    assert.throws(
+      () =>
+        read([
+          [NAME0, first],
+          [NAME1, w.file()],
+        ]),
+      /metadata conflicts/,
+    );
   });
 
-  it('a length beyond etcd\'s limit and an unknown record type are corrupt', () => {
+  it("a length beyond etcd's limit and an unknown record type are corrupt", () => {
     const w = firstSegment(3);
     const bytes = w.file();
     const huge = Buffer.from(bytes);

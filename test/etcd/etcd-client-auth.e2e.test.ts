@@ -13,7 +13,13 @@ import { sleep, TestCluster } from '../helpers/cluster.js';
 
 const PASSWORD = 'pw-for-client';
 const outcome = (p: Promise<unknown>, ms: number): Promise<string> =>
-  Promise.race([p.then(() => 'ok', (e: Error) => `error: ${e.message}`), sleep(ms).then(() => 'pending')]);
+  Promise.race([
+    p.then(
+      () => 'ok',
+      (e: Error) => `error: ${e.message}`,
+    ),
+    sleep(ms).then(() => 'pending'),
+  ]);
 
 /**
  * Kills the member, brings it back at once (every token gone) and calls it every 200 ms, each
@@ -49,14 +55,22 @@ describe('etcd client with auth across a member restart', { timeout: 120_000 }, 
     let etcd: EtcdClient | undefined;
     try {
       etcd = await createEtcdClient(
-        { endpoints: cluster.endpoints, callTimeoutMs: 2_000, keepAliveTimeMs: 10_000, keepAliveTimeoutMs: 5_000, permitWithoutStream: false, autoSyncIntervalMs: 0, auth: { username: 'root', password: PASSWORD } },
+        {
+          endpoints: cluster.endpoints,
+          callTimeoutMs: 2_000,
+          keepAliveTimeMs: 10_000,
+          keepAliveTimeoutMs: 5_000,
+          permitWithoutStream: false,
+          autoSyncIntervalMs: 0,
+          auth: { username: 'root', password: PASSWORD },
+        },
         createLogger('silent'),
       );
       const client = etcd.etcd;
       await client.put('/before').value('v');
       assert.equal(await restartAndCall(cluster, () => client.put('/after').value('v').exec()), 'ok');
       for (let i = 0; i < 10; i++) await client.put(`/after/${i}`).value('v');
-      assert.equal((await client.get('/after/9').string()), 'v');
+      assert.equal(await client.get('/after/9').string(), 'v');
     } finally {
       etcd?.close();
     }

@@ -56,7 +56,10 @@ describe('etcd tools', () => {
     assert.equal(minorDir([]), undefined);
 
     const root = mkdtempSync(join(tmpdir(), 'ebs-tools-minors-'));
-    for (const [minor, tools] of [['v3.5', ['etcd', 'etcdctl', 'etcdutl']], ['v3.6', ['etcd', 'etcdctl', 'etcdutl']]] as const) {
+    for (const [minor, tools] of [
+      ['v3.5', ['etcd', 'etcdctl', 'etcdutl']],
+      ['v3.6', ['etcd', 'etcdctl', 'etcdutl']],
+    ] as const) {
       mkdirSync(join(root, minor));
       for (const t of tools) {
         writeFileSync(join(root, minor, t), '#!/bin/sh\n');
@@ -65,7 +68,10 @@ describe('etcd tools', () => {
     }
     assert.deepEqual(etcdTools(root, '3.5'), { etcd: join(root, 'v3.5', 'etcd'), etcdctl: join(root, 'v3.5', 'etcdctl'), etcdutl: join(root, 'v3.5', 'etcdutl') });
     assert.equal(etcdTools(root).etcd, join(root, 'v3.6', 'etcd'));
-    assert.throws(() => etcdTools(root, '3.4'), (err: Error) => err instanceof EtcdToolsError && /no tools for etcd 3\.4 \(it has v3\.5, v3\.6\)/.test(err.message));
+    assert.throws(
+      () => etcdTools(root, '3.4'),
+      (err: Error) => err instanceof EtcdToolsError && /no tools for etcd 3\.4 \(it has v3\.5, v3\.6\)/.test(err.message),
+    );
     // What a restore is handed: one release's folder.
     assert.equal(releaseBinDir(root, '3.5'), join(root, 'v3.5'));
     assert.equal(releaseBinDir(root), join(root, 'v3.6'));
@@ -89,7 +95,10 @@ describe('etcd tools', () => {
     const notExec = mkdtempSync(join(tmpdir(), 'ebs-tools-'));
     writeFileSync(join(notExec, 'etcd'), '');
     assert.equal(withPath([notExec, newer].join(delimiter), () => etcdTools()).etcdutl, join(newer, 'etcdutl'));
-    assert.deepEqual(withPath(empty, () => etcdTools()), { etcd: 'etcd', etcdctl: 'etcdctl' });
+    assert.deepEqual(
+      withPath(empty, () => etcdTools()),
+      { etcd: 'etcd', etcdctl: 'etcdctl' },
+    );
   });
 
   it('reads the version from the etcd of the tools', async () => {
@@ -104,7 +113,16 @@ describe('etcd tools', () => {
     const store = new Proxy({}, { get: () => assert.fail('the store was used') });
     const { log } = capturingLogger('info');
     await assert.rejects(
-      restore({ store: store as never, dataDir: join(dir, 'data'), name: 'r1', initialCluster: 'r1=http://127.0.0.1:1', initialClusterToken: 't', initialAdvertisePeerUrls: ['http://127.0.0.1:1'], log, etcdBinDir: join(dir, 'bin') }),
+      restore({
+        store: store as never,
+        dataDir: join(dir, 'data'),
+        name: 'r1',
+        initialCluster: 'r1=http://127.0.0.1:1',
+        initialClusterToken: 't',
+        initialAdvertisePeerUrls: ['http://127.0.0.1:1'],
+        log,
+        etcdBinDir: join(dir, 'bin'),
+      }),
       (err: unknown) => err instanceof RestoreError && err.code === 'bad_request' && /has no etcd/.test(err.message),
     );
   });

@@ -23,7 +23,6 @@ import { backupStore, currentChain } from '../helpers/snapshots.js';
 import { keyspaceAt } from '../helpers/replay.js';
 import { releaseDir } from '../helpers/etcd-release.js';
 
-
 interface Line {
   minor: string;
   /** The folder of that release's etcd, etcdctl (and etcdutl), when this machine has it. */
@@ -117,10 +116,14 @@ for (const line of await releaseLines()) {
         await source.put(Buffer.from([0, 1, 2, 255])).value(Buffer.from([255, 0, 10]));
         for (let i = 0; i < 10; i++) await source.put('/hot').value(`${i}`);
         finalRevision = Number((await source.maintenance.status()).header.revision);
-        chain = await eventually('deltas up to the last write', async () => {
-          const c = await currentChain(store);
-          return c.lastRevision === finalRevision ? c : undefined;
-        }, 30_000);
+        chain = await eventually(
+          'deltas up to the last write',
+          async () => {
+            const c = await currentChain(store);
+            return c.lastRevision === finalRevision ? c : undefined;
+          },
+          30_000,
+        );
         assert.ok(full.lastRevision < finalRevision, 'the full snapshot already holds every write: nothing is replayed');
       } finally {
         await sidecar.close();
@@ -176,7 +179,10 @@ for (const line of await releaseLines()) {
         const mid = Math.floor((chain.full?.lastRevision ?? 0) + (finalRevision - (chain.full?.lastRevision ?? 0)) / 2);
         assert.deepEqual(await keyspaceAt(client, mid), await keyspaceAt(source, mid));
         const members = (await client.cluster.memberList({})).members;
-        assert.deepEqual(members.map((m) => [m.name, m.peerURLs]), [['r1', [peerURL]]]);
+        assert.deepEqual(
+          members.map((m) => [m.name, m.peerURLs]),
+          [['r1', [peerURL]]],
+        );
       } finally {
         client.close();
         await etcd.stop();
@@ -201,7 +207,15 @@ for (const line of await releaseLines()) {
         'max-learners': 1,
       };
       const { yaml, notes } = renderEtcdConfig(
-        { name: 'c1', dataDir: join(dir, 'data'), initialClusterToken: 'rendered', initialAdvertisePeerUrls: [peerURL], advertiseClientUrls: [clientURL], listenPeerUrls: [peerURL], listenClientUrls: [clientURL] },
+        {
+          name: 'c1',
+          dataDir: join(dir, 'data'),
+          initialClusterToken: 'rendered',
+          initialAdvertisePeerUrls: [peerURL],
+          advertiseClientUrls: [clientURL],
+          listenPeerUrls: [peerURL],
+          listenClientUrls: [clientURL],
+        },
         { state: 'new', initialCluster: [{ name: 'c1', peerURL }] },
         template,
         { minor, maxLearners: 2 },
@@ -216,7 +230,10 @@ for (const line of await releaseLines()) {
         const status = await eventually('etcd from the rendered config up', async () => (await client.maintenance.status().catch(() => undefined)) ?? undefined, 30_000);
         assert.equal(status.version, line.version);
         // The corruption check is on: the switch (3.4, 3.5) or the gate (3.6) reached etcd.
-        const settings = readFileSync(join(dir, 'etcd.log'), 'utf8').split('\n').find((l) => l.includes('"starting an etcd server"')) ?? '';
+        const settings =
+          readFileSync(join(dir, 'etcd.log'), 'utf8')
+            .split('\n')
+            .find((l) => l.includes('"starting an etcd server"')) ?? '';
         if (minor === '3.6') {
           assert.match(settings, /"feature-gates":"InitialCorruptCheck=true"/);
           assert.match(settings, /"max-learners":2/);

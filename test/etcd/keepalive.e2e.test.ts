@@ -61,7 +61,14 @@ describe('keepalive defaults against etcd 3.4, 60 s idle', () => {
   it('an idle client with the defaults draws no too_many_pings GOAWAY and still works', () => {
     assert.equal(runs.idle.code, 0, runs.idle.stderr.slice(-2000));
     assert.equal(runs.idle.stdout.trim(), 'done 1');
-    assert.equal(count(runs.idle.stderr, GOAWAY), 0, runs.idle.stderr.split('\n').filter((l) => GOAWAY.test(l)).join('\n'));
+    assert.equal(
+      count(runs.idle.stderr, GOAWAY),
+      0,
+      runs.idle.stderr
+        .split('\n')
+        .filter((l) => GOAWAY.test(l))
+        .join('\n'),
+    );
   });
 
   it('a client holding a watch pings every 10 s and draws no GOAWAY', () => {

@@ -8,9 +8,15 @@ describe('MemberCooldown (the per-member fault policy of the balanced etcd clien
   it('skips a member for the cooldown after a recoverable failure, then tries it again', async () => {
     let now = 1_000;
     const policy = new MemberCooldown(3_000, () => now);
-    await assert.rejects(policy.execute(() => Promise.reject(new GRPCUnavailableError('down'))), GRPCUnavailableError);
+    await assert.rejects(
+      policy.execute(() => Promise.reject(new GRPCUnavailableError('down'))),
+      GRPCUnavailableError,
+    );
     now += 2_999;
-    await assert.rejects(policy.execute(() => 'never called'), (e: Error) => isBrokenCircuitError(e));
+    await assert.rejects(
+      policy.execute(() => 'never called'),
+      (e: Error) => isBrokenCircuitError(e),
+    );
     now += 1;
     assert.equal(await policy.execute(() => 'answered'), 'answered');
   });

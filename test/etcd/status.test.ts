@@ -66,7 +66,10 @@ describe('joinStatus', () => {
     assert.deepEqual(s.leader, { id: 'b2', name: 'b' });
     assert.equal(s.healthyVoters, 3);
     assert.equal(s.hasQuorum, true);
-    assert.deepEqual(s.members.map((m) => m.isLeader), [false, true, false]);
+    assert.deepEqual(
+      s.members.map((m) => m.isLeader),
+      [false, true, false],
+    );
     assert.equal(s.clusterId, 'c1');
   });
 

@@ -148,12 +148,19 @@ export class TestCluster {
   /** Waits until every running member reports itself healthy (etcdctl endpoint health). */
   async waitHealthy(timeoutMs = 30_000, members: TestMember[] = this.members.filter((m) => m.process.running)): Promise<void> {
     try {
-      await eventually('every running member healthy', () => this.etcdctl(['endpoint', 'health'], members.map((m) => m.clientURL)), timeoutMs);
+      await eventually(
+        'every running member healthy',
+        () =>
+          this.etcdctl(
+            ['endpoint', 'health'],
+            members.map((m) => m.clientURL),
+          ),
+        timeoutMs,
+      );
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${this.logs()}`, { cause: err });
     }
   }
-
 
   /** The raft leader's name, as the members report it. */
   async leader(): Promise<string> {

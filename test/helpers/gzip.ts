@@ -39,7 +39,9 @@ export async function goGunzip(gz: Buffer): Promise<Buffer> {
   try {
     writeFileSync(join(dir, 'main.go'), GO_GUNZIP);
     return await new Promise<Buffer>((resolve, reject) => {
-      const child = execFile('go', ['run', 'main.go'], { cwd: dir, encoding: 'buffer', maxBuffer: 1 << 30 }, (err, stdout, stderr) => (err ? reject(new Error(`go gunzip: ${err.message}: ${stderr.toString()}`)) : resolve(stdout)));
+      const child = execFile('go', ['run', 'main.go'], { cwd: dir, encoding: 'buffer', maxBuffer: 1 << 30 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`go gunzip: ${err.message}: ${stderr.toString()}`)) : resolve(stdout),
+      );
       child.stdin?.end(gz);
     });
   } finally {

@@ -237,7 +237,11 @@ export class ManagedCluster {
     const configFile = join(m.dir, 'etcd-launched.yaml');
     await this.startSidecar(name, { 'etcd-config-file': configFile, ...extra });
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_')));
-    const child = spawn(process.execPath, ['dist/cli.js', 'run-etcd', '--listen', `127.0.0.1:${m.apiPort}`, '--etcd-config-file', configFile, '--poll', '500'], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(process.execPath, ['dist/cli.js', 'run-etcd', '--listen', `127.0.0.1:${m.apiPort}`, '--etcd-config-file', configFile, '--poll', '500'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     const log = memberLog(join(m.dir, 'etcd.log'));
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
@@ -275,7 +279,9 @@ export class ManagedCluster {
 
   /** The member list as etcd reports it (any answering endpoint). */
   async memberList(): Promise<{ ID: string; name: string; peerURLs: string[]; clientURLs?: string[]; isLearner?: boolean }[]> {
-    const out = JSON.parse(await this.etcdctl(['member', 'list', '-w', 'json'])) as { members?: { ID: number | string; name: string; peerURLs: string[]; clientURLs?: string[]; isLearner?: boolean }[] };
+    const out = JSON.parse(await this.etcdctl(['member', 'list', '-w', 'json'])) as {
+      members?: { ID: number | string; name: string; peerURLs: string[]; clientURLs?: string[]; isLearner?: boolean }[];
+    };
     return (out.members ?? []).map((m) => ({ ...m, ID: BigInt(m.ID).toString(16) }));
   }
 

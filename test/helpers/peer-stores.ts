@@ -38,7 +38,24 @@ export async function gcsFixture(): Promise<StoreFixture> {
   const proxy = await FlakyProxy.start(direct);
   const server = await PeerProcess.start(
     pathOf(FAKE_GCS),
-    ['-scheme', 'http', '-host', '127.0.0.1', '-port', String(port), '-backend', 'filesystem', '-filesystem-root', join(dir, 'objects'), '-data', join(dir, 'seed'), '-external-url', proxy.url, '-log-level', 'warn'],
+    [
+      '-scheme',
+      'http',
+      '-host',
+      '127.0.0.1',
+      '-port',
+      String(port),
+      '-backend',
+      'filesystem',
+      '-filesystem-root',
+      join(dir, 'objects'),
+      '-data',
+      join(dir, 'seed'),
+      '-external-url',
+      proxy.url,
+      '-log-level',
+      'warn',
+    ],
     { ready: () => fetch(`${direct}/storage/v1/b/${BUCKET}`).then((r) => r.ok) },
   );
   return proxiedFixture({

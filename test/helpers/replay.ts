@@ -24,7 +24,14 @@ export interface KeyState {
 
 function state(kvs: IKeyValue[], leases: boolean): KeyState[] {
   return kvs
-    .map((kv) => ({ key: kv.key.toString('hex'), value: kv.value.toString('hex'), createRevision: kv.create_revision, modRevision: kv.mod_revision, version: kv.version, ...(leases ? { lease: kv.lease } : {}) }))
+    .map((kv) => ({
+      key: kv.key.toString('hex'),
+      value: kv.value.toString('hex'),
+      createRevision: kv.create_revision,
+      modRevision: kv.mod_revision,
+      version: kv.version,
+      ...(leases ? { lease: kv.lease } : {}),
+    }))
     .sort((a, b) => (a.key < b.key ? -1 : 1));
 }
 
@@ -82,7 +89,10 @@ export async function assertChainRestores(store: SnapStore, chain: Chain, source
     for (const [revision, evs] of byRevision) {
       const ops = evs.map((ev) => (ev.type === 'put' ? client.put(ev.kv.key).value(ev.kv.value) : client.delete().key(ev.kv.key)));
       // A compare that always holds (key "\0" never exists): etcd3 builds transactions from one.
-      await client.if(Buffer.from([0]), 'Mod', '==', 0).then(...ops).commit();
+      await client
+        .if(Buffer.from([0]), 'Mod', '==', 0)
+        .then(...ops)
+        .commit();
       assert.equal(await revisionOf(), revision, `replaying revision ${revision}`);
     }
     assert.deepEqual(await keyspaceAt(client, chain.lastRevision), await keyspaceAt(source, chain.lastRevision));

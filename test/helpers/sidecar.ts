@@ -30,7 +30,12 @@ export function capturingLogger(level = 'debug'): { log: Logger; lines: string[]
   const lines: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
-      lines.push(...chunk.toString().split('\n').filter((l) => l !== ''));
+      lines.push(
+        ...chunk
+          .toString()
+          .split('\n')
+          .filter((l) => l !== ''),
+      );
       done();
     },
   });

@@ -157,7 +157,10 @@ export async function motoFixture(): Promise<StoreFixture> {
   const endpoint = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const up = await fetch(`${endpoint}/moto-api/`).then((r) => r.ok, () => false);
+    const up = await fetch(`${endpoint}/moto-api/`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (up) break;
     if (Date.now() > deadline || child.exitCode !== null) throw new Error('moto_server did not start');
     await new Promise((r) => setTimeout(r, 200));

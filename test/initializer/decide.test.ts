@@ -20,10 +20,7 @@ const local: fc.Arbitrary<LocalData> = fc.oneof(
   fc.record({ state: fc.constant('valid' as const), memberId, clusterId, raftIndex: index, revision: index, consistentIndex: index }),
 );
 
-const waitingReport = fc.oneof(
-  fc.constant<WaitingReport>({ dataLost: true }),
-  fc.record({ dataLost: fc.constant(false), clusterId, memberId, raftIndex: index, revisionBound: index }),
-);
+const waitingReport = fc.oneof(fc.constant<WaitingReport>({ dataLost: true }), fc.record({ dataLost: fc.constant(false), clusterId, memberId, raftIndex: index, revisionBound: index }));
 
 const record = (name: string): fc.Arbitrary<MemberRecord> =>
   fc.oneof(
@@ -44,10 +41,7 @@ const world = fc
       fc.record({
         clusterId,
         hasQuorum: fc.boolean(),
-        members: fc.uniqueArray(
-          fc.record({ id: memberId, nameIndex: fc.nat(3), learner: fc.boolean(), started: fc.boolean() }),
-          { selector: (m) => m.nameIndex, maxLength: 4 },
-        ),
+        members: fc.uniqueArray(fc.record({ id: memberId, nameIndex: fc.nat(3), learner: fc.boolean(), started: fc.boolean() }), { selector: (m) => m.nameIndex, maxLength: 4 }),
       }),
       { nil: undefined },
     ),
@@ -55,7 +49,15 @@ const world = fc
     chain: fc.option(fc.record({ clusterId: fc.option(clusterId, { nil: undefined }), lastRevision: index }), { nil: undefined }),
     anySnapshot: fc.boolean(),
     graceOver: fc.option(fc.boolean(), { nil: undefined }),
-    claim: fc.option(fc.record({ epoch: fc.integer({ min: 1, max: 3 }), holderIndex: fc.nat(2), source: fc.constantFrom('backups' as const, 'local-copy' as const), state: fc.constantFrom('claimed' as const, 'done' as const) }), { nil: undefined }),
+    claim: fc.option(
+      fc.record({
+        epoch: fc.integer({ min: 1, max: 3 }),
+        holderIndex: fc.nat(2),
+        source: fc.constantFrom('backups' as const, 'local-copy' as const),
+        state: fc.constantFrom('claimed' as const, 'done' as const),
+      }),
+      { nil: undefined },
+    ),
     storeError: fc.option(fc.constant('connect ECONNREFUSED'), { nil: undefined, freq: 8 }),
     maxLearners: fc.option(fc.integer({ min: 1, max: 2 }), { nil: undefined }),
   })
@@ -264,16 +266,34 @@ const running = (members: RunningCluster['members'], hasQuorum = true): RunningC
 const started = (name: string, id: string): RunningCluster['members'][number] => ({ id, name, peerURLs: [peerURL(name)], learner: false, started: true });
 const hb = (name: string, over: Partial<MemberRecord> = {}): MemberRecord => ({ name, memberId: 'a1', clusterId: 'c1', raftIndex: 10, etcdUp: true, inQuorum: true, live: true, ...over });
 const lost = (name: string): MemberRecord => ({ name, etcdUp: false, live: true, waiting: { dataLost: true } });
-const holds = (name: string, raftIndex: number, revisionBound: number): MemberRecord => ({ name, etcdUp: false, live: true, waiting: { dataLost: false, clusterId: 'c1', memberId: `a${name.slice(1)}`, raftIndex, revisionBound } });
+const holds = (name: string, raftIndex: number, revisionBound: number): MemberRecord => ({
+  name,
+  etcdUp: false,
+  live: true,
+  waiting: { dataLost: false, clusterId: 'c1', memberId: `a${name.slice(1)}`, raftIndex, revisionBound },
+});
 const valid = (over: Partial<LocalData> = {}): LocalData => ({ state: 'valid', memberId: 'a1', clusterId: 'c1', raftIndex: 10, revision: 5, consistentIndex: 10, ...over });
 
 describe('decide(): the scenarios of the seeds', () => {
   const cases: [string, InitFacts, string][] = [
     ['first member of a fresh cluster: nothing anywhere', three('m1'), 'bootstrap'],
-    ['a fresh cluster whose sidecars already beat (no etcd answered them yet)', three('m2', { heartbeats: [{ name: 'm1', etcdUp: false, live: true }, { name: 'm2', etcdUp: false, live: true }] }), 'bootstrap'],
+    [
+      'a fresh cluster whose sidecars already beat (no etcd answered them yet)',
+      three('m2', {
+        heartbeats: [
+          { name: 'm1', etcdUp: false, live: true },
+          { name: 'm2', etcdUp: false, live: true },
+        ],
+      }),
+      'bootstrap',
+    ],
     [
       'seed 003: the late third member sees a full snapshot and the two others running: it joins, never restores',
-      three('m3', { cluster: running([started('m1', 'a1'), started('m2', 'a2'), { id: 'a3', name: '', peerURLs: [peerURL('m3')], learner: false, started: false }]), backups: { chain: { clusterId: 'c1', lastRevision: 1 }, anySnapshot: true }, heartbeats: [hb('m1'), hb('m2')] }),
+      three('m3', {
+        cluster: running([started('m1', 'a1'), started('m2', 'a2'), { id: 'a3', name: '', peerURLs: [peerURL('m3')], learner: false, started: false }]),
+        backups: { chain: { clusterId: 'c1', lastRevision: 1 }, anySnapshot: true },
+        heartbeats: [hb('m1'), hb('m2')],
+      }),
       'join-existing',
     ],
     [
@@ -287,11 +307,27 @@ describe('decide(): the scenarios of the seeds', () => {
       'replace',
     ],
     ['a member whose data dir was wiped, cluster running: replace', three('m2', { cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3')]) }), 'replace'],
-    ['a member whose data belongs to another cluster: replace, never join with it', three('m1', { local: valid({ clusterId: 'c9' }), cluster: running([started('m1', 'a1'), started('m2', 'a2')]) }), 'replace'],
+    [
+      'a member whose data belongs to another cluster: replace, never join with it',
+      three('m1', { local: valid({ clusterId: 'c9' }), cluster: running([started('m1', 'a1'), started('m2', 'a2')]) }),
+      'replace',
+    ],
     ['a restart of a healthy member', three('m1', { local: valid(), cluster: running([started('m1', 'a1'), started('m2', 'a2')]) }), 'use-existing'],
-    ['every member restarts at once with its data (full restart): a majority reported, it starts', three('m2', { local: valid({ memberId: 'a2' }), backups: { chain: { clusterId: 'c1', lastRevision: 9 }, anySnapshot: true }, heartbeats: [holds('m1', 10, 5)] }), 'use-existing'],
-    ['a member alone with its data after --heartbeat-ttl: it waits for a majority (an etcd without quorum serves nothing and would keep its copy out of a recovery)', three('m2', { local: valid({ memberId: 'a2' }), graceOver: true }), 'wait'],
-    ['scale-up 3 -> 4: the new member is not listed', { ...three('m1'), self: { name: 'm4', peerURLs: [peerURL('m4')] }, cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3')]) }, 'join-as-learner'],
+    [
+      'every member restarts at once with its data (full restart): a majority reported, it starts',
+      three('m2', { local: valid({ memberId: 'a2' }), backups: { chain: { clusterId: 'c1', lastRevision: 9 }, anySnapshot: true }, heartbeats: [holds('m1', 10, 5)] }),
+      'use-existing',
+    ],
+    [
+      'a member alone with its data after --heartbeat-ttl: it waits for a majority (an etcd without quorum serves nothing and would keep its copy out of a recovery)',
+      three('m2', { local: valid({ memberId: 'a2' }), graceOver: true }),
+      'wait',
+    ],
+    [
+      'scale-up 3 -> 4: the new member is not listed',
+      { ...three('m1'), self: { name: 'm4', peerURLs: [peerURL('m4')] }, cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3')]) },
+      'join-as-learner',
+    ],
     [
       'scale-up 3 -> 5: a learner still catching up fills the one place; the next member waits',
       { ...three('m1'), self: { name: 'm5', peerURLs: [peerURL('m5')] }, cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3'), { ...started('m4', 'a4'), learner: true }]) },
@@ -299,7 +335,12 @@ describe('decide(): the scenarios of the seeds', () => {
     ],
     [
       'scale-up 3 -> 5 with --max-learners 2 (etcd 3.6): the second learner is added',
-      { ...three('m1'), maxLearners: 2, self: { name: 'm5', peerURLs: [peerURL('m5')] }, cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3'), { ...started('m4', 'a4'), learner: true }]) },
+      {
+        ...three('m1'),
+        maxLearners: 2,
+        self: { name: 'm5', peerURLs: [peerURL('m5')] },
+        cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3'), { ...started('m4', 'a4'), learner: true }]),
+      },
       'join-as-learner',
     ],
     [
@@ -314,7 +355,12 @@ describe('decide(): the scenarios of the seeds', () => {
     ],
     [
       'single member, data dir lost: restore',
-      { ...three('m1'), initialCluster: [{ name: 'm1', peerURL: peerURL('m1') }], backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true }, heartbeats: [hb('m1', { etcdUp: false, live: false })] },
+      {
+        ...three('m1'),
+        initialCluster: [{ name: 'm1', peerURL: peerURL('m1') }],
+        backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true },
+        heartbeats: [hb('m1', { etcdUp: false, live: false })],
+      },
       'restore',
     ],
     [
@@ -337,19 +383,23 @@ describe('decide(): the scenarios of the seeds', () => {
       three('m1', { local: valid(), graceOver: false, heartbeats: [hb('m2', { etcdUp: false, inQuorum: false }), lost('m3')] }),
       'wait',
     ],
-    [
-      'a plain restart: every member heard from kept its data',
-      three('m1', { local: valid(), graceOver: true, heartbeats: [holds('m2', 10, 5), holds('m3', 10, 5)] }),
-      'use-existing',
-    ],
+    ['a plain restart: every member heard from kept its data', three('m1', { local: valid(), graceOver: true, heartbeats: [holds('m2', 10, 5), holds('m3', 10, 5)] }), 'use-existing'],
     [
       'two of three kept their data, one wiped, nobody running: the two start the cluster again (no recovery, no new cluster ID)',
-      three('m3', { local: valid({ memberId: 'a3', raftIndex: 50, consistentIndex: 50, revision: 40 }), backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true }, heartbeats: [lost('m1'), holds('m2', 49, 39)] }),
+      three('m3', {
+        local: valid({ memberId: 'a3', raftIndex: 50, consistentIndex: 50, revision: 40 }),
+        backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true },
+        heartbeats: [lost('m1'), holds('m2', 49, 39)],
+      }),
       'use-existing',
     ],
     [
       'quorum loss with one survivor (m3, its etcd stopped): the survivor recovers from its own copy',
-      three('m3', { local: valid({ memberId: 'a3', raftIndex: 50, consistentIndex: 48, revision: 40 }), backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true }, heartbeats: [lost('m1'), lost('m2')] }),
+      three('m3', {
+        local: valid({ memberId: 'a3', raftIndex: 50, consistentIndex: 48, revision: 40 }),
+        backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true },
+        heartbeats: [lost('m1'), lost('m2')],
+      }),
       'restore',
     ],
     [
@@ -364,29 +414,40 @@ describe('decide(): the scenarios of the seeds', () => {
     ],
     [
       'two survivors of five: the one with more raft entries recovers',
-      { ...three('m2', { local: valid({ memberId: 'a2', raftIndex: 70, revision: 60, consistentIndex: 70 }), heartbeats: [lost('m1'), holds('m3', 65, 55), lost('m4'), lost('m5')] }), initialCluster: ['m1', 'm2', 'm3', 'm4', 'm5'].map((n) => ({ name: n, peerURL: peerURL(n) })) },
+      {
+        ...three('m2', { local: valid({ memberId: 'a2', raftIndex: 70, revision: 60, consistentIndex: 70 }), heartbeats: [lost('m1'), holds('m3', 65, 55), lost('m4'), lost('m5')] }),
+        initialCluster: ['m1', 'm2', 'm3', 'm4', 'm5'].map((n) => ({ name: n, peerURL: peerURL(n) })),
+      },
       'restore',
     ],
     [
       'a survivor whose etcd still runs without quorum (its sidecar has not joined the recovery): the others wait, never start a second cluster',
-      three('m1', { cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3')], false), backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true }, heartbeats: [lost('m2'), hb('m3', { inQuorum: false })] }),
+      three('m1', {
+        cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3')], false),
+        backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true },
+        heartbeats: [lost('m2'), hb('m3', { inQuorum: false })],
+      }),
       'wait',
     ],
     [
       'the recovery claimed by a live holder busy restoring: wait for it',
-      three('m2', { recovery: { claim: { epoch: 2, holder: 'm1', source: 'backups', state: 'claimed' } }, backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true }, heartbeats: [hb('m1', { etcdUp: false, inQuorum: false }), lost('m3')] }),
+      three('m2', {
+        recovery: { claim: { epoch: 2, holder: 'm1', source: 'backups', state: 'claimed' } },
+        backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true },
+        heartbeats: [hb('m1', { etcdUp: false, inQuorum: false }), lost('m3')],
+      }),
       'wait',
     ],
     [
       'a holder that restarted mid-recovery resumes its own epoch',
-      three('m1', { recovery: { claim: { epoch: 2, holder: 'm1', source: 'backups', state: 'claimed' } }, backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true }, heartbeats: [lost('m2'), lost('m3')] }),
+      three('m1', {
+        recovery: { claim: { epoch: 2, holder: 'm1', source: 'backups', state: 'claimed' } },
+        backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true },
+        heartbeats: [lost('m2'), lost('m3')],
+      }),
       'restore',
     ],
-    [
-      'the store unreachable, no cluster with quorum: wait (nothing proves a start safe)',
-      three('m1', { local: valid(), storeError: 'connect ECONNREFUSED' }),
-      'wait',
-    ],
+    ['the store unreachable, no cluster with quorum: wait (nothing proves a start safe)', three('m1', { local: valid(), storeError: 'connect ECONNREFUSED' }), 'wait'],
     [
       'the store unreachable, valid data listed in a running cluster with quorum: start it',
       three('m1', { local: valid(), storeError: 'connect ECONNREFUSED', cluster: running([started('m1', 'a1'), started('m2', 'a2'), started('m3', 'a3')]) }),
@@ -394,12 +455,21 @@ describe('decide(): the scenarios of the seeds', () => {
     ],
     [
       'single member, valid data, backups with a gap after it: use the data (the contiguous part ends before it)',
-      { ...three('m1', { local: valid({ raftIndex: 30, consistentIndex: 30, revision: 25 }), backups: { chain: { clusterId: 'c1', lastRevision: 20, gaps: [{ from: 21, to: 22 }] }, anySnapshot: true } }), initialCluster: [{ name: 'm1', peerURL: peerURL('m1') }] },
+      {
+        ...three('m1', {
+          local: valid({ raftIndex: 30, consistentIndex: 30, revision: 25 }),
+          backups: { chain: { clusterId: 'c1', lastRevision: 20, gaps: [{ from: 21, to: 22 }] }, anySnapshot: true },
+        }),
+        initialCluster: [{ name: 'm1', peerURL: peerURL('m1') }],
+      },
       'use-existing',
     ],
     [
       'single member, WAL entries beyond the db reach the backups: use the data (revision bound, not the db revision)',
-      { ...three('m1', { local: valid({ raftIndex: 40, consistentIndex: 30, revision: 25 }), backups: { chain: { clusterId: 'c1', lastRevision: 33 }, anySnapshot: true } }), initialCluster: [{ name: 'm1', peerURL: peerURL('m1') }] },
+      {
+        ...three('m1', { local: valid({ raftIndex: 40, consistentIndex: 30, revision: 25 }), backups: { chain: { clusterId: 'c1', lastRevision: 33 }, anySnapshot: true } }),
+        initialCluster: [{ name: 'm1', peerURL: peerURL('m1') }],
+      },
       'use-existing',
     ],
     ['quorum loss: a member that is not the restorer waits', three('m2', { backups: { chain: { clusterId: 'c1', lastRevision: 30 }, anySnapshot: true } }), 'wait'],

@@ -38,10 +38,13 @@ describe('etcd config template per etcd minor', () => {
   it('3.6 drops the v2 store, saying why', () => {
     const { doc, notes } = adaptEtcdConfig({ 'enable-v2': true, 'experimental-enable-v2v3': '/v2', 'quota-backend-bytes': 1 }, '3.6');
     assert.deepEqual(doc, { 'quota-backend-bytes': 1 });
-    assert.deepEqual(notes.map((n) => [n.key, n.action, n.why]), [
-      ['enable-v2', 'dropped', 'etcd 3.6 has no v2 store'],
-      ['experimental-enable-v2v3', 'dropped', 'etcd 3.6 has no v2 store'],
-    ]);
+    assert.deepEqual(
+      notes.map((n) => [n.key, n.action, n.why]),
+      [
+        ['enable-v2', 'dropped', 'etcd 3.6 has no v2 store'],
+        ['experimental-enable-v2v3', 'dropped', 'etcd 3.6 has no v2 store'],
+      ],
+    );
     assert.ok(adaptEtcdConfig({ 'enable-v2': true }, '3.5').doc['enable-v2']);
   });
 
@@ -74,13 +77,19 @@ describe('etcd config template per etcd minor', () => {
   it('a 3.6 template read by 3.5 gets the experimental names back; gates become switches where 3.5 has them', () => {
     const { doc, notes } = adaptEtcdConfig({ 'watch-progress-notify-interval': '5s', 'feature-gates': 'InitialCorruptCheck=true,SetMemberLocalAddr=true', 'max-learners': 2 }, '3.5');
     assert.deepEqual(doc, { 'experimental-watch-progress-notify-interval': '5s', 'experimental-initial-corrupt-check': true });
-    assert.deepEqual(notes.filter((n) => n.action === 'dropped').map((n) => n.key), ['feature-gates: SetMemberLocalAddr', 'max-learners']);
+    assert.deepEqual(
+      notes.filter((n) => n.action === 'dropped').map((n) => n.key),
+      ['feature-gates: SetMemberLocalAddr', 'max-learners'],
+    );
   });
 
   it('3.4 drops what only 3.5 added (v2-deprecation, the compact hash check)', () => {
     const { doc, notes } = adaptEtcdConfig({ 'v2-deprecation': 'not-yet', 'experimental-compact-hash-check-enabled': true, 'experimental-enable-lease-checkpoint': true }, '3.4');
     assert.deepEqual(doc, { 'experimental-enable-lease-checkpoint': true });
-    assert.deepEqual(notes.map((n) => n.key), ['v2-deprecation', 'experimental-compact-hash-check-enabled']);
+    assert.deepEqual(
+      notes.map((n) => n.key),
+      ['v2-deprecation', 'experimental-compact-hash-check-enabled'],
+    );
   });
 
   it('TLS flags at the top level are named with where a config file takes them', () => {
@@ -116,7 +125,10 @@ describe('renderEtcdConfig for a target etcd', () => {
   it('passes --max-learners to 3.6 only, over the template', () => {
     const six = renderEtcdConfig(identity, start, { 'max-learners': 3 }, { minor: '3.6', maxLearners: 2 });
     assert.equal(parse(six.yaml)['max-learners'], 2);
-    assert.deepEqual(six.notes.map((n) => n.key), ['max-learners']);
+    assert.deepEqual(
+      six.notes.map((n) => n.key),
+      ['max-learners'],
+    );
     const five = renderEtcdConfig(identity, start, {}, { minor: '3.5', maxLearners: 2 });
     assert.equal(parse(five.yaml)['max-learners'], undefined);
   });

@@ -52,15 +52,23 @@ async function waitBackedUp(c: ManagedCluster): Promise<number> {
 async function othersWait(c: ManagedCluster, names: string[]): Promise<void> {
   for (const n of names) await c.startSidecar(n);
   for (const n of names) void fetch(`${c.member(n).apiURL}/initialize`, { method: 'POST' });
-  await eventually(`${names.join(', ')} wait`, async () => {
-    const states = await Promise.all(names.map((n) => c.initializeState(n)));
-    return states.every((st) => st.decision === 'wait') ? true : undefined;
-  }, 30_000);
+  await eventually(
+    `${names.join(', ')} wait`,
+    async () => {
+      const states = await Promise.all(names.map((n) => c.initializeState(n)));
+      return states.every((st) => st.decision === 'wait') ? true : undefined;
+    },
+    30_000,
+  );
   // ...and say so in their heartbeats, which is what the restorer reads.
-  await eventually(`${names.join(', ')} announce they wait`, async () => {
-    const hbs = await readHeartbeats(new LocalStore(c.storeDir));
-    return names.every((n) => hbs.some((h) => h.name === n && h.waiting?.dataLost === true)) ? true : undefined;
-  }, 30_000);
+  await eventually(
+    `${names.join(', ')} announce they wait`,
+    async () => {
+      const hbs = await readHeartbeats(new LocalStore(c.storeDir));
+      return names.every((n) => hbs.some((h) => h.name === n && h.waiting?.dataLost === true)) ? true : undefined;
+    },
+    30_000,
+  );
 }
 
 const expected = (prefix: string, n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}/${i}`, `v${i}`]));
@@ -78,9 +86,17 @@ describe('initializer: bootstrap 0 -> 3 with members arriving at random delays (
         // Two members come up at random within 0-10 s, the third only after the backup leader has
         // uploaded a full snapshot (the anchor's split brain: the late member restored from it).
         const delays = [random() * 10_000, random() * 10_000];
-        const early = ['m1', 'm2', 'm3'].map((name) => ({ name, key: random() })).sort((a, b) => a.key - b.key).map((e) => e.name);
+        const early = ['m1', 'm2', 'm3']
+          .map((name) => ({ name, key: random() }))
+          .sort((a, b) => a.key - b.key)
+          .map((e) => e.name);
         const late = early.pop() as string;
-        await Promise.all(early.map(async (name, i) => { await sleep(delays[i] ?? 0); await c.up(name); }));
+        await Promise.all(
+          early.map(async (name, i) => {
+            await sleep(delays[i] ?? 0);
+            await c.up(name);
+          }),
+        );
         const store = new LocalStore(c.storeDir);
         await eventually('a full snapshot in the store', async () => restorableChain(await listSnapshots(store)).full, 60_000, 500);
         await sleep(random() * 10_000);
@@ -118,10 +134,14 @@ describe('initializer: a running 3-member cluster and one member in trouble', { 
     const init = await c.up('m2');
     assert.equal(init.decision, 'replace', init.reason);
     await c.waitVoters(3, 90_000);
-    await eventually('m2 has the data', async () => {
-      const kv = await keysUnder(c, '/base', c.member('m2').clientURL).catch(() => ({}));
-      return Object.keys(kv).length === 50 ? kv : undefined;
-    }, 30_000);
+    await eventually(
+      'm2 has the data',
+      async () => {
+        const kv = await keysUnder(c, '/base', c.member('m2').clientURL).catch(() => ({}));
+        return Object.keys(kv).length === 50 ? kv : undefined;
+      },
+      30_000,
+    );
   });
 
   it('seed 004: a data dir replaced by an older copy of itself is detected; the member is replaced and etcd never crash-loops', async () => {
@@ -135,10 +155,14 @@ describe('initializer: a running 3-member cluster and one member in trouble', { 
     // m3's heartbeat must record its newer raft index before the old copy comes back.
     const now = (await c.endpointStatus('m3')).Status.raftIndex;
     const store = new LocalStore(c.storeDir);
-    await eventually("m3's heartbeat at its current raft index", async () => {
-      const hb = (await readHeartbeats(store)).find((h) => h.name === 'm3');
-      return hb?.raftIndex !== undefined && hb.raftIndex >= now ? hb : undefined;
-    }, 30_000);
+    await eventually(
+      "m3's heartbeat at its current raft index",
+      async () => {
+        const hb = (await readHeartbeats(store)).find((h) => h.name === 'm3');
+        return hb?.raftIndex !== undefined && hb.raftIndex >= now ? hb : undefined;
+      },
+      30_000,
+    );
     await c.down('m3');
     c.wipe('m3');
     cpSync(copy, m3.dataDir, { recursive: true });
@@ -147,10 +171,14 @@ describe('initializer: a running 3-member cluster and one member in trouble', { 
     assert.match(init.reason ?? '', /back in time/);
     await c.waitVoters(3, 90_000);
     // The replaced member catches up from the leader; an etcd that crash-looped would not serve it.
-    await eventually('m3 serves every key written after the copy', async () => {
-      const kv = await keysUnder(c, '/later', m3.clientURL).catch(() => ({}));
-      return Object.keys(kv).length === 200 ? kv : undefined;
-    }, 30_000);
+    await eventually(
+      'm3 serves every key written after the copy',
+      async () => {
+        const kv = await keysUnder(c, '/later', m3.clientURL).catch(() => ({}));
+        return Object.keys(kv).length === 200 ? kv : undefined;
+      },
+      30_000,
+    );
     assert.equal(m3.etcd?.running, true, `etcd of m3 exited:\n${c.logs('m3')}`);
   });
 
@@ -199,10 +227,14 @@ describe('initializer: restores when the data is gone', { timeout: 600_000 }, ()
         // says is committed. One write after the payload carries that news for every payload key.
         const revision = await writeKeys(c, '/fence', 1);
         await writeKeys(c, '/fence-sync', 1);
-        await eventually(`${survivor} applied every write`, async () => {
-          const out = JSON.parse(await c.etcdctl(['endpoint', 'status', '-w', 'json'], [c.member(survivor).clientURL])) as { Status: { header: { revision: number } } }[];
-          return (out[0]?.Status.header.revision ?? 0) >= revision ? true : undefined;
-        }, 30_000);
+        await eventually(
+          `${survivor} applied every write`,
+          async () => {
+            const out = JSON.parse(await c.etcdctl(['endpoint', 'status', '-w', 'json'], [c.member(survivor).clientURL])) as { Status: { header: { revision: number } } }[];
+            return (out[0]?.Status.header.revision ?? 0) >= revision ? true : undefined;
+          },
+          30_000,
+        );
         for (const n of ['m1', 'm2', 'm3']) await c.down(n);
         const wiped = ['m1', 'm2', 'm3'].filter((n) => n !== survivor);
         for (const n of wiped) c.wipe(n);
@@ -221,7 +253,13 @@ describe('initializer: restores when the data is gone', { timeout: 600_000 }, ()
         assert.equal((await c.waitVoters(3, 60_000)).size, 1);
         assert.deepEqual(await keysUnder(c, '/kept'), expected('/kept', 100));
       } finally {
-        if (process.env.EBS_DEBUG) for (const n of ['m1', 'm2', 'm3']) for (const l of c.logs(n, 400_000).split('\n').filter((x) => /initializer decided|recovered|restored|heartbeat/.test(x))) console.log(`# ${n} ${l.slice(0, 400)}`);
+        if (process.env.EBS_DEBUG)
+          for (const n of ['m1', 'm2', 'm3'])
+            for (const l of c
+              .logs(n, 400_000)
+              .split('\n')
+              .filter((x) => /initializer decided|recovered|restored|heartbeat/.test(x)))
+              console.log(`# ${n} ${l.slice(0, 400)}`);
         await c.stop();
         console.log(`# quorum loss, survivor ${survivor}: test took ${Math.round(performance.now() - t0)} ms`);
       }

@@ -113,7 +113,11 @@ describe('recovery: worst days end in one healthy cluster, nothing lost', { time
       // Every etcd restarted at once afterwards: still one three-member cluster (no config forces a new one).
       for (const n of NAMES) await c.down(n);
       const again = await Promise.all(NAMES.map((n) => c.up(n)));
-      assert.deepEqual(again.map((v) => v.decision), ['use-existing', 'use-existing', 'use-existing'], again.map((v) => v.reason).join(' | '));
+      assert.deepEqual(
+        again.map((v) => v.decision),
+        ['use-existing', 'use-existing', 'use-existing'],
+        again.map((v) => v.reason).join(' | '),
+      );
       assert.equal((await c.waitVoters(3, 60_000)).size, 1);
       assert.deepEqual(await keysUnder(c, '/midway'), expected('/midway', 100));
     } finally {
@@ -211,52 +215,60 @@ describe('recovery: worst days end in one healthy cluster, nothing lost', { time
     }
   });
 
-  it('one sidecar 60 s behind and one 60 s ahead (faketime): one backup leader at a time, and an all-data-lost restore still happens', { skip: !hasFaketime && 'libfaketime is not installed (Debian package faketime)' }, async () => {
-    const c = await ManagedCluster.define(NAMES);
-    c.clockSkew.set('m1', '-60s');
-    c.clockSkew.set('m2', '+60s');
-    try {
-      await Promise.all(NAMES.map((n) => c.up(n)));
-      await c.waitVoters(3);
-      await writeKeys(c, '/skew', 100);
-      // Every sidecar reads every other's heartbeat: a reader trusting the writer's clock would take
-      // m1's for a minute old (and stand in) and m2's for fresh long after it died.
-      // A raft leader change hands the backups over within one leader check, during which two
-      // sidecars may both say leader (the chain allows overlapping deltas); the clock-skew fault
-      // made that permanent. So: never two samples in a row, and nearly always exactly one.
-      let samples = 0;
-      let withOneLeader = 0;
-      let twoInARow = 0;
-      const deadline = Date.now() + 20_000;
-      while (Date.now() < deadline) {
-        const roles = await Promise.all(NAMES.map((n) => roleOf(c, n)));
-        const leaders = roles.filter((r) => r === 'leader').length;
-        twoInARow = leaders > 1 ? twoInARow + 1 : 0;
-        assert.ok(twoInARow < 2, `two backup leaders in two samples in a row: ${roles.join(', ')}`);
-        samples++;
-        if (leaders === 1) withOneLeader++;
-        await sleep(500);
+  it(
+    'one sidecar 60 s behind and one 60 s ahead (faketime): one backup leader at a time, and an all-data-lost restore still happens',
+    { skip: !hasFaketime && 'libfaketime is not installed (Debian package faketime)' },
+    async () => {
+      const c = await ManagedCluster.define(NAMES);
+      c.clockSkew.set('m1', '-60s');
+      c.clockSkew.set('m2', '+60s');
+      try {
+        await Promise.all(NAMES.map((n) => c.up(n)));
+        await c.waitVoters(3);
+        await writeKeys(c, '/skew', 100);
+        // Every sidecar reads every other's heartbeat: a reader trusting the writer's clock would take
+        // m1's for a minute old (and stand in) and m2's for fresh long after it died.
+        // A raft leader change hands the backups over within one leader check, during which two
+        // sidecars may both say leader (the chain allows overlapping deltas); the clock-skew fault
+        // made that permanent. So: never two samples in a row, and nearly always exactly one.
+        let samples = 0;
+        let withOneLeader = 0;
+        let twoInARow = 0;
+        const deadline = Date.now() + 20_000;
+        while (Date.now() < deadline) {
+          const roles = await Promise.all(NAMES.map((n) => roleOf(c, n)));
+          const leaders = roles.filter((r) => r === 'leader').length;
+          twoInARow = leaders > 1 ? twoInARow + 1 : 0;
+          assert.ok(twoInARow < 2, `two backup leaders in two samples in a row: ${roles.join(', ')}`);
+          samples++;
+          if (leaders === 1) withOneLeader++;
+          await sleep(500);
+        }
+        assert.ok(withOneLeader >= samples - 3, `exactly one backup leader in only ${withOneLeader} of ${samples} samples`);
+        await waitBackedUp(c);
+        for (const n of NAMES) await c.down(n);
+        for (const n of NAMES) c.wipe(n);
+        const t0 = performance.now();
+        const verdicts = await Promise.all(NAMES.map((n) => c.up(n)));
+        assert.equal(verdicts.filter((v) => v.decision === 'restore').length, 1, verdicts.map((v) => v.reason).join(' | '));
+        assert.equal((await c.waitVoters(3, 120_000)).size, 1);
+        console.log(`# skewed clocks: all data lost, 3 voters again in ${Math.round(performance.now() - t0)} ms`);
+        assert.deepEqual(await keysUnder(c, '/skew'), expected('/skew', 100));
+        // And a full restart with the same skews: every member uses its data.
+        for (const n of NAMES) await c.down(n);
+        const again = await Promise.all(NAMES.map((n) => c.up(n)));
+        assert.deepEqual(
+          again.map((v) => v.decision),
+          ['use-existing', 'use-existing', 'use-existing'],
+          again.map((v) => v.reason).join(' | '),
+        );
+        assert.equal((await c.waitVoters(3, 60_000)).size, 1);
+        assert.deepEqual(await keysUnder(c, '/skew'), expected('/skew', 100));
+      } finally {
+        await c.stop();
       }
-      assert.ok(withOneLeader >= samples - 3, `exactly one backup leader in only ${withOneLeader} of ${samples} samples`);
-      await waitBackedUp(c);
-      for (const n of NAMES) await c.down(n);
-      for (const n of NAMES) c.wipe(n);
-      const t0 = performance.now();
-      const verdicts = await Promise.all(NAMES.map((n) => c.up(n)));
-      assert.equal(verdicts.filter((v) => v.decision === 'restore').length, 1, verdicts.map((v) => v.reason).join(' | '));
-      assert.equal((await c.waitVoters(3, 120_000)).size, 1);
-      console.log(`# skewed clocks: all data lost, 3 voters again in ${Math.round(performance.now() - t0)} ms`);
-      assert.deepEqual(await keysUnder(c, '/skew'), expected('/skew', 100));
-      // And a full restart with the same skews: every member uses its data.
-      for (const n of NAMES) await c.down(n);
-      const again = await Promise.all(NAMES.map((n) => c.up(n)));
-      assert.deepEqual(again.map((v) => v.decision), ['use-existing', 'use-existing', 'use-existing'], again.map((v) => v.reason).join(' | '));
-      assert.equal((await c.waitVoters(3, 60_000)).size, 1);
-      assert.deepEqual(await keysUnder(c, '/skew'), expected('/skew', 100));
-    } finally {
-      await c.stop();
-    }
-  });
+    },
+  );
 
   // Random orderings of the worst days above, seeded so a failure can be replayed:
   // EBS_RECOVERY_RUNS=10 (npm run stress:recovery) runs ten, EBS_RECOVERY_SEED picks the first seed.
@@ -280,10 +292,12 @@ describe('recovery: worst days end in one healthy cluster, nothing lost', { time
         for (const n of NAMES) await c.down(n);
         for (const n of NAMES.filter((x) => !survivors.includes(x))) c.wipe(n);
         const t0 = performance.now();
-        await Promise.all(NAMES.map(async (n) => {
-          await sleep(delays[n] ?? 0);
-          await c.up(n);
-        }));
+        await Promise.all(
+          NAMES.map(async (n) => {
+            await sleep(delays[n] ?? 0);
+            await c.up(n);
+          }),
+        );
         assert.equal((await c.waitVoters(3, 150_000)).size, 1);
         console.log(`# seed ${seed}: 3 voters in ${Math.round(performance.now() - t0)} ms after the first pod started`);
         // Every key survives when a copy or the backups held it: with no survivor and deltas off,

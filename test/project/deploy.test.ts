@@ -100,7 +100,11 @@ describe('deploy/kubernetes', () => {
     for (const c of allContainers) {
       for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
         const port = c[probe]?.httpGet?.port;
-        if (port !== undefined) assert.ok((c.ports ?? []).some((p: Doc) => p.name === port), `${c.name} ${probe} port ${port}`);
+        if (port !== undefined)
+          assert.ok(
+            (c.ports ?? []).some((p: Doc) => p.name === port),
+            `${c.name} ${probe} port ${port}`,
+          );
       }
     }
   });
@@ -188,7 +192,7 @@ describe('deploy/kubernetes/maintenance', () => {
   const file = `${K8S_DIR}maintenance/data-dir-pod.yaml`;
   const pods = parseAllDocuments(read(file)).map((d) => d.toJS());
 
-  it('the maintenance pod validates, mounts member 0\'s data volume where the sidecar has it, and sets only real settings', () => {
+  it("the maintenance pod validates, mounts member 0's data volume where the sidecar has it, and sets only real settings", () => {
     assert.equal(pods.length, 1);
     const p = pods[0];
     assert.equal(p.kind, 'Pod');
@@ -203,7 +207,11 @@ describe('deploy/kubernetes/maintenance', () => {
     const volumes = new Set(p.spec.volumes.map((v: Doc) => v.name));
     for (const m of c.volumeMounts) assert.ok(volumes.has(m.name), `mounts ${m.name}`);
     const envNames = new Set(SPECS.map((s) => envName(s.flag)));
-    const sidecarEnv = new Map<string, string>(container('sidecar').env.filter((e: Doc) => e.value !== undefined).map((e: Doc) => [e.name, e.value]));
+    const sidecarEnv = new Map<string, string>(
+      container('sidecar')
+        .env.filter((e: Doc) => e.value !== undefined)
+        .map((e: Doc) => [e.name, e.value]),
+    );
     for (const e of c.env) {
       assert.ok(envNames.has(e.name), `${e.name} is not a setting`);
       assert.equal(e.value, sidecarEnv.get(e.name), `${e.name} differs from the sidecar's`);
@@ -253,8 +261,8 @@ describe('deploy/systemd', () => {
     loadsExceptMissingFiles({ config: file }, {}, 'config.example.yaml');
   });
 
-  it('etcd runs under run-etcd with the sidecar\'s own config file, which initializes through the API and writes the config etcd starts with', () => {
-    assert.equal(etcd.get('Service.ExecStartPre'), undefined, 'initialization is the launcher\'s: at every start of etcd, and again when a recovery needs this member');
+  it("etcd runs under run-etcd with the sidecar's own config file, which initializes through the API and writes the config etcd starts with", () => {
+    assert.equal(etcd.get('Service.ExecStartPre'), undefined, "initialization is the launcher's: at every start of etcd, and again when a recovery needs this member");
     const exec = etcd.get('Service.ExecStart')?.[0] as string;
     const m = /^\/usr\/bin\/etcd-backup-sidecar run-etcd --config (\S+) --etcd-config-file=(\S+)$/.exec(exec);
     assert.ok(m, exec);

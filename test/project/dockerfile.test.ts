@@ -25,8 +25,15 @@ interface Stage {
 /** Instructions per stage, with line continuations joined and comments dropped. */
 function parseDockerfile(text: string): Stage[] {
   // Docker drops comment lines first, even inside a continued instruction, then joins continuations.
-  const uncommented = text.split('\n').filter((l) => !l.trim().startsWith('#')).join('\n');
-  const lines = uncommented.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const uncommented = text
+    .split('\n')
+    .filter((l) => !l.trim().startsWith('#'))
+    .join('\n');
+  const lines = uncommented
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   const stages: Stage[] = [];
   for (const line of lines) {
     const m = /^([A-Z]+)\s+(.*)$/.exec(line);
@@ -54,8 +61,14 @@ describe('Dockerfile', () => {
     assert.notEqual(runtime, build);
     assert.equal(build.from, runtime.from, 'native modules built for the image they run in');
     assert.match(runtime.from, /^node:20-/);
-    assert.ok(steps(build, 'RUN').some((r) => r.includes('npm ci')), 'reproducible install from the lock file');
-    assert.ok(steps(build, 'RUN').some((r) => r.includes('npm run build') && r.includes('npm prune --omit=dev')), 'dev dependencies pruned before copying');
+    assert.ok(
+      steps(build, 'RUN').some((r) => r.includes('npm ci')),
+      'reproducible install from the lock file',
+    );
+    assert.ok(
+      steps(build, 'RUN').some((r) => r.includes('npm run build') && r.includes('npm prune --omit=dev')),
+      'dev dependencies pruned before copying',
+    );
   });
 
   it('runs as a numeric non-root user', () => {
@@ -66,7 +79,10 @@ describe('Dockerfile', () => {
     assert.notEqual(Number(uid), 0);
     if (gid !== undefined) assert.notEqual(Number(gid), 0);
     const userIndex = runtime.steps.findIndex((s) => s.op === 'USER');
-    assert.ok(runtime.steps.slice(userIndex + 1).every((s) => s.op !== 'RUN'), 'no RUN after USER: the image is complete before root is dropped');
+    assert.ok(
+      runtime.steps.slice(userIndex + 1).every((s) => s.op !== 'RUN'),
+      'no RUN after USER: the image is complete before root is dropped',
+    );
   });
 
   it('ships the etcd 3.5 and 3.6 tools side by side, one folder per minor, built by scripts/peers.sh', () => {
@@ -116,7 +132,10 @@ describe('Dockerfile', () => {
       for (const copy of steps(stage, 'COPY')) {
         if (copy.startsWith('--from=')) {
           const from = /^--from=(\S+) (\S+)/.exec(copy);
-          assert.ok(stages.some((s) => s.name === from?.[1]), `COPY ${copy}: no stage ${from?.[1]}`);
+          assert.ok(
+            stages.some((s) => s.name === from?.[1]),
+            `COPY ${copy}: no stage ${from?.[1]}`,
+          );
           assert.ok(from?.[2]?.startsWith('/src/'), `${copy}: copied from the build stage's workdir`);
           continue;
         }

@@ -9,7 +9,12 @@ import { anchors } from '../helpers/markdown.js';
 // outside the repository (the old ../shared/DESIGN.md), sends a reader nowhere.
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const DOCS = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const DOCS = [
+  'README.md',
+  ...readdirSync(join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 
 interface Link {
   doc: string;

@@ -34,7 +34,16 @@ describe('PrometheusRule', () => {
     assert.equal(rule.apiVersion, 'monitoring.coreos.com/v1');
     assert.equal(rule.kind, 'PrometheusRule');
     const names = rules.map((r) => r.alert);
-    for (const want of ['EtcdBackupFullSnapshotTooOld', 'EtcdBackupDeltaSnapshotTooOld', 'EtcdBackupRevisionLagHigh', 'EtcdBackupChainGap', 'EtcdBackupNoLeader', 'EtcdBackupRestoreDrillFailing', 'EtcdDefragFailing', 'EtcdMemberNoSpace']) {
+    for (const want of [
+      'EtcdBackupFullSnapshotTooOld',
+      'EtcdBackupDeltaSnapshotTooOld',
+      'EtcdBackupRevisionLagHigh',
+      'EtcdBackupChainGap',
+      'EtcdBackupNoLeader',
+      'EtcdBackupRestoreDrillFailing',
+      'EtcdDefragFailing',
+      'EtcdMemberNoSpace',
+    ]) {
       assert.ok(names.includes(want), `${want} in ${names.join(', ')}`);
     }
   });
@@ -103,7 +112,20 @@ describe('Grafana dashboard', () => {
 
   it('shows what issue 16 asks for', () => {
     const used = new Set(dashboardQueries().flatMap((q) => metricNames(q.expr)));
-    for (const m of ['backup_role', 'snapshot_latest_timestamp_seconds', 'delta_revision_lag', 'delta_buffered_bytes', 'snapshot_duration_seconds', 'snapshot_size_bytes', 'snapshot_failures_total', 'member_healthy', 'cluster_has_quorum', 'member_db_size_bytes', 'heartbeat_age_seconds', 'restore_drill_restore_seconds']) {
+    for (const m of [
+      'backup_role',
+      'snapshot_latest_timestamp_seconds',
+      'delta_revision_lag',
+      'delta_buffered_bytes',
+      'snapshot_duration_seconds',
+      'snapshot_size_bytes',
+      'snapshot_failures_total',
+      'member_healthy',
+      'cluster_has_quorum',
+      'member_db_size_bytes',
+      'heartbeat_age_seconds',
+      'restore_drill_restore_seconds',
+    ]) {
       assert.ok(used.has(`etcd_backup_sidecar_${m}`), m);
     }
   });
@@ -159,7 +181,18 @@ describe('metrics added for the alerts', () => {
   });
 
   const ref = (name: string): SnapshotRef => parseSnapshotName(name) as SnapshotRef;
-  const record = (kind: 'full' | 'delta', start: number, last: number): SnapshotRecord => ({ name: 'x', kind, startRevision: start, lastRevision: last, createdAt: '', compression: 'gzip', size: 1, sha256: '', uncompressedSize: 1, durationMs: 10 });
+  const record = (kind: 'full' | 'delta', start: number, last: number): SnapshotRecord => ({
+    name: 'x',
+    kind,
+    startRevision: start,
+    lastRevision: last,
+    createdAt: '',
+    compression: 'gzip',
+    size: 1,
+    sha256: '',
+    uncompressedSize: 1,
+    durationMs: 10,
+  });
   const value = async (m: Metrics, name: string): Promise<string | undefined> => new RegExp(`^etcd_backup_sidecar_${name} (\\S+)$`, 'm').exec(await m.registry.metrics())?.[1];
 
   it("reports the store's chain, extends it with the leader's own uploads, and forgets it on stepping down", async () => {

@@ -68,7 +68,10 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
 async function writeRound(client: Etcd3, round: number): Promise<void> {
   for (let i = 0; i < 12; i++) await client.put(`/k/${(round * 5 + i) % 9}`).value(`r${round}-${i}`);
   await client.delete().key(`/k/${round % 9}`);
-  await client.if(`/k/${(round + 1) % 9}`, 'Version', '>', 0).then(client.put(`/t/${round}/a`).value('a'), client.put(`/t/${round}/b`).value(randomBytes(40)), client.delete().key(`/k/${(round + 2) % 9}`)).commit();
+  await client
+    .if(`/k/${(round + 1) % 9}`, 'Version', '>', 0)
+    .then(client.put(`/t/${round}/a`).value('a'), client.put(`/t/${round}/b`).value(randomBytes(40)), client.delete().key(`/k/${(round + 2) % 9}`))
+    .commit();
   await client.delete().prefix(`/t/${round - 1}/`);
   await client.put(Buffer.from([0, round, 255])).value(randomBytes(64));
 }
@@ -143,20 +146,29 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
       work,
       [
         'server',
-        '--endpoints', cluster.endpoints.join(','),
+        '--endpoints',
+        cluster.endpoints.join(','),
         ...store.flags,
-        '--delta-snapshot-period', '1s',
-        '--schedule', '0 0 1 1 *',
-        '--garbage-collection-period', '0s',
-        '--compress-snapshots', '--compression-policy', 'gzip',
-        '--snapstore-temp-directory', join(work, 'tmp'),
-        '--server-port', String(port),
-        '--data-dir', m.dataDir,
+        '--delta-snapshot-period',
+        '1s',
+        '--schedule',
+        '0 0 1 1 *',
+        '--garbage-collection-period',
+        '0s',
+        '--compress-snapshots',
+        '--compression-policy',
+        'gzip',
+        '--snapstore-temp-directory',
+        join(work, 'tmp'),
+        '--server-port',
+        String(port),
+        '--data-dir',
+        m.dataDir,
       ],
       { ETCD_CONF: etcdConf, POD_NAME: m.name, POD_NAMESPACE: 'default' },
     );
     try {
-      await eventually('gardener\'s full snapshot', async () => (await chainOf(store.root)).full, 60_000);
+      await eventually("gardener's full snapshot", async () => (await chainOf(store.root)).full, 60_000);
       for (let round = 1; round <= 5; round++) {
         await writeRound(source, round);
         await sleep(1_200);
@@ -177,10 +189,14 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
         }
       }
       finalRevision = await headRevision(source);
-      chain = await eventually('gardener\'s deltas reach the last write', async () => {
-        const c = await chainOf(store.root);
-        return c.lastRevision === finalRevision ? c : undefined;
-      }, 30_000);
+      chain = await eventually(
+        "gardener's deltas reach the last write",
+        async () => {
+          const c = await chainOf(store.root);
+          return c.lastRevision === finalRevision ? c : undefined;
+        },
+        30_000,
+      );
     } catch (err) {
       throw new Error(`${(err as Error).message}\n--- etcdbrctl ---\n${gardener.output().slice(-3000)}`, { cause: err });
     } finally {
@@ -206,10 +222,26 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
     assert.match(r.stdout, new RegExp(`latest chain: ${full} \\+ ${chain.links.length} deltas, restores to revision ${finalRevision} \\(contiguous\\)`));
   });
 
-  it('restore (CLI, with exactly etcdutl snapshot restore\'s flags and --store) restores every key, value, create and mod revision and version at gardener\'s last revision', async () => {
+  it("restore (CLI, with exactly etcdutl snapshot restore's flags and --store) restores every key, value, create and mod revision and version at gardener's last revision", async () => {
     const dir = join(work, 'cli-restore');
     const peer = `http://127.0.0.1:${await freePort()}`;
-    const r = await cli(['restore', '--name', 'r1', '--data-dir', join(dir, 'data'), '--initial-cluster', `r1=${peer}`, '--initial-cluster-token', 'restored', '--initial-advertise-peer-urls', peer, '--store', store.url, '--log-level', 'warn']);
+    const r = await cli([
+      'restore',
+      '--name',
+      'r1',
+      '--data-dir',
+      join(dir, 'data'),
+      '--initial-cluster',
+      `r1=${peer}`,
+      '--initial-cluster-token',
+      'restored',
+      '--initial-advertise-peer-urls',
+      peer,
+      '--store',
+      store.url,
+      '--log-level',
+      'warn',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const result = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as RestoreResult;
     assert.equal(result.revision, finalRevision);
@@ -238,7 +270,15 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
 
   const restoreFrom = async (root: string, dir: string): Promise<{ result: RestoreResult; peer: string }> => {
     const peer = `http://127.0.0.1:${await freePort()}`;
-    const result = await restore({ store: new LocalStore(join(work, root)), dataDir: join(dir, 'data'), name: 'r1', initialCluster: `r1=${peer}`, initialClusterToken: 'restored', initialAdvertisePeerUrls: [peer], log });
+    const result = await restore({
+      store: new LocalStore(join(work, root)),
+      dataDir: join(dir, 'data'),
+      name: 'r1',
+      initialCluster: `r1=${peer}`,
+      initialClusterToken: 'restored',
+      initialAdvertisePeerUrls: [peer],
+      log,
+    });
     return { result, peer };
   };
 
@@ -251,7 +291,7 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
     await assertRestored(dir, 'r1', peer, source, dbRevision);
   });
 
-  it('#1044, the first delta starting inside the full snapshot\'s db: only its later revisions apply', async () => {
+  it("#1044, the first delta starting inside the full snapshot's db: only its later revisions apply", async () => {
     fault1044('store-1044-overlap', true);
     const dir = join(work, 'restore-1044-overlap');
     const { result, peer } = await restoreFrom('store-1044-overlap', dir);
@@ -259,7 +299,7 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
     await assertRestored(dir, 'r1', peer, source, finalRevision);
   });
 
-  it('#1044, deltas inside the full snapshot\'s db and more after it: those inside drop out instead of looking corrupt', async () => {
+  it("#1044, deltas inside the full snapshot's db and more after it: those inside drop out instead of looking corrupt", async () => {
     // A db taken two rounds after gardener's .final full snapshot, under that snapshot's name: the
     // deltas of those rounds lie inside it, as when writes outpace the snapshot.
     const root = join(work, 'store-1044-inside');
@@ -281,11 +321,20 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
     const before = new Set(readdirSync(join(root, 'v2')));
     const compactor = runEtcdbrctl(work, [
       'compact',
-      '--storage-provider', 'Local', '--store-container', 'compact', '--store-prefix', PREFIX,
-      '--data-dir', join(work, 'compact-data'),
-      '--restoration-temp-snapshots-dir', join(work, 'compact-restoration.tmp'),
-      '--snapstore-temp-directory', join(work, 'tmp'),
-      '--embedded-etcd-quota-bytes', String(1 << 30),
+      '--storage-provider',
+      'Local',
+      '--store-container',
+      'compact',
+      '--store-prefix',
+      PREFIX,
+      '--data-dir',
+      join(work, 'compact-data'),
+      '--restoration-temp-snapshots-dir',
+      join(work, 'compact-restoration.tmp'),
+      '--snapstore-temp-directory',
+      join(work, 'tmp'),
+      '--embedded-etcd-quota-bytes',
+      String(1 << 30),
     ]);
     assert.equal(await exited(compactor), 0, compactor.output().slice(-3000));
     const compacted = snapshotsIn(root).filter((s) => !before.has(s.name.slice('v2/'.length)));
@@ -304,7 +353,7 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
     await assertRestored(dir, 'r1', peer, source, finalRevision);
   });
 
-  it('our initializer restores a member whose data dir is empty from gardener\'s backups', async () => {
+  it("our initializer restores a member whose data dir is empty from gardener's backups", async () => {
     const root = join(work, 'store-initializer');
     cpSync(store.root, root, { recursive: true });
     const c = await ManagedCluster.define(['m1'], { store: `file://${root}` });
@@ -321,61 +370,77 @@ describe('gardener writes (etcdbrctl server), we read', { skip, timeout: 300_000
   });
 });
 
-describe('we write (our sidecar), gardener reads (etcdbrctl restore)', { skip: skip || (!existsSync(ETCD_35) && `etcd 3.5 is missing (${ETCD_35}), which gardener's restored data dir needs: npm run peers builds it with Go`), timeout: 300_000 }, () => {
-  let cluster: TestCluster;
-  let source: Etcd3;
-  let work: string;
-  let store: ReturnType<typeof gardenerStore>;
-  let chain: Chain;
+describe(
+  'we write (our sidecar), gardener reads (etcdbrctl restore)',
+  { skip: skip || (!existsSync(ETCD_35) && `etcd 3.5 is missing (${ETCD_35}), which gardener's restored data dir needs: npm run peers builds it with Go`), timeout: 300_000 },
+  () => {
+    let cluster: TestCluster;
+    let source: Etcd3;
+    let work: string;
+    let store: ReturnType<typeof gardenerStore>;
+    let chain: Chain;
 
-  before(async () => {
-    ({ cluster, source, work, store } = await startSource());
-    // Over 4 MiB in the db before our full snapshot: its gzip is then several members (one per
-    // MiB block, compressed in parallel), which gardener's reader must take as one stream.
-    for (let i = 0; i < 48; i++) await source.put(`/bulk/${i}`).value(randomBytes(100 * 1024));
-    const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '300ms', store: store.url });
-    try {
-      await eventually('our full snapshot', async () => (await chainOf(store.root)).full, 30_000);
-      for (let round = 1; round <= 4; round++) {
-        await writeRound(source, round);
-        await sleep(400);
+    before(async () => {
+      ({ cluster, source, work, store } = await startSource());
+      // Over 4 MiB in the db before our full snapshot: its gzip is then several members (one per
+      // MiB block, compressed in parallel), which gardener's reader must take as one stream.
+      for (let i = 0; i < 48; i++) await source.put(`/bulk/${i}`).value(randomBytes(100 * 1024));
+      const sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '300ms', store: store.url });
+      try {
+        await eventually('our full snapshot', async () => (await chainOf(store.root)).full, 30_000);
+        for (let round = 1; round <= 4; round++) {
+          await writeRound(source, round);
+          await sleep(400);
+        }
+        const last = await headRevision(source);
+        chain = await eventually(
+          'our deltas reach the last write',
+          async () => {
+            const c = await chainOf(store.root);
+            return c.lastRevision === last ? c : undefined;
+          },
+          30_000,
+        );
+      } finally {
+        await sidecar.close();
       }
-      const last = await headRevision(source);
-      chain = await eventually('our deltas reach the last write', async () => {
-        const c = await chainOf(store.root);
-        return c.lastRevision === last ? c : undefined;
-      }, 30_000);
-    } finally {
-      await sidecar.close();
-    }
-    assert.ok(chain.links.length >= 2, `only ${chain.links.length} deltas`);
-  });
+      assert.ok(chain.links.length >= 2, `only ${chain.links.length} deltas`);
+    });
 
-  after(() => stopSource(cluster, source, work));
+    after(() => stopSource(cluster, source, work));
 
-  it('etcdbrctl restore restores every key, value, create and mod revision and version at our chain\'s last revision', async () => {
-    assert.ok(existsSync(join(store.root, '.ebs-meta')), 'the premise: our checksums are in the folder gardener walks');
-    const full = readFileSync(join(store.root, ...(chain.full as SnapshotRef).name.split('/')));
-    assert.ok(gzipMembers(full) >= 4, `the premise: our full snapshot is a multi-member gzip (${gzipMembers(full)} members)`);
-    const dir = join(work, 'gardener-restore');
-    const peer = `http://127.0.0.1:${await freePort()}`;
-    const gardener = runEtcdbrctl(work, [
-      'restore',
-      ...store.flags,
-      '--data-dir', join(dir, 'data'),
-      '--restoration-temp-snapshots-dir', join(dir, 'restoration.tmp'),
-      '--snapstore-temp-directory', join(work, 'tmp'),
-      '--name', 'r1',
-      '--initial-cluster', `r1=${peer}`,
-      '--initial-advertise-peer-urls', peer,
-      '--initial-cluster-token', 'restored',
-      '--embedded-etcd-quota-bytes', String(1 << 30),
-    ]);
-    const code = await exited(gardener);
-    assert.equal(code, 0, gardener.output().slice(-3000));
-    // Every delta of the chain was applied, none of our other files taken for a snapshot.
-    for (const link of chain.links) assert.ok(gardener.output().includes(link.delta.name.slice('v2/'.length)), `${link.delta.name} not applied`);
-    assert.doesNotMatch(gardener.output(), /\.ebs-meta\/v2\//);
-    await assertRestored(dir, 'r1', peer, source, chain.lastRevision, ETCD_35);
-  });
-});
+    it("etcdbrctl restore restores every key, value, create and mod revision and version at our chain's last revision", async () => {
+      assert.ok(existsSync(join(store.root, '.ebs-meta')), 'the premise: our checksums are in the folder gardener walks');
+      const full = readFileSync(join(store.root, ...(chain.full as SnapshotRef).name.split('/')));
+      assert.ok(gzipMembers(full) >= 4, `the premise: our full snapshot is a multi-member gzip (${gzipMembers(full)} members)`);
+      const dir = join(work, 'gardener-restore');
+      const peer = `http://127.0.0.1:${await freePort()}`;
+      const gardener = runEtcdbrctl(work, [
+        'restore',
+        ...store.flags,
+        '--data-dir',
+        join(dir, 'data'),
+        '--restoration-temp-snapshots-dir',
+        join(dir, 'restoration.tmp'),
+        '--snapstore-temp-directory',
+        join(work, 'tmp'),
+        '--name',
+        'r1',
+        '--initial-cluster',
+        `r1=${peer}`,
+        '--initial-advertise-peer-urls',
+        peer,
+        '--initial-cluster-token',
+        'restored',
+        '--embedded-etcd-quota-bytes',
+        String(1 << 30),
+      ]);
+      const code = await exited(gardener);
+      assert.equal(code, 0, gardener.output().slice(-3000));
+      // Every delta of the chain was applied, none of our other files taken for a snapshot.
+      for (const link of chain.links) assert.ok(gardener.output().includes(link.delta.name.slice('v2/'.length)), `${link.delta.name} not applied`);
+      assert.doesNotMatch(gardener.output(), /\.ebs-meta\/v2\//);
+      await assertRestored(dir, 'r1', peer, source, chain.lastRevision, ETCD_35);
+    });
+  },
+);

@@ -46,7 +46,7 @@ describe('fetching a chain', () => {
     let started = 0;
     const counting = new Proxy(store, {
       get: (target, prop, receiver) => {
-        if (prop === 'get') return (name: string, opts?: { signal?: AbortSignal }) => ((started++), target.get(name, opts));
+        if (prop === 'get') return (name: string, opts?: { signal?: AbortSignal }) => (started++, target.get(name, opts));
         const v: unknown = Reflect.get(target, prop, receiver);
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
@@ -92,7 +92,7 @@ describe('fetching a chain', () => {
     assert.equal(started.length, refs.length);
   });
 
-  it('refuses a delta whose sha256 trailer does not match, even when the store\'s own checksum is intact (an anchor bucket)', async () => {
+  it("refuses a delta whose sha256 trailer does not match, even when the store's own checksum is intact (an anchor bucket)", async () => {
     const store = new LocalStore(join(root, 'trailer'));
     const good = encodeDelta(events(1, 3));
     const bad = Buffer.from(good);

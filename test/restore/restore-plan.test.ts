@@ -9,7 +9,15 @@ const T0 = Date.UTC(2026, 0, 1);
 
 function ref(kind: 'full' | 'delta', start: number, last: number, secs = 0): SnapshotRef {
   const createdAt = new Date(T0 + secs * 1000);
-  return { name: snapshotName({ kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip' }), kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip', final: false };
+  return {
+    name: snapshotName({ kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip' }),
+    kind,
+    startRevision: start,
+    lastRevision: last,
+    createdAt,
+    compression: 'gzip',
+    final: false,
+  };
 }
 
 function ev(rev: number, opts: { type?: 'put' | 'delete'; key?: string; version?: number; secs?: number } = {}): DeltaEvent {
@@ -39,7 +47,10 @@ describe('planRestore', () => {
     const listing = [ref('full', 0, 10, 1), ref('delta', 11, 20, 2), ref('full', 0, 20, 3), ref('delta', 21, 30, 4), ref('delta', 31, 40, 5)];
     const plan = planRestore(listing);
     assert.equal(plan.full.lastRevision, 20);
-    assert.deepEqual(plan.links.map((l) => l.delta.startRevision), [21, 31]);
+    assert.deepEqual(
+      plan.links.map((l) => l.delta.startRevision),
+      [21, 31],
+    );
     assert.equal(plan.targetRevision, 40);
   });
 
@@ -54,7 +65,10 @@ describe('planRestore', () => {
     const listing = [ref('full', 0, 10), ref('delta', 11, 20), ref('delta', 21, 30), ref('full', 0, 30), ref('delta', 31, 40)];
     const plan = planRestore(listing, { toRevision: 15 });
     assert.equal(plan.full.lastRevision, 10);
-    assert.deepEqual(plan.links.map((l) => l.delta.lastRevision), [20]);
+    assert.deepEqual(
+      plan.links.map((l) => l.delta.lastRevision),
+      [20],
+    );
     assert.equal(plan.targetRevision, 15);
     assert.equal(planRestore(listing, { toRevision: 30 }).full.lastRevision, 30);
     refused(() => planRestore(listing, { toRevision: 41 }), 'target_not_covered', /end at revision 40/);
@@ -127,11 +141,19 @@ describe("gardener's naming faults", () => {
 
   it('#1044 with deltas inside the db: they drop out, and the one reaching past it applies only its later revisions', () => {
     // gardener's watch starts after the name's revision, so its first deltas repeat what the db holds.
-    const listing = [gardener('Full-00000000-00000008-1700000000.gz'), gardener('Incr-00000009-00000010-1700000002.gz'), gardener('Incr-00000011-00000011-1700000004.gz'), gardener('Incr-00000012-00000015-1700000006.gz')];
+    const listing = [
+      gardener('Full-00000000-00000008-1700000000.gz'),
+      gardener('Incr-00000009-00000010-1700000002.gz'),
+      gardener('Incr-00000011-00000011-1700000004.gz'),
+      gardener('Incr-00000012-00000015-1700000006.gz'),
+    ];
     const byName = planRestore(listing);
     assert.equal(byName.links.length, 3);
     const byDb = planFromFullDb(listing, byName.full, 11);
-    assert.deepEqual(byDb.links.map((l) => [l.delta.startRevision, l.skipThrough]), [[12, 11]]);
+    assert.deepEqual(
+      byDb.links.map((l) => [l.delta.startRevision, l.skipThrough]),
+      [[12, 11]],
+    );
     assert.equal(byDb.targetRevision, 15);
     assert.deepEqual(appliedRevisions(byDb), [12, 13, 14, 15]);
   });
@@ -139,7 +161,10 @@ describe("gardener's naming faults", () => {
   it('#1044 with the first delta overlapping the db: applied from the revision after the db', () => {
     const listing = [gardener('Full-00000000-00000008-1700000000.gz'), gardener('Incr-00000009-00000014-1700000002.gz')];
     const byDb = planFromFullDb(listing, planRestore(listing).full, 11);
-    assert.deepEqual(byDb.links.map((l) => l.skipThrough), [11]);
+    assert.deepEqual(
+      byDb.links.map((l) => l.skipThrough),
+      [11],
+    );
     assert.deepEqual(appliedRevisions(byDb), [12, 13, 14]);
   });
 
@@ -168,7 +193,10 @@ describe("gardener's naming faults", () => {
   it('a first delta that starts below the full snapshot: only its revisions after the full apply', () => {
     const listing = [gardener('Full-00000000-00000010-1700000000.gz'), gardener('Incr-00000005-00000013-1700000002.gz'), gardener('Incr-00000014-00000016-1700000004.gz')];
     const plan = planRestore(listing);
-    assert.deepEqual(plan.links.map((l) => l.skipThrough), [10, 13]);
+    assert.deepEqual(
+      plan.links.map((l) => l.skipThrough),
+      [10, 13],
+    );
     assert.deepEqual(appliedRevisions(plan), [11, 12, 13, 14, 15, 16]);
   });
 
@@ -186,22 +214,46 @@ describe("gardener's naming faults", () => {
     ];
     const plan = planRestore(listing);
     assert.equal(plan.full.name, compacted.name);
-    assert.deepEqual(plan.links.map((l) => l.delta.startRevision), [31, 41]);
+    assert.deepEqual(
+      plan.links.map((l) => l.delta.startRevision),
+      [31, 41],
+    );
     assert.equal(plan.targetRevision, 50);
     // A restore to a revision the compaction removed from history starts from the older full snapshot.
     const older = planRestore(listing, { toRevision: 25 });
     assert.equal(older.full.lastRevision, 10);
-    assert.deepEqual(appliedRevisions(older), Array.from({ length: 15 }, (_, i) => 11 + i));
+    assert.deepEqual(
+      appliedRevisions(older),
+      Array.from({ length: 15 }, (_, i) => 11 + i),
+    );
   });
 });
 
 describe('chainClusterId', () => {
   it('accepts objects without an ID, and one ID however it is written', () => {
     assert.equal(chainClusterId([{ name: 'a', clusterId: undefined }]), undefined);
-    assert.equal(chainClusterId([{ name: 'a', clusterId: 'ABC' }, { name: 'b', clusterId: undefined }, { name: 'c', clusterId: '0abc' }], '0xabc'), 'ABC');
+    assert.equal(
+      chainClusterId(
+        [
+          { name: 'a', clusterId: 'ABC' },
+          { name: 'b', clusterId: undefined },
+          { name: 'c', clusterId: '0abc' },
+        ],
+        '0xabc',
+      ),
+      'ABC',
+    );
   });
   it('refuses a chain mixing clusters, or of another cluster', () => {
-    refused(() => chainClusterId([{ name: 'a', clusterId: '1' }, { name: 'b', clusterId: '2' }]), 'foreign_cluster', /b belongs to cluster 2 but a to cluster 1/);
+    refused(
+      () =>
+        chainClusterId([
+          { name: 'a', clusterId: '1' },
+          { name: 'b', clusterId: '2' },
+        ]),
+      'foreign_cluster',
+      /b belongs to cluster 2 but a to cluster 1/,
+    );
     refused(() => chainClusterId([{ name: 'a', clusterId: '1' }], '2'), 'foreign_cluster', /not to the expected cluster 2/);
   });
 });
@@ -210,17 +262,29 @@ describe('revisionBatches', () => {
   it('groups one revision into one batch and skips what is already applied', () => {
     const events = [ev(9), ev(10), ev(11, { key: 'a' }), ev(11, { key: 'b', type: 'delete' }), ev(12)];
     const cut = revisionBatches('d', events, 10, 10, 100);
-    assert.deepEqual(cut.batches.map((b) => [b.revision, b.events.length]), [[11, 2], [12, 1]]);
+    assert.deepEqual(
+      cut.batches.map((b) => [b.revision, b.events.length]),
+      [
+        [11, 2],
+        [12, 1],
+      ],
+    );
     assert.equal(cut.reachedTarget, false);
   });
   it('stops at the target revision, inside the delta', () => {
     const cut = revisionBatches('d', [ev(11), ev(12), ev(13)], 10, 10, 12);
-    assert.deepEqual(cut.batches.map((b) => b.revision), [11, 12]);
+    assert.deepEqual(
+      cut.batches.map((b) => b.revision),
+      [11, 12],
+    );
     assert.equal(cut.reachedTarget, true);
   });
   it('stops before the first revision written after the target time', () => {
     const cut = revisionBatches('d', [ev(11, { secs: 1 }), ev(12, { secs: 2 }), ev(13, { secs: 3 })], 10, 10, 13, new Date(T0 + 2_500));
-    assert.deepEqual(cut.batches.map((b) => b.revision), [11, 12]);
+    assert.deepEqual(
+      cut.batches.map((b) => b.revision),
+      [11, 12],
+    );
     assert.equal(cut.reachedTarget, true);
   });
   it('calls a revision missing inside a delta a gap, and revisions going back corruption', () => {

@@ -18,7 +18,10 @@ describe('replay guards', () => {
     const t = g.next(batch(101, ['put', 'a'], ['delete', 'b']));
     assert.deepEqual(t.compare.map(show), ['a Mod Less 101', 'b Version Greater 0']);
     assert.equal(t.sendAfter, 100);
-    assert.deepEqual(t.success.map((o) => Object.keys(o)[0]), ['request_put', 'request_delete_range']);
+    assert.deepEqual(
+      t.success.map((o) => Object.keys(o)[0]),
+      ['request_put', 'request_delete_range'],
+    );
   });
 
   it('a predecessor that put a key: that key at mod_revision r-1, sendable at once', () => {

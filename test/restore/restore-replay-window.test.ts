@@ -69,7 +69,11 @@ class ShuffledEtcd implements GuardedTxnTarget {
 
 const batch = (revision: number, events: [type: 'put' | 'delete', key: string][]): RevisionBatch => ({
   revision,
-  events: events.map(([type, key]) => ({ type, kv: { key: Buffer.from(key), value: Buffer.from(String(revision)), createRevision: 0, modRevision: revision, version: 0, lease: '0' }, time: '2026-01-01T00:00:00Z' })),
+  events: events.map(([type, key]) => ({
+    type,
+    kv: { key: Buffer.from(key), value: Buffer.from(String(revision)), createRevision: 0, modRevision: revision, version: 0, lease: '0' },
+    time: '2026-01-01T00:00:00Z',
+  })),
 });
 
 async function replay(etcd: ShuffledEtcd, batches: RevisionBatch[], window: number): Promise<ReplayWindow> {
@@ -88,10 +92,10 @@ async function replay(etcd: ShuffledEtcd, batches: RevisionBatch[], window: numb
 describe('replay window against shuffled arrivals', () => {
   it('applies every revision once and in order whatever order each burst arrives in', async () => {
     const keys = ['a', 'b', 'c', 'd'];
-    const history = fc.array(
-      fc.uniqueArray(fc.tuple(fc.constantFrom<'put' | 'delete'>('put', 'delete'), fc.constantFrom(...keys)), { minLength: 1, maxLength: 3, selector: ([, k]) => k }),
-      { minLength: 1, maxLength: 80 },
-    );
+    const history = fc.array(fc.uniqueArray(fc.tuple(fc.constantFrom<'put' | 'delete'>('put', 'delete'), fc.constantFrom(...keys)), { minLength: 1, maxLength: 3, selector: ([, k]) => k }), {
+      minLength: 1,
+      maxLength: 80,
+    });
     let resent = 0;
     await fc.assert(
       fc.asyncProperty(history, fc.integer({ min: 1, max: 24 }), fc.nat(), async (steps, window, seed) => {
@@ -112,7 +116,10 @@ describe('replay window against shuffled arrivals', () => {
         assert.equal(etcd.revision, 100 + batches.length);
         assert.deepEqual([...etcd.kv.keys()].sort(), [...live].sort());
         // Every put applied exactly once, in revision order.
-        assert.deepEqual(etcd.applied, batches.flatMap((b) => b.events.filter((e) => e.type === 'put').map(() => b.revision)));
+        assert.deepEqual(
+          etcd.applied,
+          batches.flatMap((b) => b.events.filter((e) => e.type === 'put').map(() => b.revision)),
+        );
         assert.equal(sender.counts.sent, batches.length + sender.counts.resent);
         resent += sender.counts.resent;
       }),
@@ -123,7 +130,18 @@ describe('replay window against shuffled arrivals', () => {
 
   it('stops with revision_mismatch when a revision deletes a key the etcd does not hold', async () => {
     const etcd = new ShuffledEtcd(100, mulberry32(1));
-    const err = await replay(etcd, [batch(101, [['put', 'a']]), batch(102, [['delete', 'missing'], ['put', 'b']]), batch(103, [['put', 'c']])], 4).then(
+    const err = await replay(
+      etcd,
+      [
+        batch(101, [['put', 'a']]),
+        batch(102, [
+          ['delete', 'missing'],
+          ['put', 'b'],
+        ]),
+        batch(103, [['put', 'c']]),
+      ],
+      4,
+    ).then(
       () => undefined,
       (e: unknown) => e,
     );

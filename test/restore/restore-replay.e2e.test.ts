@@ -61,8 +61,17 @@ describe('guarded pipelined replay of random histories into a real etcd', { time
     const clientURL = `http://127.0.0.1:${c}`;
     const peerURL = `http://127.0.0.1:${p}`;
     sourceEtcd = new EtcdProcess({
-      name: 'src', dataDir: join(dir, 'src'), listenClientUrls: [clientURL], advertiseClientUrls: [clientURL], listenPeerUrls: [peerURL], initialAdvertisePeerUrls: [peerURL],
-      initialCluster: `src=${peerURL}`, initialClusterState: 'new', initialClusterToken: 'src', logFile: join(dir, 'src.log'), extraArgs: ['--unsafe-no-fsync'],
+      name: 'src',
+      dataDir: join(dir, 'src'),
+      listenClientUrls: [clientURL],
+      advertiseClientUrls: [clientURL],
+      listenPeerUrls: [peerURL],
+      initialAdvertisePeerUrls: [peerURL],
+      initialCluster: `src=${peerURL}`,
+      initialClusterState: 'new',
+      initialClusterToken: 'src',
+      logFile: join(dir, 'src.log'),
+      extraArgs: ['--unsafe-no-fsync'],
     });
     sourceEtcd.start();
     source = new Etcd3({ hosts: [clientURL] });
@@ -137,34 +146,40 @@ describe('guarded pipelined replay of random histories into a real etcd', { time
     let revisions = 0;
     let start = 1;
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 150, size: 'max' }), fc.integer({ min: 1, max: 32 }), fc.nat(), fc.integer({ min: 0, max: 4 }), async (steps, window, delaySeed, maxDelayMs) => {
-        const end = await write(steps);
-        await eventually('the source watch reached the end', async () => (end === start || (events.at(-1)?.modRevision ?? 0) >= end ? true : undefined), 10_000, 10);
-        const todo = batches(start, end);
-        assert.equal(todo.length, end - start, 'a revision without events');
-        const random = mulberry32(delaySeed);
-        const delayed = {
-          guardedTxn: async (compare: Parameters<TemporaryEtcd['guardedTxn']>[0], ops: Parameters<TemporaryEtcd['guardedTxn']>[1]) => {
-            const ms = Math.floor(random() * (maxDelayMs + 1));
-            if (ms > 0) await new Promise((r) => setTimeout(r, ms));
-            const res = await temp.guardedTxn(compare, ops);
-            if (!res.succeeded) refused++;
-            return res;
-          },
-        };
-        const replayer = new BatchReplayer(delayed, keeper, start, { window });
-        try {
-          for (const b of todo) await replayer.send(b, `run from ${start}`);
-          assert.equal(await replayer.drain(), end);
-        } finally {
-          await replayer.settle();
-        }
-        sent += replayer.counts.sent;
-        revisions += todo.length;
-        assert.equal(await temp.revision(), end, 'the temporary etcd is not at the source revision');
-        assert.deepEqual(await keyspaceAt(temp.client, end, { leases: true }), await keyspaceAt(source, end, { leases: true }));
-        start = end;
-      }),
+      fc.asyncProperty(
+        fc.array(step, { minLength: 1, maxLength: 150, size: 'max' }),
+        fc.integer({ min: 1, max: 32 }),
+        fc.nat(),
+        fc.integer({ min: 0, max: 4 }),
+        async (steps, window, delaySeed, maxDelayMs) => {
+          const end = await write(steps);
+          await eventually('the source watch reached the end', async () => (end === start || (events.at(-1)?.modRevision ?? 0) >= end ? true : undefined), 10_000, 10);
+          const todo = batches(start, end);
+          assert.equal(todo.length, end - start, 'a revision without events');
+          const random = mulberry32(delaySeed);
+          const delayed = {
+            guardedTxn: async (compare: Parameters<TemporaryEtcd['guardedTxn']>[0], ops: Parameters<TemporaryEtcd['guardedTxn']>[1]) => {
+              const ms = Math.floor(random() * (maxDelayMs + 1));
+              if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+              const res = await temp.guardedTxn(compare, ops);
+              if (!res.succeeded) refused++;
+              return res;
+            },
+          };
+          const replayer = new BatchReplayer(delayed, keeper, start, { window });
+          try {
+            for (const b of todo) await replayer.send(b, `run from ${start}`);
+            assert.equal(await replayer.drain(), end);
+          } finally {
+            await replayer.settle();
+          }
+          sent += replayer.counts.sent;
+          revisions += todo.length;
+          assert.equal(await temp.revision(), end, 'the temporary etcd is not at the source revision');
+          assert.deepEqual(await keyspaceAt(temp.client, end, { leases: true }), await keyspaceAt(source, end, { leases: true }));
+          start = end;
+        },
+      ),
       // Each run builds on the etcds the previous one left: shrinking would start from a diverged pair.
       { seed, numRuns, endOnFailure: true },
     );

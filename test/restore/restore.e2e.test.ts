@@ -97,14 +97,21 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
       const fresh = source.lease(600);
       await fresh.put('/lease/fresh').value('f');
       // One revision of 300 keys of 20KB: 6MB and 300 ops, past etcd's 1.5MiB and 128-op defaults.
-      await source.if(Buffer.from([0]), 'Mod', '==', 0).then(...Array.from({ length: 300 }, (_, i) => source.put(`/big/${i}`).value(randomBytes(20_000)))).commit();
+      await source
+        .if(Buffer.from([0]), 'Mod', '==', 0)
+        .then(...Array.from({ length: 300 }, (_, i) => source.put(`/big/${i}`).value(randomBytes(20_000))))
+        .commit();
       await eventually('the abandoned lease expired in the source', async () => ((await source.getAll().prefix('/lease/dropped/').keys()).length === 0 ? true : undefined), 30_000);
       for (let i = 0; i < 30; i++) await source.put(`/after/${i}`).value(`${i}`);
       finalRevision = Number((await source.maintenance.status()).header.revision);
-      chain = await eventually('deltas up to the last write', async () => {
-        const c = await currentChain(store);
-        return c.lastRevision === finalRevision ? c : undefined;
-      }, 30_000);
+      chain = await eventually(
+        'deltas up to the last write',
+        async () => {
+          const c = await currentChain(store);
+          return c.lastRevision === finalRevision ? c : undefined;
+        },
+        30_000,
+      );
     } finally {
       await sidecar.close();
     }
@@ -117,7 +124,10 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
         perRevision.set(e.kv.modRevision, { ops: r.ops + 1, bytes: r.bytes + e.kv.key.length + e.kv.value.length });
       }
     }
-    assert.ok([...perRevision.values()].some((r) => r.ops > 128 && r.bytes > 1.5 * 1024 * 1024), 'no revision exceeds 128 ops and 1.5MiB');
+    assert.ok(
+      [...perRevision.values()].some((r) => r.ops > 128 && r.bytes > 1.5 * 1024 * 1024),
+      'no revision exceeds 128 ops and 1.5MiB',
+    );
   });
 
   after(async () => {
@@ -142,7 +152,10 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     assert.equal(result.revision, finalRevision);
     assert.equal(result.fullSnapshot, chain.full?.name);
     assert.ok(progress.includes('replaying') && progress.at(-1) === 'done');
-    assert.deepEqual(readdirSync(work).filter((n) => n.startsWith('roundtrip')), ['roundtrip']);
+    assert.deepEqual(
+      readdirSync(work).filter((n) => n.startsWith('roundtrip')),
+      ['roundtrip'],
+    );
     assert.ok(!existsSync(join(dir, 'data', 'old')) && !existsSync(join(dir, 'data.part')) && !existsSync(join(dir, 'data.old')));
 
     const { etcd, client } = await startRestored(dir, 'r1', peerURL);
@@ -158,14 +171,17 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
       for (const k of restored) if (k.lease !== '0') assert.ok(leases.has(k.lease ?? ''), `lease ${k.lease} of ${k.key} is missing`);
       // The member carries the identity it was restored with, not the temporary etcd's.
       const members = (await client.cluster.memberList({})).members;
-      assert.deepEqual(members.map((m) => [m.name, m.peerURLs]), [['r1', [peerURL]]]);
+      assert.deepEqual(
+        members.map((m) => [m.name, m.peerURLs]),
+        [['r1', [peerURL]]],
+      );
     } finally {
       client.close();
       await etcd.stop();
     }
   });
 
-  it('control: without renewals the temporary etcd revokes the full snapshot\'s short leases and moves the revision (anchor #1045)', async () => {
+  it("control: without renewals the temporary etcd revokes the full snapshot's short leases and moves the revision (anchor #1045)", async () => {
     // The premise of the lease test above: this is what the lease keeper prevents.
     const dir = join(work, 'control');
     mkdirSync(dir, { recursive: true });
@@ -173,14 +189,26 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     const full = await fetchFullSnapshot(store, chain.full, join(dir, 'full.db'));
     const peerPort = await freeLoopbackPort();
     const peerURL = `http://127.0.0.1:${peerPort}`;
-    await snapshotRestore({ file: join(dir, 'full.db'), dataDir: join(dir, 'data'), name: 'control', initialCluster: `control=${peerURL}`, initialClusterToken: 'control', initialAdvertisePeerUrls: [peerURL] });
+    await snapshotRestore({
+      file: join(dir, 'full.db'),
+      dataDir: join(dir, 'data'),
+      name: 'control',
+      initialCluster: `control=${peerURL}`,
+      initialClusterToken: 'control',
+      initialAdvertisePeerUrls: [peerURL],
+    });
     const temp = await TemporaryEtcd.start({ dataDir: join(dir, 'data'), name: 'control', peerPort, logFile: join(dir, 'etcd.log'), log });
     try {
       assert.equal(await temp.revision(), full.revision);
-      const moved = await eventually('the lessor revokes an expired lease', async () => {
-        const r = await temp.revision();
-        return r > full.revision ? r : undefined;
-      }, 60_000, 500);
+      const moved = await eventually(
+        'the lessor revokes an expired lease',
+        async () => {
+          const r = await temp.revision();
+          return r > full.revision ? r : undefined;
+        },
+        60_000,
+        500,
+      );
       assert.ok(moved > full.revision);
     } finally {
       await temp.stop();
@@ -253,12 +281,19 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     for (const m of members) m.start();
     const client = new Etcd3({ hosts: clients, grpcOptions: { 'grpc.max_receive_message_length': -1 } });
     try {
-      await eventually('the restored cluster has a leader', async () => {
-        const s = await client.maintenance.status().catch(() => undefined);
-        return s && s.leader !== '0' ? s : undefined;
-      }, 60_000);
+      await eventually(
+        'the restored cluster has a leader',
+        async () => {
+          const s = await client.maintenance.status().catch(() => undefined);
+          return s && s.leader !== '0' ? s : undefined;
+        },
+        60_000,
+      );
       const list = (await client.cluster.memberList({})).members.map((m) => [m.name, m.peerURLs]).sort();
-      assert.deepEqual(list, names.map((n, i) => [n, [peers[i]]]));
+      assert.deepEqual(
+        list,
+        names.map((n, i) => [n, [peers[i]]]),
+      );
       assert.deepEqual(await keyspaceAt(client, finalRevision, { leases: true }), await keyspaceAt(source, finalRevision, { leases: true }));
       // A write through the new cluster reaches every member: it is one cluster, not three.
       await client.put('/after-restore').value('x');
@@ -289,11 +324,25 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     const dir = join(work, 'cli');
     const peer = `http://127.0.0.1:${await freePort()}`;
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_')));
-    const cli = (args: string[]) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env }).then(
-      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-    );
-    const member = ['--name', 'r1', '--data-dir', join(dir, 'data'), '--initial-cluster', `r1=${peer}`, '--advertise-client-urls', 'http://127.0.0.1:2379', '--store', `file://${cluster.dir}/backups`, '--log-level', 'warn'];
+    const cli = (args: string[]) =>
+      promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env }).then(
+        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+      );
+    const member = [
+      '--name',
+      'r1',
+      '--data-dir',
+      join(dir, 'data'),
+      '--initial-cluster',
+      `r1=${peer}`,
+      '--advertise-client-urls',
+      'http://127.0.0.1:2379',
+      '--store',
+      `file://${cluster.dir}/backups`,
+      '--log-level',
+      'warn',
+    ];
     const target = chain.full!.lastRevision + 1;
     const ok = await cli(['restore', ...member, '--to-revision', String(target)]);
     assert.equal(ok.code, 0, ok.stderr);
@@ -304,7 +353,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     const textfile = join(work, 'drill.prom');
     const drill = await cli(['snapshots', 'verify', '--store', `file://${cluster.dir}/backups`, '--restore-scratch-dir', join(work, 'cli-drill'), '--metrics-textfile', textfile]);
     assert.equal(drill.code, 0, drill.stdout + drill.stderr);
-    assert.match(drill.stdout, new RegExp(`^PASS: .* restored to revision ${finalRevision} `, "m"));
+    assert.match(drill.stdout, new RegExp(`^PASS: .* restored to revision ${finalRevision} `, 'm'));
     const prom = readFileSync(textfile, 'utf8');
     assert.match(prom, /^etcd_backup_sidecar_restore_drill_success 1$/m);
     assert.match(prom, new RegExp(`^etcd_backup_sidecar_restore_drill_revision ${finalRevision}$`, 'm'));
@@ -318,16 +367,37 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     writeFileSync(join(dir, 'data', 'old'), 'old data');
     const { opts, peerURL } = await options(dir, { replaceExisting: true, scratchDir: scratch });
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_')));
-    const args = ['--name', 'r1', '--data-dir', opts.dataDir, '--initial-cluster', `r1=${peerURL}`, '--advertise-client-urls', 'http://127.0.0.1:2379', '--store', `file://${cluster.dir}/backups`, '--restore-scratch-dir', scratch, '--replace-existing', '--log-level', 'warn'];
+    const args = [
+      '--name',
+      'r1',
+      '--data-dir',
+      opts.dataDir,
+      '--initial-cluster',
+      `r1=${peerURL}`,
+      '--advertise-client-urls',
+      'http://127.0.0.1:2379',
+      '--store',
+      `file://${cluster.dir}/backups`,
+      '--restore-scratch-dir',
+      scratch,
+      '--replace-existing',
+      '--log-level',
+      'warn',
+    ];
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'restore', ...args], { env, stdio: 'ignore' });
     const exited = new Promise((r) => child.once('exit', r));
-    const etcdPid = await eventually('the temporary etcd of the CLI restore', async () => {
-      for (const n of readdirSync(scratch)) {
-        const owner = JSON.parse(readFileSync(join(scratch, n, 'owner.json'), 'utf8')) as { etcdPid?: number };
-        if (owner.etcdPid) return owner.etcdPid;
-      }
-      return undefined;
-    }, 60_000, 20);
+    const etcdPid = await eventually(
+      'the temporary etcd of the CLI restore',
+      async () => {
+        for (const n of readdirSync(scratch)) {
+          const owner = JSON.parse(readFileSync(join(scratch, n, 'owner.json'), 'utf8')) as { etcdPid?: number };
+          if (owner.etcdPid) return owner.etcdPid;
+        }
+        return undefined;
+      },
+      60_000,
+      20,
+    );
     child.kill('SIGKILL');
     await exited;
     assert.deepEqual(readdirSync(join(dir, 'data')), ['old'], 'the old data dir was touched');
@@ -336,14 +406,18 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     try {
       const result = await restore(opts);
       assert.equal(result.revision, finalRevision);
-      await eventually('the orphan etcd is gone', async () => {
-        try {
-          process.kill(etcdPid, 0);
-          return undefined;
-        } catch {
-          return true;
-        }
-      }, 10_000);
+      await eventually(
+        'the orphan etcd is gone',
+        async () => {
+          try {
+            process.kill(etcdPid, 0);
+            return undefined;
+          } catch {
+            return true;
+          }
+        },
+        10_000,
+      );
       assert.deepEqual(readdirSync(scratch), [], 'scratch dirs were left behind');
       assert.ok(!existsSync(join(dir, 'data', 'old')) && existsSync(join(dir, 'data', 'member')));
     } finally {
@@ -406,7 +480,10 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     mkdirSync(join(dir, 'data'), { recursive: true });
     writeFileSync(join(dir, 'data', 'old'), 'old data');
     const { opts } = await options(dir, { replaceExisting: true, expectClusterId: 'deadbeef' });
-    const err = await restore(opts).then(() => undefined, (e: unknown) => e);
+    const err = await restore(opts).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assertRefused(err, join(dir, 'data'), 'foreign_cluster', /deadbeef/);
 
     const victim = chain.links[0]?.delta;
@@ -425,7 +502,10 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     mkdirSync(join(dir, 'data'), { recursive: true });
     writeFileSync(join(dir, 'data', 'old'), 'old data');
     const { opts } = await options(dir);
-    const err = await restore(opts).then(() => undefined, (e: unknown) => e);
+    const err = await restore(opts).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assertRefused(err, join(dir, 'data'), 'data_dir_not_empty', /not empty/);
   });
 });

@@ -31,10 +31,24 @@ interface Answer {
   body: string;
 }
 
-const TRAVERSALS = ['../../../../etc/passwd', '..%2f..%2fetc%2fpasswd', '%2e%2e/%2e%2e/etc/passwd', '/etc/passwd', '.ebs-meta/x', 'v2/..\\..\\x', '\u0000', 'a'.repeat(5000), '....//....//', '%00', '${jndi:ldap://x}', "'; DROP TABLE x; --"];
+const TRAVERSALS = [
+  '../../../../etc/passwd',
+  '..%2f..%2fetc%2fpasswd',
+  '%2e%2e/%2e%2e/etc/passwd',
+  '/etc/passwd',
+  '.ebs-meta/x',
+  'v2/..\\..\\x',
+  '\u0000',
+  'a'.repeat(5000),
+  '....//....//',
+  '%00',
+  '${jndi:ldap://x}',
+  "'; DROP TABLE x; --",
+];
 
 /** The store's snapshots and their metadata; heartbeats (members/) change every period by design. */
-const storeTree = (dir: string): Record<string, string> => Object.fromEntries(Object.entries(folderDigests(dir)).filter(([name]) => !name.startsWith('members/') && !name.startsWith(`${dirname(metaFile('members/m'))}/`)));
+const storeTree = (dir: string): Record<string, string> =>
+  Object.fromEntries(Object.entries(folderDigests(dir)).filter(([name]) => !name.startsWith('members/') && !name.startsWith(`${dirname(metaFile('members/m'))}/`)));
 
 function fill(path: string, value: string): string {
   return path.replace(/\{[^}]+\}/g, encodeURIComponent(value));
@@ -106,10 +120,10 @@ function invalidFor(schema: Record<string, unknown>): fc.Arbitrary<string> {
   if (schema['type'] === 'integer' || schema['type'] === 'number') {
     // Not '0x10' or '1e2': ajv's coercion reads them as the integers 16 and 100, which is lenient, not wrong.
     bad.push(fc.constantFrom('abc', '1.5', '1e999', '-1e999', 'NaN', 'Infinity', ' ', '--1', '1,2', '9'.repeat(400)));
-    if (typeof schema['minimum'] === 'number') bad.push(fc.integer({ min: -1e9, max: (schema['minimum']) - 1 }).map(String));
-    if (typeof schema['maximum'] === 'number') bad.push(fc.integer({ min: (schema['maximum']) + 1, max: 2 ** 53 }).map(String));
+    if (typeof schema['minimum'] === 'number') bad.push(fc.integer({ min: -1e9, max: schema['minimum'] - 1 }).map(String));
+    if (typeof schema['maximum'] === 'number') bad.push(fc.integer({ min: schema['maximum'] + 1, max: 2 ** 53 }).map(String));
   }
-  if (typeof schema['maxLength'] === 'number') bad.push(fc.string({ minLength: (schema['maxLength']) + 1, maxLength: (schema['maxLength']) + 50 }));
+  if (typeof schema['maxLength'] === 'number') bad.push(fc.string({ minLength: schema['maxLength'] + 1, maxLength: schema['maxLength'] + 50 }));
   if (Array.isArray(schema['enum'])) bad.push(fc.string().filter((s) => !(schema['enum'] as unknown[]).includes(s)));
   return bad.length > 0 ? fc.oneof(...bad) : fc.constant('');
 }
@@ -167,7 +181,16 @@ describe('API fuzz: hostile requests to every route', { timeout: 240_000 }, () =
     const badAuth = fc.oneof(
       fc.constant(undefined),
       fc.string().map((s) => `Bearer ${s}`),
-      fc.constantFrom('Bearer', 'Bearer  ', `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}`, `Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(1)}`, `bearer ${TOKEN.toUpperCase()}`, `Bearer ${'A'.repeat(8000)}`, `Token ${TOKEN}`),
+      fc.constantFrom(
+        'Bearer',
+        'Bearer  ',
+        `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}`,
+        `Bearer ${TOKEN}x`,
+        `Bearer ${TOKEN.slice(1)}`,
+        `bearer ${TOKEN.toUpperCase()}`,
+        `Bearer ${'A'.repeat(8000)}`,
+        `Token ${TOKEN}`,
+      ),
       fc.string({ unit: 'grapheme-ascii', maxLength: 200 }),
     );
     for (const route of routes.filter((r) => r.method !== 'GET' && r.method !== 'HEAD')) {
@@ -289,14 +312,23 @@ describe('API fuzz: hostile requests to every route', { timeout: 240_000 }, () =
       ['content-length not a number', `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\nConnection: close\r\n\r\n`],
       ['two different content-lengths', `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab`],
       ['content-length and chunked', `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n`],
-      ['broken chunk size', `POST ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`],
-      ['chunked body over the limit', `POST ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${(BODY_LIMIT * 2).toString(16)}\r\n${'a'.repeat(BODY_LIMIT * 2)}\r\n0\r\n\r\n`],
+      [
+        'broken chunk size',
+        `POST ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
+      ],
+      [
+        'chunked body over the limit',
+        `POST ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${(BODY_LIMIT * 2).toString(16)}\r\n${'a'.repeat(BODY_LIMIT * 2)}\r\n0\r\n\r\n`,
+      ],
       ['absolute-form target to another host', `GET http://169.254.169.254/latest/meta-data HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`],
     ];
     for (const p of paths) {
       for (const t of TRAVERSALS.slice(0, 6)) {
         requests.push([`dot segments ${p} ${t}`, `GET ${p}/${t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`]);
-        requests.push([`dot segments POST ${p} ${t}`, `POST /../${p}/../${t} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1\r\nConnection: close\r\n\r\n{`]);
+        requests.push([
+          `dot segments POST ${p} ${t}`,
+          `POST /../${p}/../${t} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1\r\nConnection: close\r\n\r\n{`,
+        ]);
       }
     }
     for (const [what, text] of requests) {

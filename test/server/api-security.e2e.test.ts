@@ -140,7 +140,26 @@ describe('API security against a real serve run (etcd with auth enabled)', { tim
   });
 
   it('`config` prints the effective configuration without the secrets', async () => {
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'config', '--name', 'm1', '--data-dir', '/tmp/x', '--initial-cluster', 'm1=http://127.0.0.1:2380', '--advertise-client-urls', 'http://127.0.0.1:2379', '--api-token', token, '--etcd-username', 'root', '--etcd-password', etcdPassword]);
+    const { stdout } = await run(process.execPath, [
+      '--import',
+      'tsx',
+      'src/cli.ts',
+      'config',
+      '--name',
+      'm1',
+      '--data-dir',
+      '/tmp/x',
+      '--initial-cluster',
+      'm1=http://127.0.0.1:2380',
+      '--advertise-client-urls',
+      'http://127.0.0.1:2379',
+      '--api-token',
+      token,
+      '--etcd-username',
+      'root',
+      '--etcd-password',
+      etcdPassword,
+    ]);
     assert.ok(stdout.includes('apiToken: <redacted>'));
     assert.ok(!stdout.includes(token) && !stdout.includes(etcdPassword));
   });
@@ -149,7 +168,22 @@ describe('API security against a real serve run (etcd with auth enabled)', { tim
 describe('start-up refusals', { timeout: 120_000 }, () => {
   it('serve refuses a non-loopback --listen without a token, naming the flags (exit 2)', async () => {
     const port = await freePort();
-    const result = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--name', 'm1', '--data-dir', '/tmp/x', '--initial-cluster', 'm1=http://127.0.0.1:2380', '--advertise-client-urls', 'http://127.0.0.1:2379', '--listen', `0.0.0.0:${port}`]).then(
+    const result = await run(process.execPath, [
+      '--import',
+      'tsx',
+      'src/cli.ts',
+      'serve',
+      '--name',
+      'm1',
+      '--data-dir',
+      '/tmp/x',
+      '--initial-cluster',
+      'm1=http://127.0.0.1:2380',
+      '--advertise-client-urls',
+      'http://127.0.0.1:2379',
+      '--listen',
+      `0.0.0.0:${port}`,
+    ]).then(
       () => ({ code: 0, stderr: '' }),
       (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
     );
@@ -203,7 +237,7 @@ describe('HTTPS and mutual TLS on a real sidecar', { timeout: 180_000 }, () => {
     }
   });
 
-  it('refuses to start with a key that is not the certificate\'s, naming both flags', async () => {
+  it("refuses to start with a key that is not the certificate's, naming both flags", async () => {
     await assert.rejects(startTestSidecar(cluster, 'm1', { 'server-cert': pki.serverCert, 'server-key': other.serverKey }), /--server-key ".*" is not the private key of --server-cert/);
   });
 });

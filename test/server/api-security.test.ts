@@ -71,12 +71,18 @@ describe('API security settings', () => {
     assert.equal(loadSecrets(config, {}).apiToken, 'tok-123456');
     const empty = tempFile('token', '\n');
     const { config: c2 } = loadConfig({ flags: { ...MEMBER, 'api-token-file': empty }, env: {}, requireMember: true });
-    assert.throws(() => loadSecrets(c2, {}), (e: Error) => e instanceof ConfigError && /--api-token-file: ".*" is empty/.test(e.message));
+    assert.throws(
+      () => loadSecrets(c2, {}),
+      (e: Error) => e instanceof ConfigError && /--api-token-file: ".*" is empty/.test(e.message),
+    );
   });
 
   it('collects every secret the config points at', () => {
     const aws = tempFile('credentials', '[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG\n');
-    const gcs = tempFile('key.json', JSON.stringify({ type: 'service_account', private_key_id: 'abc123def456', private_key: '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----\n' }));
+    const gcs = tempFile(
+      'key.json',
+      JSON.stringify({ type: 'service_account', private_key_id: 'abc123def456', private_key: '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----\n' }),
+    );
     const pw = tempFile('pw', 'etcd-pass-word\n');
     const { config } = loadConfig({
       flags: { ...MEMBER, 'api-token': 'api-token-value', 's3-credentials-file': aws, 'gcs-key-file': gcs, 'etcd-username': 'root', 'etcd-password-file': pw },
@@ -140,7 +146,10 @@ describe('server certificates', () => {
   });
 
   it('names the flags when the key does not belong to the certificate', () => {
-    assert.throws(() => loadServerTls({ cert: a.serverCert, key: b.serverKey }), (e: Error) => e instanceof ServerTlsError && /--server-key ".*" is not the private key of --server-cert/.test(e.message));
+    assert.throws(
+      () => loadServerTls({ cert: a.serverCert, key: b.serverKey }),
+      (e: Error) => e instanceof ServerTlsError && /--server-key ".*" is not the private key of --server-cert/.test(e.message),
+    );
   });
 
   it('names the flag of an unreadable or non-PEM file', () => {

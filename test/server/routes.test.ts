@@ -176,7 +176,11 @@ describe('routes: bearer-token auth (src/server/auth.ts)', () => {
   it('every POST without a token is 401 with the Bearer challenge, and nothing runs', async () => {
     const snapshots = fakeSnapshots();
     let starts = 0;
-    const initializer = { start: async (): Promise<InitStatus> => (starts++, { state: 'Successful', rounds: 1, generation: 1 }), status: (): InitStatus => ({ state: 'New', rounds: 0, generation: 1 }), etcdConfig: () => undefined };
+    const initializer = {
+      start: async (): Promise<InitStatus> => (starts++, { state: 'Successful', rounds: 1, generation: 1 }),
+      status: (): InitStatus => ({ state: 'New', rounds: 0, generation: 1 }),
+      etcdConfig: () => undefined,
+    };
     const app = await build(fakeDeps({ snapshots, initializer }), { apiToken: TOKEN });
     for (const [method, url] of mutating) {
       const res = await app.inject({ method, url });
@@ -212,7 +216,10 @@ describe('routes: bearer-token auth (src/server/auth.ts)', () => {
   });
 
   it('reading routes need no token', async () => {
-    const app = await build(fakeDeps({ initializer: { start: async () => ({ state: 'New', rounds: 0, generation: 1 }), status: () => ({ state: 'New', rounds: 0, generation: 1 }), etcdConfig: () => undefined } }), { apiToken: TOKEN });
+    const app = await build(
+      fakeDeps({ initializer: { start: async () => ({ state: 'New', rounds: 0, generation: 1 }), status: () => ({ state: 'New', rounds: 0, generation: 1 }), etcdConfig: () => undefined } }),
+      { apiToken: TOKEN },
+    );
     for (const url of ['/healthz', '/readyz', '/status', '/metrics', '/snapshots', '/snapshot/latest', '/initialize', '/openapi.json']) {
       const res = await app.inject({ method: 'GET', url });
       assert.equal(res.statusCode, 200, `${url}: ${res.body.slice(0, 200)}`);
@@ -338,7 +345,19 @@ describe('routes: /metrics and /openapi.json', () => {
     const app = await build(fakeDeps());
     const spec = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<{ openapi: string; paths: Record<string, unknown> }>();
     assert.equal(spec.openapi, '3.0.3');
-    assert.deepEqual(Object.keys(spec.paths).sort(), ['/config', '/healthz', '/initialize', '/metrics', '/readyz', '/snapshot/compact', '/snapshot/delta', '/snapshot/full', '/snapshot/latest', '/snapshots', '/status']);
+    assert.deepEqual(Object.keys(spec.paths).sort(), [
+      '/config',
+      '/healthz',
+      '/initialize',
+      '/metrics',
+      '/readyz',
+      '/snapshot/compact',
+      '/snapshot/delta',
+      '/snapshot/full',
+      '/snapshot/latest',
+      '/snapshots',
+      '/status',
+    ]);
   });
 });
 
@@ -389,7 +408,12 @@ describe('routes: POST /snapshot/full and /snapshot/delta', () => {
 });
 
 describe('routes: POST /defrag', () => {
-  const REPORT = { reason: 'requested through the API', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:01.000Z', members: [{ id: 'a1', name: 'm1', outcome: 'defragmented' as const, raftLeader: true, dbSizeBefore: 100, dbSizeAfter: 40, durationMs: 900 }] };
+  const REPORT = {
+    reason: 'requested through the API',
+    startedAt: '2026-01-01T00:00:00.000Z',
+    finishedAt: '2026-01-01T00:00:01.000Z',
+    members: [{ id: 'a1', name: 'm1', outcome: 'defragmented' as const, raftLeader: true, dbSizeBefore: 100, dbSizeAfter: 40, durationMs: 900 }],
+  };
   function fakeDefrag(overrides: Partial<DefragApi> = {}): DefragApi & { asked: (string | undefined)[] } {
     const asked: (string | undefined)[] = [];
     return {
@@ -493,16 +517,13 @@ describe('routes: forwarding to the backup leader', () => {
   // An awaited fastify reply resolves to undefined: the handler once went on after relaying (it
   // asked unavailable(), could run takeFull() or list the store, and fastify logged "Reply was
   // already sent").
-  it(
-    'a forwarded request runs nothing here: no snapshot, no store listing',
-    async () => {
-      const snapshots = fakeSnapshots({ forwardTo: () => ({ url: leader.url, name: 'm2' }) });
-      const app = await build(fakeDeps({ snapshots }));
-      assert.equal((await app.inject({ method: 'POST', url: '/snapshot/full' })).statusCode, 201);
-      assert.equal((await app.inject({ method: 'GET', url: '/snapshot/latest' })).statusCode, 200);
-      assert.deepEqual(snapshots.calls, { takeFull: 0, takeDelta: 0, list: 0 });
-    },
-  );
+  it('a forwarded request runs nothing here: no snapshot, no store listing', async () => {
+    const snapshots = fakeSnapshots({ forwardTo: () => ({ url: leader.url, name: 'm2' }) });
+    const app = await build(fakeDeps({ snapshots }));
+    assert.equal((await app.inject({ method: 'POST', url: '/snapshot/full' })).statusCode, 201);
+    assert.equal((await app.inject({ method: 'GET', url: '/snapshot/latest' })).statusCode, 200);
+    assert.deepEqual(snapshots.calls, { takeFull: 0, takeDelta: 0, list: 0 });
+  });
 
   it('forwards GET /snapshot/latest, but answers GET /snapshots from the store here', async () => {
     const snapshots = fakeSnapshots({ forwardTo: () => ({ url: leader.url, name: 'm2' }) });
@@ -582,7 +603,15 @@ describe('routes: GET /snapshots and /snapshot/latest from a local-folder store'
       NEWEST_FIRST,
     );
     assert.equal(body.nextPageToken, undefined);
-    assert.deepEqual(body.snapshots[5], { name: 'v2/Incr-00000011-00000020-1700000005.zlib', kind: 'delta', startRevision: 11, lastRevision: 20, createdAt: '2023-11-14T22:13:25.000Z', compression: 'zlib', final: false });
+    assert.deepEqual(body.snapshots[5], {
+      name: 'v2/Incr-00000011-00000020-1700000005.zlib',
+      kind: 'delta',
+      startRevision: 11,
+      lastRevision: 20,
+      createdAt: '2023-11-14T22:13:25.000Z',
+      compression: 'zlib',
+      final: false,
+    });
     assert.equal(body.snapshots[6]?.compression, 'none');
   });
 
@@ -708,7 +737,11 @@ function fakeInitializer(): { api: NonNullable<ServerDeps['initializer']>; settl
 describe('routes: /initialize and /config', () => {
   it('without an initializer every route is 503 no_initializer', async () => {
     const app = await build(fakeDeps());
-    for (const [method, url] of [['POST', '/initialize'], ['GET', '/initialize'], ['GET', '/config']] as const) {
+    for (const [method, url] of [
+      ['POST', '/initialize'],
+      ['GET', '/initialize'],
+      ['GET', '/config'],
+    ] as const) {
       assertError(await app.inject({ method, url }), 503, 'no_initializer');
     }
   });

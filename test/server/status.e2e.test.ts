@@ -32,7 +32,10 @@ describe('GET /status on a healthy 3-member cluster', () => {
       assert.equal(m.isLearner, false);
     }
     assert.equal(body.cluster.leader?.name, leader);
-    assert.deepEqual(body.members.filter((m) => m.isLeader).map((m) => m.name), [leader]);
+    assert.deepEqual(
+      body.members.filter((m) => m.isLeader).map((m) => m.name),
+      [leader],
+    );
     assert.equal(body.cluster.hasQuorum, true);
     assert.equal(body.cluster.healthyVoters, 3);
     assert.match(body.cluster.id ?? '', /^[0-9a-f]+$/);

@@ -8,7 +8,15 @@ const T0 = Date.UTC(2026, 0, 1);
 
 function ref(kind: 'full' | 'delta', start: number, last: number, secs = 0): SnapshotRef {
   const createdAt = new Date(T0 + secs * 1000);
-  return { name: snapshotName({ kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip' }), kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip', final: false };
+  return {
+    name: snapshotName({ kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip' }),
+    kind,
+    startRevision: start,
+    lastRevision: last,
+    createdAt,
+    compression: 'gzip',
+    final: false,
+  };
 }
 
 /** The revisions above `base` no delta covers, as intervals, up to the newest delta. */
@@ -56,10 +64,16 @@ test('chain: covers exactly the revisions the deltas cover, stops at the first g
     fc.property(history, fc.infiniteStream(fc.nat()), ({ full, deltas, others }, noise) => {
       const listing = [full, ...deltas, ...others];
       // Listing order must not matter.
-      const shuffled = listing.map((s) => [noise.next().value as number, s] as const).sort((a, b) => a[0] - b[0]).map(([, s]) => s);
+      const shuffled = listing
+        .map((s) => [noise.next().value as number, s] as const)
+        .sort((a, b) => a[0] - b[0])
+        .map(([, s]) => s);
       const chain = restorableChain(shuffled);
       assert.equal(chain.full, full);
-      const gaps = uncovered(full.lastRevision, deltas.filter((d) => d.lastRevision > full.lastRevision));
+      const gaps = uncovered(
+        full.lastRevision,
+        deltas.filter((d) => d.lastRevision > full.lastRevision),
+      );
       assert.deepEqual(chain.gaps, gaps);
       assert.equal(chain.contiguous, gaps.length === 0);
       const reach = gaps.length > 0 ? (gaps[0] as RevisionGap).from - 1 : Math.max(full.lastRevision, ...deltas.map((d) => d.lastRevision));
@@ -130,10 +144,17 @@ test('names: round trip, the anchor layout, and anything else ignored', () => {
     assert.equal(parseSnapshotName(other), undefined, other);
   }
   fc.assert(
-    fc.property(fc.constantFrom('full' as const, 'delta' as const), fc.nat(), fc.nat(), fc.integer({ min: 0, max: 4_000_000_000 }), fc.constantFrom('gzip' as const, 'zlib' as const, 'lzw' as const, 'none' as const), (kind, a, b, secs, compression) => {
-      const [start, last] = a <= b ? [a, b] : [b, a];
-      const s = { kind, startRevision: start, lastRevision: last, createdAt: new Date(secs * 1000), compression };
-      assert.deepEqual(parseSnapshotName(snapshotName(s)), { ...s, name: snapshotName(s), final: false });
-    }),
+    fc.property(
+      fc.constantFrom('full' as const, 'delta' as const),
+      fc.nat(),
+      fc.nat(),
+      fc.integer({ min: 0, max: 4_000_000_000 }),
+      fc.constantFrom('gzip' as const, 'zlib' as const, 'lzw' as const, 'none' as const),
+      (kind, a, b, secs, compression) => {
+        const [start, last] = a <= b ? [a, b] : [b, a];
+        const s = { kind, startRevision: start, lastRevision: last, createdAt: new Date(secs * 1000), compression };
+        assert.deepEqual(parseSnapshotName(snapshotName(s)), { ...s, name: snapshotName(s), final: false });
+      },
+    ),
   );
 });

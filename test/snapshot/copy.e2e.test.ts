@@ -22,7 +22,10 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
 }
 
 /** The flags of a store given on the command line (everything but the URL, which --from/--to carry). */
-const storeFlags = (flags: Record<string, string>): string[] => Object.entries(flags).filter(([k]) => k !== 'store').flatMap(([k, v]) => [`--${k}`, v]);
+const storeFlags = (flags: Record<string, string>): string[] =>
+  Object.entries(flags)
+    .filter(([k]) => k !== 'store')
+    .flatMap(([k, v]) => [`--${k}`, v]);
 
 describe('copy between stores', { timeout: 240_000 }, () => {
   let cluster: TestCluster;
@@ -57,7 +60,22 @@ describe('copy between stores', { timeout: 240_000 }, () => {
   async function restoreFrom(store: string, extra: string[], name: string): Promise<void> {
     const dir = join(work, name);
     const peer = `http://127.0.0.1:${await freePort()}`;
-    const r = await cli(['restore', '--store', store, ...extra, '--name', 'r1', '--data-dir', join(dir, 'data'), '--initial-cluster', `r1=${peer}`, '--initial-cluster-token', 'copied', '--log-level', 'warn']);
+    const r = await cli([
+      'restore',
+      '--store',
+      store,
+      ...extra,
+      '--name',
+      'r1',
+      '--data-dir',
+      join(dir, 'data'),
+      '--initial-cluster',
+      `r1=${peer}`,
+      '--initial-cluster-token',
+      'copied',
+      '--log-level',
+      'warn',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as { revision: number }).revision, lastRevision);
     const restored = await startRestored(dir, 'r1', peer);

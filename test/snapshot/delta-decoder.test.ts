@@ -63,7 +63,10 @@ const eventsArb = fc.array(fc.record({ del: fc.boolean(), kv: kvArb, prev: fc.op
 const cutsArb = fc.array(fc.oneof(fc.nat(), fc.integer({ min: -40, max: 0 })), { maxLength: 40 });
 
 function cutsOf(payload: Buffer, points: number[]): Buffer[] {
-  return cut(payload, points.map((p) => (p <= 0 ? payload.length - 32 + p : p)).filter((p) => p >= 0));
+  return cut(
+    payload,
+    points.map((p) => (p <= 0 ? payload.length - 32 + p : p)).filter((p) => p >= 0),
+  );
 }
 
 test('the streaming decoder gives what the whole-buffer decoder gives, cut anywhere', () => {

@@ -49,7 +49,7 @@ describe('parallel gzip', () => {
     await nothingLeftRunning();
   });
 
-  it('Go\'s gzip.Reader (gardener\'s) reads the members back as the input, byte for byte', { skip: !hasGo && 'no Go toolchain', timeout: 120_000 }, async () => {
+  it("Go's gzip.Reader (gardener's) reads the members back as the input, byte for byte", { skip: !hasGo && 'no Go toolchain', timeout: 120_000 }, async () => {
     const input = sample(2 * 1024 * KiB + 99);
     const gz = Buffer.concat(await collect(Readable.from(chunks(input)).pipe(new ParallelGzip({ parallel: 2, blockBytes: 300 * KiB }))));
     assert.ok(gzipMembers(gz) >= 7);

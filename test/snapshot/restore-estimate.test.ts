@@ -82,7 +82,10 @@ describe('replay rates file', () => {
       assert.deepEqual(await readReplaySamples(file), { samples: [] });
       for (let i = 1; i <= 12; i++) await recordReplaySample(file, sample(i * 1000, 1000));
       const { samples } = await readReplaySamples(file);
-      assert.deepEqual(samples.map((s) => s.revisions), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map((i) => i * 1000));
+      assert.deepEqual(
+        samples.map((s) => s.revisions),
+        [3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map((i) => i * 1000),
+      );
       writeFileSync(file, '{"samples": [{"at": 1}]}');
       const bad = await readReplaySamples(file);
       assert.deepEqual(bad.samples, []);
@@ -103,7 +106,8 @@ describe('replay rates file', () => {
 describe('the estimate in the backup state', () => {
   it('carries the objective, and says when the full snapshot alone passes it', () => {
     const estimate = estimateRestore({ fullRevision: 10, fullDbBytes: 0, lastRevision: 5010 }, replayRate([]));
-    const view = (objectiveMs: number): ReturnType<typeof backupStateOf>['restoreEstimate'] => backupStateOf({ problem: undefined, lastFull: undefined, deltaState: undefined, restoreEstimate: estimate, restoreTimeObjectiveMs: objectiveMs }).restoreEstimate;
+    const view = (objectiveMs: number): ReturnType<typeof backupStateOf>['restoreEstimate'] =>
+      backupStateOf({ problem: undefined, lastFull: undefined, deltaState: undefined, restoreEstimate: estimate, restoreTimeObjectiveMs: objectiveMs }).restoreEstimate;
     assert.equal(view(60_000)?.objectiveSeconds, 60);
     assert.equal(view(60_000)?.note, undefined);
     assert.match(view(2_000)?.note ?? '', /full snapshot alone takes about 3 s, not less than the objective of 2 s/);

@@ -90,7 +90,10 @@ describe('recovery-time-bounded full snapshots', { timeout: 180_000 }, () => {
       assert.ok(why, 'the log says why the full snapshot was taken');
       assert.match(why.reason ?? '', /passes the restore time objective of 5 s/);
       t.diagnostic(`${why.reason ?? ''}; full snapshots at revisions ${first.lastRevision} and ${second.lastRevision}`);
-      assert.ok(sidecar.lines.some((l) => l.includes('full snapshot starting') && l.includes('passes the restore time objective')), 'the full snapshot started for the objective');
+      assert.ok(
+        sidecar.lines.some((l) => l.includes('full snapshot starting') && l.includes('passes the restore time objective')),
+        'the full snapshot started for the objective',
+      );
       // Under continuing load the chain starts again from the new full snapshot.
       assert.ok(second.lastRevision > first.lastRevision + 2000, `the objective's snapshot at ${second.lastRevision} follows about 2,000 revisions after ${first.lastRevision}`);
     } finally {
@@ -121,7 +124,11 @@ describe('compact', { timeout: 240_000 }, () => {
     await lease.put(`/${tag}/leased`).value('x');
     for (let i = 0; i < 1500; i++) await client.put(`/${tag}/k/${i % 300}`).value(`v${i}`);
     await client.delete().prefix(`/${tag}/k/1`);
-    for (let i = 0; i < 20; i++) await client.if(`/${tag}/k/5`, 'Version', '>', 0).then(client.put(`/${tag}/t/${i}/a`).value('1'), client.put(`/${tag}/t/${i}/b`).value('2')).commit();
+    for (let i = 0; i < 20; i++)
+      await client
+        .if(`/${tag}/k/5`, 'Version', '>', 0)
+        .then(client.put(`/${tag}/t/${i}/a`).value('1'), client.put(`/${tag}/t/${i}/b`).value('2'))
+        .commit();
     return etcdRevision(client);
   }
 
@@ -135,16 +142,24 @@ describe('compact', { timeout: 240_000 }, () => {
     let sidecar = await startTestSidecar(cluster, 'm1', flags);
     await eventually('full snapshot at start', async () => (await currentChain(store)).full, 20_000);
     const firstEnd = await writeHistory('a');
-    const chainA = await eventually('deltas up to the last write', async () => {
-      const c = await currentChain(store);
-      return c.lastRevision === firstEnd ? c : undefined;
-    }, 30_000);
+    const chainA = await eventually(
+      'deltas up to the last write',
+      async () => {
+        const c = await currentChain(store);
+        return c.lastRevision === firstEnd ? c : undefined;
+      },
+      30_000,
+    );
     assert.ok(chainA.links.length > 1, 'the chain has deltas');
     const clusterId = (await store.head(chainA.full?.name ?? ''))?.metadata['ebs-cluster-id'];
     assert.ok(clusterId);
     await sidecar.close();
 
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'compact', '--store', `file://${cluster.dir}/backups`, '--name', 'm1', '--data-dir', m.dataDir, '--log-level', 'warn'], { env: { ...process.env, EBS_STORE: '' } });
+    const { stdout } = await run(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli.ts', 'compact', '--store', `file://${cluster.dir}/backups`, '--name', 'm1', '--data-dir', m.dataDir, '--log-level', 'warn'],
+      { env: { ...process.env, EBS_STORE: '' } },
+    );
     const compacted = JSON.parse(stdout) as SnapshotRecord;
     assert.equal(compacted.kind, 'full');
     assert.equal(compacted.lastRevision, firstEnd, "the new full snapshot is at the chain's last revision");
@@ -155,7 +170,10 @@ describe('compact', { timeout: 240_000 }, () => {
     // The compaction's replay is this member's measured rate.
     const rates = JSON.parse(readFileSync(replayRatesFile(m.dataDir, 'm1'), 'utf8')) as { samples: { kind: string; revisions: number; replayMs: number; fullMs: number }[] };
     const measured = rates.samples.at(-1);
-    if (measured) t.diagnostic(`compaction replayed ${measured.revisions} revisions in ${measured.replayMs} ms (${Math.round((measured.revisions * 1000) / measured.replayMs)}/s), full snapshot part ${measured.fullMs} ms`);
+    if (measured)
+      t.diagnostic(
+        `compaction replayed ${measured.revisions} revisions in ${measured.replayMs} ms (${Math.round((measured.revisions * 1000) / measured.replayMs)}/s), full snapshot part ${measured.fullMs} ms`,
+      );
     assert.equal(rates.samples.at(-1)?.kind, 'compact');
     assert.equal(rates.samples.at(-1)?.revisions, firstEnd - (chainA.full?.lastRevision ?? 0));
 

@@ -11,7 +11,15 @@ const NOW = new Date(Date.UTC(2026, 5, 15, 12, 30));
 
 function ref(kind: 'full' | 'delta', start: number, last: number, at: number): SnapshotRef {
   const createdAt = new Date(Math.floor(at / 1000) * 1000);
-  return { name: snapshotName({ kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip' }), kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip', final: false };
+  return {
+    name: snapshotName({ kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip' }),
+    kind,
+    startRevision: start,
+    lastRevision: last,
+    createdAt,
+    compression: 'gzip',
+    final: false,
+  };
 }
 
 /**
@@ -39,7 +47,10 @@ const history = fc
     return out;
   });
 
-const policies = fc.oneof(fc.constant({ policy: 'exponential' as const, maxBackups: 7 }), fc.integer({ min: 1, max: 10 }).map((n) => ({ policy: 'limit' as const, maxBackups: n })));
+const policies = fc.oneof(
+  fc.constant({ policy: 'exponential' as const, maxBackups: 7 }),
+  fc.integer({ min: 1, max: 10 }).map((n) => ({ policy: 'limit' as const, maxBackups: n })),
+);
 
 test('retention: never deletes the latest full snapshot or a delta of its chain; keeps and deletes partition the listing', () => {
   fc.assert(

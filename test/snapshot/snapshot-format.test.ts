@@ -27,8 +27,20 @@ interface PlainEvent {
   prevKv?: PlainKv;
   time: string;
 }
-const kvOf = (p: PlainKv): KeyValueRecord => ({ key: Buffer.from(p.key, 'base64'), value: Buffer.from(p.value, 'base64'), createRevision: p.createRevision, modRevision: p.modRevision, version: p.version, lease: p.lease });
-const goEvents: DeltaEvent[] = (JSON.parse(fixture('events.json').toString()) as PlainEvent[]).map((p) => ({ type: p.type, kv: kvOf(p.kv), ...(p.prevKv ? { prevKv: kvOf(p.prevKv) } : {}), time: p.time }));
+const kvOf = (p: PlainKv): KeyValueRecord => ({
+  key: Buffer.from(p.key, 'base64'),
+  value: Buffer.from(p.value, 'base64'),
+  createRevision: p.createRevision,
+  modRevision: p.modRevision,
+  version: p.version,
+  lease: p.lease,
+});
+const goEvents: DeltaEvent[] = (JSON.parse(fixture('events.json').toString()) as PlainEvent[]).map((p) => ({
+  type: p.type,
+  kv: kvOf(p.kv),
+  ...(p.prevKv ? { prevKv: kvOf(p.prevKv) } : {}),
+  time: p.time,
+}));
 
 const LZW_FIXTURES = ['empty', 'one', 'repeated', 'random', 'text'];
 
@@ -96,7 +108,10 @@ test('LZW matches Go for every prefix length up to past the first table reset', 
   const { source, sha256_12: digests } = JSON.parse(fixture('lzw-prefixes.json').toString()) as { source: string; sha256_12: string[] };
   const input = fixture(source);
   for (const [n, digest] of digests.entries()) {
-    const ours = createHash('sha256').update(await compressBuffer('lzw', input.subarray(0, n))).digest('hex').slice(0, 12);
+    const ours = createHash('sha256')
+      .update(await compressBuffer('lzw', input.subarray(0, n)))
+      .digest('hex')
+      .slice(0, 12);
     if (ours !== digest) assert.fail(`prefix of ${n} bytes: sha256 ${ours}…, Go's ${digest}…`);
   }
 });
@@ -161,17 +176,23 @@ const kvArb = fc.record({
   lease: fc.oneof(fc.constant(0n), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })).map(String),
 });
 const timeArb = fc
-  .tuple(fc.date({ min: new Date('1970-01-01T00:00:00Z'), max: new Date('2999-12-31T23:59:59Z'), noInvalidDate: true }), fc.option(fc.integer({ min: 0, max: 999_999_999 })), fc.constantFrom('Z', '+01:00', '-07:30'))
+  .tuple(
+    fc.date({ min: new Date('1970-01-01T00:00:00Z'), max: new Date('2999-12-31T23:59:59Z'), noInvalidDate: true }),
+    fc.option(fc.integer({ min: 0, max: 999_999_999 })),
+    fc.constantFrom('Z', '+01:00', '-07:30'),
+  )
   .map(([d, nanos, zone]) => `${d.toISOString().slice(0, 19)}${nanos === null ? '' : `.${String(nanos).padStart(9, '0').replace(/0+$/, '') || '0'}`}${zone}`);
-const eventsArb = fc.array(fc.record({ type: fc.constantFrom('put' as const, 'delete' as const), kv: kvArb, prev: fc.option(kvArb), step: fc.nat({ max: 3 }), time: timeArb }), { maxLength: 30 }).map((raw) => {
-  let rev = 1;
-  return raw.map(({ type, kv, prev, step, time }): DeltaEvent => {
-    rev += step;
-    const ev: DeltaEvent = { type, kv: { ...kv, modRevision: rev }, time };
-    if (prev) ev.prevKv = { ...prev, modRevision: Math.max(0, rev - 1) };
-    return ev;
+const eventsArb = fc
+  .array(fc.record({ type: fc.constantFrom('put' as const, 'delete' as const), kv: kvArb, prev: fc.option(kvArb), step: fc.nat({ max: 3 }), time: timeArb }), { maxLength: 30 })
+  .map((raw) => {
+    let rev = 1;
+    return raw.map(({ type, kv, prev, step, time }): DeltaEvent => {
+      rev += step;
+      const ev: DeltaEvent = { type, kv: { ...kv, modRevision: rev }, time };
+      if (prev) ev.prevKv = { ...prev, modRevision: Math.max(0, rev - 1) };
+      return ev;
+    });
   });
-});
 
 test('deltas round-trip: binary keys, int64 lease ids, any RFC 3339 time', () => {
   fc.assert(
@@ -194,7 +215,10 @@ test('damaged deltas and streams fail with errors that say what is wrong', async
   const bin = fixture('delta.bin');
   const flipped = Buffer.from(bin);
   flipped[1000] = (flipped[1000] as number) ^ 0x20;
-  assert.throws(() => decodeDelta(flipped), (e: Error) => e instanceof DeltaFormatError && /^delta checksum mismatch: /.test(e.message));
+  assert.throws(
+    () => decodeDelta(flipped),
+    (e: Error) => e instanceof DeltaFormatError && /^delta checksum mismatch: /.test(e.message),
+  );
   assert.throws(() => decodeDelta(bin.subarray(0, bin.length - 1)), /delta checksum mismatch/);
   assert.throws(() => decodeDelta(bin.subarray(0, 31)), /delta too short: 31 bytes/);
   assert.throws(() => decodeDelta(sealed('{"etcdEvent":{}}')), /delta is not a JSON array of events \(it is an object\)/);

@@ -75,10 +75,14 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
       await client.if('/k/4', 'Version', '>', 0).then(client.put('/t/a').value('1'), client.put('/t/b').value('2')).commit();
       const final = await etcdRevision(client);
 
-      const chain = await eventually('deltas up to the last write', async () => {
-        const c = await currentChain(store);
-        return c.lastRevision === final ? c : undefined;
-      }, 20_000);
+      const chain = await eventually(
+        'deltas up to the last write',
+        async () => {
+          const c = await currentChain(store);
+          return c.lastRevision === final ? c : undefined;
+        },
+        20_000,
+      );
       assert.equal(chain.contiguous, true);
       await assertChainRestores(store, chain, client);
       const events = await assertChainEvents(store, chain);
@@ -113,7 +117,11 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
       await client.put('/startup/1').value('a');
       const revision = await etcdRevision(client);
       const answers = await Promise.all(Array.from({ length: 10 }, () => post(`${sidecar.url}/snapshot/full`)));
-      assert.deepEqual(answers.map((a) => a.status), Array(10).fill(201), JSON.stringify(answers.map((a) => a.body)));
+      assert.deepEqual(
+        answers.map((a) => a.status),
+        Array(10).fill(201),
+        JSON.stringify(answers.map((a) => a.body)),
+      );
       const names = new Set(answers.map((a) => (a.body as SnapshotRecord).name));
       assert.equal(names.size, 1, `the requests share one snapshot: ${[...names].join(', ')}`);
       assert.ok((answers[0]?.body as SnapshotRecord).lastRevision >= revision, 'the snapshot holds the write made before the requests');
@@ -145,11 +153,15 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
       await client.put('/api/2').value('b');
       await client.put('/api/3').value('c');
       const after2 = await etcdRevision(client);
-      const delta = await eventually('delta after two puts', async () => {
-        const r = await post(`${sidecar.url}/snapshot/delta`);
-        if (r.status === 201) return r.body as SnapshotRecord;
-        return undefined;
-      }, 10_000);
+      const delta = await eventually(
+        'delta after two puts',
+        async () => {
+          const r = await post(`${sidecar.url}/snapshot/delta`);
+          if (r.status === 201) return r.body as SnapshotRecord;
+          return undefined;
+        },
+        10_000,
+      );
       assert.equal(delta.lastRevision, after2);
       assert.ok(delta.startRevision <= revision + 1);
       const latest = (await getJson<LatestBody>(`${sidecar.url}/snapshot/latest`)).body;
@@ -179,7 +191,8 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
       assert.equal(status.backup.uploadedRevision, after2);
       assert.equal(status.backup.revisionLag, 0);
       // The CLI: `snapshot full` asks the running sidecar; `snapshots list` reads the store itself.
-      const cli = (args: string[]): Promise<{ stdout: string }> => run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_'))) });
+      const cli = (args: string[]): Promise<{ stdout: string }> =>
+        run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_'))) });
       const viaCli = JSON.parse((await cli(['snapshot', 'full', '--listen', new URL(sidecar.url).host])).stdout) as SnapshotRecord;
       assert.equal(viaCli.kind, 'full');
       assert.equal(viaCli.lastRevision, after2);
@@ -221,17 +234,28 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
       }
       await client.put('/gc/last').value('v');
       const final = await etcdRevision(client);
-      const listing = await eventually('two full snapshots left', async () => {
-        const all = await listSnapshots(store);
-        return all.filter((s) => s.kind === 'full').length === 2 ? all : undefined;
-      }, 10_000);
+      const listing = await eventually(
+        'two full snapshots left',
+        async () => {
+          const all = await listSnapshots(store);
+          return all.filter((s) => s.kind === 'full').length === 2 ? all : undefined;
+        },
+        10_000,
+      );
       const fulls = listing.filter((s) => s.kind === 'full').sort((a, b) => a.lastRevision - b.lastRevision);
       const oldest = fulls[0]?.lastRevision ?? 0;
-      assert.ok(listing.every((s) => s.kind === 'full' || s.lastRevision > oldest), 'a delta older than every kept full snapshot survived');
-      const chain = await eventually('chain at the last write', async () => {
-        const c = await currentChain(store);
-        return c.lastRevision === final ? c : undefined;
-      }, 10_000);
+      assert.ok(
+        listing.every((s) => s.kind === 'full' || s.lastRevision > oldest),
+        'a delta older than every kept full snapshot survived',
+      );
+      const chain = await eventually(
+        'chain at the last write',
+        async () => {
+          const c = await currentChain(store);
+          return c.lastRevision === final ? c : undefined;
+        },
+        10_000,
+      );
       assert.equal(chain.full?.name, fulls[1]?.name);
       await assertChainEvents(store, chain);
     } finally {
@@ -253,7 +277,11 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
     await assert.rejects(takeFullSnapshot(store, from(flipped), settings), (err: Error) => err instanceof SnapshotIntegrityError && /sha256 trailer/.test(err.message));
     await assert.rejects(takeFullSnapshot(store, from(good.subarray(0, good.length - 4096)), settings), SnapshotIntegrityError);
     assert.deepEqual(await listSnapshots(store), []);
-    assert.deepEqual(readdirSync(dir).filter((n) => !n.startsWith('.')), [], 'a staged file was left behind');
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => !n.startsWith('.')),
+      [],
+      'a staged file was left behind',
+    );
     // The same bytes undamaged go through, with the revision etcdctl reads in them.
     const ok = await takeFullSnapshot(store, from(good), settings);
     assert.equal(ok.lastRevision, await snapshotStatusRevision(file));
@@ -277,7 +305,10 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
     const hourly = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always' });
     try {
       await eventually('a full snapshot at start', async () => ((await fullCount()) === before + 1 ? true : undefined), 20_000);
-      assert.ok(hourly.lines.some((l) => l.includes("more than the schedule's period of 3600 s")), 'no reason logged');
+      assert.ok(
+        hourly.lines.some((l) => l.includes("more than the schedule's period of 3600 s")),
+        'no reason logged',
+      );
     } finally {
       await hourly.close();
     }
@@ -300,12 +331,19 @@ describe('full and delta snapshots of a live member', { timeout: 120_000 }, () =
     try {
       await client.put('/after-compaction').value('v');
       const final = await etcdRevision(client);
-      const chain = await eventually('chain healed past the compaction', async () => {
-        const c = await currentChain(store);
-        return c.contiguous && c.lastRevision === final && (c.full?.lastRevision ?? 0) >= compactAt ? c : undefined;
-      }, 30_000);
+      const chain = await eventually(
+        'chain healed past the compaction',
+        async () => {
+          const c = await currentChain(store);
+          return c.contiguous && c.lastRevision === final && (c.full?.lastRevision ?? 0) >= compactAt ? c : undefined;
+        },
+        30_000,
+      );
       await assertChainRestores(store, chain, client);
-      assert.ok(sidecar.lines.some((l) => l.includes('compacted')), 'the compaction was not reported');
+      assert.ok(
+        sidecar.lines.some((l) => l.includes('compacted')),
+        'the compaction was not reported',
+      );
     } finally {
       await sidecar.close();
     }
@@ -338,7 +376,14 @@ describe('a sidecar killed mid-snapshot', { timeout: 180_000 }, () => {
         assert.equal(await snapshotStatusRevision(file), s.lastRevision, `${s.name}: revision`);
       } else {
         assert.ok(bytes.length > 32, s.name);
-        await assertChainEvents(store, { full: { ...s, kind: 'full', lastRevision: s.startRevision - 1 } as never, links: [{ delta: s, skipThrough: s.startRevision - 1 }], lastRevision: s.lastRevision, contiguous: true, gaps: [], stranded: [] });
+        await assertChainEvents(store, {
+          full: { ...s, kind: 'full', lastRevision: s.startRevision - 1 } as never,
+          links: [{ delta: s, skipThrough: s.startRevision - 1 }],
+          lastRevision: s.lastRevision,
+          contiguous: true,
+          gaps: [],
+          stranded: [],
+        });
       }
     }
   }
@@ -377,10 +422,14 @@ describe('a sidecar killed mid-snapshot', { timeout: 180_000 }, () => {
     try {
       const final = await etcdRevision(client);
       const store = backupStore(cluster);
-      const chain = await eventually('chain reaches the last write', async () => {
-        const c = await currentChain(store);
-        return c.lastRevision === final ? c : undefined;
-      }, 30_000);
+      const chain = await eventually(
+        'chain reaches the last write',
+        async () => {
+          const c = await currentChain(store);
+          return c.lastRevision === final ? c : undefined;
+        },
+        30_000,
+      );
       assert.equal(chain.contiguous, true, JSON.stringify(chain.gaps));
       await assertChainRestores(store, chain, client);
       await assertNoHalfObject();
@@ -406,7 +455,15 @@ describe('full snapshot with etcd auth enabled', { timeout: 150_000 }, () => {
     // The product's own client: a plain etcd3 client can hang for good on its first call after the
     // restart (microsoft/etcd3#177; see test/etcd/etcd-client-auth.e2e.test.ts).
     const etcd = await createEtcdClient(
-      { endpoints: cluster.endpoints, callTimeoutMs: 2_000, keepAliveTimeMs: 10_000, keepAliveTimeoutMs: 5_000, permitWithoutStream: false, autoSyncIntervalMs: 0, auth: { username: 'root', password: 'pw-for-snapshots' } },
+      {
+        endpoints: cluster.endpoints,
+        callTimeoutMs: 2_000,
+        keepAliveTimeMs: 10_000,
+        keepAliveTimeoutMs: 5_000,
+        permitWithoutStream: false,
+        autoSyncIntervalMs: 0,
+        auth: { username: 'root', password: 'pw-for-snapshots' },
+      },
       createLogger('silent'),
     );
     const client = etcd.etcd;
@@ -422,13 +479,27 @@ describe('full snapshot with etcd auth enabled', { timeout: 150_000 }, () => {
 
       await cluster.kill('m1');
       cluster.restart('m1');
-      await eventually('etcd back', async () => ((await client.put('/auth/probe').value('v').catch(() => undefined)) ? true : undefined), 30_000);
+      await eventually(
+        'etcd back',
+        async () =>
+          (await client
+            .put('/auth/probe')
+            .value('v')
+            .catch(() => undefined))
+            ? true
+            : undefined,
+        30_000,
+      );
       for (let i = 0; i < 20; i++) await client.put(`/auth/after/${i}`).value('v');
       const final = await etcdRevision(client);
-      const chain = await eventually('deltas after the restart', async () => {
-        const c = await currentChain(store);
-        return c.lastRevision === final ? c : undefined;
-      }, 30_000);
+      const chain = await eventually(
+        'deltas after the restart',
+        async () => {
+          const c = await currentChain(store);
+          return c.lastRevision === final ? c : undefined;
+        },
+        30_000,
+      );
       assert.equal(chain.contiguous, true);
       await assertChainEvents(store, chain);
     } finally {
@@ -456,7 +527,14 @@ describe('uploads falling behind (the S3 server frozen with SIGSTOP)', { timeout
 
   it('keeps memory bounded by pausing the watch (anchor issue #152), then catches up with no revision missing', async (t) => {
     const limit = 64 * 1024;
-    const sidecar = await startTestSidecar(cluster, 'm1', { ...fx.flags, 'snapshot-leader': 'always', 'delta-snapshot-period': '200ms', 'delta-snapshot-memory-limit': '64KiB', 'store-timeout': '2s', 'store-max-attempts': '1' });
+    const sidecar = await startTestSidecar(cluster, 'm1', {
+      ...fx.flags,
+      'snapshot-leader': 'always',
+      'delta-snapshot-period': '200ms',
+      'delta-snapshot-memory-limit': '64KiB',
+      'store-timeout': '2s',
+      'store-max-attempts': '1',
+    });
     const store = await fx.open();
     try {
       await eventually('full snapshot at start', async () => (await currentChain(store)).full, 20_000);
@@ -478,10 +556,14 @@ describe('uploads falling behind (the S3 server frozen with SIGSTOP)', { timeout
       assert.ok(maxBuffered <= limit + 2 * 1024 * 1024, `buffered ${maxBuffered} bytes with a ${limit}-byte limit`);
       fx.thaw?.();
       const final = await etcdRevision(client);
-      const chain = await eventually('caught up after the thaw', async () => {
-        const c = await currentChain(store);
-        return c.lastRevision === final ? c : undefined;
-      }, 60_000);
+      const chain = await eventually(
+        'caught up after the thaw',
+        async () => {
+          const c = await currentChain(store);
+          return c.lastRevision === final ? c : undefined;
+        },
+        60_000,
+      );
       assert.equal(chain.contiguous, true, JSON.stringify(chain.gaps));
       const events = await assertChainEvents(store, chain);
       assert.ok(events.filter((e) => e.kv.key.toString().startsWith('/behind/')).length === 2000);

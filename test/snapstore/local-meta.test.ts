@@ -57,7 +57,7 @@ describe('local store checksums and a gardener Local provider on the same folder
     assert.equal((await store.head(SNAPSHOTS[0] as string))?.metadata['ebs-cluster-id'], 'abc');
   });
 
-  it('checksums an older release wrote are still checked, and moved out of gardener\'s sight when the store is opened', async () => {
+  it("checksums an older release wrote are still checked, and moved out of gardener's sight when the store is opened", async () => {
     const root = fresh();
     const store = new LocalStore(root);
     for (const name of SNAPSHOTS) await put(store, name, name, { 'ebs-cluster-id': 'abc' });

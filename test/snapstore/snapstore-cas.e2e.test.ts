@@ -251,7 +251,7 @@ function lostAnswers(makeFixture: () => Promise<StoreFixture>, provider: string,
       assert.deepEqual(await direct.readVersioned('lost/claim'), { body: json({ epoch: 2 }), version: v2 });
     });
 
-    it('another writer\'s object is still a loss', async () => {
+    it("another writer's object is still a loss", async () => {
       await direct.putIfVersion('lost/other', json({ who: 'other' }), undefined);
       await rejectsWith(store.putIfVersion('lost/other', json({ who: 'me' }), undefined), 'precondition_failed');
     });

@@ -86,7 +86,10 @@ function contract(makeFixture: () => Promise<StoreFixture>, provider: string): v
       const second = await store.list('many/', { pageToken: first.nextPageToken });
       assert.equal(second.objects.length, 50);
       assert.equal(second.nextPageToken, undefined);
-      assert.deepEqual([...first.objects, ...second.objects].map((o) => o.name), names);
+      assert.deepEqual(
+        [...first.objects, ...second.objects].map((o) => o.name),
+        names,
+      );
       const all: string[] = [];
       for await (const o of listAll(store, 'many/', 300)) all.push(o.name);
       assert.deepEqual(all, names);
@@ -244,7 +247,7 @@ describe('local store crash safety', () => {
     const store = await fx.open();
     try {
       await assert.rejects(store.put('v2/x', failingStream(5 * MB)));
-      const dir = (store.url.replace('file://', '') + '/v2');
+      const dir = store.url.replace('file://', '') + '/v2';
       assert.deepEqual(readdirSync(dir), []);
     } finally {
       await fx.stop();

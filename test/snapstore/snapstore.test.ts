@@ -21,29 +21,39 @@ async function digestOf(chunks: Buffer[], partSize?: number): Promise<DigestStre
 /** S3's multipart ETag, the slow obvious way: md5 of the concatenated part md5s, then `-N`. */
 function expectedEtag(data: Buffer, partSize: number): string {
   const parts: Buffer[] = [];
-  for (let o = 0; o < data.length; o += partSize) parts.push(createHash('md5').update(data.subarray(o, o + partSize)).digest());
+  for (let o = 0; o < data.length; o += partSize)
+    parts.push(
+      createHash('md5')
+        .update(data.subarray(o, o + partSize))
+        .digest(),
+    );
   return `${createHash('md5').update(Buffer.concat(parts)).digest('hex')}-${parts.length}`;
 }
 
 describe('DigestStream', () => {
   it('hashes the same whatever the chunking, and computes the S3 multipart ETag', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.uint8Array({ minLength: 0, maxLength: 5000 }), fc.array(fc.integer({ min: 1, max: 700 }), { maxLength: 20 }), fc.integer({ min: 1, max: 1500 }), async (bytes, cuts, partSize) => {
-        const data = Buffer.from(bytes);
-        const chunks: Buffer[] = [];
-        let o = 0;
-        for (const c of cuts) {
-          if (o >= data.length) break;
-          chunks.push(data.subarray(o, o + c));
-          o += c;
-        }
-        if (o < data.length) chunks.push(data.subarray(o));
-        const d = (await digestOf(chunks, partSize)).result;
-        assert.equal(d.size, data.length);
-        assert.equal(d.sha256Hex, createHash('sha256').update(data).digest('hex'));
-        assert.equal(d.md5Hex, createHash('md5').update(data).digest('hex'));
-        assert.equal(d.multipartEtag, data.length === 0 ? undefined : expectedEtag(data, partSize));
-      }),
+      fc.asyncProperty(
+        fc.uint8Array({ minLength: 0, maxLength: 5000 }),
+        fc.array(fc.integer({ min: 1, max: 700 }), { maxLength: 20 }),
+        fc.integer({ min: 1, max: 1500 }),
+        async (bytes, cuts, partSize) => {
+          const data = Buffer.from(bytes);
+          const chunks: Buffer[] = [];
+          let o = 0;
+          for (const c of cuts) {
+            if (o >= data.length) break;
+            chunks.push(data.subarray(o, o + c));
+            o += c;
+          }
+          if (o < data.length) chunks.push(data.subarray(o));
+          const d = (await digestOf(chunks, partSize)).result;
+          assert.equal(d.size, data.length);
+          assert.equal(d.sha256Hex, createHash('sha256').update(data).digest('hex'));
+          assert.equal(d.md5Hex, createHash('md5').update(data).digest('hex'));
+          assert.equal(d.multipartEtag, data.length === 0 ? undefined : expectedEtag(data, partSize));
+        },
+      ),
       { numRuns: 200 },
     );
   });

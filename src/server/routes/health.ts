@@ -6,11 +6,7 @@ import { HealthBody, ReadyBody } from '../schemas.js';
 export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = async (app, { deps }) => {
   // Liveness says only that the process serves requests: an etcd outage must not get the sidecar
   // restarted, since it is the part that brings etcd back.
-  app.get(
-    '/healthz',
-    { schema: { summary: 'Liveness', tags: ['health'], response: { 200: HealthBody } } },
-    async () => ({ status: 'ok' as const }),
-  );
+  app.get('/healthz', { schema: { summary: 'Liveness', tags: ['health'], response: { 200: HealthBody } } }, async () => ({ status: 'ok' as const }));
 
   app.get(
     '/readyz',
@@ -37,7 +33,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
         checks.push({
           name: 'etcd-no-alarm',
           ok: alarms.length === 0,
-          message: alarms.length === 0 ? 'no alarm' : `alarms: ${alarms.join(', ')}${alarms.includes('NOSPACE') ? ' (writes are refused: make room and disarm, or run with --auto-recover-nospace)' : ''}`,
+          message:
+            alarms.length === 0 ? 'no alarm' : `alarms: ${alarms.join(', ')}${alarms.includes('NOSPACE') ? ' (writes are refused: make room and disarm, or run with --auto-recover-nospace)' : ''}`,
         });
       }
       const ready = checks.every((c) => c.ok);

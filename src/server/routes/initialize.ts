@@ -39,10 +39,8 @@ export const initializeRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> =
     },
   );
 
-  app.get(
-    '/initialize',
-    { schema: { summary: 'The state of initialization (reading never resets it)', tags: ['initialize'], response: { 200: InitializeBody, 503: ErrorBody } } },
-    async () => init.status(),
+  app.get('/initialize', { schema: { summary: 'The state of initialization (reading never resets it)', tags: ['initialize'], response: { 200: InitializeBody, 503: ErrorBody } } }, async () =>
+    init.status(),
   );
 
   app.get(

@@ -22,7 +22,8 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
     {
       schema: {
         summary: 'Take a full snapshot now',
-        description: 'Answers 201 with a full snapshot that started after the request arrived: while one runs, the request waits for it and gets the next one, which every request that arrived meanwhile shares.',
+        description:
+          'Answers 201 with a full snapshot that started after the request arrived: while one runs, the request waits for it and gets the next one, which every request that arrived meanwhile shares.',
         tags: ['snapshots'],
         response: { 201: SnapshotRecordBody, ...errors },
       },
@@ -56,7 +57,7 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
     '/snapshot/compact',
     {
       schema: {
-        summary: "Compact the latest chain into a full snapshot at its last revision",
+        summary: 'Compact the latest chain into a full snapshot at its last revision',
         description:
           "The latest full snapshot and its deltas are restored into a scratch temporary etcd, snapshotted there and uploaded as a full snapshot at the chain's last revision, with the chain's cluster ID: a later restore starts from it and replays nothing, and retention collects the old deltas. 201 with the new snapshot; 409 nothing_to_compact when the chain has no delta (or no full snapshot, or a gap), 409 compact_running while one runs. Takes as long as a restore of the chain.",
         tags: ['snapshots'],
@@ -96,7 +97,12 @@ export const snapshotRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = a
   app.get(
     '/snapshots',
     {
-      schema: { summary: 'Every snapshot in the store, newest first, paginated', tags: ['snapshots'], querystring: SnapshotListQuery, response: { 200: SnapshotListBody, 400: ErrorBody, 502: ErrorBody } },
+      schema: {
+        summary: 'Every snapshot in the store, newest first, paginated',
+        tags: ['snapshots'],
+        querystring: SnapshotListQuery,
+        response: { 200: SnapshotListBody, 400: ErrorBody, 502: ErrorBody },
+      },
       config,
     },
     async (req, reply) => {
