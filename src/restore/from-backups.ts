@@ -16,11 +16,13 @@ import type { SnapshotRef } from '../snapshot/names.js';
 import { listSnapshots } from '../snapshot/snapshotter.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { clusterIdsOf, fetchFullSnapshot } from './fetch.js';
-import { chainClusterId, planFromFullDb, planRestore, RestoreError } from './plan.js';
-import { checkAborted, replay } from './replay.js';
+import { chainClusterId, planFromFullDb, planRestore, RestoreError, type RestorePlan } from './plan.js';
+import { checkAborted, replay, type Replayed } from './replay.js';
 import { recordReplaySample, replayRatesFile, sampleOf, type ReplaySample } from './replay-rates.js';
 import { makeWorkDir, removeStaleWorkDirs } from './scratch.js';
 import { finishInterruptedSwap, isMissingOrEmpty, partDir, swapIn } from './swap.js';
+
+type WorkDir = Awaited<ReturnType<typeof makeWorkDir>>;
 
 export interface RestoreOptions {
   store: SnapStore;
@@ -129,27 +131,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const { store, dataDir, log, signal } = opts;
   if (opts.initialAdvertisePeerUrls.length === 0) throw new RestoreError('bad_request', 'initialAdvertisePeerUrls is empty');
   const tools = restoreTools(opts.etcdBinDir);
-  const swapped = await finishInterruptedSwap(dataDir);
-  if (swapped !== 'none') log.warn({ dataDir, action: swapped }, 'found the leftovers of an interrupted restore and settled them');
-  if (!opts.replaceExisting && !(await isMissingOrEmpty(dataDir))) {
-    throw new RestoreError('data_dir_not_empty', `data dir ${dataDir} exists and is not empty; refusing to restore over it`);
-  }
-
-  const target: { toRevision?: number; toTime?: Date } = {};
-  if (opts.toRevision !== undefined) target.toRevision = opts.toRevision;
-  if (opts.toTime !== undefined) target.toTime = opts.toTime;
-  const listing = await listSnapshots(store);
-  let plan = planRestore(listing, target);
-  const refs: SnapshotRef[] = [plan.full, ...plan.links.map((l) => l.delta)];
-  const heads = await clusterIdsOf(store, refs);
-  const clusterId = chainClusterId(heads, opts.expectClusterId);
-  // What bounds the prefetch: the stored size of each delta.
-  const sizes = new Map(heads.map((h) => [h.name, h.size]));
-  log.info(
-    { full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId, etcd: tools.etcd, restoreTool: snapshotRestoreTool(tools) },
-    'restore planned',
-  );
-
+  await settleDataDir(opts);
+  const chain = await planChain(opts, tools);
+  let plan = chain.plan;
   const progress: RestoreProgress = {
     phase: 'planning',
     fullRevision: plan.full.lastRevision,
@@ -163,26 +147,17 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     progress.phase = phase;
     opts.onProgress?.({ ...progress });
   };
-
-  const scratchRoot = opts.scratchDir ?? dirname(dataDir);
-  await mkdir(scratchRoot, { recursive: true });
-  const stale = await removeStaleWorkDirs(scratchRoot, [WORK_PREFIX, '.etcd-drill-'], log);
-  if (stale > 0) log.warn({ scratchRoot, removed: stale }, 'removed the scratch dirs of interrupted restores');
-  const workDir = await makeWorkDir(scratchRoot, WORK_PREFIX);
-  const work = workDir.dir;
-  const part = partDir(dataDir);
-  await rm(part, { recursive: true, force: true });
-  let temp: TemporaryEtcd | undefined;
+  const { workDir, part } = await prepareWork(opts);
   const timings = { fetchFullMs: 0, restoreFullMs: 0, replayMs: 0, finalizeMs: 0 };
   try {
     report('fetching-full');
     let t = performance.now();
-    const fullFile = join(work, 'full.db');
+    const fullFile = join(workDir.dir, 'full.db');
     const full = await fetchFullSnapshot(store, plan.full, fullFile, signal);
     timings.fetchFullMs = performance.now() - t;
     progress.fullRevision = full.revision;
     progress.revision = full.revision;
-    plan = planFromFullDb(listing, plan.full, full.revision, target);
+    plan = planFromFullDb(chain.listing, plan.full, full.revision, chain.target);
     progress.targetRevision = plan.targetRevision;
     progress.deltasTotal = plan.links.length;
     checkAborted(signal);
@@ -192,49 +167,14 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const real = { name: opts.name, initialCluster: opts.initialCluster, initialClusterToken: opts.initialClusterToken, initialAdvertisePeerUrls: opts.initialAdvertisePeerUrls, tools };
 
     report('restoring-full');
-    let revision = full.revision;
-    let events = 0;
-    let deltasApplied = 0;
-    let keyChange = 0;
+    let replayed: Replayed = { revision: full.revision, events: 0, deltas: 0, keyChange: 0, resent: 0 };
     if (plan.links.length === 0 || full.revision === plan.targetRevision) {
       // Nothing to replay: the snapshot goes straight into place with this member's identity.
       t = performance.now();
       await snapshotRestore({ file: fullFile, dataDir: part, ...real });
       timings.restoreFullMs = performance.now() - t;
     } else {
-      t = performance.now();
-      const started = await startReplayEtcd(fullFile, work, tools, log, (pid) => workDir.noteEtcd(pid));
-      temp = started.etcd;
-      const tempData = started.dataDir;
-      await rm(fullFile, { force: true });
-      // Leases first: from here on none can expire, so the revision cannot move on its own.
-      const keeper = await temp.keepLeasesAlive(log);
-      const startRevision = await temp.revision();
-      if (startRevision !== full.revision) {
-        throw new RestoreError('revision_mismatch', `the temporary etcd started at revision ${startRevision}, not at the full snapshot's ${full.revision}`);
-      }
-      timings.restoreFullMs = performance.now() - t;
-      log.info({ revision: startRevision, leases: keeper.size }, 'full snapshot restored into the temporary etcd; replaying deltas');
-
-      report('replaying');
-      t = performance.now();
-      const replayed = await replay(temp, keeper, plan, full.revision, { ...opts, sizes }, (p) => {
-        Object.assign(progress, p);
-        report('replaying');
-      });
-      log.info({ revisions: replayed.revision - full.revision, resent: replayed.resent, ms: Math.round(performance.now() - t) }, 'deltas replayed');
-      revision = replayed.revision;
-      events = replayed.events;
-      deltasApplied = replayed.deltas;
-      keyChange = replayed.keyChange;
-      timings.replayMs = performance.now() - t;
-
-      report('finalizing');
-      t = performance.now();
-      await temp.stop();
-      temp = undefined;
-      await restoreTemporaryDb(tempData, revision, 'replayed', part, real);
-      timings.finalizeMs = performance.now() - t;
+      replayed = await replayOntoFull({ opts, plan, full, fullFile, workDir, tools, part, real, sizes: chain.sizes, timings, progress, report });
     }
     checkAborted(signal);
     const t2 = performance.now();
@@ -243,22 +183,22 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     }
     await swapIn(dataDir, opts.replaceExisting ?? false);
     timings.finalizeMs += performance.now() - t2;
-    progress.revision = revision;
-    progress.deltasApplied = deltasApplied;
-    progress.eventsApplied = events;
+    progress.revision = replayed.revision;
+    progress.deltasApplied = replayed.deltas;
+    progress.eventsApplied = replayed.events;
     report('done');
     const result: RestoreResult = {
-      revision,
+      revision: replayed.revision,
       fullSnapshot: plan.full.name,
-      deltasApplied,
-      eventsApplied: events,
+      deltasApplied: replayed.deltas,
+      eventsApplied: replayed.events,
       durationMs: Math.round(performance.now() - t0),
       fullRevision: full.revision,
       fullDbBytes: full.dbBytes,
-      liveKeyChange: keyChange,
+      liveKeyChange: replayed.keyChange,
       timings: { fetchFullMs: Math.round(timings.fetchFullMs), restoreFullMs: Math.round(timings.restoreFullMs), replayMs: Math.round(timings.replayMs), finalizeMs: Math.round(timings.finalizeMs) },
     };
-    if (clusterId !== undefined) result.clusterId = clusterId;
+    if (chain.clusterId !== undefined) result.clusterId = chain.clusterId;
     log.info({ ...result }, 'restore complete');
     await noteReplayRate(opts, result);
     return result;
@@ -266,8 +206,105 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     await rm(part, { recursive: true, force: true }).catch(() => {});
     throw asRestoreError(err, 'restore failed', signal?.aborted);
   } finally {
+    await rm(workDir.dir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/** Settles what an interrupted restore left, and refuses to restore over data unless told to. */
+async function settleDataDir(opts: RestoreOptions): Promise<void> {
+  const { dataDir, log } = opts;
+  const swapped = await finishInterruptedSwap(dataDir);
+  if (swapped !== 'none') log.warn({ dataDir, action: swapped }, 'found the leftovers of an interrupted restore and settled them');
+  if (!opts.replaceExisting && !(await isMissingOrEmpty(dataDir))) {
+    throw new RestoreError('data_dir_not_empty', `data dir ${dataDir} exists and is not empty; refusing to restore over it`);
+  }
+}
+
+/** The chain to restore, its cluster (checked against --expect-cluster-id) and its deltas' stored sizes. */
+async function planChain(
+  opts: RestoreOptions,
+  tools: EtcdTools,
+): Promise<{ listing: SnapshotRef[]; plan: RestorePlan; target: { toRevision?: number; toTime?: Date }; clusterId: string | undefined; sizes: Map<string, number> }> {
+  const target: { toRevision?: number; toTime?: Date } = {};
+  if (opts.toRevision !== undefined) target.toRevision = opts.toRevision;
+  if (opts.toTime !== undefined) target.toTime = opts.toTime;
+  const listing = await listSnapshots(opts.store);
+  const plan = planRestore(listing, target);
+  const refs: SnapshotRef[] = [plan.full, ...plan.links.map((l) => l.delta)];
+  const heads = await clusterIdsOf(opts.store, refs);
+  const clusterId = chainClusterId(heads, opts.expectClusterId);
+  // What bounds the prefetch: the stored size of each delta.
+  const sizes = new Map(heads.map((h) => [h.name, h.size]));
+  opts.log.info(
+    { full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId, etcd: tools.etcd, restoreTool: snapshotRestoreTool(tools) },
+    'restore planned',
+  );
+  return { listing, plan, target, clusterId, sizes };
+}
+
+/** This restore's scratch dir (stale ones of dead restores removed first) and an empty `<data-dir>.part`. */
+async function prepareWork(opts: RestoreOptions): Promise<{ workDir: WorkDir; part: string }> {
+  const scratchRoot = opts.scratchDir ?? dirname(opts.dataDir);
+  await mkdir(scratchRoot, { recursive: true });
+  const stale = await removeStaleWorkDirs(scratchRoot, [WORK_PREFIX, '.etcd-drill-'], opts.log);
+  if (stale > 0) opts.log.warn({ scratchRoot, removed: stale }, 'removed the scratch dirs of interrupted restores');
+  const workDir = await makeWorkDir(scratchRoot, WORK_PREFIX);
+  const part = partDir(opts.dataDir);
+  await rm(part, { recursive: true, force: true });
+  return { workDir, part };
+}
+
+interface ReplayStep {
+  opts: RestoreOptions;
+  plan: RestorePlan;
+  full: { revision: number };
+  fullFile: string;
+  workDir: WorkDir;
+  tools: EtcdTools;
+  part: string;
+  real: Parameters<typeof restoreTemporaryDb>[4];
+  sizes: Map<string, number>;
+  timings: { restoreFullMs: number; replayMs: number; finalizeMs: number };
+  progress: RestoreProgress;
+  report: (phase: RestorePhase) => void;
+}
+
+/** The full snapshot in a temporary etcd, the deltas replayed into it, its db restored into `part`. */
+async function replayOntoFull(x: ReplayStep): Promise<Replayed> {
+  const { opts, plan, full } = x;
+  const log = opts.log;
+  let t = performance.now();
+  const started = await startReplayEtcd(x.fullFile, x.workDir.dir, x.tools, log, (pid) => x.workDir.noteEtcd(pid));
+  let temp: TemporaryEtcd | undefined = started.etcd;
+  try {
+    await rm(x.fullFile, { force: true });
+    // Leases first: from here on none can expire, so the revision cannot move on its own.
+    const keeper = await temp.keepLeasesAlive(log);
+    const startRevision = await temp.revision();
+    if (startRevision !== full.revision) {
+      throw new RestoreError('revision_mismatch', `the temporary etcd started at revision ${startRevision}, not at the full snapshot's ${full.revision}`);
+    }
+    x.timings.restoreFullMs = performance.now() - t;
+    log.info({ revision: startRevision, leases: keeper.size }, 'full snapshot restored into the temporary etcd; replaying deltas');
+
+    x.report('replaying');
+    t = performance.now();
+    const replayed = await replay(temp, keeper, plan, full.revision, { ...opts, sizes: x.sizes }, (p) => {
+      Object.assign(x.progress, p);
+      x.report('replaying');
+    });
+    log.info({ revisions: replayed.revision - full.revision, resent: replayed.resent, ms: Math.round(performance.now() - t) }, 'deltas replayed');
+    x.timings.replayMs = performance.now() - t;
+
+    x.report('finalizing');
+    t = performance.now();
+    await temp.stop();
+    temp = undefined;
+    await restoreTemporaryDb(started.dataDir, replayed.revision, 'replayed', x.part, x.real);
+    x.timings.finalizeMs = performance.now() - t;
+    return replayed;
+  } finally {
     if (temp) await temp.stop().catch(() => {});
-    await rm(work, { recursive: true, force: true }).catch(() => {});
   }
 }
 
