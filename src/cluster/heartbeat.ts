@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Logger } from '../logger.js';
+import { retryWithBackoff } from '../resilience.js';
 import { listAll, StoreError, type SnapStore } from '../snapstore/types.js';
 import { HeartbeatAges, type SeenHeartbeat } from './heartbeat-ages.js';
 import { HEARTBEAT_DIR, heartbeatName, parseHeartbeat, type Heartbeat, type WaitingReport } from './heartbeat-format.js';
@@ -48,13 +49,10 @@ export async function readHeartbeats(store: SnapStore, log?: Logger): Promise<He
     let lastErr: Error | undefined;
     // Heartbeats are overwritten every period: a read racing the writer's replace (the local store
     // swaps checksum and bytes in two renames) fails its checksum once; the next read is whole.
-    for (let attempt = 0; attempt < 3 && parsed === undefined; attempt++) {
-      try {
-        parsed = parseHeartbeat(await readText(store, o.name));
-      } catch (err) {
-        lastErr = err as Error;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+    try {
+      parsed = await retryWithBackoff(async () => parseHeartbeat(await readText(store, o.name)), { initialDelayMs: 50, maxDelayMs: 100, maxAttempts: 3 });
+    } catch (err) {
+      lastErr = err as Error;
     }
     if (parsed === undefined) {
       // Deleted between list and get, or unreadable: the same as absent.

@@ -7,6 +7,7 @@
 import { rm } from 'node:fs/promises';
 import { addLearner, removeMember as removeMemberVia } from '../etcd/membership.js';
 import type { ClusterStatus } from '../etcd/status.js';
+import { retryWithBackoff } from '../resilience.js';
 import { InitializationError, type ActionContext } from './context.js';
 import { findSelf } from './decide.js';
 import { joiningCluster, type EtcdStart } from './etcd-config.js';
@@ -33,19 +34,18 @@ export class MembershipActions {
   }
 
   private async withMembershipRetries<T>(what: string, op: () => Promise<T>): Promise<T> {
-    const sleep = this.ctx.deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-    let delay = 500;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await op();
-      } catch (err) {
-        if (err instanceof ClusterGone) throw err;
-        const msg = (err as Error).message;
-        if (attempt >= MEMBERSHIP_ATTEMPTS || !RETRYABLE_MEMBERSHIP.test(msg)) throw new InitializationError(`${what}: ${msg}`);
-        this.ctx.update({ progress: `${what}: ${msg}; retrying (attempt ${attempt})` });
-        await sleep(delay);
-        delay = Math.min(delay * 2, 5_000);
-      }
+    try {
+      return await retryWithBackoff(op, {
+        initialDelayMs: 500,
+        maxDelayMs: 5_000,
+        maxAttempts: MEMBERSHIP_ATTEMPTS,
+        signal: this.ctx.signal,
+        retryWhile: (err) => !(err instanceof ClusterGone) && RETRYABLE_MEMBERSHIP.test(err.message),
+        onFailure: (err, attempt) => this.ctx.update({ progress: `${what}: ${err.message}; retrying (attempt ${attempt})` }),
+      });
+    } catch (err) {
+      if (err instanceof ClusterGone) throw err;
+      throw new InitializationError(`${what}: ${(err as Error).message}`, { cause: err });
     }
   }
 

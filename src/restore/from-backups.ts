@@ -17,6 +17,7 @@ import { listSnapshots } from '../snapshot/snapshotter.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { clusterIdsOf, fetchFullSnapshot } from './fetch.js';
 import { chainClusterId, planFromFullDb, planRestore, RestoreError, type RestorePlan } from './plan.js';
+import { retryWithBackoff } from '../resilience.js';
 import { checkAborted, replay, type Replayed } from './replay.js';
 import { recordReplaySample, replayRatesFile, sampleOf, type ReplaySample } from './replay-rates.js';
 import { makeWorkDir, removeStaleWorkDirs } from './scratch.js';
@@ -328,19 +329,26 @@ const START_ATTEMPTS = 3;
  * restores afresh with new ports, since the peer URL is written into the data dir.
  */
 async function startReplayEtcd(fullFile: string, work: string, tools: EtcdTools, log: Logger, noteEtcd: (pid: number | undefined) => Promise<void>): Promise<{ etcd: TemporaryEtcd; dataDir: string }> {
-  for (let attempt = 1; ; attempt++) {
-    const peerPort = await freeLoopbackPort();
-    const peerURL = `http://127.0.0.1:${peerPort}`;
-    const dataDir = join(work, `data-${attempt}`);
-    await snapshotRestore({ file: fullFile, dataDir, name: TEMP_MEMBER, initialCluster: `${TEMP_MEMBER}=${peerURL}`, initialClusterToken: TEMP_MEMBER, initialAdvertisePeerUrls: [peerURL], tools });
-    try {
-      const etcd = await TemporaryEtcd.start({ dataDir, name: TEMP_MEMBER, peerPort, logFile: join(work, `etcd-${attempt}.log`), log, etcdBinary: tools.etcd });
-      await noteEtcd(etcd.process.pid);
-      return { etcd, dataDir };
-    } catch (err) {
-      if (attempt >= START_ATTEMPTS) throw err;
-      log.warn({ attempt, err: (err as Error).message }, 'the temporary etcd did not start; retrying with other ports');
-      await rm(dataDir, { recursive: true, force: true });
-    }
-  }
+  return retryWithBackoff(
+    async (attempt) => {
+      const peerPort = await freeLoopbackPort();
+      const peerURL = `http://127.0.0.1:${peerPort}`;
+      const dataDir = join(work, `data-${attempt}`);
+      await snapshotRestore({ file: fullFile, dataDir, name: TEMP_MEMBER, initialCluster: `${TEMP_MEMBER}=${peerURL}`, initialClusterToken: TEMP_MEMBER, initialAdvertisePeerUrls: [peerURL], tools });
+      try {
+        const etcd = await TemporaryEtcd.start({ dataDir, name: TEMP_MEMBER, peerPort, logFile: join(work, `etcd-${attempt}.log`), log, etcdBinary: tools.etcd });
+        await noteEtcd(etcd.process.pid);
+        return { etcd, dataDir };
+      } catch (err) {
+        await rm(dataDir, { recursive: true, force: true });
+        throw err;
+      }
+    },
+    {
+      initialDelayMs: 100,
+      maxDelayMs: 1_000,
+      maxAttempts: START_ATTEMPTS,
+      onFailure: (err, attempt) => log.warn({ attempt, err: err.message }, 'the temporary etcd did not start; retrying with other ports'),
+    },
+  );
 }
