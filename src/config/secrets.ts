@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './load.js';
 import type { Config } from './options.js';
+import { Type } from '@sinclair/typebox';
+import { parseJson } from '../json.js';
+
+/** The secret fields of a GCS service-account key file. */
+const GcsKeySchema = Type.Object({ private_key: Type.Optional(Type.String()), private_key_id: Type.Optional(Type.String()) });
 
 export const REDACTED = '<redacted>';
 
@@ -70,12 +75,9 @@ export function loadSecrets(config: Config, env: Record<string, string | undefin
   if (sseKey) values.push(sseKey.trim());
   const gcsKey = optionalRead(config.gcsKeyFile);
   if (gcsKey) {
-    try {
-      const key = JSON.parse(gcsKey) as { private_key?: unknown; private_key_id?: unknown };
-      for (const v of [key.private_key, key.private_key_id]) if (typeof v === 'string') values.push(v);
-    } catch {
-      // not JSON: the GCS client will say so; nothing we could recognise to hide
-    }
+    // Not a key file: the GCS client will say so; nothing we could recognise to hide.
+    const key = parseJson(GcsKeySchema, gcsKey);
+    if (key.ok) for (const v of [key.value.private_key, key.value.private_key_id]) if (v !== undefined) values.push(v);
   }
   for (const name of ['AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'EBS_API_TOKEN', 'EBS_ETCD_PASSWORD']) {
     const v = env[name];

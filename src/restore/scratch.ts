@@ -5,22 +5,25 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../logger.js';
+import { Type, type Static } from '@sinclair/typebox';
+import { parseJson } from '../json.js';
 
 const OWNER_FILE = 'owner.json';
 
-export interface Owner {
+const OwnerSchema = Type.Object({
   /** The restoring process. */
-  pid: number;
+  pid: Type.Integer(),
   /**
    * When that process started (clock ticks since boot, /proc/<pid>/stat) and on which boot: a pid
    * alone does not tell a previous incarnation from this one, since the sidecar is PID 1 in its
    * container every time it starts. Absent where /proc is not there, and in older records.
    */
-  startTime?: string;
-  bootId?: string;
+  startTime: Type.Optional(Type.String()),
+  bootId: Type.Optional(Type.String()),
   /** Its temporary etcd, once started. */
-  etcdPid?: number;
-}
+  etcdPid: Type.Optional(Type.Integer()),
+});
+export type Owner = Static<typeof OwnerSchema>;
 
 function pidAlive(pid: number): boolean {
   try {
@@ -110,12 +113,10 @@ export async function removeStaleWorkDirs(root: string, prefixes: readonly strin
   for (const name of names) {
     if (!prefixes.some((p) => name.startsWith(p))) continue;
     const dir = join(root, name);
-    let owner: Owner | undefined;
-    try {
-      owner = JSON.parse(await readFile(join(dir, OWNER_FILE), 'utf8')) as Owner;
-    } catch {
-      owner = undefined;
-    }
+    // Unreadable or not an owner record (cut short, another release's): its owner is unknown, so gone.
+    const text = await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => '');
+    const parsed = parseJson(OwnerSchema, text);
+    const owner: Owner | undefined = parsed.ok ? parsed.value : undefined;
     if (owner && (await ownerAlive(owner, self))) continue;
     if (owner?.etcdPid !== undefined && (await isEtcdOf(owner.etcdPid, dir))) {
       log.warn({ pid: owner.etcdPid, dir }, 'killing the temporary etcd of an interrupted restore');
