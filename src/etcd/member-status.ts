@@ -1,9 +1,8 @@
 /**
  * Questions asked of one member about itself: its status and whether it can serve a linearizable
- * read. Both are bounded by one deadline whatever the member does: the grpc deadline bounds the call,
- * withDeadline also bounds etcd3's token exchange with auth on, which the grpc deadline does not.
+ * read. Both are bounded by one deadline whatever the member does (call-deadline.ts).
  */
-import { withDeadline } from '../resilience.js';
+import { callWithin } from './call-deadline.js';
 import type { EtcdMember } from './client.js';
 import { memberIdHex } from './members.js';
 
@@ -25,11 +24,8 @@ export interface MemberStatus {
   alarms: string[];
 }
 
-/** Grace over the grpc deadline, so that the member's own "deadline exceeded" is what gets reported. */
-const DEADLINE_GRACE_MS = 100;
-
 export async function readMemberStatus(member: EtcdMember, timeoutMs: number): Promise<MemberStatus> {
-  const res = await withDeadline('status', timeoutMs + DEADLINE_GRACE_MS, () => member.maintenance.status({ deadline: Date.now() + timeoutMs }));
+  const res = await callWithin('status', timeoutMs, (deadline) => member.maintenance.status({ deadline }));
   return {
     memberId: memberIdHex(res.header.member_id),
     clusterId: memberIdHex(res.header.cluster_id),
@@ -51,10 +47,5 @@ export async function readMemberStatus(member: EtcdMember, timeoutMs: number): P
  * round with a quorum, so it proves the member is in a cluster with quorum right now.
  */
 export async function confirmQuorum(member: EtcdMember, key: string, timeoutMs: number): Promise<void> {
-  await withDeadline('linearizable read', timeoutMs, () =>
-    member
-      .get(key)
-      .options({ deadline: Date.now() + timeoutMs })
-      .exec(),
-  );
+  await callWithin('linearizable read', timeoutMs, (deadline) => member.get(key).options({ deadline }).exec());
 }

@@ -2,7 +2,7 @@
  * Membership changes, each sent to one chosen member (the raft leader's own endpoint where it
  * matters: a follower forwarding a change drops the auth token, seed 002) and bounded by one deadline.
  */
-import { withDeadline } from '../resilience.js';
+import { callWithin } from './call-deadline.js';
 import type { EtcdMember } from './client.js';
 import { toMember, type Member } from './members.js';
 
@@ -17,7 +17,7 @@ export const LEARNER_NOT_IN_SYNC = /can only promote a learner member which is i
 /** Resolves true when promoted, false when etcd says the learner is not in sync yet; throws otherwise. */
 export async function promoteLearner(via: EtcdMember, memberIdHex: string, timeoutMs: number): Promise<boolean> {
   try {
-    await withDeadline('member promote', timeoutMs, () => via.cluster.memberPromote({ ID: decimalId(memberIdHex) }, { deadline: Date.now() + timeoutMs }));
+    await callWithin('member promote', timeoutMs, (deadline) => via.cluster.memberPromote({ ID: decimalId(memberIdHex) }, { deadline }));
     return true;
   } catch (err) {
     if (LEARNER_NOT_IN_SYNC.test((err as Error).message)) return false;
@@ -26,11 +26,11 @@ export async function promoteLearner(via: EtcdMember, memberIdHex: string, timeo
 }
 
 export async function removeMember(via: EtcdMember, memberIdHex: string, timeoutMs: number): Promise<void> {
-  await withDeadline('member remove', timeoutMs, () => via.cluster.memberRemove({ ID: decimalId(memberIdHex) }, { deadline: Date.now() + timeoutMs }));
+  await callWithin('member remove', timeoutMs, (deadline) => via.cluster.memberRemove({ ID: decimalId(memberIdHex) }, { deadline }));
 }
 
 /** Adds a learner; returns the member list etcd answers with (the new member included). */
 export async function addLearner(via: EtcdMember, peerURLs: readonly string[], timeoutMs: number): Promise<{ added: Member; members: Member[] }> {
-  const res = await withDeadline('member add', timeoutMs, () => via.cluster.memberAdd({ peerURLs: [...peerURLs], isLearner: true }, { deadline: Date.now() + timeoutMs }));
+  const res = await callWithin('member add', timeoutMs, (deadline) => via.cluster.memberAdd({ peerURLs: [...peerURLs], isLearner: true }, { deadline }));
   return { added: toMember(res.member), members: res.members.map(toMember) };
 }

@@ -7,7 +7,7 @@
 import { rm } from 'node:fs/promises';
 import { addLearner, removeMember as removeMemberVia } from '../etcd/membership.js';
 import type { ClusterStatus } from '../etcd/status.js';
-import { retryWithBackoff } from '../resilience.js';
+import { DeadlineError, retryWithBackoff } from '../resilience.js';
 import { InitializationError, type ActionContext } from './context.js';
 import { findSelf } from './decide.js';
 import { joiningCluster, type EtcdStart } from './etcd-config.js';
@@ -40,7 +40,8 @@ export class MembershipActions {
         maxDelayMs: 5_000,
         maxAttempts: MEMBERSHIP_ATTEMPTS,
         signal: this.ctx.signal,
-        retryWhile: (err) => !(err instanceof ClusterGone) && RETRYABLE_MEMBERSHIP.test(err.message),
+        // A member that did not answer in time (an election, a frozen leader) is asked again like one that said "not now".
+        retryWhile: (err) => !(err instanceof ClusterGone) && (err instanceof DeadlineError || RETRYABLE_MEMBERSHIP.test(err.message)),
         onFailure: (err, attempt) => this.ctx.update({ progress: `${what}: ${err.message}; retrying (attempt ${attempt})` }),
       });
     } catch (err) {
