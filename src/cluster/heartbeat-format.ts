@@ -7,15 +7,18 @@ import { Type, type Static } from '@sinclair/typebox';
 import { parseJson } from '../json.js';
 
 /** What a waiting member holds; the recovery starts from the newest copy or the backups. */
-const WaitingReportSchema = Type.Object({
-  /** Its data dir is missing, empty, corrupt, foreign or went back in time. */
-  dataLost: Type.Boolean(),
-  clusterId: Type.Optional(Type.String()),
-  memberId: Type.Optional(Type.String()),
-  raftIndex: Type.Optional(Type.Number()),
-  /** The highest revision its data can hold (the db's revision plus its WAL entries not yet applied). */
-  revisionBound: Type.Optional(Type.Number()),
-});
+const WaitingReportSchema = Type.Object(
+  {
+    /** Its data dir is missing, empty, corrupt, foreign or went back in time. */
+    dataLost: Type.Boolean(),
+    clusterId: Type.Optional(Type.String()),
+    memberId: Type.Optional(Type.String()),
+    raftIndex: Type.Optional(Type.Integer()),
+    /** The highest revision its data can hold (the db's revision plus its WAL entries not yet applied). */
+    revisionBound: Type.Optional(Type.Integer({ description: 'the highest revision its data can hold' })),
+  },
+  { description: 'its initializer waits for want of a cluster with quorum; what its data holds (the recovery starts from the newest copy or the backups)' },
+);
 export type WaitingReport = Static<typeof WaitingReportSchema>;
 
 /**
@@ -23,7 +26,7 @@ export type WaitingReport = Static<typeof WaitingReportSchema>;
  * `v2/` layout, so it survives when etcd is down: the initializer tells a live cluster from a dead
  * one by it, and spots a member whose data went back in time (revision lower than it announced).
  */
-const HeartbeatSchema = Type.Object({
+export const HeartbeatSchema = Type.Object({
   name: Type.String({ minLength: 1 }),
   /** hex, like memberIdHex() in src/etcd/members.ts */
   memberId: Type.Optional(Type.String()),
@@ -31,18 +34,18 @@ const HeartbeatSchema = Type.Object({
   role: Type.Union([Type.Literal('leader'), Type.Literal('follower'), Type.Literal('unknown')]),
   learner: Type.Optional(Type.Boolean()),
   /** Of this member's etcd when written. */
-  revision: Type.Optional(Type.Number()),
-  raftIndex: Type.Optional(Type.Number()),
+  revision: Type.Optional(Type.Integer()),
+  raftIndex: Type.Optional(Type.Integer()),
   /** This sidecar's API base URL. */
   apiURL: Type.String(),
   /** RFC 3339, the writer's clock: shown to operators, never used to judge freshness (see heartbeat-ages.ts). */
-  time: Type.String({ format: 'date-time' }),
+  time: Type.String({ format: 'date-time', description: "the writer's clock, for people; freshness is judged by ageSeconds" }),
   /** Did the own member answer when written. */
-  etcdUp: Type.Boolean(),
+  etcdUp: Type.Boolean({ description: 'whether the member answered when the heartbeat was written' }),
   /** Its etcd confirmed a leader at the last check: it is part of a cluster with quorum. */
-  inQuorum: Type.Optional(Type.Boolean()),
+  inQuorum: Type.Optional(Type.Boolean({ description: 'its etcd confirmed a leader at the last check' })),
   /** False when this sidecar never takes snapshots (--snapshot-leader=never): others stand in for its member. */
-  backsUp: Type.Optional(Type.Boolean()),
+  backsUp: Type.Optional(Type.Boolean({ description: 'false for a sidecar with --snapshot-leader=never: another sidecar stands in while its member leads' })),
   /**
    * Set while this member's initializer waits because no cluster with quorum answers: what its data
    * holds, so that every member can choose the same copy to recover from (src/initializer/decide.ts).

@@ -1,3 +1,4 @@
+import { HeartbeatSchema } from '../cluster/heartbeat-format.js';
 import { Type, type Static } from '@sinclair/typebox';
 
 // The HTTP contract. Routes use these schemas to validate and serialize; openapi/openapi.yaml is
@@ -174,34 +175,14 @@ export const StatusBody = Type.Object({
           ),
         ),
         heartbeats: Type.Array(
-          Type.Object({
-            name: Type.String(),
-            memberId: Type.Optional(Type.String()),
-            clusterId: Type.Optional(Type.String()),
-            role: Type.Union([Type.Literal('leader'), Type.Literal('follower'), Type.Literal('unknown')]),
-            learner: Type.Optional(Type.Boolean()),
-            revision: Type.Optional(Type.Integer()),
-            raftIndex: Type.Optional(Type.Integer()),
-            apiURL: Type.String(),
-            time: Type.String({ format: 'date-time', description: "the writer's clock, for people; freshness is judged by ageSeconds" }),
-            etcdUp: Type.Boolean({ description: 'whether the member answered when the heartbeat was written' }),
-            inQuorum: Type.Optional(Type.Boolean({ description: 'its etcd confirmed a leader at the last check' })),
-            backsUp: Type.Optional(Type.Boolean({ description: 'false for a sidecar with --snapshot-leader=never: another sidecar stands in while its member leads' })),
-            waiting: Type.Optional(
-              Type.Object(
-                {
-                  dataLost: Type.Boolean(),
-                  clusterId: Type.Optional(Type.String()),
-                  memberId: Type.Optional(Type.String()),
-                  raftIndex: Type.Optional(Type.Integer()),
-                  revisionBound: Type.Optional(Type.Integer({ description: 'the highest revision its data can hold' })),
-                },
-                { description: 'its initializer waits for want of a cluster with quorum; what its data holds (the recovery starts from the newest copy or the backups)' },
-              ),
-            ),
-            ageSeconds: Type.Number({ description: "time since this sidecar saw the heartbeat change, by its own monotonic clock (the writer's clock is never trusted)" }),
-            stale: Type.Boolean({ description: 'unchanged for longer than --heartbeat-ttl' }),
-          }),
+          // The heartbeat object as the store holds it (its schema is its format), and how this sidecar sees it.
+          Type.Composite([
+            HeartbeatSchema,
+            Type.Object({
+              ageSeconds: Type.Number({ description: "time since this sidecar saw the heartbeat change, by its own monotonic clock (the writer's clock is never trusted)" }),
+              stale: Type.Boolean({ description: 'unchanged for longer than --heartbeat-ttl' }),
+            }),
+          ]),
           { description: "every member's last heartbeat in the store" },
         ),
         heartbeatError: Type.Optional(Type.String({ description: 'why the last heartbeat write or read failed' })),

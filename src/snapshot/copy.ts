@@ -6,8 +6,8 @@
  * what the target already holds skipped, so a copy killed midway resumes where it stopped.
  */
 import type { Logger } from '../logger.js';
-import type { SnapStore } from '../snapstore/types.js';
-import type { SnapshotRef } from './names.js';
+import { listAll, type SnapStore } from '../snapstore/types.js';
+import { FORMAT_DIR, type SnapshotRef } from './names.js';
 import { listSnapshots } from './snapshotter.js';
 
 export interface CopySelection {
@@ -45,11 +45,9 @@ export interface CopyReport {
 
 export async function copySnapshots(from: SnapStore, to: SnapStore, o: CopySelection & { log: Logger; signal?: AbortSignal }): Promise<CopyReport> {
   const wanted = selectForCopy(await listSnapshots(from), o);
+  // The listing carries sizes: one request per page, not one per object.
   const held = new Map<string, number>();
-  for (const s of await listSnapshots(to)) {
-    const info = await to.head(s.name);
-    if (info) held.set(s.name, info.size);
-  }
+  for await (const o of listAll(to, `${FORMAT_DIR}/`)) held.set(o.name, o.size);
   const report: CopyReport = { from: from.url, to: to.url, copied: [], skipped: [], bytes: 0 };
   for (const s of wanted) {
     o.signal?.throwIfAborted();

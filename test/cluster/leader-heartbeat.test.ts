@@ -18,14 +18,14 @@ describe('heartbeats', () => {
     assert.match(parseHeartbeat('[]') as string, /^\/: Expected object/);
     assert.match(parseHeartbeat(JSON.stringify({ ...HB, role: 'boss' })) as string, /^\/role: /);
     assert.match(parseHeartbeat(JSON.stringify({ ...HB, time: 'yesterday' })) as string, /^\/time: .*date-time/);
-    assert.match(parseHeartbeat(JSON.stringify({ ...HB, revision: '42' })) as string, /^\/revision: Expected number/);
+    assert.match(parseHeartbeat(JSON.stringify({ ...HB, revision: '42' })) as string, /^\/revision: Expected integer/);
   });
 
   it('parse and check the waiting report a waiting initializer publishes', () => {
     const waiting = { ...HB, etcdUp: false, waiting: { dataLost: false, clusterId: 'c1', memberId: 'a1', raftIndex: 50, revisionBound: 44 } };
     assert.deepEqual(parseHeartbeat(JSON.stringify(waiting)), waiting);
     assert.match(parseHeartbeat(JSON.stringify({ ...HB, waiting: { raftIndex: 3 } })) as string, /^\/waiting\/dataLost: Expected required property/);
-    assert.match(parseHeartbeat(JSON.stringify({ ...HB, waiting: { dataLost: false, raftIndex: 'x' } })) as string, /^\/waiting\/raftIndex: Expected number/);
+    assert.match(parseHeartbeat(JSON.stringify({ ...HB, waiting: { dataLost: false, raftIndex: 'x' } })) as string, /^\/waiting\/raftIndex: Expected integer/);
     assert.match(parseHeartbeat(JSON.stringify({ ...HB, inQuorum: 'yes' })) as string, /^\/inQuorum: Expected boolean/);
   });
 

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
+import { runCli } from '../helpers/cli.js';
 import { randomBytes } from 'node:crypto';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { restore, type RestoreResult } from '../../src/restore/index.js';
 import { restorableChain, type Chain } from '../../src/snapshot/chain.js';
@@ -53,13 +53,7 @@ async function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((r) => child.once('exit', (code) => r(code)));
 }
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_')));
-  return promisify(execFile)(process.execPath, ['dist/cli.js', ...args], { env }).then(
-    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
-}
+const cli = runCli;
 
 /**
  * One round of writes: new keys, overwrites, a delete, a multi-key transaction, a range delete and

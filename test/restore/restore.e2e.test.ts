@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
@@ -17,6 +16,7 @@ import type { Chain } from '../../src/snapshot/chain.js';
 import { LocalStore } from '../../src/snapstore/local.js';
 import { metaFile } from '../../src/snapstore/local-meta.js';
 import type { SnapStore } from '../../src/snapstore/types.js';
+import { runCli } from '../helpers/cli.js';
 import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
 import { startRestored } from '../helpers/replay.js';
 import { capturingLogger, startTestSidecar } from '../helpers/sidecar.js';
@@ -323,12 +323,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
   it('CLI: restore --to-revision prints the result; a second restore into the now full data dir is refused; snapshots verify passes', async () => {
     const dir = join(work, 'cli');
     const peer = `http://127.0.0.1:${await freePort()}`;
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EBS_')));
-    const cli = (args: string[]) =>
-      promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env }).then(
-        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-      );
+    const cli = runCli;
     const member = [
       '--name',
       'r1',

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { runCli, type CliRun } from '../helpers/cli.js';
 import { freePort, TestCluster } from '../helpers/cluster.js';
 import { spawnSidecar, startTestSidecar, type SidecarProcess } from '../helpers/sidecar.js';
 import { makePki, type TestPki } from '../helpers/tls.js';
@@ -106,11 +107,7 @@ describe('API security against a real serve run (etcd with auth enabled)', { tim
 
   it('the CLI sends the token from --api-token-file; without it the sidecar refuses', async () => {
     const listen = new URL(sidecar.url).host;
-    const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
-      run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'snapshot', 'full', '--listen', listen, ...args]).then(
-        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-        (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
-      );
+    const cli = (args: string[]): Promise<CliRun> => runCli(['snapshot', 'full', '--listen', listen, ...args]);
     const refused = await cli([]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /answered 401/);

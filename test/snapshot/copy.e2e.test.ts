@@ -1,25 +1,17 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
+import { runCli } from '../helpers/cli.js';
 import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
 import { keyspaceAt, startRestored } from '../helpers/replay.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
 import { currentChain, backupStore } from '../helpers/snapshots.js';
 import { s3Fixture, type StoreFixture } from '../helpers/store-fixtures.js';
 
-const run = promisify(execFile);
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return run(process.execPath, ['dist/cli.js', ...args]).then(
-    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-    (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
-  );
-}
+const cli = runCli;
 
 /** The flags of a store given on the command line (everything but the URL, which --from/--to carry). */
 const storeFlags = (flags: Record<string, string>): string[] =>
