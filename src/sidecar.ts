@@ -26,7 +26,9 @@ import { Initializer } from './initializer/initializer.js';
 import { watchForRecovery } from './initializer/rejoin-watch.js';
 import { replayRatesFile } from './restore/replay-rates.js';
 import { compactChain, compactOptionsFromConfig, CompactBusyError } from './restore/compact.js';
-import type { SnapshotRecord } from './snapshot/record.js';
+import { afterUpload, type SnapshotObserver, type SnapshotRecord } from './snapshot/record.js';
+import { SecondarySync } from './snapshot/secondary-sync.js';
+import { SecondarySyncMetrics } from './server/secondary-metrics.js';
 
 /** A running sidecar: what `serve` starts and what tests start in-process. */
 export interface Sidecar {
@@ -59,7 +61,8 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     defrag.nospace?.observe(status);
   });
   const mode = config.snapshotLeader as SnapshotLeaderMode;
-  const duties = backupDuties(config, store, etcd, metrics, log);
+  const secondary = await secondaryStore(config, store, { leads: () => cluster.role === 'leader', metrics, log });
+  const duties = backupDuties(config, store, etcd, secondary ? afterUpload(metrics, () => secondary.kick()) : metrics, log);
   metrics.followDeltas(() => duties.current?.deltaState);
   metrics.snapshotPeriods(schedulePeriodMs(config.fullSnapshotSchedule), config.deltaSnapshotPeriod);
   metrics.followRestoreEstimate(() => duties.current?.restoreEstimate?.seconds);
@@ -82,6 +85,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       cluster: () => cluster.view(),
       initializer,
       defrag: defrag.api,
+      ...(secondary ? { secondaryStore: () => secondary.status() } : {}),
     },
     server,
   );
@@ -91,11 +95,13 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   } catch (err) {
     etcd.close();
     await store.close();
+    await secondary?.close();
     throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`, { cause: err });
   }
   monitor.start();
   storeProbe.start();
   defrag.schedule.start();
+  secondary?.start();
   cluster.start(config.advertiseApiUrl || defaultApiURL(config.listen.host, new URL(url).port ? Number(new URL(url).port) : config.listen.port, config.advertiseClientUrls));
   log.info({ url, endpoints: etcd.endpoints() }, 'serving');
   return {
@@ -112,6 +118,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     async close() {
       clearInterval(rejoin);
       await defrag.schedule.stop();
+      await secondary?.close();
       initializer.stop();
       await cluster.stop();
       monitor.stop();
@@ -143,7 +150,7 @@ function serverOptions(config: Config, log: Logger): ServerOptions {
  * A fresh Snapshotter per term as backup leader: each one resumes from the store's chain as the
  * previous leader (maybe another sidecar) left it.
  */
-function backupDuties(config: Config, store: SnapStore, etcd: EtcdClient, metrics: Metrics, log: Logger): DutyRunner<Snapshotter> {
+function backupDuties(config: Config, store: SnapStore, etcd: EtcdClient, observer: SnapshotObserver, log: Logger): DutyRunner<Snapshotter> {
   const settings: SnapshotterSettings = {
     fullSchedule: config.fullSnapshotSchedule,
     deltaPeriodMs: config.deltaSnapshotPeriod,
@@ -160,12 +167,38 @@ function backupDuties(config: Config, store: SnapStore, etcd: EtcdClient, metric
   const member = etcd.member(config.advertiseClientUrls[0] as string);
   const snapshotLog = log.child({ part: 'snapshot' });
   return new DutyRunner(
-    () => new Snapshotter(settings, { store, member, memberName: config.name, log: snapshotLog, observer: metrics }),
+    () => new Snapshotter(settings, { store, member, memberName: config.name, log: snapshotLog, observer }),
     snapshotLog,
     (snapshotter, err) => {
       snapshotter.problem = err instanceof ForeignChainError ? err.message : `snapshotter not started: ${err.message}`;
     },
   );
+}
+
+/**
+ * The --secondary-store's sync, with the store opened (no request yet: a second store that is down
+ * never stops the sidecar from starting), or undefined when there is none.
+ */
+async function secondaryStore(
+  config: Config,
+  primary: SnapStore,
+  parts: { leads: () => boolean; metrics: Metrics; log: Logger },
+): Promise<{ start(): void; kick(): void; status: SecondarySync['status']; close(): Promise<void> } | undefined> {
+  if (config.secondaryStore === '') return undefined;
+  const store = await openStore({ ...config, store: config.secondaryStore });
+  const sync = new SecondarySync(
+    { primary, secondary: store, leads: parts.leads, log: parts.log.child({ part: 'secondary-store' }), observer: new SecondarySyncMetrics(parts.metrics.registry) },
+    { periodMs: config.secondaryStorePeriod, ...(config.gcPeriod > 0 ? { retention: { policy: config.gcPolicy as GcPolicy, maxBackups: config.maxBackups } } : {}) },
+  );
+  return {
+    start: () => sync.start(),
+    kick: () => sync.kick(),
+    status: () => sync.status(),
+    close: async () => {
+      await sync.stop();
+      await store.close();
+    },
+  };
 }
 
 /** What the snapshot routes may do: act through the running snapshotter, or say why there is none. */

@@ -134,6 +134,14 @@ export const OPTIONS = [
     default: 'file://./backups',
     description: 'where backups live: file:///path, s3://bucket/prefix or gs://bucket/prefix',
   },
+  {
+    flag: 'secondary-store',
+    kind: 'store',
+    group: 'store',
+    description:
+      'a second store the backup leader keeps in step with --store (another region or cloud): it copies what the second one lacks after every upload and every --secondary-store-period, checking each object on both sides, and applies --gc-policy there; deletions in --store are never copied. Store settings (credentials, endpoint) are shared, so the two stores use different providers or the same credentials. A second store that is down never delays a backup',
+  },
+  { flag: 'secondary-store-period', kind: 'duration', group: 'store', default: '1m', description: 'how often the backup leader catches the --secondary-store up besides after each upload' },
   { flag: 'store-timeout', kind: 'duration', group: 'store', default: '30s', description: 'a store request fails when connecting, or waiting for the next bytes, takes longer than this' },
   { flag: 'store-max-attempts', kind: 'integer', group: 'store', default: '5', description: 'attempts of a store request on transient errors (5xx, throttling, resets), with backoff' },
   {

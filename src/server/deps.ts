@@ -9,6 +9,7 @@ import type { ClusterStatus, EndpointStatus } from '../etcd/status.js';
 import type { BackupState } from '../snapshot/backup-state.js';
 import type { SnapshotRef } from '../snapshot/names.js';
 import type { SnapshotRecord } from '../snapshot/record.js';
+import type { SecondarySyncState } from '../snapshot/secondary-sync.js';
 import type { StoreHealth } from '../snapstore/index.js';
 import type { Metrics } from './metrics.js';
 
@@ -33,6 +34,8 @@ export interface ServerDeps {
   cluster?: () => LeadershipView;
   /** Absent when the sidecar runs without an initializer (tests of other parts). */
   initializer?: InitializeApi;
+  /** The --secondary-store's sync, when there is one. */
+  secondaryStore?: () => SecondarySyncState;
 }
 
 /** The snapshot routes' view of the snapshotter and the store. */

@@ -127,6 +127,27 @@ export const StatusBody = Type.Object({
       { description: 'the last probe of the backup store (absent until the first one finished)' },
     ),
   ),
+  secondaryStore: Type.Optional(
+    Type.Object(
+      {
+        url: Type.String({ description: '--secondary-store' }),
+        running: Type.Boolean({ description: 'a sync is copying now' }),
+        lastSuccess: Type.Optional(
+          Type.Object({
+            at: Type.String({ format: 'date-time', description: 'when the last successful sync started' }),
+            durationMs: Type.Integer(),
+            copied: Type.Integer({ description: 'snapshots copied by it' }),
+            skipped: Type.Integer({ description: 'snapshots the second store already held' }),
+            bytes: Type.Integer(),
+            deleted: Type.Integer({ description: 'removed there by the retention policy' }),
+          }),
+        ),
+        lastError: Type.Optional(Type.Object({ at: Type.String({ format: 'date-time' }), message: Type.String() })),
+        failuresInARow: Type.Integer({ description: 'syncs failed since the last success; backups to --store go on meanwhile' }),
+      },
+      { description: "the backup leader's copies to the --secondary-store (absent without one; the backup leader's sidecar is the one that syncs)" },
+    ),
+  ),
   backup: Type.Object(
     {
       takesSnapshots: Type.Boolean({ description: 'whether this sidecar runs the snapshotters' }),

@@ -7,8 +7,7 @@
  */
 import type { Logger } from '../logger.js';
 import { listAll, type SnapStore } from '../snapstore/types.js';
-import { FORMAT_DIR, type SnapshotRef } from './names.js';
-import { listSnapshots } from './snapshotter.js';
+import { FORMAT_DIR, parseSnapshotName, type SnapshotRef } from './names.js';
 
 export interface CopySelection {
   /** The newest N full snapshots and the deltas after each (default: everything). */
@@ -43,23 +42,36 @@ export interface CopyReport {
   bytes: number;
 }
 
+/** Snapshot objects of a store with the sizes its listing gives (one request per page). */
+async function listSized(store: SnapStore): Promise<{ refs: SnapshotRef[]; sizes: Map<string, number> }> {
+  const refs: SnapshotRef[] = [];
+  const sizes = new Map<string, number>();
+  for await (const o of listAll(store, `${FORMAT_DIR}/`)) {
+    const ref = parseSnapshotName(o.name);
+    if (!ref) continue;
+    refs.push(ref);
+    sizes.set(o.name, o.size);
+  }
+  return { refs, sizes };
+}
+
 export async function copySnapshots(from: SnapStore, to: SnapStore, o: CopySelection & { log: Logger; signal?: AbortSignal }): Promise<CopyReport> {
-  const wanted = selectForCopy(await listSnapshots(from), o);
-  // The listing carries sizes: one request per page, not one per object.
-  const held = new Map<string, number>();
-  for await (const o of listAll(to, `${FORMAT_DIR}/`)) held.set(o.name, o.size);
+  const source = await listSized(from);
+  const held = (await listSized(to)).sizes;
   const report: CopyReport = { from: from.url, to: to.url, copied: [], skipped: [], bytes: 0 };
-  for (const s of wanted) {
+  for (const s of selectForCopy(source.refs, o)) {
     o.signal?.throwIfAborted();
-    const source = await from.head(s.name);
-    if (!source) continue; // deleted by retention since the listing
-    if (held.get(s.name) === source.size) {
+    // An object already there with the size the listing gives is skipped without a request of its
+    // own: a sync that runs after every upload must cost two listings, not a HEAD per object.
+    if (held.get(s.name) === source.sizes.get(s.name)) {
       report.skipped.push(s.name);
       continue;
     }
+    const head = await from.head(s.name);
+    if (!head) continue; // deleted by retention since the listing
     const body = await from.get(s.name, o.signal ? { signal: o.signal } : {});
-    const put = await to.put(s.name, body, { metadata: { ...source.metadata, 'ebs-copied-from': from.url }, ...(o.signal ? { signal: o.signal } : {}) });
-    if (put.size !== source.size) throw new Error(`${s.name}: ${put.size} bytes arrived in ${to.url}, the source holds ${source.size}`);
+    const put = await to.put(s.name, body, { metadata: { ...head.metadata, 'ebs-copied-from': from.url }, ...(o.signal ? { signal: o.signal } : {}) });
+    if (put.size !== head.size) throw new Error(`${s.name}: ${put.size} bytes arrived in ${to.url}, the source holds ${head.size}`);
     report.copied.push({ name: s.name, size: put.size, sha256: put.sha256, verifiedBy: put.verifiedBy });
     report.bytes += put.size;
     o.log.info({ snapshot: s.name, size: put.size, verifiedBy: put.verifiedBy }, 'snapshot copied');

@@ -34,3 +34,15 @@ export interface SnapshotObserver {
   /** The store's latest chain, as the backup leader read it (at the start of its term, at each retention run). */
   chainRead?(chain: Chain): void;
 }
+
+/** `observer`, and `then` after each upload (e.g. to catch a secondary store up at once). */
+export function afterUpload(observer: SnapshotObserver, then: () => void): SnapshotObserver {
+  return {
+    uploaded: (record) => {
+      observer.uploaded(record);
+      then();
+    },
+    failed: (kind, err) => observer.failed(kind, err),
+    ...(observer.chainRead ? { chainRead: (chain: Chain) => observer.chainRead?.(chain) } : {}),
+  };
+}

@@ -80,6 +80,8 @@ describe('invalid input names the field and the value', () => {
     ['bad boolean', { 'permit-without-stream': 'maybe' }, {}, /--permit-without-stream: "maybe" is not a boolean/],
     ['bad store scheme', { store: 'ftp://host/x' }, {}, /--store: "ftp:\/\/host\/x" has unsupported scheme ftp/],
     ['store not a URL', { store: 'backups' }, {}, /--store: "backups" is not a URL/],
+    ['secondary store is the store', { store: 's3://b/p', 'secondary-store': 's3://b/p/' }, {}, /--secondary-store: s3:\/\/b\/p\/ is --store itself/],
+    ['bad secondary store', { 'secondary-store': 'backups2' }, {}, /--secondary-store: "backups2" is not a URL/],
     ['bucket missing', { store: 's3:///prefix' }, {}, /--store: "s3:\/\/\/prefix" names no bucket/],
     ['bad endpoint URL', { endpoints: 'http://10.0.0.1:2379,10.0.0.2:2379' }, {}, /--endpoints: "10.0.0.2:2379" has no scheme \(write http:\/\/10.0.0.2:2379/],
     ['not http', { endpoints: 'unix://etcd.sock:1' }, {}, /--endpoints: "unix:\/\/etcd.sock:1" must start with http:\/\/ or https:\/\//],

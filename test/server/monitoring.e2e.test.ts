@@ -20,7 +20,7 @@ describe('monitoring: the metrics deploy/monitoring uses, on a running sidecar',
 
   before(async () => {
     cluster = await TestCluster.start(1);
-    sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '300ms' });
+    sidecar = await startTestSidecar(cluster, 'm1', { 'snapshot-leader': 'always', 'delta-snapshot-period': '300ms', 'secondary-store': `file://${cluster.dir}/secondary` });
     client = new Etcd3({ hosts: cluster.endpoints });
   });
   after(async () => {

@@ -44,6 +44,7 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ deps: ServerDeps }> = asy
       if (deps.defrag) body.defrag = deps.defrag.status();
       const store = deps.storeHealth();
       if (store) body.store = store;
+      if (deps.secondaryStore) body.secondaryStore = deps.secondaryStore();
       if (deps.cluster) {
         const { role, ...election } = deps.cluster();
         body.role = role;
