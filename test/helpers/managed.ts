@@ -1,3 +1,4 @@
+import './reaper.js';
 import { once } from 'node:events';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,3 +1,4 @@
+import './reaper.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { loadConfig, type Config } from '../../src/config/index.js';

@@ -1,3 +1,4 @@
+import './reaper.js';
 import { spawn } from 'node:child_process';
 import type { IncomingMessage } from 'node:http';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
