@@ -153,6 +153,7 @@ function backupDuties(config: Config, store: SnapStore, etcd: EtcdClient, metric
     spoolDir: config.spoolDir || tmpdir(),
     retention: { policy: config.gcPolicy as GcPolicy, maxBackups: config.maxBackups },
     gcPeriodMs: config.gcPeriod,
+    storeRetentionMs: config.storeRetention,
     restoreTimeObjectiveMs: config.restoreTimeObjective,
     fullMinIntervalMs: config.fullSnapshotMinInterval,
     replayRatesFile: replayRatesFile(config.dataDir, config.name),
