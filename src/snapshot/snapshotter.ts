@@ -357,8 +357,12 @@ export class Snapshotter {
     this.gc = gcLockView(report.held, report.deleted.length, now);
     this.deps.observer?.gcRan?.(this.gc);
     if (report.deleted.length > 0 || report.held.length !== this.heldBefore) {
-      const fields = { deleted: report.deleted.length, kept: report.kept, heldByLock: report.held.length, ...(this.gc.next ? { next: this.gc.next } : {}) };
-      this.deps.log.info(fields, report.held.length > 0 ? 'retention ran; locked snapshots wait for their lock to end' : 'retention deleted old snapshots');
+      // Undated: a refusal the store did not explain (a legal hold, a bucket policy, or a missing permission).
+      const undated = report.held.filter((h) => !h.retainUntil).length;
+      const fields = { deleted: report.deleted.length, kept: report.kept, heldByLock: report.held.length, heldWithoutDate: undated, ...(this.gc.next ? { next: this.gc.next } : {}) };
+      if (undated > 0)
+        this.deps.log.warn(fields, 'retention ran; the store refused to delete some snapshots without saying until when (legal hold, retention policy, or missing delete permission): they are held');
+      else this.deps.log.info(fields, report.held.length > 0 ? 'retention ran; locked snapshots wait for their lock to end' : 'retention deleted old snapshots');
     }
     this.heldBefore = report.held.length;
     return report.deleted;
