@@ -160,6 +160,7 @@ function backupDuties(config: Config, store: SnapStore, etcd: EtcdClient, observ
     spoolDir: config.spoolDir || tmpdir(),
     retention: { policy: config.gcPolicy as GcPolicy, maxBackups: config.maxBackups },
     gcPeriodMs: config.gcPeriod,
+    storeRetentionMs: config.storeRetention,
     restoreTimeObjectiveMs: config.restoreTimeObjective,
     fullMinIntervalMs: config.fullSnapshotMinInterval,
     replayRatesFile: replayRatesFile(config.dataDir, config.name),
@@ -188,7 +189,11 @@ async function secondaryStore(
   const store = await openStore({ ...config, store: config.secondaryStore });
   const sync = new SecondarySync(
     { primary, secondary: store, leads: parts.leads, log: parts.log.child({ part: 'secondary-store' }), observer: new SecondarySyncMetrics(parts.metrics.registry) },
-    { periodMs: config.secondaryStorePeriod, ...(config.gcPeriod > 0 ? { retention: { policy: config.gcPolicy as GcPolicy, maxBackups: config.maxBackups } } : {}) },
+    {
+      periodMs: config.secondaryStorePeriod,
+      storeRetentionMs: config.storeRetention,
+      ...(config.gcPeriod > 0 ? { gc: { retention: { policy: config.gcPolicy as GcPolicy, maxBackups: config.maxBackups }, storeRetentionMs: config.storeRetention } } : {}),
+    },
   );
   return {
     start: () => sync.start(),

@@ -24,12 +24,13 @@ export function copyCommand(root: Command): void {
       const since = opts.since === undefined ? undefined : new Date(opts.since);
       if (opts.since !== undefined && (!/^\d{4}-\d{2}-\d{2}T/.test(opts.since) || Number.isNaN(since?.getTime()))) fail(`--since ${opts.since} is not an RFC 3339 time`, EXIT_CONFIG);
       const log = createLogger(config.logLevel, process.stderr);
+      // --store-retention locks what is written: the target's copies; the source is only read.
       const open = (flag: string, url: string): ReturnType<typeof openStore> =>
-        openStore({ ...config, store: url }).catch((err: unknown) => fail(`--${flag} ${url}: ${(err as Error).message}`, EXIT_CONFIG));
+        openStore({ ...config, store: url, storeRetention: flag === 'from' ? 0 : config.storeRetention }).catch((err: unknown) => fail(`--${flag} ${url}: ${(err as Error).message}`, EXIT_CONFIG));
       const from = await open('from', opts.from);
       const to = await open('to', opts.to);
       try {
-        const report = await copySnapshots(from, to, { log, ...(chains !== undefined ? { chains } : {}), ...(since ? { since } : {}) });
+        const report = await copySnapshots(from, to, { log, storeRetentionMs: config.storeRetention, ...(chains !== undefined ? { chains } : {}), ...(since ? { since } : {}) });
         process.stdout.write(`${JSON.stringify({ ...report, copied: report.copied.length, copiedObjects: report.copied, skipped: report.skipped.length })}\n`);
       } catch (err) {
         fail(`copy failed: ${(err as Error).message}`, 1);

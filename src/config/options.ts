@@ -152,6 +152,23 @@ export const OPTIONS = [
     description: 'S3 multipart part size (at least 5MiB; an object has at most 10,000 parts, so 5MiB allows 48GiB); upload memory grows with this x --store-upload-concurrency',
   },
   { flag: 'store-upload-concurrency', kind: 'integer', group: 'store', default: '4', description: 'parts uploaded in parallel (S3)' },
+  {
+    flag: 'store-retention',
+    kind: 'duration',
+    group: 'store',
+    default: '0',
+    description:
+      'lock every snapshot uploaded for this long (S3 Object Lock; the local store records it and refuses deletes before it): retention skips snapshots still locked and deletes them once the lock ends; needs a bucket with Object Lock (S3), not available on GCS (use a bucket retention policy instead); 0 disables',
+  },
+  {
+    flag: 's3-object-lock-mode',
+    kind: 'enum',
+    group: 'store',
+    default: 'bucket-default',
+    choices: ['bucket-default', 'GOVERNANCE', 'COMPLIANCE'],
+    description:
+      "Object Lock mode of the uploads when --store-retention is set: GOVERNANCE (users with s3:BypassGovernanceRetention may lift it) or COMPLIANCE (nobody can, not even the root account); bucket-default: the bucket's default retention mode, else GOVERNANCE",
+  },
   { flag: 's3-endpoint', kind: 'url', group: 'store', description: 'URL of an S3-compatible store (MinIO, Ceph); default: AWS' },
   { flag: 's3-force-path-style', kind: 'boolean', group: 'store', default: 'false', description: 'address buckets as endpoint/bucket instead of bucket.endpoint (most S3-compatible stores)' },
   { flag: 's3-region', kind: 'string', group: 'store', description: 'S3 region (default: AWS_REGION, else us-east-1)' },

@@ -34,6 +34,8 @@ export interface CompactOptions {
   etcdBinDir?: string;
   replayWindow?: number;
   replayRatesFile?: string;
+  /** --store-retention: the new full snapshot is locked this long. */
+  retentionMs?: number;
   signal?: AbortSignal;
   now?: () => Date;
 }
@@ -63,6 +65,7 @@ export function compactOptionsFromConfig(config: Config, tmp: string): Omit<Comp
     compressionLevel: config.compressionLevel,
     memberName: config.name || COMPACT_MEMBER,
     replayWindow: config.restoreReplayWindow,
+    retentionMs: config.storeRetention,
     ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}),
     ...(config.dataDir ? { replayRatesFile: replayRatesFile(config.dataDir, config.name) } : {}),
   };
@@ -97,7 +100,7 @@ export async function compactChain(opts: CompactOptions): Promise<FullSnapshot> 
       opts.store,
       // The chain's cluster, not the temporary etcd's: a restore refuses a chain naming two clusters.
       { open: () => live.openSnapshot(), member: opts.memberName, ...(restored.clusterId ? { clusterId: restored.clusterId } : {}) },
-      { compression: opts.compression, compressionLevel: opts.compressionLevel, spoolDir: opts.spoolDir },
+      { compression: opts.compression, compressionLevel: opts.compressionLevel, spoolDir: opts.spoolDir, retentionMs: opts.retentionMs ?? 0 },
       opts.now,
       opts.signal,
     );

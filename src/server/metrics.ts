@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { SnapshotKind } from '../snapshot/names.js';
 import type { SnapshotObserver, SnapshotRecord } from '../snapshot/record.js';
 import type { Chain } from '../snapshot/chain.js';
+import type { GcLockView } from '../snapshot/gc-locks.js';
 import type { ClusterStatus, MemberHealth } from '../etcd/status.js';
 import { ALARM_TYPES, clusterAlarms } from '../etcd/alarms.js';
 import type { SeenHeartbeat } from '../cluster/heartbeat-ages.js';
@@ -50,6 +51,7 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
   private readonly chainContiguous: Gauge<'full'>;
   private readonly chainLastRevision: Gauge<'full'>;
   private readonly chainDeltas: Gauge<'full'>;
+  private readonly heldByLock: Gauge;
   /** The latest chain as last read from the store and extended by this sidecar's uploads since. */
   private chain: ChainView | undefined;
   private leaderKnown: (() => boolean) | undefined;
@@ -143,6 +145,11 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
     this.chainContiguous = gauge('chain_contiguous', chainHelp + '1 when no revision is missing between the full snapshot and the newest delta', ['full']);
     this.chainLastRevision = gauge('chain_last_revision', chainHelp + 'the revision a restore of it reaches', ['full']);
     this.chainDeltas = gauge('chain_deltas', chainHelp + 'the deltas a restore of it applies after the full snapshot', ['full']);
+    this.heldByLock = new Gauge({
+      name: PREFIX + 'snapshots_held_by_lock',
+      help: 'on the backup leader, snapshots its last retention run would have deleted but a lock (--store-retention, Object Lock, a bucket retention policy) holds, with the full snapshots held to keep their deltas restorable',
+      registers: [this.registry],
+    });
     this.roleChanges = new Counter({ name: PREFIX + 'backup_role_changes_total', help: 'backup role changes of this sidecar, by the role taken', labelNames: ['role'], registers: [this.registry] });
     const heartbeats = this.heartbeats;
     this.heartbeatAge = new Gauge({
@@ -199,6 +206,10 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
     if (chain.full) this.advance('full', chain.full.createdAt.getTime() / 1000);
     if (last?.kind === 'delta') this.advance('delta', last.createdAt.getTime() / 1000);
     this.setChain({ full: chain.full?.name ?? '', contiguous: chain.full !== undefined && chain.contiguous, lastRevision: chain.lastRevision, deltas: chain.links.length });
+  }
+
+  gcRan(view: GcLockView): void {
+    this.heldByLock.set(view.lockedUntil.length);
   }
 
   private setChain(chain: ChainView | undefined): void {

@@ -41,6 +41,23 @@ export const MemberHealth = Type.Object({
   status: Type.Optional(EndpointStatus),
 });
 
+const GcLocks = Type.Object(
+  {
+    ranAt: Type.String({ format: 'date-time', description: 'when retention last ran' }),
+    deleted: Type.Integer({ description: 'snapshots that run deleted' }),
+    lockedUntil: Type.Array(
+      Type.Object({
+        name: Type.String(),
+        retainUntil: Type.Optional(Type.String({ format: 'date-time', description: 'absent when the store refused the delete without a date (a legal hold, a bucket policy)' })),
+        reason: Type.Union([Type.Literal('lock'), Type.Literal('chain')], { description: 'lock: the object is retained; chain: kept with the retained deltas that follow its full snapshot' }),
+      }),
+      { description: 'snapshots retention would delete but a lock holds, the soonest free first' },
+    ),
+    next: Type.Optional(Type.Object({ name: Type.String(), at: Type.String({ format: 'date-time' }) }, { description: 'the held snapshot deleted first, by the first retention run after `at`' })),
+  },
+  { description: 'the last retention run (on the backup leader): what it deleted, what locks (--store-retention, Object Lock) hold back and until when' },
+);
+
 const BackupPoint = Type.Object({
   name: Type.String(),
   lastRevision: Type.Integer(),
@@ -176,6 +193,7 @@ export const StatusBody = Type.Object({
           { description: "how long a restore of the store's chain would take now (while this sidecar takes snapshots)" },
         ),
       ),
+      gc: Type.Optional(GcLocks),
     },
     { description: "this sidecar's snapshotting" },
   ),

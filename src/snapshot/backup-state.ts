@@ -2,6 +2,7 @@
  * What this sidecar's backups look like right now, for `/status` and the metrics: the last full and
  * delta snapshots uploaded, the revision they reach, and how far etcd has moved past it.
  */
+import type { GcLockView } from './gc-locks.js';
 import type { SnapshotRecord } from './record.js';
 import type { RestoreEstimate } from './restore-estimate.js';
 
@@ -20,6 +21,7 @@ export interface BackupState {
   uploadedRevision?: number;
   etcdRevision?: number;
   restoreEstimate?: RestoreEstimateView;
+  gc?: GcLockView;
 }
 
 /** The parts of a running snapshotter the state is read from. */
@@ -29,6 +31,7 @@ export interface SnapshotterView {
   deltaState: { lastUpload?: SnapshotRecord | undefined; uploadedRevision: number; etcdRevision: number } | undefined;
   restoreEstimate?: RestoreEstimate | undefined;
   restoreTimeObjectiveMs?: number;
+  gc?: GcLockView | undefined;
 }
 
 export function backupStateOf(snapshotter: SnapshotterView | undefined): BackupState {
@@ -41,6 +44,7 @@ export function backupStateOf(snapshotter: SnapshotterView | undefined): BackupS
   const uploaded = Math.max(snapshotter.lastFull?.lastRevision ?? 0, deltas?.uploadedRevision ?? 0);
   if (uploaded > 0) state.uploadedRevision = uploaded;
   if (deltas?.etcdRevision) state.etcdRevision = deltas.etcdRevision;
+  if (snapshotter.gc) state.gc = snapshotter.gc;
   const estimate = snapshotter.restoreEstimate;
   if (estimate) {
     const objectiveSeconds = (snapshotter.restoreTimeObjectiveMs ?? 0) / 1000;
@@ -69,6 +73,7 @@ export interface BackupSummary {
   revisionLag?: number;
   secondsSinceLastUpload?: number;
   restoreEstimate?: RestoreEstimateView;
+  gc?: GcLockView;
 }
 
 function point(r: SnapshotRecord | undefined): BackupPoint | undefined {
@@ -89,6 +94,7 @@ export function summarizeBackup(state: BackupState, memberRevision: number | und
   }
   const last = [full, delta].filter((p) => p !== undefined).map((p) => Date.parse(p.uploadedAt));
   if (state.restoreEstimate) out.restoreEstimate = state.restoreEstimate;
+  if (state.gc) out.gc = state.gc;
   if (last.length > 0) out.secondsSinceLastUpload = Math.round((now - Math.max(...last)) / 100) / 10;
   return out;
 }

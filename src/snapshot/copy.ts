@@ -55,7 +55,14 @@ async function listSized(store: SnapStore): Promise<{ refs: SnapshotRef[]; sizes
   return { refs, sizes };
 }
 
-export async function copySnapshots(from: SnapStore, to: SnapStore, o: CopySelection & { log: Logger; signal?: AbortSignal }): Promise<CopyReport> {
+export interface CopyOptions extends CopySelection {
+  log: Logger;
+  signal?: AbortSignal;
+  /** --store-retention: a copy is locked until its snapshot's creation plus this, as the original was. */
+  storeRetentionMs?: number;
+}
+
+export async function copySnapshots(from: SnapStore, to: SnapStore, o: CopyOptions): Promise<CopyReport> {
   const source = await listSized(from);
   const held = (await listSized(to)).sizes;
   const report: CopyReport = { from: from.url, to: to.url, copied: [], skipped: [], bytes: 0 };
@@ -70,7 +77,13 @@ export async function copySnapshots(from: SnapStore, to: SnapStore, o: CopySelec
     const head = await from.head(s.name);
     if (!head) continue; // deleted by retention since the listing
     const body = await from.get(s.name, o.signal ? { signal: o.signal } : {});
-    const put = await to.put(s.name, body, { metadata: { ...head.metadata, 'ebs-copied-from': from.url }, ...(o.signal ? { signal: o.signal } : {}) });
+    const retainUntil = o.storeRetentionMs ? new Date(s.createdAt.getTime() + o.storeRetentionMs) : undefined;
+    const put = await to.put(s.name, body, {
+      metadata: { ...head.metadata, 'ebs-copied-from': from.url },
+      ...(o.signal ? { signal: o.signal } : {}),
+      // A lock that would already have ended is not asked for: stores refuse a date in the past.
+      ...(retainUntil && retainUntil.getTime() > Date.now() ? { retainUntil } : {}),
+    });
     if (put.size !== head.size) throw new Error(`${s.name}: ${put.size} bytes arrived in ${to.url}, the source holds ${head.size}`);
     report.copied.push({ name: s.name, size: put.size, sha256: put.sha256, verifiedBy: put.verifiedBy });
     report.bytes += put.size;

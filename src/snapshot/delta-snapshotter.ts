@@ -14,6 +14,8 @@ export interface DeltaSettings {
   memoryLimit: number;
   compression: Compression;
   compressionLevel: number;
+  /** --store-retention: each delta is locked this long from its creation; 0: not locked. */
+  retentionMs?: number;
 }
 
 export interface DeltaContext {
@@ -251,6 +253,7 @@ export class DeltaSnapshotter {
     const name = snapshotName({ kind: 'delta', startRevision: sealed.startRevision, lastRevision: sealed.lastRevision, createdAt: sealed.createdAt, compression: this.settings.compression });
     const put = await this.ctx.store.put(name, Readable.from([body]), {
       metadata: objectMetadata({ kind: 'delta', events: sealed.events, 'cluster-id': this.ctx.clusterId, member: this.ctx.memberName }),
+      ...(this.settings.retentionMs ? { retainUntil: new Date(sealed.createdAt.getTime() + this.settings.retentionMs) } : {}),
     });
     return {
       name,

@@ -18,6 +18,8 @@ export interface FullSnapshotSettings {
   compression: Compression;
   compressionLevel: number;
   spoolDir: string;
+  /** --store-retention: the object is locked this long from the snapshot's start; 0: not locked. */
+  retentionMs?: number;
 }
 
 export interface FullSnapshot extends SnapshotRecord {
@@ -44,6 +46,7 @@ export async function takeFullSnapshot(store: SnapStore, source: FullSnapshotSou
   try {
     const opts: StageOptions & { spoolDir: string } = { spoolDir: settings.spoolDir };
     if (signal) opts.signal = signal;
+    if (settings.retentionMs) opts.retainUntil = new Date(started.getTime() + settings.retentionMs);
     // Uncompressed, the stored bytes are the stream the verifier hashed already.
     if (settings.compression === 'none') opts.digest = () => verifier.streamDigest ?? { size: -1, sha256Hex: '' };
     staged = await stageObject(store, body, opts);

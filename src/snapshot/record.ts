@@ -1,4 +1,5 @@
 import type { Chain } from './chain.js';
+import type { GcLockView } from './gc-locks.js';
 import type { Compression, SnapshotKind } from './names.js';
 
 /** What the sidecar tells about a snapshot it uploaded (API answers, logs, metrics). */
@@ -33,6 +34,8 @@ export interface SnapshotObserver {
   failed(kind: SnapshotKind, err: Error): void;
   /** The store's latest chain, as the backup leader read it (at the start of its term, at each retention run). */
   chainRead?(chain: Chain): void;
+  /** A retention run ended: what it deleted and what locks held back. */
+  gcRan?(view: GcLockView): void;
 }
 
 /** `observer`, and `then` after each upload (e.g. to catch a secondary store up at once). */

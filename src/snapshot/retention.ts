@@ -46,6 +46,13 @@ function exponentialKeep(fulls: SnapshotRef[], now: Date): Set<SnapshotRef> {
   return keep;
 }
 
+/** The revision of the full snapshot a delta follows: the highest below the delta's last revision. */
+export function ownerRevisionOf(delta: SnapshotRef, fullRevisions: readonly number[]): number | undefined {
+  let owner: number | undefined;
+  for (const r of fullRevisions) if (r < delta.lastRevision && (owner === undefined || r > owner)) owner = r;
+  return owner;
+}
+
 /**
  * Which snapshots retention deletes. Whatever the policy, the latest full snapshot and every delta
  * of the restorable chain after it are kept. A delta belongs to the newest full snapshot below its
@@ -64,11 +71,7 @@ export function planRetention(snapshots: readonly SnapshotRef[], policy: Retenti
   // Two full snapshots may hold the same revision; a delta follows whichever of them is kept.
   const fullRevisions = fulls.map((f) => f.lastRevision);
   const keptRevisions = new Set([...keptFulls].map((f) => f.lastRevision));
-  const ownerRevision = (d: SnapshotRef): number | undefined => {
-    let owner: number | undefined;
-    for (const r of fullRevisions) if (r < d.lastRevision && (owner === undefined || r > owner)) owner = r;
-    return owner;
-  };
+  const ownerRevision = (d: SnapshotRef): number | undefined => ownerRevisionOf(d, fullRevisions);
 
   const keep: SnapshotRef[] = [];
   const del: SnapshotRef[] = [];

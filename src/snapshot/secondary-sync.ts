@@ -9,8 +9,7 @@
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { copySnapshots, type CopyReport } from './copy.js';
-import { planRetention, type RetentionPolicy } from './retention.js';
-import { listSnapshots } from './snapshotter.js';
+import { collectGarbage, listSnapshotObjects, type GcSettings } from './gc-run.js';
 
 export interface SecondarySyncRun {
   at: string;
@@ -38,8 +37,10 @@ export interface SecondarySyncObserver {
 
 export interface SecondarySyncSettings {
   periodMs: number;
-  /** The primary's retention policy, applied to the secondary's own listing; absent: keep everything. */
-  retention?: RetentionPolicy;
+  /** The primary's retention, applied to the secondary's own listing (locks held); absent: keep everything. */
+  gc?: GcSettings;
+  /** --store-retention: copies are locked as their originals are. */
+  storeRetentionMs?: number;
 }
 
 export interface SecondarySyncDeps {
@@ -104,7 +105,11 @@ export class SecondarySync {
     const started = Date.now();
     const now = this.deps.now?.() ?? new Date();
     try {
-      const report = await copySnapshots(this.deps.primary, this.deps.secondary, { log: this.deps.log, signal: this.abort.signal });
+      const report = await copySnapshots(this.deps.primary, this.deps.secondary, {
+        log: this.deps.log,
+        signal: this.abort.signal,
+        ...(this.settings.storeRetentionMs ? { storeRetentionMs: this.settings.storeRetentionMs } : {}),
+      });
       const deleted = await this.applyRetention(now);
       const run = runOf(report, deleted, now, Date.now() - started);
       if (this.state.failuresInARow > 0) this.deps.log.info({ secondary: this.state.url, failed: this.state.failuresInARow }, 'secondary store in sync again');
@@ -125,13 +130,9 @@ export class SecondarySync {
   }
 
   private async applyRetention(now: Date): Promise<number> {
-    if (!this.settings.retention) return 0;
-    const plan = planRetention(await listSnapshots(this.deps.secondary), this.settings.retention, now);
-    for (const s of plan.delete) {
-      this.abort.signal.throwIfAborted();
-      await this.deps.secondary.delete(s.name);
-    }
-    return plan.delete.length;
+    if (!this.settings.gc) return 0;
+    this.abort.signal.throwIfAborted();
+    return (await collectGarbage(this.deps.secondary, await listSnapshotObjects(this.deps.secondary), this.settings.gc, now)).deleted.length;
   }
 
   async stop(): Promise<void> {

@@ -6,13 +6,15 @@ import { join } from 'node:path';
 import { openSnapshotStream } from '../etcd/snapshot-stream.js';
 import type { Logger } from '../logger.js';
 import { removeSpoolLeftovers } from '../snapstore/stage.js';
-import { listAll, type SnapStore } from '../snapstore/types.js';
+import type { SnapStore } from '../snapstore/types.js';
 import { restorableChain, type Chain } from './chain.js';
 import { DeltaSnapshotter, type DeltaContext, type DeltaSettings } from './delta-snapshotter.js';
 import { takeFullSnapshot, type FullSnapshot } from './full.js';
-import { FORMAT_DIR, parseSnapshotName, type Compression, type SnapshotKind, type SnapshotRef } from './names.js';
+import { gcLockView, type GcLockView } from './gc-locks.js';
+import { collectGarbage, listSnapshotObjects } from './gc-run.js';
+import type { Compression, SnapshotKind, SnapshotRef } from './names.js';
 import type { SnapshotObserver, SnapshotRecord } from './record.js';
-import { planRetention, type RetentionPolicy } from './retention.js';
+import type { RetentionPolicy } from './retention.js';
 import { readReplaySamples } from '../restore/replay-rates.js';
 import { estimateRestore, fullSnapshotForObjective, replayRate, type ReplayRate, type RestoreEstimate } from './restore-estimate.js';
 
@@ -27,6 +29,8 @@ export interface SnapshotterSettings {
   retention: RetentionPolicy;
   /** 0 disables retention. */
   gcPeriodMs: number;
+  /** --store-retention: each upload is locked this long; 0 disables. */
+  storeRetentionMs?: number;
   /** A full snapshot is taken once a restore of the chain would take longer than this; 0 disables. */
   restoreTimeObjectiveMs?: number;
   /** ...but not sooner than this after the last full snapshot. */
@@ -78,12 +82,7 @@ export class ForeignChainError extends Error {
 
 /** The snapshots in the store, parsed; anything else in the bucket is ignored. */
 export async function listSnapshots(store: SnapStore): Promise<SnapshotRef[]> {
-  const out: SnapshotRef[] = [];
-  for await (const o of listAll(store, `${FORMAT_DIR}/`)) {
-    const ref = parseSnapshotName(o.name);
-    if (ref) out.push(ref);
-  }
-  return out;
+  return (await listSnapshotObjects(store)).map((l) => l.ref);
 }
 
 /** How long the schedule leaves between two runs: a full snapshot older than that is overdue. */
@@ -120,13 +119,22 @@ export class Snapshotter {
   private chainStart: ChainStart | undefined;
   private rate: ReplayRate = replayRate([]);
   private rateReadAtMs = -Infinity;
+  /** What the last retention run deleted and what locks held (shown in /status). */
+  gc: GcLockView | undefined;
+  private heldBefore = -1;
 
   constructor(
     private readonly settings: SnapshotterSettings,
     private readonly deps: SnapshotterDeps,
   ) {
     if (settings.deltaPeriodMs > 0) {
-      const deltaSettings: DeltaSettings = { periodMs: settings.deltaPeriodMs, memoryLimit: settings.deltaMemoryLimit, compression: settings.compression, compressionLevel: settings.compressionLevel };
+      const deltaSettings: DeltaSettings = {
+        periodMs: settings.deltaPeriodMs,
+        memoryLimit: settings.deltaMemoryLimit,
+        compression: settings.compression,
+        compressionLevel: settings.compressionLevel,
+        retentionMs: settings.storeRetentionMs ?? 0,
+      };
       this.deltas = new DeltaSnapshotter(
         deltaSettings,
         (this.deltaContext = {
@@ -241,7 +249,7 @@ export class Snapshotter {
     this.fullRunning = takeFullSnapshot(
       this.deps.store,
       { open: () => openSnapshotStream(this.deps.member), member: this.deps.memberName, ...(this.clusterId ? { clusterId: this.clusterId } : {}) },
-      { compression: this.settings.compression, compressionLevel: this.settings.compressionLevel, spoolDir: this.spoolDir() },
+      { compression: this.settings.compression, compressionLevel: this.settings.compressionLevel, spoolDir: this.spoolDir(), retentionMs: this.settings.storeRetentionMs ?? 0 },
       () => this.now(),
     )
       .then((full) => {
@@ -335,20 +343,29 @@ export class Snapshotter {
     return this.deltaRequested;
   }
 
-  /** Applies the retention policy once; returns the names deleted. */
+  /**
+   * Applies the retention policy once, sparing what locks hold; returns the names deleted. One log
+   * line per run that deleted something or saw the held set change, never one per object.
+   */
   async collectGarbage(): Promise<string[]> {
-    const listing = await listSnapshots(this.deps.store);
+    const listing = await listSnapshotObjects(this.deps.store);
     // The listing retention needs anyway tells whether the chain is still whole (an object deleted
     // or lost behind the sidecar's back, another leader's upload), at no further cost to the store.
-    this.deps.observer?.chainRead?.(restorableChain(listing));
-    const plan = planRetention(listing, this.settings.retention, this.now());
-    const deleted: string[] = [];
-    for (const s of plan.delete) {
-      await this.deps.store.delete(s.name);
-      deleted.push(s.name);
+    this.deps.observer?.chainRead?.(restorableChain(listing.map((l) => l.ref)));
+    const now = this.now();
+    const report = await collectGarbage(this.deps.store, listing, { retention: this.settings.retention, storeRetentionMs: this.settings.storeRetentionMs ?? 0 }, now);
+    this.gc = gcLockView(report.held, report.deleted.length, now);
+    this.deps.observer?.gcRan?.(this.gc);
+    if (report.deleted.length > 0 || report.held.length !== this.heldBefore) {
+      // Undated: a refusal the store did not explain (a legal hold, a bucket policy, or a missing permission).
+      const undated = report.held.filter((h) => !h.retainUntil).length;
+      const fields = { deleted: report.deleted.length, kept: report.kept, heldByLock: report.held.length, heldWithoutDate: undated, ...(this.gc.next ? { next: this.gc.next } : {}) };
+      if (undated > 0)
+        this.deps.log.warn(fields, 'retention ran; the store refused to delete some snapshots without saying until when (legal hold, retention policy, or missing delete permission): they are held');
+      else this.deps.log.info(fields, report.held.length > 0 ? 'retention ran; locked snapshots wait for their lock to end' : 'retention deleted old snapshots');
     }
-    if (deleted.length > 0) this.deps.log.info({ deleted: deleted.length, kept: plan.keep.length }, 'retention deleted old snapshots');
-    return deleted;
+    this.heldBefore = report.held.length;
+    return report.deleted;
   }
 
   async stop(): Promise<void> {

@@ -5,6 +5,7 @@ export type { GcsSettings } from './gcs.js';
 export { checkObjectName, nameProblem } from './names.js';
 export {
   StoreError,
+  ObjectLockedError,
   listAll,
   MAX_VERSIONED_BYTES,
   type ListPage,

@@ -13,6 +13,7 @@ import { legacyMetaFile, metaFile, migrateLegacyMeta } from './local-meta.js';
 import { checkObjectName, checkPrefix, RESERVED_META_DIR, RESERVED_TMP_MARK } from './names.js';
 import {
   checkVersionedSize,
+  ObjectLockedError,
   StoreError,
   type ListOptions,
   type ListPage,
@@ -41,6 +42,8 @@ const LocalMetaSchema = Type.Object({
   metadata: Type.Record(Type.String(), Type.String()),
   /** Drawn anew by each `putIfVersion`; absent for objects written by `put` or other tools. */
   version: Type.Optional(Type.String()),
+  /** Retention asked for at put time (ISO 8601): deletes and overwrites are refused before it. */
+  retainUntil: Type.Optional(Type.String()),
 });
 type LocalMeta = Static<typeof LocalMetaSchema>;
 
@@ -116,7 +119,10 @@ export class LocalStore implements SnapStore {
 
   async put(name: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
     checkObjectName(this.url, name);
-    const staged = await this.stage(body, opts.signal ? { signal: opts.signal } : {}, dirname(this.path(name)));
+    const stageOpts: StageOptions = {};
+    if (opts.signal) stageOpts.signal = opts.signal;
+    if (opts.retainUntil) stageOpts.retainUntil = opts.retainUntil;
+    const staged = await this.stage(body, stageOpts, dirname(this.path(name)));
     try {
       return await staged.commit(name, opts.metadata);
     } catch (err) {
@@ -144,7 +150,8 @@ export class LocalStore implements SnapStore {
       return {
         size: sent.size,
         sha256: sent.sha256Hex,
-        commit: (name, metadata) => this.commit(file, name, sent.sha256Hex, sent.size, metadata ?? {}),
+        commit: (name, metadata) =>
+          this.commit(file, name, { sha256: sent.sha256Hex, size: sent.size, metadata: metadata ?? {}, ...(opts.retainUntil ? { retainUntil: opts.retainUntil.toISOString() } : {}) }),
         discard: () => unlink(file).catch(() => {}),
       };
     } catch (err) {
@@ -153,11 +160,12 @@ export class LocalStore implements SnapStore {
     }
   }
 
-  private async commit(tmp: string, name: string, sha256: string, size: number, metadata: Record<string, string>): Promise<PutResult> {
+  private async commit(tmp: string, name: string, meta: LocalMeta): Promise<PutResult> {
     checkObjectName(this.url, name);
     const path = this.path(name);
     try {
-      const meta: LocalMeta = { sha256, size, metadata };
+      // An overwrite destroys the object as surely as a delete does.
+      await this.refuseIfLocked(name, 'overwrite');
       // Checksum first, object second: a crash in between leaves a stray checksum, never an
       // object that cannot be verified.
       const metaPath = this.metaPath(name);
@@ -167,7 +175,9 @@ export class LocalStore implements SnapStore {
       await rename(tmp, path);
       await fsync(dirname(path));
       const st = await stat(path);
-      return { name, size, lastModified: st.mtime, metadata, sha256, verifiedBy: 'size after fsync; sha256 on every read' };
+      const result: PutResult = { name, size: meta.size, lastModified: st.mtime, metadata: meta.metadata, sha256: meta.sha256, verifiedBy: 'size after fsync; sha256 on every read' };
+      if (meta.retainUntil) result.retainUntil = new Date(meta.retainUntil);
+      return result;
     } catch (err) {
       throw this.fail(err, `put ${name}`);
     }
@@ -188,6 +198,17 @@ export class LocalStore implements SnapStore {
     }
     return undefined;
   }
+
+  /** Throws while the object's recorded retention lasts. */
+  private async refuseIfLocked(name: string, what: 'delete' | 'overwrite'): Promise<void> {
+    // An unreadable metadata file holds no date to honour; the object's read fails on it anyway.
+    const until = (await this.readMeta(name).catch(() => undefined))?.retainUntil;
+    if (until === undefined || Date.parse(until) <= Date.now()) return;
+    throw new ObjectLockedError(this.url, `${what} ${name}: retained until ${until}`, new Date(until));
+  }
+
+  /** Retention is recorded in each object's metadata file and enforced by this class. */
+  async checkRetention(): Promise<void> {}
 
   /** Moves the checksums of an older release's layout where gardener's Local provider ignores them (see local-meta.ts). */
   async migrateMeta(): Promise<number> {
@@ -230,7 +251,9 @@ export class LocalStore implements SnapStore {
       const st = await stat(this.path(name));
       if (!st.isFile()) return undefined;
       const meta = await this.readMeta(name);
-      return { name, size: st.size, lastModified: st.mtime, metadata: meta?.metadata ?? {} };
+      const info: ObjectInfo = { name, size: st.size, lastModified: st.mtime, metadata: meta?.metadata ?? {} };
+      if (meta?.retainUntil) info.retainUntil = new Date(meta.retainUntil);
+      return info;
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw this.fail(err, `head ${name}`);
@@ -274,6 +297,7 @@ export class LocalStore implements SnapStore {
   async delete(name: string): Promise<void> {
     checkObjectName(this.url, name);
     try {
+      await this.refuseIfLocked(name, 'delete');
       await rm(this.path(name), { force: true });
       await rm(this.metaPath(name), { force: true });
       await rm(join(this.root, legacyMetaFile(name)), { force: true });

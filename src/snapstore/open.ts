@@ -25,8 +25,30 @@ function readCustomerKey(path: string): Buffer {
   throw new StoreError('config', 's3', `--s3-sse-c-key-file ${path}: expected a 256-bit key (32 raw bytes or base64), found ${raw.length} bytes`);
 }
 
-/** Opens the store the `--store` URL names, with the store settings of the config. */
+/**
+ * Opens the store the `--store` URL names, with the store settings of the config; with
+ * `--store-retention`, only once the store showed it can lock what it is given.
+ */
 export async function openStore(config: Config): Promise<SnapStore> {
+  const store = await openByUrl(config);
+  if (config.storeRetention <= 0) return store;
+  try {
+    if (!store.checkRetention) {
+      throw new StoreError(
+        'config',
+        store.url,
+        '--store-retention is not supported by this provider (no per-object retention here); set it to 0 and give the bucket a retention policy: retention then skips the snapshots the store refuses to delete',
+      );
+    }
+    await store.checkRetention();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return store;
+}
+
+async function openByUrl(config: Config): Promise<SnapStore> {
   const url = config.store;
   if (url.startsWith('file://')) {
     const root = localPath(url);
@@ -49,6 +71,7 @@ export async function openStore(config: Config): Promise<SnapStore> {
       concurrency: config.storeUploadConcurrency,
       timeoutMs: config.storeTimeout,
       maxAttempts: config.storeMaxAttempts,
+      ...(config.s3ObjectLockMode === 'GOVERNANCE' || config.s3ObjectLockMode === 'COMPLIANCE' ? { objectLockMode: config.s3ObjectLockMode } : {}),
       ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
       ...(config.s3Region ? { region: config.s3Region } : {}),
       ...(config.s3SseKmsKeyId ? { kmsKeyId: config.s3SseKmsKeyId } : {}),

@@ -1,6 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  GetObjectLockConfigurationCommand,
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
+  type ObjectLockMode,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
 import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -8,6 +19,7 @@ import { DigestStream, type DigestResult } from './digest.js';
 import { checkObjectName, checkPrefix, keyOf } from './names.js';
 import {
   checkVersionedSize,
+  ObjectLockedError,
   StoreError,
   type ListOptions,
   type ListPage,
@@ -39,6 +51,8 @@ export interface S3Settings {
   /** Connection and socket-idle timeout of each request. */
   timeoutMs: number;
   maxAttempts: number;
+  /** Object Lock mode of uploads given `retainUntil`; default: the bucket's default retention mode, else GOVERNANCE. */
+  objectLockMode?: 'GOVERNANCE' | 'COMPLIANCE';
 }
 
 /** Our one metadata key: the part size, so a reader can recompute a multipart ETag. */
@@ -79,6 +93,8 @@ const PERMANENT: Record<string, StoreErrorCode> = {
 export class S3Store implements SnapStore {
   readonly url: string;
   private readonly client: S3Client;
+  /** Set once `checkRetention` found the bucket locked: the mode uploads are locked in. */
+  private lock: Promise<ObjectLockMode> | undefined;
 
   constructor(private readonly s: S3Settings) {
     this.url = `s3://${s.bucket}${s.prefix ? `/${s.prefix}` : ''}${s.endpoint ? ` (${s.endpoint})` : ''}`;
@@ -148,14 +164,50 @@ export class S3Store implements SnapStore {
     return `ETag ${got} matches neither the md5 ${sent.md5Hex} nor the multipart ETag ${sent.multipartEtag ?? '-'} of the bytes sent`;
   }
 
+  /**
+   * Object Lock needs a bucket created with it (it also turns on versioning). Asked once; the mode
+   * is the flag's, else the bucket's default retention's, else GOVERNANCE (which an account with
+   * s3:BypassGovernanceRetention may lift, unlike COMPLIANCE).
+   */
+  checkRetention(): Promise<void> {
+    this.lock ??= this.bucketLockMode().catch((err: unknown) => {
+      this.lock = undefined;
+      throw err;
+    });
+    return this.lock.then(() => undefined);
+  }
+
+  private async bucketLockMode(): Promise<ObjectLockMode> {
+    try {
+      const out = await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.s.bucket }));
+      if (out.ObjectLockConfiguration?.ObjectLockEnabled !== 'Enabled') throw new Error('ObjectLockConfigurationNotFoundError');
+      return this.s.objectLockMode ?? out.ObjectLockConfiguration.Rule?.DefaultRetention?.Mode ?? 'GOVERNANCE';
+    } catch (err) {
+      const name = (err as { name?: string }).name ?? '';
+      if (name === 'ObjectLockConfigurationNotFoundError' || (err as Error).message === 'ObjectLockConfigurationNotFoundError') {
+        throw new StoreError('config', this.url, `bucket ${this.s.bucket} has no Object Lock: --store-retention needs a bucket created with Object Lock enabled`, false, { cause: err });
+      }
+      throw this.fail(err, 'read the Object Lock configuration');
+    }
+  }
+
+  /** The upload parameters that lock an object until `until`; a checksum, which S3 demands of every locked upload. */
+  private async lockParams(until: Date | undefined): Promise<Record<string, unknown>> {
+    if (!until) return {};
+    await this.checkRetention();
+    // Explicit, so the SDK sends a checksum even when told to only where required (AWS_REQUEST_CHECKSUM_CALCULATION).
+    return { ObjectLockMode: await this.lock, ObjectLockRetainUntilDate: until, ChecksumAlgorithm: 'CRC32' };
+  }
+
   async put(name: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
     checkObjectName(this.url, name);
+    const lockParams = await this.lockParams(opts.retainUntil);
     const digest = new DigestStream({ partSize: this.s.partSize });
     body.on('error', (err) => digest.destroy(err));
     const metadata = { ...(opts.metadata ?? {}), [PART_SIZE_META]: String(this.s.partSize) };
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.s.bucket, Key: this.key(name), Body: body.pipe(digest), Metadata: metadata, ...this.encryption() },
+      params: { Bucket: this.s.bucket, Key: this.key(name), Body: body.pipe(digest), Metadata: metadata, ...this.encryption(), ...lockParams },
       partSize: this.s.partSize,
       queueSize: this.s.concurrency,
       leavePartsOnError: false,
@@ -216,7 +268,9 @@ export class S3Store implements SnapStore {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...this.customerKey() }));
       // The store's own bookkeeping is not the caller's metadata.
       const metadata = Object.fromEntries(Object.entries(out.Metadata ?? {}).filter(([k]) => k !== PART_SIZE_META && k !== WRITE_ID_META));
-      return { name, size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0), metadata };
+      const info: ObjectInfo = { name, size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0), metadata };
+      if (out.ObjectLockRetainUntilDate) info.retainUntil = out.ObjectLockRetainUntilDate;
+      return info;
     } catch (err) {
       const e = this.fail(err, `head ${name}`);
       if (e.code === 'not_found') return undefined;
@@ -248,9 +302,39 @@ export class S3Store implements SnapStore {
 
   async delete(name: string): Promise<void> {
     checkObjectName(this.url, name);
+    if (this.lock) return this.deleteVersion(name);
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.s.bucket, Key: this.key(name) }));
     } catch (err) {
+      throw this.fail(err, `delete ${name}`);
+    }
+  }
+
+  /**
+   * In a locked (so versioned) bucket a delete without a version only hides the object behind a
+   * delete marker, which S3 never refuses: the locked bytes would stay, unlisted, for ever. The
+   * current version is deleted instead, which S3 refuses while it is retained.
+   */
+  private async deleteVersion(name: string): Promise<void> {
+    let head: HeadObjectCommandOutput;
+    try {
+      head = await this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...this.customerKey() }));
+    } catch (err) {
+      const e = this.fail(err, `delete ${name}`);
+      if (e.code === 'not_found') return;
+      throw e;
+    }
+    const until = head.ObjectLockRetainUntilDate;
+    if (until && until.getTime() > Date.now()) throw new ObjectLockedError(this.url, `delete ${name}: retained (${head.ObjectLockMode ?? 'Object Lock'}) until ${until.toISOString()}`, until);
+    if (head.ObjectLockLegalHoldStatus === 'ON') throw new ObjectLockedError(this.url, `delete ${name}: under a legal hold`);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.s.bucket, Key: this.key(name), ...(head.VersionId ? { VersionId: head.VersionId } : {}) }));
+    } catch (err) {
+      const e = err as { name?: string; message?: string };
+      // AWS answers AccessDenied, MinIO InvalidRequest "Object is WORM protected".
+      if (e.name === 'AccessDenied' || /WORM|retention|object lock/i.test(e.message ?? '')) {
+        throw new ObjectLockedError(this.url, `delete ${name} (version ${head.VersionId ?? '-'}): refused by the store: ${e.message ?? e.name}`, until, { cause: err });
+      }
       throw this.fail(err, `delete ${name}`);
     }
   }

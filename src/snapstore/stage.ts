@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from './digest.js';
-import { StoreError, type SnapStore, type StagedObject, type StageOptions } from './types.js';
+import { StoreError, type PutOptions, type SnapStore, type StagedObject, type StageOptions } from './types.js';
 
 const SPOOL_MARK = 'ebs-spool-';
 
@@ -34,7 +34,10 @@ export async function stageObject(store: SnapStore, body: Readable, opts: StageO
     size,
     sha256: sha256Hex,
     async commit(name, metadata) {
-      const result = await store.put(name, createReadStream(file), metadata ? { metadata } : {});
+      const putOpts: PutOptions = {};
+      if (metadata) putOpts.metadata = metadata;
+      if (opts.retainUntil) putOpts.retainUntil = opts.retainUntil;
+      const result = await store.put(name, createReadStream(file), putOpts);
       if (result.sha256 !== sha256Hex) throw new StoreError('checksum_mismatch', store.url, `put ${name}: the spool file changed while it was uploaded`);
       await unlink(file).catch(() => {});
       return result;

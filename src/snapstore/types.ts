@@ -7,6 +7,8 @@ export interface ObjectInfo {
   lastModified: Date;
   /** Custom metadata given at put time (never used for secrets); from `head` and `put`, empty in `list`. */
   metadata: Record<string, string>;
+  /** Until when the store refuses to delete or overwrite the object (Object Lock, retention); where the store reports it. */
+  retainUntil?: Date;
 }
 
 /** What a completed put proves: the bytes the store holds are the bytes that were sent. */
@@ -21,6 +23,8 @@ export interface PutOptions {
   metadata?: Record<string, string>;
   /** Aborts the upload; nothing is left under the name. */
   signal?: AbortSignal;
+  /** The store refuses to delete or overwrite the object before this (needs `checkRetention`). */
+  retainUntil?: Date;
 }
 
 export interface StageOptions {
@@ -30,6 +34,8 @@ export interface StageOptions {
    * the same bytes already (a full snapshot's verifier): the store then skips its own hashing pass.
    */
   digest?: () => { size: number; sha256Hex: string };
+  /** As `PutOptions.retainUntil`, applied when the staged bytes are committed. */
+  retainUntil?: Date;
 }
 
 /**
@@ -94,7 +100,17 @@ export interface SnapStore {
   head(name: string): Promise<ObjectInfo | undefined>;
   /** Names, sizes and times; metadata costs a request per object on S3, so `list` never carries it. */
   list(prefix: string, opts?: ListOptions): Promise<ListPage>;
+  /**
+   * Removes the object. One under retention is not removed: the call rejects with an
+   * `ObjectLockedError` (code `locked`), carrying the date when the store told it.
+   */
   delete(name: string): Promise<void>;
+  /**
+   * Resolves when puts given `retainUntil` will be locked by the store until then (S3: the bucket has
+   * Object Lock enabled); rejects with code `config` naming what is missing. A store without this
+   * method cannot lock objects.
+   */
+  checkRetention?(): Promise<void>;
   /**
    * Reads a small object (at most `MAX_VERSIONED_BYTES`, larger fails with code `config`) and its
    * current version in one consistent pair; undefined when the object does not exist.
@@ -127,6 +143,8 @@ export type StoreErrorCode =
   | 'checksum_mismatch'
   /** A conditional write lost: the object is no longer at the version the writer expected. */
   | 'precondition_failed'
+  /** The object is under retention (Object Lock): the store refuses to delete it yet. */
+  | 'locked'
   | 'unreachable'
   | 'timeout'
   | 'aborted'
@@ -144,6 +162,19 @@ export class StoreError extends Error {
   ) {
     super(`${store}: ${message}`, options);
     this.name = 'StoreError';
+  }
+}
+
+/** A delete the store refused because the object is under retention; `retainUntil` when the store said until when. */
+export class ObjectLockedError extends StoreError {
+  constructor(
+    store: string,
+    message: string,
+    readonly retainUntil?: Date,
+    options?: { cause?: unknown },
+  ) {
+    super('locked', store, message, false, options);
+    this.name = 'ObjectLockedError';
   }
 }
 

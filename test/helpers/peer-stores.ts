@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { S3Client } from '@aws-sdk/client-s3';
 import { freePort } from './cluster.js';
 import { flipByteInFile } from './files.js';
 import { FlakyProxy } from './flaky-proxy.js';
@@ -75,8 +76,15 @@ export async function gcsFixture(): Promise<StoreFixture> {
 const MINIO_USER = 'ebs-contract';
 const MINIO_SECRET = 'ebs-contract-secret';
 
-/** MinIO on one local drive (a folder). */
-export async function minioFixture(): Promise<StoreFixture> {
+/** A client of the fixture's MinIO with its root keys, to inspect objects (retention, versions) as an operator would. */
+export function minioClient(fixture: StoreFixture): S3Client {
+  const endpoint = fixture.flags['s3-endpoint'];
+  if (!endpoint) throw new Error(`${fixture.provider} is not a MinIO fixture`);
+  return new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: MINIO_USER, secretAccessKey: MINIO_SECRET } });
+}
+
+/** MinIO on one local drive (a folder); `objectLock`: its bucket is created with Object Lock. */
+export async function minioFixture(opts: { objectLock?: boolean } = {}): Promise<StoreFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'ebs-minio-'));
   const [port, consolePort] = [await freePort(), await freePort()];
   const direct = `http://127.0.0.1:${port}`;
@@ -84,7 +92,7 @@ export async function minioFixture(): Promise<StoreFixture> {
     env: { MINIO_ROOT_USER: MINIO_USER, MINIO_ROOT_PASSWORD: MINIO_SECRET, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' },
     ready: () => fetch(`${direct}/minio/health/ready`).then((r) => r.ok),
   });
-  await createS3Bucket(direct, MINIO_USER, MINIO_SECRET);
+  await createS3Bucket(direct, MINIO_USER, MINIO_SECRET, opts);
   return proxiedS3Fixture(direct, [MINIO_USER, MINIO_SECRET], {
     provider: 's3 (MinIO)',
     server,

@@ -75,11 +75,11 @@ export function s3Flags(endpoint: string, accessKey: string, secretKey: string):
   };
 }
 
-/** Creates the contract bucket through the S3 API (servers that are not told their buckets on the command line). */
-export async function createS3Bucket(endpoint: string, accessKeyId: string, secretAccessKey: string): Promise<void> {
+/** Creates the contract bucket through the S3 API (servers that are not told their buckets on the command line); `objectLock` also turns on versioning. */
+export async function createS3Bucket(endpoint: string, accessKeyId: string, secretAccessKey: string, opts: { objectLock?: boolean; bucket?: string } = {}): Promise<void> {
   const s3 = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId, secretAccessKey } });
   try {
-    await s3.send(new CreateBucketCommand({ Bucket: S3_BUCKET }));
+    await s3.send(new CreateBucketCommand({ Bucket: opts.bucket ?? S3_BUCKET, ...(opts.objectLock ? { ObjectLockEnabledForBucket: true } : {}) }));
   } finally {
     s3.destroy();
   }

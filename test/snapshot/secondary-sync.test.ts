@@ -50,7 +50,10 @@ function watched(store: SnapStore): SnapStore & { calls: Map<string, number>; do
 }
 
 function syncOf(primary: SnapStore, secondary: SnapStore, more: Partial<SecondarySyncDeps> = {}, retention = false): SecondarySync {
-  return new SecondarySync({ primary, secondary, leads: () => true, log, ...more }, { periodMs: 0, ...(retention ? { retention: { policy: 'limit', maxBackups: 1 } } : {}) });
+  return new SecondarySync(
+    { primary, secondary, leads: () => true, log, ...more },
+    { periodMs: 0, ...(retention ? { gc: { retention: { policy: 'limit', maxBackups: 1 }, storeRetentionMs: 0 } } : {}) },
+  );
 }
 
 const names = async (store: SnapStore): Promise<string[]> => (await listSnapshots(store)).map((s) => s.name).sort();
