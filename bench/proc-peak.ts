@@ -1,0 +1,55 @@
+/**
+ * Peak memory of a process tree, sampled from /proc while it runs: what the restore bench reports
+ * for the restoring process, the etcds it starts, and gardener's etcdbrctl (whose etcd is embedded).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+function statusOf(pid: number | string): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined; // gone between the listing and the read
+  }
+}
+const kB = (status: string | undefined, field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status ?? '')?.[1] ?? 0);
+
+export interface TreePeaks {
+  /** VmHWM of the root process itself, MiB (0 when it exited before the first sample). */
+  root: number;
+  /** The highest VmHWM among the root's children named `childName`, MiB. */
+  child: number;
+  /** The highest sum of the root's and those children's VmRSS at one sampling instant, MiB. */
+  total: number;
+}
+
+/**
+ * Samples `root` and its direct children named `childName` every `everyMs` until stop(). VmHWM is
+ * a high-water mark, so a sample misses only a peak reached in the last interval before exit.
+ */
+export function samplePeaks(root: number, childName: string, everyMs = 200): { stop(): TreePeaks } {
+  const peaks = new Map<number, number>();
+  let rootPeak = 0;
+  let total = 0;
+  const sample = (): void => {
+    const own = statusOf(root);
+    rootPeak = Math.max(rootPeak, kB(own, 'VmHWM'));
+    let now = kB(own, 'VmRSS');
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      const status = statusOf(name);
+      if (!status || !new RegExp(`^Name:\\s+${childName}$`, 'm').test(status) || Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]) !== root) continue;
+      peaks.set(Number(name), Math.max(peaks.get(Number(name)) ?? 0, kB(status, 'VmHWM')));
+      now += kB(status, 'VmRSS');
+    }
+    total = Math.max(total, now);
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      const mib = (k: number): number => Math.round(k / 1024);
+      return { root: mib(rootPeak), child: mib(Math.max(0, ...peaks.values())), total: mib(total) };
+    },
+  };
+}
