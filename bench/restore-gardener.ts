@@ -14,6 +14,8 @@ import { GARDENER_CONTAINER, GARDENER_PREFIX } from './restore-chain.js';
 export interface GardenerRun {
   seconds: number;
   peakRssMiB: number;
+  /** CPU time (user + system), seconds, as last sampled before it exited. */
+  cpuSeconds: number;
   /** From its log's first "Applying delta snapshot" to its last delta applied; undefined when the log lacks either. */
   deltaSeconds: number | undefined;
   /** The restored member: `<dir>/data`, named `name`, peer URL `peerURL`. */
@@ -53,7 +55,7 @@ export async function gardenerRestore(binary: string, home: string, dir: string)
   child.stderr.on('data', read);
   const code = await new Promise<number | null>((r) => child.once('exit', r));
   const seconds = (performance.now() - t) / 1000;
-  const { root } = peaks.stop();
+  const { root, rootCpuSeconds } = peaks.stop();
   writeFileSync(join(dir, 'etcdbrctl.log'), lines.map((l) => l.line).join('\n') + '\n' + partial);
   if (code !== 0)
     throw new Error(
@@ -65,5 +67,5 @@ export async function gardenerRestore(binary: string, home: string, dir: string)
   const first = lines.find((l) => /Applying delta snapshot/i.test(l.line));
   const last = lines.findLast((l) => /Applying delta snapshot/i.test(l.line) || /applied all delta/i.test(l.line));
   const end = lines.find((l) => first && l.at >= last!.at && /(Restoration complete|Successfully restored|Cleanup complete|Closing embedded etcd|Stopping embedded etcd)/i.test(l.line));
-  return { seconds, peakRssMiB: root, deltaSeconds: first && end ? (end.at - first.at) / 1000 : undefined, dir, name, peerURL };
+  return { seconds, peakRssMiB: root, cpuSeconds: rootCpuSeconds, deltaSeconds: first && end ? (end.at - first.at) / 1000 : undefined, dir, name, peerURL };
 }

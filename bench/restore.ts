@@ -7,7 +7,7 @@
  * from a bare client, and with gardener's `etcdbrctl restore` of the same chain into a data dir on
  * disk. Peak RSS of the restoring process, of its temporary etcd, and of etcdbrctl (VmHWM, sampled
  * from /proc while they run). Both restores are then started with etcd 3.5 and compared: revision,
- * live key count, HashKV.
+ * live key count, a digest of every live key (restored-keyspace.ts).
  *
  *   npm run build && tsx bench/restore.ts [--full-mb 256] [--revisions 100000] [--value-bytes 100]
  *     [--per-delta 1000] [--baseline-txns 15000] [--windows 16] [--scratch disk,tmpfs]
@@ -83,6 +83,9 @@ interface ChildResult {
   peakRssMiB: number;
   etcdPeakRssMiB: number;
   containerPeakRssMiB: number;
+  /** CPU time of the restoring process and of its temporary etcd, seconds. */
+  cpuSeconds: number;
+  etcdCpuSeconds: number;
   result: { revision: number; timings: { fetchFullMs: number; restoreFullMs: number; replayMs: number; finalizeMs: number } };
   /** The restored member, for the comparison with gardener's: `<dir>/data`. */
   dir: string;
@@ -101,10 +104,10 @@ async function restoreChild(storeDir: string, scratch: string, window: number, d
   let stdout = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   const code = await new Promise<number | null>((r) => child.once('exit', r));
-  const { child: etcd, total } = peaks.stop();
+  const { child: etcd, total, childCpuSeconds } = peaks.stop();
   if (code !== 0) throw new Error(`the restore child exited with ${code}`);
-  const measured = JSON.parse(stdout.trim().split('\n').at(-1) as string) as Pick<ChildResult, 'seconds' | 'peakRssMiB' | 'result'>;
-  return { ...measured, etcdPeakRssMiB: etcd, containerPeakRssMiB: total, dir, peerURL };
+  const measured = JSON.parse(stdout.trim().split('\n').at(-1) as string) as Pick<ChildResult, 'seconds' | 'peakRssMiB' | 'cpuSeconds' | 'result'>;
+  return { ...measured, etcdPeakRssMiB: etcd, containerPeakRssMiB: total, etcdCpuSeconds: childCpuSeconds, dir, peerURL };
 }
 
 async function etcdctlRestore(file: string): Promise<number> {
@@ -178,6 +181,8 @@ try {
           peakRssMiB: r.peakRssMiB,
           etcdPeakRssMiB: r.etcdPeakRssMiB,
           containerPeakRssMiB: r.containerPeakRssMiB,
+          cpuSeconds: r.cpuSeconds,
+          etcdCpuSeconds: r.etcdCpuSeconds,
           revision: r.result.revision,
         });
         console.error(
@@ -193,12 +198,12 @@ try {
     '',
     `full snapshot: ${(chain.fullDbBytes / 1e6).toFixed(0)} MB db at revision ${chain.fullRevision}; deltas: ${REVISIONS} revisions (${deltas.kinds['put']} single puts, ${deltas.kinds['delete']} single deletes, ${deltas.kinds['multiKey']} multi-key transactions; ${deltas.events} events) in ${deltas.objects} objects (gzip; each ${deltas.meanDeltaMiB.toFixed(1)} MiB of JSON, ${deltas.meanStoredMiB.toFixed(1)} MiB stored); chain ${chain.cached ? 'reused, built' : 'built'} in ${chain.buildSeconds.toFixed(0)} s; etcdctl snapshot restore of the full snapshot: ${etcdctlSeconds.toFixed(2)} s`,
     '',
-    'scratch         window  build  total s  fetch full s  full restore s  replay s  finalize s  replay rev/s  bare 1-put txn/s (before/after)  ratio  sidecar peak RSS MiB  temp etcd peak RSS MiB  container peak RSS MiB',
+    'scratch         window  build  total s  fetch full s  full restore s  replay s  finalize s  replay rev/s  bare 1-put txn/s (before/after)  ratio  sidecar peak RSS MiB  temp etcd peak RSS MiB  container peak RSS MiB  CPU s sidecar/etcd',
   ];
   for (const r of rows) {
     const n = (k: string, d = 2): string => (r[k] as number).toFixed(d);
     lines.push(
-      `${String(r.scratch).padEnd(15)}  ${String(r.window).padStart(6)}  ${String(r.dist)}  ${n('totalSeconds').padStart(7)}  ${n('fetchFullSeconds').padStart(12)}  ${n('fullRestoreSeconds').padStart(14)}  ${n('replaySeconds').padStart(8)}  ${n('finalizeSeconds').padStart(10)}  ${n('replayRevisionsPerSecond', 0).padStart(12)}  ${`${n('bareSinglePutTxnsPerSecond', 0)} (${n('bareBefore', 0)}/${n('bareAfter', 0)})`.padStart(31)}  ${n('replayToBareRatio').padStart(5)}  ${String(r.peakRssMiB).padStart(20)}  ${String(r.etcdPeakRssMiB).padStart(22)}  ${String(r.containerPeakRssMiB).padStart(22)}`,
+      `${String(r.scratch).padEnd(15)}  ${String(r.window).padStart(6)}  ${String(r.dist)}  ${n('totalSeconds').padStart(7)}  ${n('fetchFullSeconds').padStart(12)}  ${n('fullRestoreSeconds').padStart(14)}  ${n('replaySeconds').padStart(8)}  ${n('finalizeSeconds').padStart(10)}  ${n('replayRevisionsPerSecond', 0).padStart(12)}  ${`${n('bareSinglePutTxnsPerSecond', 0)} (${n('bareBefore', 0)}/${n('bareAfter', 0)})`.padStart(31)}  ${n('replayToBareRatio').padStart(5)}  ${String(r.peakRssMiB).padStart(20)}  ${String(r.etcdPeakRssMiB).padStart(22)}  ${String(r.containerPeakRssMiB).padStart(22)}  ${`${n('cpuSeconds', 1)}/${n('etcdCpuSeconds', 1)}`.padStart(18)}`,
     );
   }
   const ourDisk = rows.find((r) => r['scratch'] === 'disk');
@@ -209,13 +214,13 @@ try {
       : 'delta application not found in its log';
     lines.push(
       '',
-      `gardener etcdbrctl restore, same store and chain, data dir on disk (its etcd embedded, ${run.dir}): total ${run.seconds.toFixed(2)} s, ${rate}, peak RSS ${run.peakRssMiB} MiB (etcd included)`,
+      `gardener etcdbrctl restore, same store and chain, data dir on disk (its etcd embedded, ${run.dir}): total ${run.seconds.toFixed(2)} s, ${rate}, peak RSS ${run.peakRssMiB} MiB, CPU ${run.cpuSeconds.toFixed(1)} s (etcd included in both)`,
     );
     if (ourDisk) lines.push(`gardener total / ours (disk, window ${String(ourDisk['window'])}): ${(run.seconds / (ourDisk['totalSeconds'] as number)).toFixed(2)}`);
-    const same = ours && ours.revision === theirs.revision && ours.keys === theirs.keys && ours.hash === theirs.hash;
-    lines.push(
-      `read back with etcd 3.5: gardener's at revision ${theirs.revision}, ${theirs.keys} keys, HashKV ${theirs.hash}; ours ${ours ? `at revision ${ours.revision}, ${ours.keys} keys, HashKV ${ours.hash}: ${same ? 'the same' : 'DIFFERENT'}` : 'not restored on disk in this run'}`,
-    );
+    const same = ours && ours.revision === theirs.revision && ours.keys === theirs.keys && ours.digest === theirs.digest;
+    const history = (k: RestoredKeyspace): string => (k.compactRevision < 0 ? 'whole history kept' : `history compacted to ${k.compactRevision}`);
+    const facts = (k: RestoredKeyspace): string => `revision ${k.revision}, ${k.keys} keys, live keyspace sha256 ${k.digest.slice(0, 16)}, ${history(k)}`;
+    lines.push(`read back with etcd 3.5: gardener's at ${facts(theirs)}; ours ${ours ? `at ${facts(ours)}: keyspaces ${same ? 'the same' : 'DIFFERENT'}` : 'not restored on disk in this run'}`);
   }
   lines.push(
     '',
