@@ -1,5 +1,5 @@
 // The measured side of bench/restore.ts: plain node, the compiled product (run `npm run build`
-// first). Restores a file:// store into a data dir and prints one JSON line with its peak RSS.
+// first). Restores a file:// store into a data dir and prints one JSON line with its peak RSS and CPU time.
 // `dist` names another build of the product, to compare two versions on the same chain.
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -22,4 +22,4 @@ const result = await restore({
   ...(prefetchBytes ? { prefetchBytes } : {}),
   log: createLogger('warn'),
 });
-console.log(JSON.stringify({ seconds: (performance.now() - t) / 1000, result, peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) }));
+console.log(JSON.stringify({ seconds: (performance.now() - t) / 1000, result, peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024), cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 }));
