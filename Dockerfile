@@ -78,5 +78,6 @@ EXPOSE 8080
 # No HEALTHCHECK: in Kubernetes the liveness and readiness probes call /healthz and /readyz.
 # Node runs as PID 1 and the CLI handles SIGTERM itself (closes the API and the etcd client); run
 # with `docker run --init` or add tini if restore ever leaves orphaned grandchildren to reap.
-ENTRYPOINT ["node", "/app/dist/cli.js"]
+# V8 flags: src/launcher/node-flags.ts says why (a small young generation; the test checks both agree).
+ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/dist/cli.js"]
 CMD ["serve"]

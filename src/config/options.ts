@@ -228,7 +228,7 @@ export const OPTIONS = [
     description: 'a delta is uploaded early when its events reach this size; collection pauses while one such delta waits for the previous upload',
   },
   { flag: 'compression', kind: 'enum', group: 'snapshot', default: 'gzip', choices: ['gzip', 'zlib', 'lzw', 'none'], description: 'compression of snapshot objects (suffix .gz, .zlib, .Z or none)' },
-  { flag: 'compression-level', kind: 'integer', group: 'snapshot', default: '6', description: 'gzip/zlib level, 1 (fastest) to 9 (smallest)' },
+  { flag: 'compression-level', kind: 'integer', group: 'snapshot', default: '1', description: 'gzip/zlib level, 1 (fastest, the default: see README, Snapshots) to 9 (smallest)' },
   {
     flag: 'gc-policy',
     kind: 'enum',

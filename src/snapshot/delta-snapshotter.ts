@@ -1,9 +1,9 @@
 import type { EtcdMember } from '../etcd/client.js';
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { KeyspaceWatch, type WatchedEvent, type WatchEnd } from '../etcd/watch.js';
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
-import { compressBuffer } from './compression.js';
+import { compressStream } from './compression.js';
 import { DeltaBuilder } from './delta-format.js';
 import { snapshotName, type Compression } from './names.js';
 import { objectMetadata, type SnapshotObserver, type SnapshotRecord } from './record.js';
@@ -249,9 +249,11 @@ export class DeltaSnapshotter {
 
   private async upload(sealed: SealedDelta): Promise<SnapshotRecord> {
     const t0 = performance.now();
-    const body = await compressBuffer(this.settings.compression, Buffer.concat(sealed.payload), this.settings.compressionLevel);
+    // Streamed from the collected chunks: no copy of the whole delta next to them (one was made
+    // here before, up to --delta-snapshot-memory-limit more at the peak of a write burst).
+    const body = pipeline(Readable.from(sealed.payload, { objectMode: false }), compressStream(this.settings.compression, this.settings.compressionLevel), () => {});
     const name = snapshotName({ kind: 'delta', startRevision: sealed.startRevision, lastRevision: sealed.lastRevision, createdAt: sealed.createdAt, compression: this.settings.compression });
-    const put = await this.ctx.store.put(name, Readable.from([body]), {
+    const put = await this.ctx.store.put(name, body, {
       metadata: objectMetadata({ kind: 'delta', events: sealed.events, 'cluster-id': this.ctx.clusterId, member: this.ctx.memberName }),
       ...(this.settings.retentionMs ? { retainUntil: new Date(sealed.createdAt.getTime() + this.settings.retentionMs) } : {}),
     });

@@ -25,6 +25,17 @@ export const GZIP_BLOCK_BYTES = 1024 * 1024;
 /** libuv's pool has 4 threads (UV_THREADPOOL_SIZE): one stays free for the file system. */
 const MAX_PARALLEL = 3;
 
+/**
+ * Output room for one block: more than deflate's worst case (stored blocks: 5 bytes per 16 KiB,
+ * plus the gzip header and trailer), so a block compresses in one go on its pool thread. With
+ * node's default 16 KiB a block went back and forth with the main thread 20-60 times, and the
+ * pool thread sat idle whenever the main thread was busy reading etcd's stream. Too little room
+ * would only cost another round trip, never bytes.
+ */
+export function outputRoom(blockBytes: number): number {
+  return blockBytes + (blockBytes >> 10) + 64;
+}
+
 let running = 0;
 /** Block compressions running across every stream: for tests that a finished stream leaves none. */
 export function runningGzipBlocks(): number {
@@ -111,7 +122,7 @@ export class ParallelGzip extends Transform {
       const { seq, data } = this.queued.shift() as { seq: number; data: Buffer };
       this.compressing++;
       running++;
-      zlib.gzip(data, { level: this.level }, (err, out) => {
+      zlib.gzip(data, { level: this.level, chunkSize: outputRoom(data.length) }, (err, out) => {
         this.compressing--;
         running--;
         if (this.stopped) return;

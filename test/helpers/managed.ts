@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { etcdFromConfigFile, type EtcdProcess } from '../../src/etcd/process.js';
+import { SIDECAR_NODE_FLAGS } from '../../src/launcher/node-flags.js';
 import type { InitializeBody } from '../../src/server/schemas.js';
 import { eventually, freePort, parseEndpointStatus, type EtcdctlEndpointStatus } from './cluster.js';
 
@@ -139,7 +140,7 @@ export class ManagedCluster {
       if (!lib) throw new Error('libfaketime is not installed (Debian package faketime)');
       Object.assign(env, { LD_PRELOAD: lib, FAKETIME: skew });
     }
-    const child = spawn(process.execPath, ['dist/cli.js', 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, 'dist/cli.js', 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = memberLog(join(m.dir, 'sidecar.log'));
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);

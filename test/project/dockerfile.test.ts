@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { envName, SPECS } from '../../src/config/options.js';
 import { minorDir } from '../../src/etcd/tools.js';
+import { SIDECAR_NODE_FLAGS } from '../../src/launcher/node-flags.js';
 
 // No Docker engine here, so the image cannot be built in tests. This checks what the Dockerfile
 // states: stages, the runtime user, the etcd tools restores need, the entry point, and that every
@@ -111,7 +112,9 @@ describe('Dockerfile', () => {
 
   it('the entry point is the compiled CLI that the build produces from src/cli.ts', () => {
     const entry = JSON.parse(steps(runtime, 'ENTRYPOINT')[0] as string) as string[];
-    assert.deepEqual(entry, ['node', '/app/dist/cli.js']);
+    assert.deepEqual(entry, ['node', ...SIDECAR_NODE_FLAGS, '/app/dist/cli.js']);
+    const shebang = read('bin/etcd-backup-sidecar.js').split('\n')[0];
+    assert.equal(shebang, `#!/usr/bin/env -S node ${SIDECAR_NODE_FLAGS.join(' ')}`, 'bin/ runs node with the same flags');
     const workdir = steps(runtime, 'WORKDIR').at(-1);
     assert.equal(workdir, '/app');
     const tsBuild = JSON.parse(read('tsconfig.build.json')) as { compilerOptions: { rootDir: string; outDir: string } };
