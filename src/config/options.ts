@@ -158,7 +158,16 @@ export const OPTIONS = [
     group: 'store',
     default: '0',
     description:
-      'lock every snapshot uploaded for this long (S3 Object Lock; the local store records it and refuses deletes before it): retention skips snapshots still locked and deletes them once the lock ends; needs a bucket with Object Lock (S3), not available on GCS (use a bucket retention policy instead); 0 disables',
+      'lock every snapshot uploaded for this long (S3 Object Lock, GCS per-object retention; the local store records it and refuses deletes before it): retention skips snapshots still locked and deletes them once the lock ends; needs a bucket created with Object Lock (S3) or per-object retention (GCS); 0 disables',
+  },
+  {
+    flag: 'gcs-retention-mode',
+    kind: 'enum',
+    group: 'store',
+    default: 'Unlocked',
+    choices: ['Unlocked', 'Locked'],
+    description:
+      'per-object retention mode of GCS uploads when --store-retention is set: Unlocked (an account with storage.objects.overrideUnlockedRetention may shorten or remove it) or Locked (nobody can)',
   },
   {
     flag: 's3-object-lock-mode',

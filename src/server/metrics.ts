@@ -147,7 +147,7 @@ export class Metrics implements SnapshotObserver, LeadershipObserver {
     this.chainDeltas = gauge('chain_deltas', chainHelp + 'the deltas a restore of it applies after the full snapshot', ['full']);
     this.heldByLock = new Gauge({
       name: PREFIX + 'snapshots_held_by_lock',
-      help: 'on the backup leader, snapshots its last retention run would have deleted but a lock (--store-retention, Object Lock, a bucket retention policy) holds, with the full snapshots held to keep their deltas restorable',
+      help: 'on the backup leader, snapshots its last retention run would have deleted but a lock (--store-retention: S3 Object Lock, GCS object retention) or a refused delete holds, with the full snapshots held to keep their deltas restorable',
       registers: [this.registry],
     });
     this.roleChanges = new Counter({ name: PREFIX + 'backup_role_changes_total', help: 'backup role changes of this sidecar, by the role taken', labelNames: ['role'], registers: [this.registry] });

@@ -90,6 +90,7 @@ async function openByUrl(config: Config): Promise<SnapStore> {
       maxAttempts: config.storeMaxAttempts,
       ...(config.gcsEndpoint ? { endpoint: config.gcsEndpoint } : {}),
       ...(config.gcsKeyFile ? { keyFile: config.gcsKeyFile } : {}),
+      retentionMode: config.gcsRetentionMode as 'Unlocked' | 'Locked',
     });
   }
   throw new StoreError('config', url, 'unsupported store URL (use file://, s3:// or gs://)');

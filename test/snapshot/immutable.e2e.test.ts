@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Readable } from 'node:stream';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectRetentionCommand, HeadObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 import type { StatusBody } from '../../src/server/schemas.js';
 import { restorableChain } from '../../src/snapshot/chain.js';
-import type { SnapshotRef } from '../../src/snapshot/names.js';
+import { snapshotName, type SnapshotRef } from '../../src/snapshot/names.js';
 import { listSnapshots } from '../../src/snapshot/snapshotter.js';
 import { ObjectLockedError, type SnapStore } from '../../src/snapstore/index.js';
 import { eventually, TestCluster } from '../helpers/cluster.js';
@@ -228,15 +229,29 @@ withPeer(FAKE_GCS, 'immutable buckets: gcs (fake-gcs-server)', () => {
       await fx?.stop();
     });
 
-    it('refuses --store-retention at start-up: not supported by this provider', async () => {
-      await assert.rejects(fx.open({ 'store-retention': '24h' }), /--store-retention is not supported by this provider/);
+    it('refuses --store-retention at start-up on a bucket without per-object retention', async () => {
+      await assert.rejects(fx.open({ 'store-retention': '24h' }), /bucket ebs-contract has no object retention: --store-retention needs a bucket created with per-object retention enabled/);
+    });
+
+    it('an upload given a retain-until date carries it (mode and date), and head and the listing report it', async () => {
+      const store = await fx.open({ 'gcs-retention-mode': 'Locked' });
+      try {
+        const name = snapshotName({ kind: 'full', startRevision: 0, lastRevision: 7, createdAt: new Date(), compression: 'none' });
+        const until = new Date(Math.floor(Date.now() / 1000) * 1000 + 3600_000);
+        await store.put(name, Readable.from([Buffer.from('locked bytes')]), { retainUntil: until });
+        assert.equal((await store.head(name))?.retainUntil?.toISOString(), until.toISOString());
+        const listed = (await store.list('v2/')).objects.find((o) => o.name === name);
+        assert.equal(listed?.retainUntil?.toISOString(), until.toISOString(), 'retention reads the date from the listing, no request per object');
+        const resource = (await (await fetch(`${fx.flags['gcs-endpoint']}/storage/v1/b/ebs-contract/o/${encodeURIComponent(`backups/main/${name}`)}`)).json()) as { retention?: { mode?: string } };
+        assert.equal(resource.retention?.mode, 'Locked', 'the mode of --gcs-retention-mode');
+      } finally {
+        await store.close();
+      }
     });
 
     it(
-      'locks uploads with per-object retention',
-      {
-        skip: 'the GCS store does not set per-object retention (retention.retainUntilTime needs a bucket with object retention enabled, which fake-gcs-server was not checked to emulate); GCS buckets rely on a bucket retention policy, whose refused deletes retention treats as held',
-      },
+      'GCS refuses to delete an object before its retain-until date',
+      { skip: 'fake-gcs-server records and reports per-object retention but does not enforce it on delete; the refusal path (403, held by retention) is proven on MinIO and the local store' },
       () => {},
     );
   });
