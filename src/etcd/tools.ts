@@ -131,6 +131,32 @@ export async function etcdVersion(tools: Pick<EtcdTools, 'etcd'>): Promise<{ ver
   return { version, minor: minorOf(version) };
 }
 
+/** One release's tools and its minor version (3.6). */
+export interface EtcdRelease {
+  minor: string;
+  tools: EtcdTools;
+}
+
+/**
+ * Every release a restore could run: one per folder v3.5/, v3.6/ of `binDir` (the image layout, the
+ * folder naming the minor), or the one release whose etcd is in `binDir` (or PATH), its minor read
+ * from `etcd --version`. Empty when there is no etcd that runs.
+ */
+export async function releasesIn(binDir?: string): Promise<EtcdRelease[]> {
+  if (binDir && !executable(join(binDir, 'etcd'))) {
+    return subfolders(binDir)
+      .filter((n) => /^v\d+\.\d+$/.test(n))
+      .map((n) => ({ minor: n.slice(1), tools: toolsIn(join(binDir, n)) }));
+  }
+  const tools = etcdTools(binDir);
+  try {
+    const { version, minor } = await etcdVersion(tools);
+    return [{ minor, tools: { ...tools, version } }];
+  } catch {
+    return [];
+  }
+}
+
 /** The same tools with `version` read from their etcd. */
 export async function withVersion(tools: EtcdTools): Promise<EtcdTools> {
   return { ...tools, version: (await etcdVersion(tools)).version };

@@ -19,6 +19,8 @@ export interface BackupState {
   lastDelta?: SnapshotRecord;
   uploadedRevision?: number;
   etcdRevision?: number;
+  /** The version of the backed-up member's etcd, as last read: what the snapshots record. */
+  etcdVersion?: string;
   restoreEstimate?: RestoreEstimateView;
 }
 
@@ -29,6 +31,7 @@ export interface SnapshotterView {
   deltaState: { lastUpload?: SnapshotRecord | undefined; uploadedRevision: number; etcdRevision: number } | undefined;
   restoreEstimate?: RestoreEstimate | undefined;
   restoreTimeObjectiveMs?: number;
+  etcdVersion?: string | undefined;
 }
 
 export function backupStateOf(snapshotter: SnapshotterView | undefined): BackupState {
@@ -41,6 +44,7 @@ export function backupStateOf(snapshotter: SnapshotterView | undefined): BackupS
   const uploaded = Math.max(snapshotter.lastFull?.lastRevision ?? 0, deltas?.uploadedRevision ?? 0);
   if (uploaded > 0) state.uploadedRevision = uploaded;
   if (deltas?.etcdRevision) state.etcdRevision = deltas.etcdRevision;
+  if (snapshotter.etcdVersion) state.etcdVersion = snapshotter.etcdVersion;
   const estimate = snapshotter.restoreEstimate;
   if (estimate) {
     const objectiveSeconds = (snapshotter.restoreTimeObjectiveMs ?? 0) / 1000;
@@ -68,6 +72,7 @@ export interface BackupSummary {
   /** etcd's revision (the member's or the watch's, whichever is newer) minus uploadedRevision. */
   revisionLag?: number;
   secondsSinceLastUpload?: number;
+  etcdVersion?: string;
   restoreEstimate?: RestoreEstimateView;
 }
 
@@ -89,6 +94,7 @@ export function summarizeBackup(state: BackupState, memberRevision: number | und
   }
   const last = [full, delta].filter((p) => p !== undefined).map((p) => Date.parse(p.uploadedAt));
   if (state.restoreEstimate) out.restoreEstimate = state.restoreEstimate;
+  if (state.etcdVersion) out.etcdVersion = state.etcdVersion;
   if (last.length > 0) out.secondsSinceLastUpload = Math.round((now - Math.max(...last)) / 100) / 10;
   return out;
 }

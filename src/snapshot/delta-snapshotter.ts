@@ -22,6 +22,8 @@ export interface DeltaContext {
   member: EtcdMember;
   memberName: string;
   clusterId?: string;
+  /** The version of the watched member's etcd, read at each upload (it changes in a rolling upgrade). */
+  etcdVersion?: () => Promise<string | undefined>;
   log: Logger;
   observer?: SnapshotObserver;
   now?: () => Date;
@@ -249,8 +251,10 @@ export class DeltaSnapshotter {
     const t0 = performance.now();
     const body = await compressBuffer(this.settings.compression, Buffer.concat(sealed.payload), this.settings.compressionLevel);
     const name = snapshotName({ kind: 'delta', startRevision: sealed.startRevision, lastRevision: sealed.lastRevision, createdAt: sealed.createdAt, compression: this.settings.compression });
+    // Read at the upload, after every event of the delta: in an upgrade it names the newer release.
+    const etcdVersion = await this.ctx.etcdVersion?.();
     const put = await this.ctx.store.put(name, Readable.from([body]), {
-      metadata: objectMetadata({ kind: 'delta', events: sealed.events, 'cluster-id': this.ctx.clusterId, member: this.ctx.memberName }),
+      metadata: objectMetadata({ kind: 'delta', events: sealed.events, 'cluster-id': this.ctx.clusterId, member: this.ctx.memberName, 'etcd-version': etcdVersion }),
     });
     return {
       name,
@@ -264,6 +268,7 @@ export class DeltaSnapshotter {
       uncompressedSize: sealed.bytes,
       events: sealed.events,
       durationMs: Math.round(performance.now() - t0),
+      ...(etcdVersion ? { etcdVersion } : {}),
     };
   }
 
