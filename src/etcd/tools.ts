@@ -5,7 +5,7 @@
  * another minor than the backup's cluster would write another storage version.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants, readdirSync } from 'node:fs';
+import { accessSync, constants, readdirSync, statSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -56,13 +56,20 @@ export function minorDir(names: readonly string[], minor?: string): string | und
   return minors.sort((a, b) => (key(b)[0] ?? 0) - (key(a)[0] ?? 0) || (key(b)[1] ?? 0) - (key(a)[1] ?? 0))[0];
 }
 
+/** The folders of `dir` that hold an etcd; symlinks to folders count (v3.6 -> /opt/etcd-v3.6.5). */
 function subfolders(dir: string): string[] {
   try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && executable(join(dir, e.name, 'etcd')))
-      .map((e) => e.name);
+    return readdirSync(dir).filter((name) => isFolder(join(dir, name)) && executable(join(dir, name, 'etcd')));
   } catch {
     return [];
+  }
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 
