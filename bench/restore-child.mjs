@@ -22,4 +22,11 @@ const result = await restore({
   ...(prefetchBytes ? { prefetchBytes } : {}),
   log: createLogger('warn'),
 });
-console.log(JSON.stringify({ seconds: (performance.now() - t) / 1000, result, peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024), cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 }));
+console.log(
+  JSON.stringify({
+    seconds: (performance.now() - t) / 1000,
+    result,
+    peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+    cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+  }),
+);

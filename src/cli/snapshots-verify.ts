@@ -30,6 +30,7 @@ export function snapshotsVerifyCommand(snapshots: Command): void {
             replayWindow: config.restoreReplayWindow,
             ...(config.dataDir ? { replayRatesFile: replayRatesFile(config.dataDir, config.name) } : {}),
             ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}),
+            ...(config.etcdVersion ? { etcdVersion: config.etcdVersion } : {}),
           });
         } catch (err) {
           // A drill that could not even run failed too, and the alert on the file must say so.

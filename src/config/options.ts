@@ -266,7 +266,7 @@ export const OPTIONS = [
     kind: 'path',
     group: 'snapshot',
     description:
-      "folder of the etcd, etcdctl and etcdutl a restore runs (its temporary etcd, and etcdutl snapshot restore; etcdctl's on 3.4, which has no etcdutl); one release's tools side by side, e.g. /usr/local/etcd-v3.6, or a folder of one such folder per minor version (v3.5/, v3.6/; the image's /usr/local/lib/etcd): the initializer's restores take --etcd-version's, everything else the newest; default: the folder of the etcd in PATH",
+      "folder of the etcd, etcdctl and etcdutl a restore runs (its temporary etcd, and etcdutl snapshot restore; etcdctl's on 3.4, which has no etcdutl); one release's tools side by side, e.g. /usr/local/etcd-v3.6, or a folder of one such folder per minor version (v3.5/, v3.6/; the image's /usr/local/lib/etcd): a restore (CLI, initializer, drill, compact) takes the release the backups were taken from, else --etcd-version's, else the newest, and refuses when the backups' release is missing; default: the folder of the etcd in PATH",
   },
   {
     flag: 'restore-prefetch',
@@ -390,7 +390,7 @@ export const OPTIONS = [
     kind: 'string',
     group: 'member',
     description:
-      'the etcd minor version (3.4, 3.5, 3.6) the cluster runs: GET /config renders for it (template keys it does not read are renamed to its names or dropped, with a note), and the initializer restores with its tools when --etcd-bin-dir has a folder per minor; default: the version of the etcd in --etcd-bin-dir or PATH',
+      'the etcd minor version (3.4, 3.5, 3.6) the cluster runs: GET /config renders for it (template keys it does not read are renamed to its names or dropped, with a note), and restores use its tools when the backups record no etcd version; default: the version of the etcd in --etcd-bin-dir or PATH',
   },
   { flag: 'initialize-retry-period', kind: 'duration', group: 'member', default: '2s', description: 'how often a waiting initializer gathers the facts again' },
 

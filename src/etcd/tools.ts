@@ -5,7 +5,7 @@
  * another minor than the backup's cluster would write another storage version.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants, readdirSync } from 'node:fs';
+import { accessSync, constants, readdirSync, statSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -56,13 +56,20 @@ export function minorDir(names: readonly string[], minor?: string): string | und
   return minors.sort((a, b) => (key(b)[0] ?? 0) - (key(a)[0] ?? 0) || (key(b)[1] ?? 0) - (key(a)[1] ?? 0))[0];
 }
 
+/** The folders of `dir` that hold an etcd; symlinks to folders count (v3.6 -> /opt/etcd-v3.6.5). */
 function subfolders(dir: string): string[] {
   try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && executable(join(dir, e.name, 'etcd')))
-      .map((e) => e.name);
+    return readdirSync(dir).filter((name) => isFolder(join(dir, name)) && executable(join(dir, name, 'etcd')));
   } catch {
     return [];
+  }
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 
@@ -129,6 +136,32 @@ export async function etcdVersion(tools: Pick<EtcdTools, 'etcd'>): Promise<{ ver
   const version = parseEtcdVersion(out);
   if (!version) throw new EtcdToolsError(`${tools.etcd} --version printed no version: ${out.trim().split('\n')[0] ?? ''}`);
   return { version, minor: minorOf(version) };
+}
+
+/** One release's tools and its minor version (3.6). */
+export interface EtcdRelease {
+  minor: string;
+  tools: EtcdTools;
+}
+
+/**
+ * Every release a restore could run: one per folder v3.5/, v3.6/ of `binDir` (the image layout, the
+ * folder naming the minor), or the one release whose etcd is in `binDir` (or PATH), its minor read
+ * from `etcd --version`. Empty when there is no etcd that runs.
+ */
+export async function releasesIn(binDir?: string): Promise<EtcdRelease[]> {
+  if (binDir && !executable(join(binDir, 'etcd'))) {
+    return subfolders(binDir)
+      .filter((n) => /^v\d+\.\d+$/.test(n))
+      .map((n) => ({ minor: n.slice(1), tools: toolsIn(join(binDir, n)) }));
+  }
+  const tools = etcdTools(binDir);
+  try {
+    const { version, minor } = await etcdVersion(tools);
+    return [{ minor, tools: { ...tools, version } }];
+  } catch {
+    return [];
+  }
 }
 
 /** The same tools with `version` read from their etcd. */

@@ -14,18 +14,17 @@ import type { EtcdStart } from './etcd-config.js';
 export async function restoreMember(ctx: ActionContext, facts: InitFacts, recovery: Verdict['recovery']): Promise<EtcdStart> {
   const { config, store, log } = ctx.deps;
   const initialCluster = config.initialCluster.length > 1 ? config.initialCluster.filter((m) => m.name === config.name) : config.initialCluster;
-  // With a folder per minor (the image), the release the cluster runs (--etcd-version) restores:
-  // a data dir written by a newer release than the cluster's etcd could not be opened by it.
+  // A restore from the backups picks the release the backups were taken from (release-choice.ts);
+  // the data dir's own copy is replayed by the release the cluster runs (--etcd-version).
   const binDir = releaseBinDir(config.etcdBinDir || undefined, config.etcdVersion || undefined);
   const identity = {
     ...restoreOptionsFromConfig(config, initialCluster),
-    ...(binDir ? { etcdBinDir: binDir } : {}),
     ...(recovery ? { initialClusterToken: `${config.initialClusterToken}-recovery-${recovery.epoch}` } : {}),
   };
   const restoreLog = log.child({ part: 'restore' });
   if (recovery?.source === 'local-copy') {
     ctx.update({ progress: 'recovering the cluster from the data dir: replaying its WAL in a temporary etcd' });
-    const result = await restoreFromDataDir({ dataDir: config.dataDir, ...identity, log: restoreLog });
+    const result = await restoreFromDataDir({ dataDir: config.dataDir, ...identity, ...(binDir ? { etcdBinDir: binDir } : {}), log: restoreLog });
     log.info({ revision: result.revision, epoch: recovery.epoch }, 'recovered the cluster from the newest surviving copy, this data dir');
   } else {
     // Up to the end of the contiguous chain: a gap after it must not turn into a restore that
@@ -44,7 +43,7 @@ export async function restoreMember(ctx: ActionContext, facts: InitFacts, recove
       onProgress: (p) => ctx.update({ progress: `restoring: ${p.phase}, revision ${p.revision} of ${p.targetRevision} (${p.deltasApplied}/${p.deltasTotal} deltas)` }),
     });
     log.info(
-      { revision: result.revision, full: result.fullSnapshot, deltas: result.deltasApplied, local: facts.local.state, ...(recovery ? { epoch: recovery.epoch } : {}) },
+      { revision: result.revision, full: result.fullSnapshot, deltas: result.deltasApplied, etcdMinor: result.etcd.minor, local: facts.local.state, ...(recovery ? { epoch: recovery.epoch } : {}) },
       'restored from the backups',
     );
   }

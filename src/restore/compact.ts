@@ -32,6 +32,8 @@ export interface CompactOptions {
   memberName: string;
   log: Logger;
   etcdBinDir?: string;
+  /** --etcd-version: the release when the chain records none. */
+  etcdVersion?: string;
   replayWindow?: number;
   replayRatesFile?: string;
   /** --store-retention: the new full snapshot is locked this long. */
@@ -67,6 +69,7 @@ export function compactOptionsFromConfig(config: Config, tmp: string): Omit<Comp
     replayWindow: config.restoreReplayWindow,
     retentionMs: config.storeRetention,
     ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}),
+    ...(config.etcdVersion ? { etcdVersion: config.etcdVersion } : {}),
     ...(config.dataDir ? { replayRatesFile: replayRatesFile(config.dataDir, config.name) } : {}),
   };
 }
@@ -99,7 +102,8 @@ export async function compactChain(opts: CompactOptions): Promise<FullSnapshot> 
     const full = await takeFullSnapshot(
       opts.store,
       // The chain's cluster, not the temporary etcd's: a restore refuses a chain naming two clusters.
-      { open: () => live.openSnapshot(), member: opts.memberName, ...(restored.clusterId ? { clusterId: restored.clusterId } : {}) },
+      // The release that replayed the chain, the chain's own (release-choice.ts): what a restore of it needs.
+      { open: () => live.openSnapshot(), member: opts.memberName, etcdVersion: () => Promise.resolve(restored.etcd.minor), ...(restored.clusterId ? { clusterId: restored.clusterId } : {}) },
       { compression: opts.compression, compressionLevel: opts.compressionLevel, spoolDir: opts.spoolDir, retentionMs: opts.retentionMs ?? 0 },
       opts.now,
       opts.signal,
@@ -120,9 +124,10 @@ export async function compactChain(opts: CompactOptions): Promise<FullSnapshot> 
   }
 }
 
-function pick(opts: CompactOptions): { etcdBinDir?: string; replayWindow?: number; replayRatesFile?: string; signal?: AbortSignal } {
+function pick(opts: CompactOptions): { etcdBinDir?: string; etcdVersion?: string; replayWindow?: number; replayRatesFile?: string; signal?: AbortSignal } {
   return {
     ...(opts.etcdBinDir ? { etcdBinDir: opts.etcdBinDir } : {}),
+    ...(opts.etcdVersion ? { etcdVersion: opts.etcdVersion } : {}),
     ...(opts.replayWindow ? { replayWindow: opts.replayWindow } : {}),
     ...(opts.replayRatesFile ? { replayRatesFile: opts.replayRatesFile } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),

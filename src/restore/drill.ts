@@ -5,7 +5,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freeLoopbackPort, TemporaryEtcd } from '../etcd/temporary.js';
-import { etcdTools } from '../etcd/tools.js';
 import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { restore, type RestoreProgress, type RestoreResult } from './index.js';
@@ -19,8 +18,10 @@ export interface DrillOptions {
   expectClusterId?: string;
   onProgress?: (p: RestoreProgress) => void;
   signal?: AbortSignal;
-  /** Folder of the etcd tools (default: where PATH's etcd is); the drill's etcd is that one too. */
+  /** Folder of the etcd tools, or of one per minor (default: where PATH's etcd is); the drill's etcd is the release the restore picked. */
   etcdBinDir?: string;
+  /** --etcd-version: the release when the backups record none. */
+  etcdVersion?: string;
   /** Replay transactions in flight, as a restore's (default 16). */
   replayWindow?: number;
   /** Where the drill's replay rate is recorded (replay-rates.ts). */
@@ -75,12 +76,13 @@ export async function startRestoredChain(
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.etcdBinDir ? { etcdBinDir: opts.etcdBinDir } : {}),
+    ...(opts.etcdVersion ? { etcdVersion: opts.etcdVersion } : {}),
     ...(opts.replayWindow ? { replayWindow: opts.replayWindow } : {}),
     ...(opts.toRevision !== undefined ? { toRevision: opts.toRevision } : {}),
     ...(opts.replayRatesFile ? { replayRatesFile: opts.replayRatesFile, measuredAs: opts.measuredAs ?? 'drill' } : {}),
   });
   seen(restored);
-  const etcd = await TemporaryEtcd.start({ dataDir, name: member, peerPort, logFile: join(work, 'etcd.log'), log: opts.log, etcdBinary: etcdTools(opts.etcdBinDir).etcd });
+  const etcd = await TemporaryEtcd.start({ dataDir, name: member, peerPort, logFile: join(work, 'etcd.log'), log: opts.log, etcdBinary: restored.etcd.binary });
   try {
     await noteEtcd(etcd.process.pid);
     await etcd.keepLeasesAlive(opts.log);

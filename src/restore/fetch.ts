@@ -14,6 +14,8 @@ export interface FullSnapshotFile {
   revision: number;
   dbBytes: number;
   sha256: string;
+  /** meta/storageVersion of the db: etcd 3.6 and later write it (gardener's full snapshots record no version otherwise). */
+  storageVersion?: string;
 }
 
 /**
@@ -32,7 +34,7 @@ export async function fetchFullSnapshot(store: SnapStore, ref: SnapshotRef, file
   if (facts.revision < ref.lastRevision) {
     throw new RestoreError('corrupt', `${ref.name} is named for revision ${ref.lastRevision} but the db inside holds revision ${facts.revision}`);
   }
-  return { revision: facts.revision, dbBytes: facts.dbBytes, sha256: facts.sha256 };
+  return { revision: facts.revision, dbBytes: facts.dbBytes, sha256: facts.sha256, ...(facts.storageVersion !== undefined ? { storageVersion: facts.storageVersion } : {}) };
 }
 
 /** The stored bytes of one object, read as the consumer asks for them (the socket waits meanwhile). */
@@ -203,6 +205,8 @@ export class DeltaPrefetcher {
 export interface ObjectFacts {
   name: string;
   clusterId: string | undefined;
+  /** The version of the etcd the object was taken from (`ebs-etcd-version`); gardener's objects record none. */
+  etcdVersion: string | undefined;
   /** Stored bytes. */
   size: number;
 }
@@ -221,7 +225,7 @@ export async function clusterIdsOf(store: SnapStore, refs: readonly SnapshotRef[
         throw corrupt(ref.name, err);
       }
       if (!info) throw new RestoreError('gap', `${ref.name} is listed but no longer in the store`);
-      out[i] = { name: ref.name, clusterId: info.metadata['ebs-cluster-id'], size: info.size };
+      out[i] = { name: ref.name, clusterId: info.metadata['ebs-cluster-id'], etcdVersion: info.metadata['ebs-etcd-version'], size: info.size };
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, refs.length) }, worker));

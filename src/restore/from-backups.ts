@@ -8,7 +8,8 @@ import { dirname, join } from 'node:path';
 import { snapshotRestore, snapshotRestoreTool } from '../etcd/etcdctl.js';
 import { freeLoopbackPort, TemporaryEtcd } from '../etcd/temporary.js';
 import type { EtcdTools } from '../etcd/tools.js';
-import { restoreTools } from './tools.js';
+import { restoreRelease, restoreReleases, type RestoreRelease } from './tools.js';
+import type { RecordedVersion } from './release-choice.js';
 import { asRestoreError, restoreTemporaryDb } from './finalize.js';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../logger.js';
@@ -52,8 +53,13 @@ export interface RestoreOptions {
   prefetchBytes?: number;
   /** TTL given to leases that keys in the deltas use but the full snapshot lacks (default 1h). */
   replayLeaseTtlSeconds?: number;
-  /** Folder of the etcd, etcdctl and etcdutl to restore with (default: where PATH's etcd is). */
+  /**
+   * Folder of the etcd, etcdctl and etcdutl to restore with, or of one folder per minor (v3.5/,
+   * v3.6/) to pick from by the backups' recorded version (default: where PATH's etcd is).
+   */
   etcdBinDir?: string;
+  /** --etcd-version: the minor the cluster runs, the release when the backups record none. */
+  etcdVersion?: string;
   /** Replay transactions in flight at once (default 16; 1 replays one revision at a time). */
   replayWindow?: number;
   /** Where the replay rate this restore measured is recorded (replay-rates.ts), and as what. */
@@ -76,6 +82,7 @@ export function restoreOptionsFromConfig(
   | 'prefetchBytes'
   | 'replayLeaseTtlSeconds'
   | 'etcdBinDir'
+  | 'etcdVersion'
   | 'replayWindow'
   | 'replayRatesFile'
 > {
@@ -91,6 +98,7 @@ export function restoreOptionsFromConfig(
     replayWindow: config.restoreReplayWindow,
     replayLeaseTtlSeconds: Math.max(1, Math.round(config.restoreLeaseTtl / 1000)),
     ...(config.etcdBinDir ? { etcdBinDir: config.etcdBinDir } : {}),
+    ...(config.etcdVersion ? { etcdVersion: config.etcdVersion } : {}),
   };
 }
 
@@ -120,6 +128,8 @@ export interface RestoreResult {
   fullDbBytes: number;
   /** Live keys the deltas created minus those they deleted: what a drill checks the result against. */
   liveKeyChange: number;
+  /** The etcd release that restored (the backups' own, see release-choice.ts) and why it was chosen. */
+  etcd: { minor: string; by: RestoreRelease['by']; reason: string; binary: string };
   /** Milliseconds of each step, for the bench and the logs. */
   timings: { fetchFullMs: number; restoreFullMs: number; replayMs: number; finalizeMs: number };
 }
@@ -131,9 +141,11 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const t0 = performance.now();
   const { store, dataDir, log, signal } = opts;
   if (opts.initialAdvertisePeerUrls.length === 0) throw new RestoreError('bad_request', 'initialAdvertisePeerUrls is empty');
-  const tools = restoreTools(opts.etcdBinDir);
-  await settleDataDir(opts);
-  const chain = await planChain(opts, tools);
+  // Nothing is written before the release is known: a refusal leaves the data dir as it was.
+  const releases = await restoreReleases(opts.etcdBinDir);
+  await refuseNonEmpty(opts, 'exists and is not empty; refusing to restore over it');
+  const chain = await planChain(opts);
+  let release = restoreRelease(releases, opts.etcdVersion, chain.recorded);
   let plan = chain.plan;
   const progress: RestoreProgress = {
     phase: 'planning',
@@ -148,7 +160,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     progress.phase = phase;
     opts.onProgress?.({ ...progress });
   };
-  const { workDir, part } = await prepareWork(opts);
+  const workDir = await prepareWorkDir(opts);
+  const part = partDir(dataDir);
+  let partOwned = false;
   const timings = { fetchFullMs: 0, restoreFullMs: 0, replayMs: 0, finalizeMs: 0 };
   try {
     report('fetching-full');
@@ -156,6 +170,13 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const fullFile = join(workDir.dir, 'full.db');
     const full = await fetchFullSnapshot(store, plan.full, fullFile, signal);
     timings.fetchFullMs = performance.now() - t;
+    // A chain that records no version (gardener's) may still say it in its db: 3.6 writes storageVersion.
+    if (release.by !== 'backup' && full.storageVersion !== undefined) release = restoreRelease(releases, opts.etcdVersion, chain.recorded, full.storageVersion);
+    noteRelease(opts, plan, chain.clusterId, release);
+    await settleDataDir(opts);
+    partOwned = true;
+    await rm(part, { recursive: true, force: true });
+    const tools = release.tools;
     progress.fullRevision = full.revision;
     progress.revision = full.revision;
     plan = planFromFullDb(chain.listing, plan.full, full.revision, chain.target);
@@ -179,9 +200,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     }
     checkAborted(signal);
     const t2 = performance.now();
-    if (!opts.replaceExisting && !(await isMissingOrEmpty(dataDir))) {
-      throw new RestoreError('data_dir_not_empty', `data dir ${dataDir} was filled while the restore ran; refusing to replace it`);
-    }
+    await refuseNonEmpty(opts, 'was filled while the restore ran; refusing to replace it');
     await swapIn(dataDir, opts.replaceExisting ?? false);
     timings.finalizeMs += performance.now() - t2;
     progress.revision = replayed.revision;
@@ -197,6 +216,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       fullRevision: full.revision,
       fullDbBytes: full.dbBytes,
       liveKeyChange: replayed.keyChange,
+      etcd: { minor: release.minor, by: release.by, reason: release.reason, binary: tools.etcd },
       timings: { fetchFullMs: Math.round(timings.fetchFullMs), restoreFullMs: Math.round(timings.restoreFullMs), replayMs: Math.round(timings.replayMs), finalizeMs: Math.round(timings.finalizeMs) },
     };
     if (chain.clusterId !== undefined) result.clusterId = chain.clusterId;
@@ -204,11 +224,38 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     await noteReplayRate(opts, result);
     return result;
   } catch (err) {
-    await rm(part, { recursive: true, force: true }).catch(() => {});
+    // Before the settling, `<data-dir>.part` may be an interrupted swap's complete copy: not ours to remove.
+    if (partOwned) await rm(part, { recursive: true, force: true }).catch(() => {});
     throw asRestoreError(err, 'restore failed', signal?.aborted);
   } finally {
     await rm(workDir.dir, { recursive: true, force: true }).catch(() => {});
   }
+}
+
+/** Refuses to restore over data unless told to (read-only: an interrupted swap is settled later). */
+async function refuseNonEmpty(opts: RestoreOptions, why: string): Promise<void> {
+  if (!opts.replaceExisting && !(await isMissingOrEmpty(opts.dataDir))) throw new RestoreError('data_dir_not_empty', `data dir ${opts.dataDir} ${why}`);
+}
+
+/** The plan and the release that runs it, in the log; a disagreeing --etcd-version as a warning. */
+function noteRelease(opts: RestoreOptions, plan: RestorePlan, clusterId: string | undefined, release: RestoreRelease): void {
+  const { tools } = release;
+  opts.log.info(
+    {
+      full: plan.full.name,
+      deltas: plan.links.length,
+      targetRevision: plan.targetRevision,
+      toTime: plan.toTime?.toISOString(),
+      clusterId,
+      etcd: tools.etcd,
+      etcdMinor: release.minor,
+      chosenBy: release.by,
+      why: release.reason,
+      restoreTool: snapshotRestoreTool(tools),
+    },
+    'restore planned',
+  );
+  if (release.warning) opts.log.warn({ etcdMinor: release.minor }, release.warning);
 }
 
 /** Settles what an interrupted restore left, and refuses to restore over data unless told to. */
@@ -216,16 +263,18 @@ async function settleDataDir(opts: RestoreOptions): Promise<void> {
   const { dataDir, log } = opts;
   const swapped = await finishInterruptedSwap(dataDir);
   if (swapped !== 'none') log.warn({ dataDir, action: swapped }, 'found the leftovers of an interrupted restore and settled them');
-  if (!opts.replaceExisting && !(await isMissingOrEmpty(dataDir))) {
-    throw new RestoreError('data_dir_not_empty', `data dir ${dataDir} exists and is not empty; refusing to restore over it`);
-  }
+  await refuseNonEmpty(opts, 'exists and is not empty; refusing to restore over it');
 }
 
 /** The chain to restore, its cluster (checked against --expect-cluster-id) and its deltas' stored sizes. */
-async function planChain(
-  opts: RestoreOptions,
-  tools: EtcdTools,
-): Promise<{ listing: SnapshotRef[]; plan: RestorePlan; target: { toRevision?: number; toTime?: Date }; clusterId: string | undefined; sizes: Map<string, number> }> {
+async function planChain(opts: RestoreOptions): Promise<{
+  listing: SnapshotRef[];
+  plan: RestorePlan;
+  target: { toRevision?: number; toTime?: Date };
+  clusterId: string | undefined;
+  sizes: Map<string, number>;
+  recorded: RecordedVersion[];
+}> {
   const target: { toRevision?: number; toTime?: Date } = {};
   if (opts.toRevision !== undefined) target.toRevision = opts.toRevision;
   if (opts.toTime !== undefined) target.toTime = opts.toTime;
@@ -236,23 +285,18 @@ async function planChain(
   const clusterId = chainClusterId(heads, opts.expectClusterId);
   // What bounds the prefetch: the stored size of each delta.
   const sizes = new Map(heads.map((h) => [h.name, h.size]));
-  opts.log.info(
-    { full: plan.full.name, deltas: plan.links.length, targetRevision: plan.targetRevision, toTime: plan.toTime?.toISOString(), clusterId, etcd: tools.etcd, restoreTool: snapshotRestoreTool(tools) },
-    'restore planned',
-  );
-  return { listing, plan, target, clusterId, sizes };
+  // The version every object was taken from: the newest decides which release replays the chain.
+  const recorded = heads.flatMap((h) => (h.etcdVersion ? [{ name: h.name, version: h.etcdVersion }] : []));
+  return { listing, plan, target, clusterId, sizes, recorded };
 }
 
-/** This restore's scratch dir (stale ones of dead restores removed first) and an empty `<data-dir>.part`. */
-async function prepareWork(opts: RestoreOptions): Promise<{ workDir: WorkDir; part: string }> {
+/** This restore's scratch dir, stale ones of dead restores removed first. */
+async function prepareWorkDir(opts: RestoreOptions): Promise<WorkDir> {
   const scratchRoot = opts.scratchDir ?? dirname(opts.dataDir);
   await mkdir(scratchRoot, { recursive: true });
   const stale = await removeStaleWorkDirs(scratchRoot, [WORK_PREFIX, '.etcd-drill-'], opts.log);
   if (stale > 0) opts.log.warn({ scratchRoot, removed: stale }, 'removed the scratch dirs of interrupted restores');
-  const workDir = await makeWorkDir(scratchRoot, WORK_PREFIX);
-  const part = partDir(opts.dataDir);
-  await rm(part, { recursive: true, force: true });
-  return { workDir, part };
+  return await makeWorkDir(scratchRoot, WORK_PREFIX);
 }
 
 interface ReplayStep {

@@ -16,6 +16,8 @@ export type RestoreErrorCode =
   /** --to-revision / --to-time asks for a point the backups do not reach. */
   | 'target_not_covered'
   | 'bad_request'
+  /** The backups need an etcd release --etcd-bin-dir does not hold (a 3.6 chain and only 3.5 tools). */
+  | 'etcd_version'
   /** The temporary etcd or etcdctl failed. */
   | 'etcd_failed'
   /** The store could not be read (unreachable, denied, timed out): nothing wrong with the backups themselves. */

@@ -174,6 +174,7 @@ export const StatusBody = Type.Object({
       uploadedRevision: Type.Optional(Type.Integer({ description: 'last revision in the store (full or delta)' })),
       revisionLag: Type.Optional(Type.Integer({ description: "etcd's revision minus uploadedRevision" })),
       secondsSinceLastUpload: Type.Optional(Type.Number()),
+      etcdVersion: Type.Optional(Type.String({ description: "the version of the etcd this sidecar backs up, as last read: what its snapshots record (a restore runs that release's tools)" })),
       restoreEstimate: Type.Optional(
         Type.Object(
           {
@@ -256,6 +257,7 @@ export const SnapshotRecordBody = Type.Object(
     uncompressedSize: Type.Integer({ description: 'full: db bytes; delta: JSON payload bytes' }),
     events: Type.Optional(Type.Integer({ description: 'delta: number of events' })),
     durationMs: Type.Integer(),
+    etcdVersion: Type.Optional(Type.String({ description: 'the version of the etcd it was taken from, also on the object as ebs-etcd-version (absent when it could not be read)' })),
   },
   { description: 'a snapshot this sidecar just uploaded' },
 );

@@ -20,6 +20,8 @@ export interface BackupState {
   lastDelta?: SnapshotRecord;
   uploadedRevision?: number;
   etcdRevision?: number;
+  /** The version of the backed-up member's etcd, as last read: what the snapshots record. */
+  etcdVersion?: string;
   restoreEstimate?: RestoreEstimateView;
   gc?: GcLockView;
 }
@@ -32,6 +34,7 @@ export interface SnapshotterView {
   restoreEstimate?: RestoreEstimate | undefined;
   restoreTimeObjectiveMs?: number;
   gc?: GcLockView | undefined;
+  etcdVersion?: string | undefined;
 }
 
 export function backupStateOf(snapshotter: SnapshotterView | undefined): BackupState {
@@ -45,6 +48,7 @@ export function backupStateOf(snapshotter: SnapshotterView | undefined): BackupS
   if (uploaded > 0) state.uploadedRevision = uploaded;
   if (deltas?.etcdRevision) state.etcdRevision = deltas.etcdRevision;
   if (snapshotter.gc) state.gc = snapshotter.gc;
+  if (snapshotter.etcdVersion) state.etcdVersion = snapshotter.etcdVersion;
   const estimate = snapshotter.restoreEstimate;
   if (estimate) {
     const objectiveSeconds = (snapshotter.restoreTimeObjectiveMs ?? 0) / 1000;
@@ -72,6 +76,7 @@ export interface BackupSummary {
   /** etcd's revision (the member's or the watch's, whichever is newer) minus uploadedRevision. */
   revisionLag?: number;
   secondsSinceLastUpload?: number;
+  etcdVersion?: string;
   restoreEstimate?: RestoreEstimateView;
   gc?: GcLockView;
 }
@@ -95,6 +100,7 @@ export function summarizeBackup(state: BackupState, memberRevision: number | und
   const last = [full, delta].filter((p) => p !== undefined).map((p) => Date.parse(p.uploadedAt));
   if (state.restoreEstimate) out.restoreEstimate = state.restoreEstimate;
   if (state.gc) out.gc = state.gc;
+  if (state.etcdVersion) out.etcdVersion = state.etcdVersion;
   if (last.length > 0) out.secondsSinceLastUpload = Math.round((now - Math.max(...last)) / 100) / 10;
   return out;
 }

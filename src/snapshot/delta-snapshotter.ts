@@ -24,6 +24,8 @@ export interface DeltaContext {
   member: EtcdMember;
   memberName: string;
   clusterId?: string;
+  /** The version of the watched member's etcd, read at each upload (it changes in a rolling upgrade). */
+  etcdVersion?: () => Promise<string | undefined>;
   log: Logger;
   observer?: SnapshotObserver;
   now?: () => Date;
@@ -249,12 +251,14 @@ export class DeltaSnapshotter {
 
   private async upload(sealed: SealedDelta): Promise<SnapshotRecord> {
     const t0 = performance.now();
+    // Read at the upload, after every event of the delta: in an upgrade it names the newer release.
+    const etcdVersion = await this.ctx.etcdVersion?.();
     // Streamed from the collected chunks: no copy of the whole delta next to them (one was made
     // here before, up to --delta-snapshot-memory-limit more at the peak of a write burst).
     const body = pipeline(Readable.from(sealed.payload, { objectMode: false }), compressStream(this.settings.compression, this.settings.compressionLevel), () => {});
     const name = snapshotName({ kind: 'delta', startRevision: sealed.startRevision, lastRevision: sealed.lastRevision, createdAt: sealed.createdAt, compression: this.settings.compression });
     const put = await this.ctx.store.put(name, body, {
-      metadata: objectMetadata({ kind: 'delta', events: sealed.events, 'cluster-id': this.ctx.clusterId, member: this.ctx.memberName }),
+      metadata: objectMetadata({ kind: 'delta', events: sealed.events, 'cluster-id': this.ctx.clusterId, member: this.ctx.memberName, 'etcd-version': etcdVersion }),
       ...(this.settings.retentionMs ? { retainUntil: new Date(sealed.createdAt.getTime() + this.settings.retentionMs) } : {}),
     });
     return {
@@ -269,6 +273,7 @@ export class DeltaSnapshotter {
       uncompressedSize: sealed.bytes,
       events: sealed.events,
       durationMs: Math.round(performance.now() - t0),
+      ...(etcdVersion ? { etcdVersion } : {}),
     };
   }
 

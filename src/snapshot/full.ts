@@ -12,6 +12,11 @@ export interface FullSnapshotSource {
   /** Recorded on the object, to tell clusters and members apart when reading a bucket. */
   clusterId?: string;
   member: string;
+  /**
+   * The version of the etcd the snapshot comes from, read as it starts: a restore runs that
+   * release (3.5 cannot open what 3.6 wrote). Undefined when it could not be read.
+   */
+  etcdVersion?: () => Promise<string | undefined>;
 }
 
 export interface FullSnapshotSettings {
@@ -36,6 +41,7 @@ export async function takeFullSnapshot(store: SnapStore, source: FullSnapshotSou
   const started = now();
   const t0 = performance.now();
   const verifier = new SnapshotVerifier();
+  const etcdVersion = await source.etcdVersion?.();
   const raw = await source.open();
   let streamError: Error | undefined;
   const done = (err: Error | null): void => {
@@ -71,6 +77,7 @@ export async function takeFullSnapshot(store: SnapStore, source: FullSnapshotSou
         'db-sha256': facts.sha256,
         'cluster-id': source.clusterId,
         member: source.member,
+        'etcd-version': etcdVersion,
       }),
     );
     return {
@@ -85,6 +92,7 @@ export async function takeFullSnapshot(store: SnapStore, source: FullSnapshotSou
       uncompressedSize: facts.dbBytes,
       durationMs: Math.round(performance.now() - t0),
       consistentIndex: facts.consistentIndex.toString(),
+      ...(etcdVersion ? { etcdVersion } : {}),
     };
   } catch (err) {
     await staged.discard();

@@ -19,6 +19,8 @@ export interface SnapshotRecord {
   /** Delta: number of events. */
   events?: number;
   durationMs: number;
+  /** The version of the etcd it was taken from (also on the object, `ebs-etcd-version`); unknown when not read. */
+  etcdVersion?: string;
 }
 
 /** Object metadata we add (never read by the anchor, which ignores metadata). */

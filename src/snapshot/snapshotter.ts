@@ -56,6 +56,9 @@ const HEAL_RETRY_MAX_MS = 60_000;
 /** The status asked before a snapshotter starts; a frozen member fails the start, which is retried. */
 const STATUS_TIMEOUT_MS = 10_000;
 
+/** The version read before each snapshot; a snapshot never waits longer on it. */
+const VERSION_TIMEOUT_MS = 3_000;
+
 /** The replay rates file is read again after this long: a drill or restore may have run meanwhile. */
 const RATE_REFRESH_MS = 30_000;
 
@@ -108,6 +111,8 @@ export class Snapshotter {
   private task: ScheduledTask | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private clusterId: string | undefined;
+  /** The version of the backed-up member's etcd, as last read (shown in /status, recorded on each snapshot). */
+  etcdVersion: string | undefined;
   /** Shared with the delta snapshotter, which learns the cluster ID once `start()` asked etcd. */
   private deltaContext: DeltaContext | undefined;
   private stopped = false;
@@ -141,6 +146,7 @@ export class Snapshotter {
           store: deps.store,
           member: deps.member,
           memberName: deps.memberName,
+          etcdVersion: () => this.readEtcdVersion(),
           log: deps.log.child({ part: 'delta' }),
           observer: {
             uploaded: (record) => {
@@ -160,6 +166,20 @@ export class Snapshotter {
     return this.deps.now?.() ?? new Date();
   }
 
+  /**
+   * The version the backed-up member's etcd reports now, as each snapshot records it. A member that
+   * does not answer in time keeps the last version read: the snapshot still comes from that etcd,
+   * and a rolling upgrade restarts the member (and so this read) on its new release.
+   */
+  private async readEtcdVersion(): Promise<string | undefined> {
+    try {
+      this.etcdVersion = (await readMemberStatus(this.deps.member, VERSION_TIMEOUT_MS)).version || this.etcdVersion;
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message, etcdVersion: this.etcdVersion }, "etcd's version not read; the snapshot records the last one read");
+    }
+    return this.etcdVersion;
+  }
+
   private spoolDir(): string {
     // One folder per member: sidecars sharing a machine must not sweep each other's spool files.
     return join(this.settings.spoolDir, `etcd-backup-sidecar-${this.deps.memberName}`);
@@ -177,6 +197,7 @@ export class Snapshotter {
     await removeSpoolLeftovers(this.spoolDir());
     const status = await readMemberStatus(this.deps.member, STATUS_TIMEOUT_MS);
     this.clusterId = status.clusterId;
+    this.etcdVersion = status.version || undefined;
     if (this.deltaContext) this.deltaContext.clusterId = this.clusterId;
     const etcdRevision = status.revision;
     const chain = restorableChain(await listSnapshots(this.deps.store));
@@ -248,7 +269,12 @@ export class Snapshotter {
     log.info({ reason }, 'full snapshot starting');
     this.fullRunning = takeFullSnapshot(
       this.deps.store,
-      { open: () => openSnapshotStream(this.deps.member), member: this.deps.memberName, ...(this.clusterId ? { clusterId: this.clusterId } : {}) },
+      {
+        open: () => openSnapshotStream(this.deps.member),
+        member: this.deps.memberName,
+        etcdVersion: () => this.readEtcdVersion(),
+        ...(this.clusterId ? { clusterId: this.clusterId } : {}),
+      },
       { compression: this.settings.compression, compressionLevel: this.settings.compressionLevel, spoolDir: this.spoolDir(), retentionMs: this.settings.storeRetentionMs ?? 0 },
       () => this.now(),
     )

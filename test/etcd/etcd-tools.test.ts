@@ -4,10 +4,14 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { snapshotRestoreTool } from '../../src/etcd/etcdctl.js';
-import { EtcdToolsError, etcdTools, etcdVersion, findInPath, minorDir, minorOf, parseEtcdVersion, releaseBinDir } from '../../src/etcd/tools.js';
+import { EtcdToolsError, etcdTools, etcdVersion, findInPath, minorDir, minorOf, parseEtcdVersion, releaseBinDir, releasesIn } from '../../src/etcd/tools.js';
 import { RestoreError } from '../../src/restore/plan.js';
 import { restore } from '../../src/restore/index.js';
 import { capturingLogger } from '../helpers/sidecar.js';
+import { localFixture } from '../helpers/store-fixtures.js';
+import { snapshotName } from '../../src/snapshot/names.js';
+import { Readable } from 'node:stream';
+import { readFileSync } from 'node:fs';
 
 /** A folder of stand-in programs; each prints `output` and exits 0. */
 function toolDir(tools: string[], output = ''): string {
@@ -125,5 +129,71 @@ describe('etcd tools', () => {
       }),
       (err: unknown) => err instanceof RestoreError && err.code === 'bad_request' && /has no etcd/.test(err.message),
     );
+  });
+
+  it('lists the releases a restore can pick: one per v3.x folder, or the one etcd by the version it prints', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ebs-tools-releases-'));
+    for (const minor of ['v3.5', 'v3.6', 'notes']) {
+      mkdirSync(join(root, minor));
+      writeFileSync(join(root, minor, 'etcd'), '#!/bin/sh\n');
+      chmodSync(join(root, minor, 'etcd'), 0o755);
+    }
+    assert.deepEqual((await releasesIn(root)).map((r) => [r.minor, r.tools.etcd]).sort(), [
+      ['3.5', join(root, 'v3.5', 'etcd')],
+      ['3.6', join(root, 'v3.6', 'etcd')],
+    ]);
+    const single = toolDir(['etcd', 'etcdctl', 'etcdutl'], 'etcd Version: 3.5.21');
+    assert.deepEqual(
+      (await releasesIn(single)).map((r) => [r.minor, r.tools.version]),
+      [['3.5', '3.5.21']],
+    );
+    assert.deepEqual(await releasesIn(toolDir(['etcd'], 'no version here')), []);
+  });
+
+  it('refuses a chain taken from etcd 3.6 with only 3.5 tools, before the data dir is touched', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ebs-tools-refuse-'));
+    mkdirSync(join(root, 'bin', 'v3.5'), { recursive: true });
+    for (const t of ['etcd', 'etcdctl', 'etcdutl']) {
+      writeFileSync(join(root, 'bin', 'v3.5', t), '#!/bin/sh\nexit 1\n');
+      chmodSync(join(root, 'bin', 'v3.5', t), 0o755);
+    }
+    const fixture = await localFixture();
+    const store = await fixture.open();
+    try {
+      const name = snapshotName({ kind: 'full', startRevision: 0, lastRevision: 42, createdAt: new Date(), compression: 'none' });
+      await store.put(name, Readable.from([Buffer.from('not read: the refusal comes first')]), { metadata: { 'ebs-kind': 'full', 'ebs-etcd-version': '3.6.5' } });
+      // A data dir to be replaced, and the complete copy of an interrupted swap beside it: both must stay.
+      const dataDir = join(root, 'data');
+      mkdirSync(dataDir);
+      writeFileSync(join(dataDir, 'keep'), 'old');
+      mkdirSync(`${dataDir}.part`);
+      writeFileSync(join(`${dataDir}.part`, 'keep'), 'new');
+      const { log } = capturingLogger('info');
+      await assert.rejects(
+        restore({
+          store,
+          dataDir,
+          replaceExisting: true,
+          name: 'r1',
+          initialCluster: 'r1=http://127.0.0.1:1',
+          initialClusterToken: 't',
+          initialAdvertisePeerUrls: ['http://127.0.0.1:1'],
+          log,
+          etcdBinDir: join(root, 'bin'),
+          etcdVersion: '3.5',
+        }),
+        (err: unknown) =>
+          err instanceof RestoreError &&
+          err.code === 'etcd_version' &&
+          err.message.includes('need etcd 3.6') &&
+          err.message.includes(`${name} was taken from etcd 3.6.5`) &&
+          err.message.includes('holds v3.5'),
+      );
+      assert.equal(readFileSync(join(dataDir, 'keep'), 'utf8'), 'old');
+      assert.equal(readFileSync(join(`${dataDir}.part`, 'keep'), 'utf8'), 'new');
+    } finally {
+      await store.close();
+      await fixture.stop();
+    }
   });
 });

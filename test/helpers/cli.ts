@@ -18,3 +18,13 @@ export async function runCli(args: readonly string[], env: Record<string, string
     (e: CliRun) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
   );
 }
+
+/** The flags of a CLI `restore` of one member `r1` (peer URL `peer`) into `dataDir` from `store`. */
+export function restoreMemberFlags(dataDir: string, peer: string, store: string): string[] {
+  return ['--name', 'r1', '--data-dir', dataDir, '--initial-cluster', `r1=${peer}`, '--advertise-client-urls', 'http://127.0.0.1:2379', '--store', store, '--log-level', 'warn'];
+}
+
+/** The result a CLI `restore` prints as its last line. */
+export function restoreResultOf(run: CliRun): unknown {
+  return JSON.parse(run.stdout.trim().split('\n').at(-1) as string);
+}

@@ -34,6 +34,8 @@ export interface TestMember {
   peerURL: string;
   dataDir: string;
   process: EtcdProcess;
+  /** This member's etcd when it is not the cluster's (a member upgraded in a rolling upgrade). */
+  etcdBinary?: string;
 }
 
 export interface ClusterOptions {
@@ -112,7 +114,7 @@ export class TestCluster {
       logFile: join(this.dir, m.name, 'etcd.log'),
       // Short heartbeats keep elections (and so the tests) quick on a loopback network.
       extraArgs: ['--heartbeat-interval=100', '--election-timeout=1000', '--log-level=warn', ...this.tlsArgs(), ...(this.opts.extraArgs ?? [])],
-      ...(this.opts.etcdBinary ? { etcdBinary: this.opts.etcdBinary } : {}),
+      ...((m.etcdBinary ?? this.opts.etcdBinary) ? { etcdBinary: m.etcdBinary ?? this.opts.etcdBinary } : {}),
     };
   }
 
@@ -195,6 +197,18 @@ export class TestCluster {
     const m = this.member(name);
     m.process = new EtcdProcess(this.spec(m, this.initialCluster(), 'existing'));
     m.process.start();
+  }
+
+  /**
+   * One step of a rolling upgrade: the member stopped cleanly, then started on the same data dir
+   * with `etcdBinary` (another release); resolves once the whole cluster is healthy again.
+   */
+  async upgrade(name: string, etcdBinary: string): Promise<void> {
+    const m = this.member(name);
+    await m.process.stop();
+    m.etcdBinary = etcdBinary;
+    this.restart(name);
+    await this.waitHealthy(60_000);
   }
 
   /** Deletes a member's data dir (stop it first). */

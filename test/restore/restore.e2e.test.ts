@@ -16,7 +16,7 @@ import type { Chain } from '../../src/snapshot/chain.js';
 import { LocalStore } from '../../src/snapstore/local.js';
 import { metaFile } from '../../src/snapstore/local-meta.js';
 import type { SnapStore } from '../../src/snapstore/types.js';
-import { runCli } from '../helpers/cli.js';
+import { restoreMemberFlags, restoreResultOf, runCli } from '../helpers/cli.js';
 import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
 import { startRestored } from '../helpers/replay.js';
 import { capturingLogger, startTestSidecar } from '../helpers/sidecar.js';
@@ -324,24 +324,11 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     const dir = join(work, 'cli');
     const peer = `http://127.0.0.1:${await freePort()}`;
     const cli = runCli;
-    const member = [
-      '--name',
-      'r1',
-      '--data-dir',
-      join(dir, 'data'),
-      '--initial-cluster',
-      `r1=${peer}`,
-      '--advertise-client-urls',
-      'http://127.0.0.1:2379',
-      '--store',
-      `file://${cluster.dir}/backups`,
-      '--log-level',
-      'warn',
-    ];
+    const member = restoreMemberFlags(join(dir, 'data'), peer, `file://${cluster.dir}/backups`);
     const target = chain.full!.lastRevision + 1;
     const ok = await cli(['restore', ...member, '--to-revision', String(target)]);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.equal((JSON.parse(ok.stdout.trim().split('\n').at(-1) as string) as RestoreResult).revision, target);
+    assert.equal((restoreResultOf(ok) as RestoreResult).revision, target);
     const again = await cli(['restore', ...member]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /restore failed \(data_dir_not_empty\)/);
