@@ -3,25 +3,34 @@
  * transport of a restore's replay into its temporary etcd, where the client's CPU per call decides
  * the replay's rate (README, Restore).
  *
- * Why not grpc-js. Measured on this project's 2 shared cores (bench/replay-transport.ts, 20,000
- * guarded one-put transactions, 16 in flight, etcd 3.5): etcd3's client 217 µs of Node CPU per
- * call, grpc-js alone (no pool, no policies) 201 µs, the same calls on node:http2 96 µs, of which
- * protobuf encoding is 6 µs. grpc-js's own per-call machinery (call stack, filters, metadata, its
- * state machine) is half the cost, so this file speaks gRPC's unary wire format itself: one
- * request stream per call, the message length-prefixed (5 bytes), the status in the trailers (or
- * in the headers when etcd answers with trailers only). Messages are encoded and decoded by
- * @grpc/proto-loader (protobufjs) from etcd3's own rpc.proto, so the schema is etcd3's.
+ * Why not grpc-js. Measured on this project's 2 shared cores (bench/replay-transport.ts, results in
+ * bench/results/replay-transport.txt: guarded one-put transactions, 16 in flight, etcd 3.5), Node
+ * CPU per call: etcd3's client 182-221 µs, grpc-js alone (one channel, no pool, no policies)
+ * 171-190 µs, the same calls on node:http2 89-97 µs; protobuf encoding is about 2 µs of it.
+ * grpc-js's own per-call machinery (call stack, filters, metadata, its state machine) is half the
+ * cost, so this file speaks gRPC's unary wire format itself: one request stream per call, the
+ * message length-prefixed (5 bytes), the status in the trailers (or in the headers when etcd
+ * answers with trailers only). Messages are encoded and decoded by @grpc/proto-loader (protobufjs)
+ * from etcd3's own rpc.proto, so the schema is etcd3's.
  *
  * No retries: a transaction retried after a lost answer could apply twice. Every call has the same
  * deadline (sent to etcd as grpc-timeout, and enforced here by one DeadlineSweep, so a frozen etcd
- * fails the call with a DeadlineError instead of hanging it). No auth: the only etcd this talks to
- * is a restore's own temporary etcd, which listens on loopback only (see TemporaryEtcd).
+ * fails the call with a DeadlineError instead of hanging it). No auth token: the only etcd this
+ * talks to is a restore's own temporary etcd on loopback. Checked with etcd 3.5: a temporary etcd
+ * restored from a snapshot of a cluster with auth enabled keeps auth enabled and refuses calls
+ * without a token ("user name is empty"), as it refused etcd3's client here before this file;
+ * such a restore fails with `etcd_failed` (README, Restore).
  */
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { createRequire } from 'node:module';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 import { DeadlineSweep, type SweptDeadline } from '../resilience.js';
-import type { TxnCompare, TxnOp } from './temporary.js';
+import type { ICompare, IRequestOp } from 'etcd3';
+
+/** One put or delete of a replayed revision, as etcd's Txn takes it (etcd3's shape of it). */
+export type TxnOp = IRequestOp;
+/** One compare of a guarded transaction, as etcd's Txn takes it. */
+export type TxnCompare = ICompare;
 
 /** gRPC status codes by number, for error messages (grpc/doc/statuscodes.md). */
 const STATUS_NAMES = [

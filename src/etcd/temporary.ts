@@ -16,10 +16,7 @@ import { EtcdProcess } from './process.js';
 import { openSnapshotStream } from './snapshot-stream.js';
 import type { Readable } from 'node:stream';
 
-/** One put or delete of a replayed revision, as etcd's Txn takes it. */
-export type TxnOp = IRequestOp;
-/** One compare of a guarded transaction, as etcd's Txn takes it. */
-export type TxnCompare = ICompare;
+export type { TxnCompare, TxnOp } from './kv-channel.js';
 
 const CALL_TIMEOUT_MS = 120_000;
 
