@@ -12,7 +12,7 @@ function statusOf(pid: number | string): string | undefined {
   }
 }
 /** utime + stime of a process, in seconds (USER_HZ is 100 on Linux). */
-function cpuSecondsOf(pid: number | string): number | undefined {
+export function cpuSecondsOf(pid: number | string): number | undefined {
   try {
     // Fields after the parenthesised command name, which may itself hold spaces.
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];

@@ -90,3 +90,68 @@ export async function retryWithBackoff<T>(fn: (attempt: number) => PromiseLike<T
     throw err;
   }
 }
+
+/** One call's deadline in a DeadlineSweep. */
+export interface SweptDeadline {
+  readonly at: number;
+  readonly what: string;
+  readonly expire: (err: DeadlineError) => void;
+}
+
+/**
+ * The deadlines of many calls of the same length on one timer. withDeadline costs a cockatiel
+ * policy, an AbortController and a timer per call; at the thousands of calls a second of a
+ * restore's replay that is CPU taken from the replay itself. All deadlines here have the same
+ * length, so the order calls start in is the order they expire in: the timer only ever looks at the
+ * oldest pending ones. `expire` is called once, for a call still pending `ms` after it started; the
+ * caller must then give up on it (cancel the stream) and reject with the error it is handed.
+ */
+export class DeadlineSweep {
+  /** Insertion order = deadline order. */
+  private readonly pending = new Set<SweptDeadline>();
+  private timer: NodeJS.Timeout | undefined;
+  private sweeping = false;
+
+  constructor(readonly ms: number) {
+    if (!Number.isSafeInteger(ms) || ms < 1) throw new RangeError(`deadline ${ms} ms is not a positive integer`);
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  start(what: string, expire: (err: DeadlineError) => void): SweptDeadline {
+    const d = { at: Date.now() + this.ms, what, expire };
+    this.pending.add(d);
+    // Referenced, as in withDeadline: a call awaited must end even in a process with nothing else to do.
+    // During a sweep the sweep itself sets the timer, for the oldest call left.
+    if (!this.sweeping) this.timer ??= setTimeout(() => this.sweep(), this.ms);
+    return d;
+  }
+
+  /** The call settled: its deadline no longer applies. */
+  end(d: SweptDeadline): void {
+    this.pending.delete(d);
+    if (this.pending.size === 0 && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private sweep(): void {
+    this.timer = undefined;
+    this.sweeping = true;
+    const now = Date.now();
+    try {
+      for (const d of this.pending) {
+        if (d.at > now) break;
+        this.pending.delete(d);
+        d.expire(new DeadlineError(d.what, this.ms));
+      }
+    } finally {
+      this.sweeping = false;
+    }
+    const oldest = this.pending.values().next().value;
+    if (oldest) this.timer = setTimeout(() => this.sweep(), Math.max(1, oldest.at - Date.now()));
+  }
+}

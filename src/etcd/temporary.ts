@@ -11,14 +11,12 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Etcd3, type ICompare, type IRequestOp } from 'etcd3';
 import type { Logger } from '../logger.js';
+import { KvChannel } from './kv-channel.js';
 import { EtcdProcess } from './process.js';
 import { openSnapshotStream } from './snapshot-stream.js';
 import type { Readable } from 'node:stream';
 
-/** One put or delete of a replayed revision, as etcd's Txn takes it. */
-export type TxnOp = IRequestOp;
-/** One compare of a guarded transaction, as etcd's Txn takes it. */
-export type TxnCompare = ICompare;
+export type { TxnCompare, TxnOp } from './kv-channel.js';
 
 const CALL_TIMEOUT_MS = 120_000;
 
@@ -26,13 +24,27 @@ const CALL_TIMEOUT_MS = 120_000;
 export const REPLAY_MAX_REQUEST_BYTES = 1 << 30;
 export const REPLAY_MAX_TXN_OPS = 10_000_000;
 /**
- * On becoming leader etcd extends every lease by the election timeout: this gives the lease keeper
- * that long to list and renew the leases of the full snapshot before any can expire (it needs a few
- * milliseconds). The price: a single member elects itself after a random 1 to electionTicks ticks
- * even with --initial-election-tick-advance, so 10s cost up to 10s per restore (measured 6-8s);
- * 5s halves that and still leaves a thousand times the margin needed.
+ * The first election is time the whole restore waits: a single member fast-forwards its election
+ * ticks at start and then elects itself after a random 1 to electionTicks ticks, so up to one
+ * election timeout (5 s cost 3-6 s per restore in bench/results/restore-full.txt).
+ *
+ * Why a short one is safe here. Nothing else votes: the member is alone, on loopback, and nobody
+ * but the restore talks to it, so there is no partition or slow peer for a long timeout to ride
+ * out. What the timeout also sets is the grace of the snapshot's leases: on becoming leader etcd
+ * gives every lease its TTL (or its checkpointed remaining TTL) plus the election timeout before it
+ * may expire, and the lease keeper must renew them all within that. Leases are restored from the
+ * full snapshot with their TTL and renewed from then on (keepLeasesAlive, called as soon as the
+ * member is elected: a lease listing and one message per lease on one stream, a few milliseconds);
+ * leases a delta needs are granted with --restore-lease-ttl. etcd raises a restored lease's TTL to
+ * its minimum, 1.5 election timeouts rounded up to a second (2 s here; it was 8 s with 5 s), so the
+ * keeper has 1 s plus that (plus a checkpointed remaining TTL, when the source persisted one) for
+ * its first renewal, a job of milliseconds, and renews each lease at a third of its TTL after that
+ * (LeaseKeeper). If it were ever late, it is seen, not silent: a lease found expired at its first renewal fails
+ * the restore, and a revoke moves the revision, which the start check and the replay's response
+ * revisions turn into `revision_mismatch`.
  */
-const ELECTION_TIMEOUT_MS = 5_000;
+const ELECTION_TIMEOUT_MS = 1_000;
+/** etcd wants the election timeout to be at least 5 heartbeats. */
 const HEARTBEAT_MS = 100;
 /** Far above etcd's 2GiB default so a big db never raises the NOSPACE alarm mid-replay. */
 const QUOTA_BACKEND_BYTES = 64 * 1024 ** 3;
@@ -79,6 +91,9 @@ export function acceptsNoFsync(etcdBinary: string): Promise<boolean> {
   return known;
 }
 
+/** No replayed key is a lone NUL byte (the sidecar's keys are paths): what tailRead() reads. */
+const ABSENT_KEY = Buffer.from([0]);
+
 export class TemporaryEtcdError extends Error {
   override name = 'TemporaryEtcdError';
 }
@@ -86,11 +101,16 @@ export class TemporaryEtcdError extends Error {
 export class TemporaryEtcd {
   private keeper: LeaseKeeper | undefined;
 
+  /** The replay's transactions: etcd's KV service without etcd3's per-call layers (kv-channel.ts). */
+  private readonly kv: KvChannel;
+
   private constructor(
     readonly process: EtcdProcess,
     readonly client: Etcd3,
     readonly clientURL: string,
-  ) {}
+  ) {
+    this.kv = new KvChannel(clientURL, { deadlineMs: CALL_TIMEOUT_MS });
+  }
 
   static async start(opts: TemporaryEtcdOptions): Promise<TemporaryEtcd> {
     const clientURL = `http://127.0.0.1:${await freeLoopbackPort()}`;
@@ -176,17 +196,15 @@ export class TemporaryEtcd {
 
   /** One transaction; resolves with the revision etcd reports after applying it. */
   async txn(ops: IRequestOp[]): Promise<number> {
-    const res = await this.client.kv.txn({ compare: [], success: ops, failure: [] });
-    return Number(res.header.revision);
+    return (await this.kv.txn([], ops)).revision;
   }
 
   /**
    * `ops` if every compare holds, else nothing (no failure branch: a failed transaction writes
    * nothing and does not move the revision). Resolves with whether it applied and etcd's revision.
    */
-  async guardedTxn(compare: ICompare[], ops: IRequestOp[]): Promise<{ succeeded: boolean; revision: number }> {
-    const res = await this.client.kv.txn({ compare, success: ops, failure: [] });
-    return { succeeded: res.succeeded, revision: Number(res.header.revision) };
+  guardedTxn(compare: ICompare[], ops: IRequestOp[]): Promise<{ succeeded: boolean; revision: number }> {
+    return this.kv.txn(compare, ops);
   }
 
   /** Its `Maintenance.Snapshot` stream: how a compaction turns a replayed chain into one full snapshot. */
@@ -196,11 +214,12 @@ export class TemporaryEtcd {
 
   /** A serializable read of an absent key: answered by this member alone, no raft entry. */
   async tailRead(): Promise<void> {
-    await this.client.kv.range({ key: Buffer.from([0]), serializable: true, count_only: true });
+    await this.kv.countSerializable(ABSENT_KEY);
   }
 
   async stop(): Promise<void> {
     this.keeper?.stop();
+    this.kv.close();
     this.client.close();
     await this.process.stop(30_000);
   }
@@ -209,12 +228,16 @@ export class TemporaryEtcd {
 /** Leases given to keys in deltas get this TTL when they are not in the full snapshot (their real TTL is not in any backup). */
 export const DEFAULT_REPLAY_LEASE_TTL_S = 3600;
 
-/** How often the keeper looks for leases due a renewal; also the renewal period before a lease's TTL is known. */
-const KEEPER_TICK_MS = 1000;
+/**
+ * How often the keeper looks for leases due a renewal; also the renewal period before a lease's TTL
+ * is known. Restored leases have at least this member's minimum TTL, 1.5 election timeouts rounded
+ * up to a second (2 s here): a renewal due at a third of it must go out within a fraction of a second.
+ */
+const KEEPER_TICK_MS = 250;
 
 /**
  * Keeps a set of leases alive on one stream. Each lease is renewed at a third of the TTL etcd
- * reports for it (at least every second until the first answer), so thousands of hour-long leases
+ * reports for it (every tick until the first answer), so thousands of hour-long leases
  * (Kubernetes events) cost a few messages, not thousands per second competing with the replay; a
  * renewal does not go through raft.
  */

@@ -322,9 +322,10 @@ async function replayOntoFull(x: ReplayStep): Promise<Replayed> {
   const started = await startReplayEtcd(x.fullFile, x.workDir.dir, x.tools, log, (pid) => x.workDir.noteEtcd(pid));
   let temp: TemporaryEtcd | undefined = started.etcd;
   try {
-    await rm(x.fullFile, { force: true });
-    // Leases first: from here on none can expire, so the revision cannot move on its own.
+    // Leases first, before anything else waits (a few seconds of grace, see temporary.ts): from
+    // here on none can expire, so the revision cannot move on its own.
     const keeper = await temp.keepLeasesAlive(log);
+    await rm(x.fullFile, { force: true });
     const startRevision = await temp.revision();
     if (startRevision !== full.revision) {
       throw new RestoreError('revision_mismatch', `the temporary etcd started at revision ${startRevision}, not at the full snapshot's ${full.revision}`);

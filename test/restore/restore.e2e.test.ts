@@ -142,7 +142,7 @@ describe('restore from a chain written by a live sidecar', { timeout: 300_000 },
     mkdirSync(join(dir, 'data'), { recursive: true });
     writeFileSync(join(dir, 'data', 'old'), 'old data');
     // The replay must last longer than the short leases' TTL plus the election-timeout extension
-    // etcd grants on promotion (3s + 5s): spread 20s of store latency over the deltas.
+    // etcd grants on promotion (3s + 1s): spread 20s of store latency over the deltas.
     const slow = new SlowDeltaStore(store, Math.ceil(20_000 / chain.links.length)).wrap();
     // No delta read ahead: each waits its whole latency in turn.
     const { opts, peerURL } = await options(dir, { store: slow, replaceExisting: true, prefetch: 0 });
