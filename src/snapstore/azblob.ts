@@ -122,7 +122,9 @@ export class AzureBlobStore implements SnapStore {
     const status = e.statusCode;
     // Azurite answers a wrong signature with AuthorizationFailure; Azure with AuthenticationFailed.
     const mapped = status === 403 && /failed to authenticate/i.test(message) ? 'bad_credentials' : PERMANENT[code];
-    const named = code ? `${code}: ${message}` : message;
+    // A HEAD answer has no body, so no message: its status says what there is to say.
+    const said = message || (status === 403 ? 'HTTP 403: the key or SAS is wrong, or lacks a permission' : `HTTP ${status}`);
+    const named = code ? `${code}: ${said}` : said;
     if (mapped) return new StoreError(mapped, this.url, `${where}: ${named}`, false, { cause: err });
     if (status === 404) return new StoreError('not_found', this.url, `${where}: not found`, false, { cause: err });
     if (status === 401) return new StoreError('bad_credentials', this.url, `${where}: ${named}`, false, { cause: err });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
+import { AccountSASPermissions, BlobServiceClient, generateAccountSASQueryParameters, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { freePort } from './cluster.js';
 import { flipByteInFile } from './files.js';
 import { FlakyProxy } from './flaky-proxy.js';
@@ -164,4 +164,12 @@ export async function azuriteFixture(): Promise<StoreFixture> {
     },
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   });
+}
+
+/** An account SAS token of Azurite's account, with these permissions (`racwdl`: all a store needs) for an hour. */
+export function azuriteSas(permissions: string): string {
+  return generateAccountSASQueryParameters(
+    { services: 'b', resourceTypes: 'sco', permissions: AccountSASPermissions.parse(permissions), expiresOn: new Date(Date.now() + 3_600_000) },
+    new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY),
+  ).toString();
 }
