@@ -6,6 +6,7 @@ import type { AzureAuth } from './azblob-auth.js';
 import { blockId, fromAzureMetadata, SHA256_META, toAzureMetadata, WRITE_ID_META } from './azblob-names.js';
 import { uploadBlocks } from './block-upload.js';
 import { DigestStream } from './digest.js';
+import { watchStall } from './stall-watch.js';
 import { checkObjectName, checkPrefix, keyOf } from './names.js';
 import {
   checkVersionedSize,
@@ -245,6 +246,11 @@ export class AzureBlobStore implements SnapStore {
       },
     });
     source.on('error', (err) => check.destroy(this.fail(err, `get ${name}`)));
+    watchStall(source, this.s.timeoutMs, () => {
+      const stalled = new StoreError('timeout', this.url, `get ${name} (container ${this.s.container}): no bytes within ${this.s.timeoutMs} ms`, true);
+      source.destroy();
+      check.destroy(stalled);
+    });
     return source.pipe(check);
   }
 

@@ -67,6 +67,36 @@ withPeer(AZURITE, 'azure blob store: azblob (Azurite)', () => {
       assert.deepEqual((await store.list('v2/Full-blocks-broken')).objects, []);
     });
 
+    it('a read whose server freezes mid-body fails within --store-timeout; a slow reader does not', async () => {
+      const src = randomStream(64 * MiB);
+      await store.put('v2/Full-frozen-read', src.stream);
+      const other = await fx.open({ 'store-timeout': '1s', 'store-max-attempts': '1' });
+      try {
+        // Not read for longer than the timeout, so paused by backpressure: not a stall.
+        const slow = await other.get('v2/Full-frozen-read');
+        await new Promise((r) => setTimeout(r, 2_500));
+        assert.deepEqual(await sha256Of(slow), { sha256: src.sha256(), size: 64 * MiB });
+        const body = await other.get('v2/Full-frozen-read');
+        const it = body[Symbol.asyncIterator]();
+        await it.next();
+        fx.freeze?.();
+        const started = performance.now();
+        try {
+          await assert.rejects(
+            (async () => {
+              for (let r = await it.next(); !r.done; r = await it.next());
+            })(),
+            (err: unknown) => err instanceof StoreError && err.code === 'timeout' && /no bytes within 1000 ms/.test(err.message),
+          );
+        } finally {
+          fx.thaw?.();
+        }
+        assert.ok(performance.now() - started < 3_000, `took ${Math.round(performance.now() - started)} ms`);
+      } finally {
+        await other.close();
+      }
+    });
+
     it('a SAS token from --azure-sas-file signs every request; one that may only read cannot write', async () => {
       const sas = await fx.open({ ...keyless(), 'azure-account': '', 'azure-sas-file': file('rw.sas', `?${azuriteSas('racwdl')}\n`) });
       try {
