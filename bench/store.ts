@@ -1,12 +1,12 @@
 // Puts and gets a 1 GiB stream through each store provider and prints MB/s and RSS.
-// The servers (s3rver, moto_server, and MinIO and fake-gcs-server where `npm run peers` built them) run in their own processes; the
+// The servers (s3rver, moto_server, Azurite, and MinIO and fake-gcs-server where `npm run peers` built them) run in their own processes; the
 // measured side runs in a child on plain node with the compiled product (dist/, as the image runs
 // it), so its RSS is the sidecar's own and nothing else's.
 //   npm run bench:store             every provider, 1 GiB
 //   npm run bench:store -- 256      every provider, 256 MiB
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { FAKE_GCS, gcsFixture, MINIO, minioFixture } from '../test/helpers/peer-stores.js';
+import { AZURITE, azuriteFixture, FAKE_GCS, gcsFixture, MINIO, minioFixture } from '../test/helpers/peer-stores.js';
 import { hasMotoServer, localFixture, motoFixture, s3Fixture, type StoreFixture } from '../test/helpers/store-fixtures.js';
 
 const FIXTURES: Array<[string, () => Promise<StoreFixture>]> = [
@@ -15,6 +15,7 @@ const FIXTURES: Array<[string, () => Promise<StoreFixture>]> = [
   ...(hasMotoServer() ? ([['s3 (moto)', motoFixture]] as Array<[string, () => Promise<StoreFixture>]>) : []),
   ...('path' in MINIO ? ([['s3 (MinIO)', minioFixture]] as Array<[string, () => Promise<StoreFixture>]>) : []),
   ...('path' in FAKE_GCS ? ([['gcs (fake-gcs-server)', gcsFixture]] as Array<[string, () => Promise<StoreFixture>]>) : []),
+  ...('path' in AZURITE ? ([['azblob (Azurite)', azuriteFixture]] as Array<[string, () => Promise<StoreFixture>]>) : []),
 ];
 
 interface Row {

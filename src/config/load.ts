@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { camelCase, envName, SPECS, type Config, type HostPort, type OptionSpec, type PeerEntry } from './options.js';
 import { parseDuration, parseSize } from './units.js';
+import { containerNameProblem } from '../snapstore/azblob-names.js';
 
 /** Where a raw value came from, so an error can tell the operator which line to fix. */
 export type Source = 'default' | 'file' | 'env' | 'flag';
@@ -97,7 +98,8 @@ function parseUrlList(text: string): string[] | string {
   return urls;
 }
 
-function checkHttpUrl(u: string): string | undefined {
+/** Member URLs need their port; an endpoint URL may leave https's default out. */
+function checkHttpUrl(u: string, needsPort = true): string | undefined {
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(u)) return `"${u}" has no scheme (write http://${u} or https://${u})`;
   let url: URL;
   try {
@@ -106,7 +108,7 @@ function checkHttpUrl(u: string): string | undefined {
     return `"${u}" is not a URL (expected e.g. http://10.0.0.1:2379)`;
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return `"${u}" must start with http:// or https://`;
-  if (url.port === '') return `"${u}" has no port`;
+  if (needsPort && url.port === '') return `"${u}" has no port`;
   return undefined;
 }
 
@@ -133,7 +135,7 @@ function parseStoreUrl(text: string): string | { error: string } {
   try {
     url = new URL(text);
   } catch {
-    return { error: `"${text}" is not a URL (expected file:///path, s3://bucket/prefix or gs://bucket/prefix)` };
+    return { error: `"${text}" is not a URL (expected file:///path, s3://bucket/prefix, gs://bucket/prefix or azblob://container/prefix)` };
   }
   switch (url.protocol) {
     case 'file:':
@@ -142,8 +144,13 @@ function parseStoreUrl(text: string): string | { error: string } {
     case 'gs:':
       if (url.hostname === '') return { error: `"${text}" names no bucket` };
       return text;
+    case 'azblob:': {
+      if (url.hostname === '') return { error: `"${text}" names no container` };
+      const problem = containerNameProblem(url.hostname);
+      return problem ? { error: `"${text}": container ${problem}` } : text;
+    }
     default:
-      return { error: `"${text}" has unsupported scheme ${url.protocol.replace(/:$/, '')} (use file, s3 or gs)` };
+      return { error: `"${text}" has unsupported scheme ${url.protocol.replace(/:$/, '')} (use file, s3, gs or azblob)` };
   }
 }
 
@@ -177,7 +184,7 @@ function parseValue(spec: OptionSpec, text: string): { value: unknown } | { prob
       return b === undefined ? { problem: `"${text}" is not a boolean (use true or false)` } : { value: b };
     }
     case 'url': {
-      const problem = checkHttpUrl(text.trim());
+      const problem = checkHttpUrl(text.trim(), false);
       return problem ? { problem } : { value: text.trim() };
     }
     case 'urls': {
@@ -316,6 +323,8 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
     problems.push(`--secondary-store: ${config.secondaryStore} is --store itself; name another bucket or folder`);
   if (config.gcsChunkSize % (256 * 1024) !== 0) problems.push(`--gcs-chunk-size: ${config.gcsChunkSize} bytes is not a multiple of 256KiB`);
   if (config.s3SseKmsKeyId !== '' && config.s3Sse !== 'aws:kms') problems.push('--s3-sse-kms-key-id needs --s3-sse=aws:kms');
+  if (config.azureKeyFile !== '' && config.azureSasFile !== '') problems.push('--azure-key-file and --azure-sas-file are both set; keep one');
+  if (config.store.startsWith('azblob:') && config.storePartSize > 4000 * 2 ** 20) problems.push(`--store-part-size: Azure blocks are at most 4000MiB`);
   if (config.s3SseCKeyFile !== '' && config.s3Sse !== 'none') problems.push('--s3-sse-c-key-file (SSE-C) and --s3-sse cannot be combined');
   if (config.compressionLevel < 1 || config.compressionLevel > 9) problems.push(`--compression-level: ${config.compressionLevel} is not between 1 and 9`);
   if (config.maxBackups < 1) problems.push('--max-backups: must be at least 1 (the latest full snapshot is always kept)');

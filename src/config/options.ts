@@ -132,7 +132,7 @@ export const OPTIONS = [
     kind: 'store',
     group: 'store',
     default: 'file://./backups',
-    description: 'where backups live: file:///path, s3://bucket/prefix or gs://bucket/prefix',
+    description: 'where backups live: file:///path, s3://bucket/prefix, gs://bucket/prefix or azblob://container/prefix',
   },
   {
     flag: 'secondary-store',
@@ -149,9 +149,10 @@ export const OPTIONS = [
     kind: 'size',
     group: 'store',
     default: '5MiB',
-    description: 'S3 multipart part size (at least 5MiB; an object has at most 10,000 parts, so 5MiB allows 48GiB); upload memory grows with this x --store-upload-concurrency',
+    description:
+      'S3 multipart part size (at least 5MiB; an object has at most 10,000 parts, so 5MiB allows 48GiB) and Azure block size (at most 50,000 blocks: 5MiB allows 244GiB); upload memory grows with this x --store-upload-concurrency',
   },
-  { flag: 'store-upload-concurrency', kind: 'integer', group: 'store', default: '4', description: 'parts uploaded in parallel (S3)' },
+  { flag: 'store-upload-concurrency', kind: 'integer', group: 'store', default: '4', description: 'parts (S3) or blocks (Azure) uploaded in parallel' },
   {
     flag: 'store-retention',
     kind: 'duration',
@@ -195,6 +196,21 @@ export const OPTIONS = [
     description: 'GCS resumable upload chunk size (a multiple of 256KiB); 0 streams each object in one request: less memory, but a failed upload is retried whole, by the caller',
   },
   { flag: 'gcs-key-file', kind: 'path', group: 'store', mustExist: true, description: 'service account key file (default: Application Default Credentials)' },
+  {
+    flag: 'azure-endpoint',
+    kind: 'url',
+    group: 'store',
+    description: 'blob service URL for Azurite (http://127.0.0.1:10000/devstoreaccount1) or a sovereign cloud; default: https://<account>.blob.core.windows.net',
+  },
+  { flag: 'azure-account', kind: 'string', group: 'store', description: 'Azure storage account (default: AZURE_STORAGE_ACCOUNT)' },
+  { flag: 'azure-key-file', kind: 'path', group: 'store', mustExist: true, description: 'file holding the storage account key (default: AZURE_STORAGE_KEY)' },
+  {
+    flag: 'azure-sas-file',
+    kind: 'path',
+    group: 'store',
+    mustExist: true,
+    description: 'file holding a SAS token (default: AZURE_STORAGE_SAS_TOKEN); with neither a SAS nor a key, DefaultAzureCredential (workload identity, managed identity, Azure CLI)',
+  },
 
   // --- snapshots ---
   {

@@ -47,6 +47,13 @@ function awsSecrets(text: string): string[] {
   return out;
 }
 
+/** A SAS token, and its signature alone: a URL that carries the token may show only the `sig=` part. */
+function sasSecrets(text: string): string[] {
+  const token = text.trim().replace(/^\?/, '');
+  const sig = new URLSearchParams(token).get('sig');
+  return sig ? [token, sig, encodeURIComponent(sig)] : [token];
+}
+
 function optionalRead(path: string): string | undefined {
   if (path === '') return undefined;
   try {
@@ -59,7 +66,8 @@ function optionalRead(path: string): string | undefined {
 /**
  * Reads every secret the configuration points at: the API token (a ConfigError when its file is
  * unreadable or empty), the etcd password, and the store credentials this process can see (the
- * S3 credentials file, SSE-C key, GCS key file and the AWS_* environment).
+ * S3 credentials file, SSE-C key, GCS key file, Azure key and SAS files, and the AWS_* and AZURE_*
+ * environment).
  */
 export function loadSecrets(config: Config, env: Record<string, string | undefined> = process.env): Secrets {
   const apiToken = config.apiTokenFile !== '' ? readSecretFile('api-token-file', config.apiTokenFile) : config.apiToken !== '' ? config.apiToken : undefined;
@@ -79,7 +87,11 @@ export function loadSecrets(config: Config, env: Record<string, string | undefin
     const key = parseJson(GcsKeySchema, gcsKey);
     if (key.ok) for (const v of [key.value.private_key, key.value.private_key_id]) if (v !== undefined) values.push(v);
   }
-  for (const name of ['AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'EBS_API_TOKEN', 'EBS_ETCD_PASSWORD']) {
+  const azureKey = optionalRead(config.azureKeyFile);
+  if (azureKey) values.push(azureKey.trim());
+  const sas = optionalRead(config.azureSasFile) ?? env['AZURE_STORAGE_SAS_TOKEN'];
+  if (sas) values.push(...sasSecrets(sas));
+  for (const name of ['AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'EBS_API_TOKEN', 'EBS_ETCD_PASSWORD', 'AZURE_STORAGE_KEY', 'AZURE_CLIENT_SECRET']) {
     const v = env[name];
     if (v) values.push(v);
   }

@@ -2,6 +2,7 @@ export { openStore, localPath } from './open.js';
 export { LocalStore, type LocalStoreOptions } from './local.js';
 export type { S3Settings } from './s3.js';
 export type { GcsSettings } from './gcs.js';
+export type { AzureBlobSettings } from './azblob.js';
 export { checkObjectName, nameProblem } from './names.js';
 export {
   StoreError,

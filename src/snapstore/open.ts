@@ -93,5 +93,21 @@ async function openByUrl(config: Config): Promise<SnapStore> {
       retentionMode: config.gcsRetentionMode as 'Unlocked' | 'Locked',
     });
   }
-  throw new StoreError('config', url, 'unsupported store URL (use file://, s3:// or gs://)');
+  if (url.startsWith('azblob://')) {
+    const { bucket, prefix } = bucketAndPrefix(url);
+    const { resolveAzureAuth } = await import('./azblob-auth.js');
+    const { AzureBlobStore } = await import('./azblob.js');
+    const auth = resolveAzureAuth({ store: url, account: config.azureAccount, keyFile: config.azureKeyFile, sasFile: config.azureSasFile, endpoint: config.azureEndpoint, env: process.env });
+    return AzureBlobStore.open({
+      container: bucket,
+      prefix,
+      auth,
+      partSize: config.storePartSize,
+      concurrency: config.storeUploadConcurrency,
+      timeoutMs: config.storeTimeout,
+      maxAttempts: config.storeMaxAttempts,
+      ...(config.azureEndpoint ? { endpoint: config.azureEndpoint } : {}),
+    });
+  }
+  throw new StoreError('config', url, 'unsupported store URL (use file://, s3://, gs:// or azblob://)');
 }

@@ -83,6 +83,10 @@ describe('invalid input names the field and the value', () => {
     ['secondary store is the store', { store: 's3://b/p', 'secondary-store': 's3://b/p/' }, {}, /--secondary-store: s3:\/\/b\/p\/ is --store itself/],
     ['bad secondary store', { 'secondary-store': 'backups2' }, {}, /--secondary-store: "backups2" is not a URL/],
     ['bucket missing', { store: 's3:///prefix' }, {}, /--store: "s3:\/\/\/prefix" names no bucket/],
+    ['container missing', { store: 'azblob:///prefix' }, {}, /--store: "azblob:\/\/\/prefix" names no container/],
+    ['bad container name', { store: 'azblob://Etcd_Backups/p' }, {}, /--store: "azblob:\/\/Etcd_Backups\/p": container "Etcd_Backups" may hold only lowercase letters, digits and hyphens/],
+    ['Azure key and SAS', { 'azure-key-file': '/etc/hostname', 'azure-sas-file': '/etc/hostname' }, {}, /--azure-key-file and --azure-sas-file are both set; keep one/],
+    ['Azure block too large', { store: 'azblob://etcd/p', 'store-part-size': '5GiB' }, {}, /--store-part-size: Azure blocks are at most 4000MiB/],
     ['bad endpoint URL', { endpoints: 'http://10.0.0.1:2379,10.0.0.2:2379' }, {}, /--endpoints: "10.0.0.2:2379" has no scheme \(write http:\/\/10.0.0.2:2379/],
     ['not http', { endpoints: 'unix://etcd.sock:1' }, {}, /--endpoints: "unix:\/\/etcd.sock:1" must start with http:\/\/ or https:\/\//],
     ['endpoint without port', { endpoints: 'http://10.0.0.1' }, {}, /--endpoints: "http:\/\/10.0.0.1" has no port/],
@@ -118,6 +122,11 @@ describe('invalid input names the field and the value', () => {
       );
     });
   }
+
+  it("an endpoint URL may leave out https's default port; a member URL may not", () => {
+    const { config } = loadConfig({ flags: { ...MEMBER, 'azure-endpoint': 'https://acct1.blob.core.chinacloudapi.cn' }, env: {}, requireMember: true });
+    assert.equal(config.azureEndpoint, 'https://acct1.blob.core.chinacloudapi.cn');
+  });
 
   it('missing member settings are each named', () => {
     const message = problemsOf(() => loadConfig({ flags: {}, env: {}, requireMember: true }));

@@ -1,8 +1,10 @@
-import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
+import { fileURLToPath } from 'node:url';
+import { AccountSASPermissions, BlobServiceClient, generateAccountSASQueryParameters, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { freePort } from './cluster.js';
 import { flipByteInFile } from './files.js';
 import { FlakyProxy } from './flaky-proxy.js';
@@ -10,7 +12,7 @@ import { PeerProcess, peerBinary } from './peer-process.js';
 import { createS3Bucket, proxiedFixture, proxiedS3Fixture, type StoreFixture } from './store-fixtures.js';
 
 // The contract suite's real object stores, built by scripts/peers.sh into .peers/: fake-gcs-server
-// for GCS and MinIO for S3. Each runs behind a FlakyProxy, which injects the 5xx answers and
+// for GCS and MinIO for S3; Azurite (an npm package) for Azure Blob. Each runs behind a FlakyProxy, which injects the 5xx answers and
 // connection resets no real server gives on demand; a black hole is the process frozen (SIGSTOP).
 
 const BUCKET = 'ebs-contract';
@@ -111,4 +113,71 @@ export async function minioFixture(opts: { objectLock?: boolean } = {}): Promise
 export function withPeer(peer: { path: string } | { skip: string }, title: string, suite: () => void): void {
   if ('path' in peer) suite();
   else describe(title, () => it(`runs against ${title.split(': ').pop() ?? title}`, { skip: peer.skip }, () => {}));
+}
+
+/** Azurite's blob service, from the dev dependency `azurite`. */
+export const AZURITE: { path: string } | { skip: string } = ((): { path: string } | { skip: string } => {
+  const path = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', '.bin', 'azurite-blob');
+  return existsSync(path) ? { path } : { skip: 'node_modules/.bin/azurite-blob is missing: the dev dependency azurite is not installed' };
+})();
+
+/** The development account every Azurite has, with its published key (not a secret). */
+const AZURITE_ACCOUNT = 'devstoreaccount1';
+const AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+export const AZURITE_CONTAINER = 'ebs-contract';
+
+/** A client of Azurite's blob service that bypasses the store under test (to set up, and to read raw bytes). */
+export function azuriteClient(endpoint: string): BlobServiceClient {
+  return new BlobServiceClient(`${endpoint}/${AZURITE_ACCOUNT}`, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY));
+}
+
+/**
+ * Azurite on disk (not `--inMemoryPersistence`), so an object's bytes can be corrupted where they
+ * lie: Azurite appends blocks to shared extent files, so the fixture finds an object's bytes by
+ * content. The account key is handed over in a file, as an operator would.
+ */
+export async function azuriteFixture(): Promise<StoreFixture> {
+  const dir = mkdtempSync(join(tmpdir(), 'ebs-azurite-'));
+  const keyFile = join(dir, 'account.key');
+  writeFileSync(keyFile, `${AZURITE_KEY}\n`);
+  const port = await freePort();
+  const direct = `http://127.0.0.1:${port}`;
+  const server = await PeerProcess.start(
+    pathOf(AZURITE),
+    ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', join(dir, 'data'), '--skipApiVersionCheck', '--disableTelemetry', '--silent'],
+    { ready: () => fetch(`${direct}/${AZURITE_ACCOUNT}?comp=list`).then((r) => r.status < 500) },
+  );
+  const setup = azuriteClient(direct);
+  await setup.getContainerClient(AZURITE_CONTAINER).createIfNotExists();
+  const proxy = await FlakyProxy.start(direct);
+  const endpointFlags = (url: string): Record<string, string> => ({ 'azure-endpoint': `${url}/${AZURITE_ACCOUNT}` });
+  return proxiedFixture({
+    provider: 'azblob (Azurite)',
+    flags: { store: `azblob://${AZURITE_CONTAINER}/backups/main`, 'azure-account': AZURITE_ACCOUNT, 'azure-key-file': keyFile, ...endpointFlags(proxy.url) },
+    api: 'azure',
+    endpointFlags,
+    server,
+    proxy,
+    async corrupt(name) {
+      // 64 bytes from the middle of the object, read past the store, then looked for on disk.
+      const blob = setup.getContainerClient(AZURITE_CONTAINER).getBlobClient(`backups/main/${name}`);
+      const size = (await blob.getProperties()).contentLength ?? 0;
+      const probe = await blob.downloadToBuffer(Math.floor(size / 2), 64);
+      const extents = join(dir, 'data', '__blobstorage__');
+      for (const f of readdirSync(extents)) {
+        const at = readFileSync(join(extents, f)).indexOf(probe);
+        if (at >= 0) return flipByteInFile(join(extents, f), at);
+      }
+      throw new Error(`the bytes of ${name} are in no extent file under ${extents}`);
+    },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  });
+}
+
+/** An account SAS token of Azurite's account, with these permissions (`racwdl`: all a store needs) for an hour. */
+export function azuriteSas(permissions: string): string {
+  return generateAccountSASQueryParameters(
+    { services: 'b', resourceTypes: 'sco', permissions: AccountSASPermissions.parse(permissions), expiresOn: new Date(Date.now() + 3_600_000) },
+    new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY),
+  ).toString();
 }

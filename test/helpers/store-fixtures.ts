@@ -90,7 +90,9 @@ export interface ProxiedServer {
   provider: string;
   /** The flags that point the store at the proxy. */
   flags: Record<string, string>;
-  api: 's3' | 'gcs';
+  api: 's3' | 'gcs' | 'azure';
+  /** The flags that point the store at another endpoint URL (default: --<api>-endpoint set to it). */
+  endpointFlags?: (url: string) => Record<string, string>;
   server: { freeze(): void; thaw(): void; stop(): Promise<void> };
   proxy: FlakyProxy;
   corrupt?: (name: string) => Promise<void>;
@@ -99,17 +101,19 @@ export interface ProxiedServer {
   cleanup(): void;
 }
 
+const SCHEME = { s3: 's3', gcs: 'gs', azure: 'azblob' } as const;
+
 export function proxiedFixture(p: ProxiedServer): StoreFixture {
-  const endpointFlag = `${p.api}-endpoint`;
+  const endpointFlags = p.endpointFlags ?? ((url: string) => ({ [`${p.api}-endpoint`]: url }));
   const fx: StoreFixture = {
     provider: p.provider,
     flags: p.flags,
     open: (more = {}) => openStore(configFor({ ...p.flags, ...more })),
-    unreachableFlags: async () => ({ [endpointFlag]: `http://127.0.0.1:${await freePort()}` }),
-    endpointFlags: (url) => ({ [endpointFlag]: url }),
+    unreachableFlags: async () => endpointFlags(`http://127.0.0.1:${await freePort()}`),
+    endpointFlags,
     freeze: () => p.server.freeze(),
     thaw: () => p.server.thaw(),
-    missingBucketFlags: { store: `${p.api === 's3' ? 's3' : 'gs'}://no-such-bucket-here/x` },
+    missingBucketFlags: { store: `${SCHEME[p.api]}://no-such-bucket-here/x` },
     injectTransient: (count, fault, match) => p.proxy.failNext(count, fault, match),
     faultsLeft: () => p.proxy.armed,
     async stop() {

@@ -94,6 +94,17 @@ describe('API security settings', () => {
     assert.ok(values.some((v) => v.includes('MIIEvQIBADANBg')));
     assert.ok(!values.includes('AKIAEXAMPLE'), 'an access key id is not a secret');
   });
+
+  it('collects the Azure account key, the SAS token and its signature, and the AZURE_* secrets', () => {
+    const key = tempFile('azure.key', 'YWNjb3VudC1rZXktYnl0ZXM=\n');
+    const sas = tempFile('azure.sas', '?sv=2024-08-04&sp=racwdl&sig=c2lnbmF0dXJl%2Bx%3D\n');
+    const { config } = loadConfig({ flags: { ...MEMBER, 'azure-key-file': key }, env: {}, requireMember: true });
+    const fromKey = loadSecrets(config, { AZURE_STORAGE_KEY: 'env-account-key', AZURE_CLIENT_SECRET: 'client-secret-value' }).values;
+    for (const v of ['YWNjb3VudC1rZXktYnl0ZXM=', 'env-account-key', 'client-secret-value']) assert.ok(fromKey.includes(v), v);
+    const { config: c2 } = loadConfig({ flags: { ...MEMBER, 'azure-sas-file': sas }, env: {}, requireMember: true });
+    const fromSas = loadSecrets(c2, {}).values;
+    for (const v of ['sv=2024-08-04&sp=racwdl&sig=c2lnbmF0dXJl%2Bx%3D', 'c2lnbmF0dXJl+x=', 'c2lnbmF0dXJl%2Bx%3D']) assert.ok(fromSas.includes(v), v);
+  });
 });
 
 describe('redactText', () => {

@@ -8,12 +8,13 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { listAll, StoreError, type SnapStore } from '../../src/snapstore/index.js';
 import { FlakyProxy } from '../helpers/flaky-proxy.js';
-import { FAKE_GCS, gcsFixture, MINIO, minioFixture, withPeer } from '../helpers/peer-stores.js';
+import { AZURITE, azuriteFixture, FAKE_GCS, gcsFixture, MINIO, minioFixture, withPeer } from '../helpers/peer-stores.js';
 import { blackHole, failingStream, hasMotoServer, localFixture, motoFixture, randomStream, s3Fixture, sha256Of, stallingStream, type StoreFixture } from '../helpers/store-fixtures.js';
 
 // One contract, every provider: the same cases run against the local folder, S3 (MinIO, moto and
-// s3rver, started by the tests) and GCS (fake-gcs-server), through the same `openStore` path `serve`
-// uses. MinIO and fake-gcs-server are built by `npm run peers`; without them their cases skip.
+// s3rver, started by the tests), GCS (fake-gcs-server) and Azure Blob (Azurite), through the same
+// `openStore` path `serve` uses. MinIO and fake-gcs-server are built by `npm run peers`; without
+// them their cases skip.
 
 const MB = 1 << 20;
 
@@ -214,6 +215,7 @@ contract(localFixture, 'local');
 contract(s3Fixture, 's3 (s3rver)');
 withPeer(MINIO, 'snapstore contract: s3 (MinIO)', () => contract(minioFixture, 's3 (MinIO)'));
 withPeer(FAKE_GCS, 'snapstore contract: gcs (fake-gcs-server)', () => contract(gcsFixture, 'gcs (fake-gcs-server)'));
+withPeer(AZURITE, 'snapstore contract: azblob (Azurite)', () => contract(azuriteFixture, 'azblob (Azurite)'));
 
 if (hasMotoServer()) contract(motoFixture, 's3 (moto_server)');
 else {
