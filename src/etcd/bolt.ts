@@ -34,16 +34,16 @@ export class BoltFormatError extends Error {
 
 // bbolt's on-disk layout (bbolt v1.3.6, the one etcd 3.4 uses); every integer is little-endian
 // except etcd's own keys and values, which are big-endian.
-const PAGE_HEADER_SIZE = 16;
-const ELEMENT_SIZE = 16;
+export const PAGE_HEADER_SIZE = 16;
+export const ELEMENT_SIZE = 16;
 const META_SIZE = 64;
 const META_CHECKSUM_AT = 56;
 const MAGIC = 0xed0cdaed;
 const VERSION = 2;
-const BRANCH_PAGE = 0x01;
-const LEAF_PAGE = 0x02;
-const BUCKET_ELEMENT = 0x01;
-const BUCKET_HEADER_SIZE = 16;
+export const BRANCH_PAGE = 0x01;
+export const LEAF_PAGE = 0x02;
+export const BUCKET_ELEMENT = 0x01;
+export const BUCKET_HEADER_SIZE = 16;
 const REVISION_SIZE = 17;
 
 // bbolt takes the page size from meta 0, and guesses when meta 0 is unreadable; these are the page
@@ -59,7 +59,7 @@ const LEAF = 2;
 const NOT_A_NODE = 3; // meta, freelist, the inside of an overflowed page, or garbage
 const BROKEN = 4; // claims to be a branch or leaf but its elements make no sense
 
-interface Meta {
+export interface Meta {
   pageSize: number;
   root: number;
   pageCount: number;
@@ -567,12 +567,22 @@ class PageReader {
   }
 }
 
+/** Both meta pages at the largest page size bbolt allows. */
+const META_HEAD_BYTES = 2 * MAX_PAGE_SIZE;
+
+/** The meta page bbolt would use, read from an open db file (see chooseMeta). */
+export async function readFileMeta(fh: FileHandle): Promise<Meta> {
+  const head = Buffer.alloc(META_HEAD_BYTES);
+  const { bytesRead } = await fh.read(head, 0, META_HEAD_BYTES, 0);
+  return chooseMeta(head.subarray(0, bytesRead)).meta;
+}
+
 /**
  * The meta page bbolt would use, from the db's first bytes (both meta pages). Like bbolt: the newer
  * transaction wins, and a damaged meta page falls back to the other one (a data dir whose last
  * commit was torn is read as of the commit before). `damaged` says what was wrong with the other.
  */
-function chooseMeta(head: Buffer): { meta: Meta; damaged: string | undefined } {
+export function chooseMeta(head: Buffer): { meta: Meta; damaged: string | undefined } {
   const meta0 = readMeta(head, 0);
   let meta1: Meta | string;
   if (typeof meta0 !== 'string') {
@@ -703,7 +713,7 @@ function readBucket(value: Buffer, valueSize: number): BucketRef {
   return problem === undefined ? { inline: leaf } : { broken: `its inline page: ${problem}` };
 }
 
-function readU64(buf: Buffer, at: number): number {
+export function readU64(buf: Buffer, at: number): number {
   return buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 2 ** 32;
 }
 

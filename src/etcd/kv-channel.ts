@@ -16,10 +16,8 @@
  * No retries: a transaction retried after a lost answer could apply twice. Every call has the same
  * deadline (sent to etcd as grpc-timeout, and enforced here by one DeadlineSweep, so a frozen etcd
  * fails the call with a DeadlineError instead of hanging it). No auth token: the only etcd this
- * talks to is a restore's own temporary etcd on loopback. Checked with etcd 3.5: a temporary etcd
- * restored from a snapshot of a cluster with auth enabled keeps auth enabled and refuses calls
- * without a token ("user name is empty"), as it refused etcd3's client here before this file;
- * such a restore fails with `etcd_failed` (README, Restore).
+ * talks to is a restore's own temporary etcd on loopback, which runs with auth off even when the
+ * snapshot had it on (bolt-auth.ts).
  */
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { createRequire } from 'node:module';

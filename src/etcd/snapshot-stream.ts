@@ -1,5 +1,9 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import { readFileMeta } from './bolt.js';
 import { forgetAuthToken } from './client.js';
 import { openMaintenanceSnapshot } from './etcd3-internals.js';
 
@@ -27,4 +31,29 @@ export async function openSnapshotStream(member: Etcd3): Promise<Readable> {
   // A consumer that gives up (trailer mismatch, failed upload) ends the call on the member too.
   bytes.on('close', () => (responses as Readable & { cancel?: () => void }).cancel?.());
   return responses.pipe(bytes);
+}
+
+/**
+ * The db file of a stopped member in the shape `Maintenance.Snapshot` sends: its pages up to the
+ * high-water mark its meta page records (the file may be longer, grown ahead by bbolt), then the
+ * sha256 of those bytes.
+ */
+export async function dbFileSnapshot(dbPath: string): Promise<Readable> {
+  const fh = await open(dbPath, 'r');
+  let length: number;
+  try {
+    const meta = await readFileMeta(fh);
+    length = meta.pageCount * meta.pageSize;
+  } finally {
+    await fh.close();
+  }
+  async function* withTrailer(): AsyncGenerator<Buffer> {
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(dbPath, { start: 0, end: length - 1, highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      yield chunk;
+    }
+    yield hash.digest();
+  }
+  return Readable.from(withTrailer(), { objectMode: false });
 }

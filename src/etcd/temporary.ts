@@ -5,15 +5,17 @@
  * the lessor never deletes a key on its own (anchor bugs #1045, #1046).
  */
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { noop } from 'cockatiel';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Etcd3, type ICompare, type IRequestOp } from 'etcd3';
 import type { Logger } from '../logger.js';
+import { setAuthEnabled } from './bolt-auth.js';
 import { KvChannel } from './kv-channel.js';
 import { EtcdProcess } from './process.js';
-import { openSnapshotStream } from './snapshot-stream.js';
+import { dbFileSnapshot, openSnapshotStream } from './snapshot-stream.js';
 import type { Readable } from 'node:stream';
 
 export type { TxnCompare, TxnOp } from './kv-channel.js';
@@ -104,10 +106,15 @@ export class TemporaryEtcd {
   /** The replay's transactions: etcd's KV service without etcd3's per-call layers (kv-channel.ts). */
   private readonly kv: KvChannel;
 
+  /** Auth was on in the db it started from, and is off while it runs (bolt-auth.ts): turned back on at stop(). */
+  private authSuspended = false;
+  private stopped: Promise<void> | undefined;
+
   private constructor(
     readonly process: EtcdProcess,
     readonly client: Etcd3,
     readonly clientURL: string,
+    private readonly db: string,
   ) {
     this.kv = new KvChannel(clientURL, { deadlineMs: CALL_TIMEOUT_MS });
   }
@@ -155,8 +162,16 @@ export class TemporaryEtcd {
       // revision can be one huge transaction, hence the generous bound.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
     });
+    const db = join(opts.dataDir, 'member', 'snap', 'db');
+    const t = new TemporaryEtcd(proc, client, clientURL, db);
+    // A copy of a member's data dir (forceNewCluster) applies its WAL at start, which may switch auth
+    // itself, so its db's switch is not the last word; it only answers a status read, which auth
+    // does not guard. A restored snapshot's fresh WAL holds no such entry: its db's switch is.
+    if (!opts.forceNewCluster) {
+      t.authSuspended = await setAuthEnabled(db, false);
+      if (t.authSuspended) opts.log.info({ dataDir: opts.dataDir }, 'the snapshot has auth enabled: off in the temporary etcd, back on in what it leaves');
+    }
     proc.start();
-    const t = new TemporaryEtcd(proc, client, clientURL);
     const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
     for (;;) {
       if (!proc.running) {
@@ -207,9 +222,15 @@ export class TemporaryEtcd {
     return this.kv.txn(compare, ops);
   }
 
-  /** Its `Maintenance.Snapshot` stream: how a compaction turns a replayed chain into one full snapshot. */
-  openSnapshot(): Promise<Readable> {
-    return openSnapshotStream(this.client);
+  /**
+   * A full snapshot of what it holds: how a compaction turns a replayed chain into one. Its
+   * `Maintenance.Snapshot` stream while it runs; with auth suspended, its db once stopped and
+   * switched back (the stream would carry auth off, and with auth on etcd sends it to root only).
+   */
+  async openSnapshot(): Promise<Readable> {
+    if (!this.authSuspended) return openSnapshotStream(this.client);
+    await this.stop();
+    return dbFileSnapshot(this.db);
   }
 
   /** A serializable read of an absent key: answered by this member alone, no raft entry. */
@@ -217,11 +238,16 @@ export class TemporaryEtcd {
     await this.kv.countSerializable(ABSENT_KEY);
   }
 
-  async stop(): Promise<void> {
-    this.keeper?.stop();
-    this.kv.close();
-    this.client.close();
-    await this.process.stop(30_000);
+  /** Stops it (once, however often called) and leaves its db with auth as the snapshot had it. */
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.keeper?.stop();
+      this.kv.close();
+      this.client.close();
+      await this.process.stop(30_000);
+      if (this.authSuspended) await setAuthEnabled(this.db, true);
+    })();
+    return this.stopped;
   }
 }
 

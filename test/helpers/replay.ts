@@ -104,7 +104,7 @@ export async function assertChainRestores(store: SnapStore, chain: Chain, source
 }
 
 /** Starts etcd (PATH's, or `etcdBinary`) on a restored data dir with the identity the restore was given. */
-export async function startRestored(dir: string, name: string, peerURL: string, etcdBinary?: string): Promise<{ etcd: EtcdProcess; client: Etcd3 }> {
+export async function startRestored(dir: string, name: string, peerURL: string, etcdBinary?: string): Promise<{ etcd: EtcdProcess; client: Etcd3; clientURL: string }> {
   const clientURL = `http://127.0.0.1:${await freePort()}`;
   const etcd = new EtcdProcess({
     ...loneMember({ name, dataDir: join(dir, 'data'), clientURL, peerURL, token: 'restored', logFile: join(dir, 'etcd.log') }),
@@ -115,6 +115,8 @@ export async function startRestored(dir: string, name: string, peerURL: string, 
   });
   etcd.start();
   const client = new Etcd3({ hosts: [clientURL], grpcOptions: { 'grpc.max_receive_message_length': -1 } });
-  await eventually('restored etcd up', async () => (await client.maintenance.status().catch(() => undefined)) ?? undefined, 30_000);
-  return { etcd, client };
+  // Up once it answers: a member with auth on answers a call without credentials with a refusal.
+  const answered = (err: Error): true | undefined => (/user name is empty|permission denied/.test(err.message) ? true : undefined);
+  await eventually('restored etcd up', async () => (await client.maintenance.status().catch(answered)) ?? undefined, 30_000);
+  return { etcd, client, clientURL };
 }
