@@ -4,6 +4,7 @@
  * range, a large transaction: anchor bug #963) always fits one transaction, and leases kept alive so
  * the lessor never deletes a key on its own (anchor bugs #1045, #1046).
  */
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -166,8 +167,9 @@ export class TemporaryEtcd {
     const t = new TemporaryEtcd(proc, client, clientURL, db);
     // A copy of a member's data dir (forceNewCluster) applies its WAL at start, which may switch auth
     // itself, so its db's switch is not the last word; it only answers a status read, which auth
-    // does not guard. A restored snapshot's fresh WAL holds no such entry: its db's switch is.
-    if (!opts.forceNewCluster) {
+    // does not guard. A restored snapshot's fresh WAL holds no such entry: its db's switch is. (No
+    // db at all: a new, empty member, as the replay's own tests start.)
+    if (!opts.forceNewCluster && existsSync(db)) {
       t.authSuspended = await setAuthEnabled(db, false);
       if (t.authSuspended) opts.log.info({ dataDir: opts.dataDir }, 'the snapshot has auth enabled: off in the temporary etcd, back on in what it leaves');
     }
