@@ -37,7 +37,7 @@ export async function openStore(config: Config): Promise<SnapStore> {
       throw new StoreError(
         'config',
         store.url,
-        '--store-retention is not supported by this provider (no per-object retention here); set it to 0 and give the bucket a retention policy: retention then skips the snapshots the store refuses to delete',
+        '--store-retention is not supported by this provider: it must lock each snapshot while the heartbeats and the recovery claim in the same place stay writable, which a policy on the whole container does not allow; use S3 Object Lock, GCS per-object retention or a local folder, or set it to 0',
       );
     }
     await store.checkRetention();
