@@ -121,7 +121,7 @@ export class DeadlineSweep {
   }
 
   start(what: string, expire: (err: DeadlineError) => void): SweptDeadline {
-    const d = { at: Date.now() + this.ms, what, expire };
+    const d = { at: performance.now() + this.ms, what, expire };
     this.pending.add(d);
     // Referenced, as in withDeadline: a call awaited must end even in a process with nothing else to do.
     // During a sweep the sweep itself sets the timer, for the oldest call left.
@@ -141,7 +141,7 @@ export class DeadlineSweep {
   private sweep(): void {
     this.timer = undefined;
     this.sweeping = true;
-    const now = Date.now();
+    const now = performance.now();
     try {
       for (const d of this.pending) {
         if (d.at > now) break;
@@ -152,6 +152,6 @@ export class DeadlineSweep {
       this.sweeping = false;
     }
     const oldest = this.pending.values().next().value;
-    if (oldest) this.timer = setTimeout(() => this.sweep(), Math.max(1, oldest.at - Date.now()));
+    if (oldest) this.timer = setTimeout(() => this.sweep(), Math.max(1, oldest.at - performance.now()));
   }
 }

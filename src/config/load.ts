@@ -318,13 +318,14 @@ function deriveAndCrossCheck(config: Config, requireMember: boolean, problems: s
   if (config.storeMaxAttempts < 1) problems.push('--store-max-attempts: must be at least 1');
   if (config.storeUploadConcurrency < 1) problems.push('--store-upload-concurrency: must be at least 1');
   if (config.restoreReplayWindow < 1) problems.push('--restore-replay-window: must be at least 1');
-  if (config.store.startsWith('s3:') && config.storePartSize < 5 * 2 ** 20) problems.push(`--store-part-size: S3 parts must be at least 5MiB`);
+  const stores = [config.store, config.secondaryStore];
+  if (stores.some((u) => u.startsWith('s3:')) && config.storePartSize < 5 * 2 ** 20) problems.push(`--store-part-size: S3 parts must be at least 5MiB`);
   if (config.secondaryStore !== '' && config.secondaryStore.replace(/\/+$/, '') === config.store.replace(/\/+$/, ''))
     problems.push(`--secondary-store: ${config.secondaryStore} is --store itself; name another bucket or folder`);
   if (config.gcsChunkSize % (256 * 1024) !== 0) problems.push(`--gcs-chunk-size: ${config.gcsChunkSize} bytes is not a multiple of 256KiB`);
   if (config.s3SseKmsKeyId !== '' && config.s3Sse !== 'aws:kms') problems.push('--s3-sse-kms-key-id needs --s3-sse=aws:kms');
   if (config.azureKeyFile !== '' && config.azureSasFile !== '') problems.push('--azure-key-file and --azure-sas-file are both set; keep one');
-  if (config.store.startsWith('azblob:') && config.storePartSize > 4000 * 2 ** 20) problems.push(`--store-part-size: Azure blocks are at most 4000MiB`);
+  if (stores.some((u) => u.startsWith('azblob:')) && config.storePartSize > 4000 * 2 ** 20) problems.push(`--store-part-size: Azure blocks are at most 4000MiB`);
   if (config.s3SseCKeyFile !== '' && config.s3Sse !== 'none') problems.push('--s3-sse-c-key-file (SSE-C) and --s3-sse cannot be combined');
   if (config.compressionLevel < 1 || config.compressionLevel > 9) problems.push(`--compression-level: ${config.compressionLevel} is not between 1 and 9`);
   if (config.maxBackups < 1) problems.push('--max-backups: must be at least 1 (the latest full snapshot is always kept)');

@@ -177,8 +177,10 @@ export class TemporaryEtcd {
     const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
     for (;;) {
       if (!proc.running) {
-        client.close();
-        throw new TemporaryEtcdError(`the temporary etcd exited at start (code ${await proc.exited()}); see ${opts.logFile}`);
+        const code = await proc.exited();
+        // stop() also turns auth back on: the data dir is left as it was given.
+        await t.stop().catch(() => {});
+        throw new TemporaryEtcdError(`the temporary etcd exited at start (code ${code}); see ${opts.logFile}`);
       }
       try {
         const s = await client.maintenance.status({ deadline: Date.now() + 1_000 });

@@ -13,8 +13,12 @@ import { findSelf } from './decide.js';
 import { joiningCluster, type EtcdStart } from './etcd-config.js';
 import { clusterMember, clusterNow, type GatheredFacts } from './facts.js';
 
-/** etcd answers these while a learner is catching up or the cluster is electing: retry, don't fail. */
-const RETRYABLE_MEMBERSHIP = /too many learner members|unhealthy cluster|no leader|leader changed|timed out|deadline exceeded|unavailable/i;
+/**
+ * etcd answers these while a learner is catching up or the cluster is electing, and the client
+ * these when the member asked went down mid-call (CANCELLED, a reset or refused connection): retry,
+ * don't fail. Every attempt asks the cluster afresh, so one that applied unanswered is not redone.
+ */
+const RETRYABLE_MEMBERSHIP = /too many learner members|unhealthy cluster|no leader|leader changed|timed out|deadline exceeded|unavailable|cancelled|ECONNRESET|ECONNREFUSED/i;
 const MEMBERSHIP_ATTEMPTS = 30;
 
 /** The cluster a membership change needs is gone (no quorum, no leader): decide again, do not retry. */

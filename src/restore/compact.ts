@@ -98,6 +98,13 @@ export async function compactChain(opts: CompactOptions): Promise<FullSnapshot> 
     );
     etcd = started.etcd;
     const { restored } = started;
+    if (restored.etcd.upgradedFrom) {
+      // A snapshot of the next release's db restores only with that release: the cluster's own
+      // could not restore its own chain any more.
+      throw new CompactRefusedError(
+        `the chain was taken from etcd ${restored.etcd.upgradedFrom}, and --etcd-bin-dir has only ${restored.etcd.minor} to replay it with: a compacted snapshot would need ${restored.etcd.minor} to restore; add the v${restored.etcd.upgradedFrom} tools`,
+      );
+    }
     const live = etcd;
     const full = await takeFullSnapshot(
       opts.store,

@@ -129,7 +129,7 @@ export interface RestoreResult {
   /** Live keys the deltas created minus those they deleted: what a drill checks the result against. */
   liveKeyChange: number;
   /** The etcd release that restored (the backups' own, see release-choice.ts) and why it was chosen. */
-  etcd: { minor: string; by: RestoreRelease['by']; reason: string; binary: string };
+  etcd: { minor: string; by: RestoreRelease['by']; reason: string; binary: string; upgradedFrom?: string };
   /** Milliseconds of each step, for the bench and the logs. */
   timings: { fetchFullMs: number; restoreFullMs: number; replayMs: number; finalizeMs: number };
 }
@@ -216,7 +216,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       fullRevision: full.revision,
       fullDbBytes: full.dbBytes,
       liveKeyChange: replayed.keyChange,
-      etcd: { minor: release.minor, by: release.by, reason: release.reason, binary: tools.etcd },
+      etcd: { minor: release.minor, by: release.by, reason: release.reason, binary: tools.etcd, ...(release.upgradedFrom ? { upgradedFrom: release.upgradedFrom } : {}) },
       timings: { fetchFullMs: Math.round(timings.fetchFullMs), restoreFullMs: Math.round(timings.restoreFullMs), replayMs: Math.round(timings.replayMs), finalizeMs: Math.round(timings.finalizeMs) },
     };
     if (chain.clusterId !== undefined) result.clusterId = chain.clusterId;

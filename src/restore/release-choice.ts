@@ -36,6 +36,8 @@ export type ReleaseChoice =
       reason: string;
       /** Something the operator should know although the restore goes on (--etcd-version disagrees). */
       warning?: string;
+      /** The backups' own minor, when the next one restores them (its tools missing): what comes out is of `minor`. */
+      upgradedFrom?: string;
     }
   | {
       refused: string;
@@ -109,6 +111,7 @@ export function chooseRelease(facts: ReleaseFacts): ReleaseChoice {
         by: 'backup',
         reason: `${backup.source}; --etcd-bin-dir holds no v${backup.minor}, and etcd ${next} upgrades a ${backup.minor} data dir`,
         warning: `restoring etcd ${backup.minor} backups with etcd ${next}: the restored member runs ${next}, as an upgrade would; every member must run ${next}`,
+        upgradedFrom: backup.minor,
       };
     }
     if (!found.includes(backup.minor)) {

@@ -21,6 +21,7 @@ export interface RestoreRelease {
   by: 'backup' | 'etcd-version' | 'newest';
   reason: string;
   warning?: string;
+  upgradedFrom?: string;
 }
 
 /**
@@ -43,5 +44,12 @@ export function restoreRelease(releases: readonly EtcdRelease[], configured: str
   const choice = chooseRelease({ recorded, storageVersion, available: releases.map((r) => r.minor), configured });
   if ('refused' in choice) throw new RestoreError('etcd_version', choice.refused);
   const release = releases.find((r) => r.minor === choice.minor) as EtcdRelease;
-  return { tools: release.tools, minor: choice.minor, by: choice.by, reason: choice.reason, ...(choice.warning ? { warning: choice.warning } : {}) };
+  return {
+    tools: release.tools,
+    minor: choice.minor,
+    by: choice.by,
+    reason: choice.reason,
+    ...(choice.warning ? { warning: choice.warning } : {}),
+    ...(choice.upgradedFrom ? { upgradedFrom: choice.upgradedFrom } : {}),
+  };
 }

@@ -14,6 +14,8 @@ export interface CopySelection {
   chains?: number;
   /** Only snapshots created at or after this time. */
   since?: Date;
+  /** Only the snapshots this says to keep (a retention plan: what it would delete is not copied). */
+  keep?: (listing: readonly SnapshotRef[]) => ReadonlySet<string>;
 }
 
 /** What to copy, oldest first: chains are whole (a full snapshot before the deltas that build on it). */
@@ -29,6 +31,10 @@ export function selectForCopy(listing: readonly SnapshotRef[], o: CopySelection)
   if (o.since) {
     const since = o.since.getTime();
     selected = selected.filter((s) => s.createdAt.getTime() >= since);
+  }
+  if (o.keep) {
+    const keep = o.keep(listing);
+    selected = selected.filter((s) => keep.has(s.name));
   }
   return selected;
 }
@@ -78,12 +84,18 @@ export async function copySnapshots(from: SnapStore, to: SnapStore, o: CopyOptio
     if (!head) continue; // deleted by retention since the listing
     const body = await from.get(s.name, o.signal ? { signal: o.signal } : {});
     const retainUntil = o.storeRetentionMs ? new Date(s.createdAt.getTime() + o.storeRetentionMs) : undefined;
-    const put = await to.put(s.name, body, {
-      metadata: { ...head.metadata, 'ebs-copied-from': from.url },
-      ...(o.signal ? { signal: o.signal } : {}),
-      // A lock that would already have ended is not asked for: stores refuse a date in the past.
-      ...(retainUntil && retainUntil.getTime() > Date.now() ? { retainUntil } : {}),
-    });
+    const put = await to
+      .put(s.name, body, {
+        metadata: { ...head.metadata, 'ebs-copied-from': from.url },
+        ...(o.signal ? { signal: o.signal } : {}),
+        // A lock that would already have ended is not asked for: stores refuse a date in the past.
+        ...(retainUntil && retainUntil.getTime() > Date.now() ? { retainUntil } : {}),
+      })
+      .catch((err: unknown) => {
+        // The download is not the target's to end: without this its socket or file stays open.
+        body.destroy();
+        throw err;
+      });
     if (put.size !== head.size) throw new Error(`${s.name}: ${put.size} bytes arrived in ${to.url}, the source holds ${head.size}`);
     report.copied.push({ name: s.name, size: put.size, sha256: put.sha256, verifiedBy: put.verifiedBy });
     report.bytes += put.size;

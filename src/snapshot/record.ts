@@ -49,5 +49,6 @@ export function afterUpload(observer: SnapshotObserver, then: () => void): Snaps
     },
     failed: (kind, err) => observer.failed(kind, err),
     ...(observer.chainRead ? { chainRead: (chain: Chain) => observer.chainRead?.(chain) } : {}),
+    ...(observer.gcRan ? { gcRan: (view: GcLockView) => observer.gcRan?.(view) } : {}),
   };
 }

@@ -10,6 +10,7 @@ import type { Logger } from '../logger.js';
 import type { SnapStore } from '../snapstore/types.js';
 import { copySnapshots, type CopyReport } from './copy.js';
 import { collectGarbage, listSnapshotObjects, type GcSettings } from './gc-run.js';
+import { planRetention } from './retention.js';
 
 export interface SecondarySyncRun {
   at: string;
@@ -105,9 +106,13 @@ export class SecondarySync {
     const started = Date.now();
     const now = this.deps.now?.() ?? new Date();
     try {
+      const gc = this.settings.gc;
       const report = await copySnapshots(this.deps.primary, this.deps.secondary, {
         log: this.deps.log,
         signal: this.abort.signal,
+        // What the secondary's retention would delete at once is not copied: else a primary that
+        // cannot delete (no permission, a hold) has it copied back and deleted at every sync.
+        ...(gc ? { keep: (listing) => new Set(planRetention(listing, gc.retention, now).keep.map((k) => k.name)) } : {}),
         ...(this.settings.storeRetentionMs ? { storeRetentionMs: this.settings.storeRetentionMs } : {}),
       });
       const deleted = await this.applyRetention(now);

@@ -56,6 +56,9 @@ const PERMANENT: Record<string, StoreErrorCode> = {
   ConditionNotMet: 'precondition_failed',
   BlobAlreadyExists: 'precondition_failed',
   TargetConditionNotMet: 'precondition_failed',
+  // A delete an immutability policy or a legal hold refuses: retention holds it, as a lock.
+  BlobImmutableDueToPolicy: 'locked',
+  BlobImmutableDueToLegalHold: 'locked',
 };
 const NETWORK = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNRESET', 'EPIPE', 'EAI_AGAIN']);
 
@@ -202,6 +205,8 @@ export class AzureBlobStore implements SnapStore {
       }
       return { name, size: sent.size, lastModified: stored.lastModified ?? new Date(), metadata: fromAzureMetadata(stored.metadata), sha256: sent.sha256Hex, verifiedBy: 'block-md5' };
     } catch (err) {
+      // pipe() only pauses the source on failure: its file or socket would stay open for ever.
+      body.destroy();
       digest.destroy();
       if (signal?.aborted) throw new StoreError('aborted', this.url, `put ${name}: aborted; nothing was committed`, false, { cause: err });
       throw this.fail(err, `put ${name}`);

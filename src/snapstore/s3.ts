@@ -229,6 +229,8 @@ export class S3Store implements SnapStore {
       }
       return { ...head, sha256: sent.sha256Hex, verifiedBy: this.etagIsMd5() ? 'etag-md5' : 'size' };
     } catch (err) {
+      // pipe() only pauses the source on failure: its file or socket would stay open for ever.
+      body.destroy();
       throw this.fail(err, `put ${name}`);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);

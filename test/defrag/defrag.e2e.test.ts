@@ -69,7 +69,18 @@ describe('defragmentation by the backup leader', { timeout: 240_000 }, () => {
         },
         120_000,
         500,
-      );
+      ).catch(async (err: Error) => {
+        // What each sidecar saw, so a failure on a loaded machine says why (a refused round, a
+        // backup leader that changed mid-way, a member under the threshold).
+        const seen = await Promise.all(
+          sidecars.map(async (s) => ({
+            role: s.cluster.role,
+            defrag: (await getJson<StatusBody>(`${s.url}/status`).catch(() => undefined))?.body.defrag,
+            log: s.lines.filter((l) => /defrag|role/i.test(l)).slice(-15),
+          })),
+        );
+        throw new Error(`${err.message}\n${JSON.stringify(seen, null, 1)}`, { cause: err });
+      });
       await eventually(
         'a full snapshot after the defragmentation',
         async () => (leaderSidecar.lines.some((l) => l.includes('after defragmentation') && l.includes('full snapshot starting')) ? true : undefined),

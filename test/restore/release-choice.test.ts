@@ -55,7 +55,7 @@ describe('the etcd release a restore runs', () => {
                 assert.equal(got.warning !== undefined, configured !== undefined && configured !== minor, `a disagreeing --etcd-version is warned about: ${what}`);
               } else if (available.includes(`3.${needed + 1}` as (typeof MINORS)[number]) && (configured === undefined || configured === `3.${needed + 1}`)) {
                 // One minor up is etcd's upgrade step: it restores, and says so.
-                assert.ok('minor' in got && got.minor === `3.${needed + 1}` && got.by === 'backup', what);
+                assert.ok('minor' in got && got.minor === `3.${needed + 1}` && got.by === 'backup' && got.upgradedFrom === minor, what);
                 assert.match(got.warning ?? '', new RegExp(`restoring etcd ${minor.replace('.', '\\.')} backups with etcd 3\\.${needed + 1}`), what);
               } else {
                 assert.ok('refused' in got, `the backups' release is missing, so refused: ${what}`);

@@ -154,6 +154,12 @@ describe('secondary store sync', () => {
     // --max-backups 1: the newest full snapshot stays, the older one goes, as it does in the primary.
     assert.deepEqual(await names(secondary), [newer]);
     assert.equal(sync.status().lastSuccess?.deleted, 1);
+    // The primary still holds the old one (it cannot delete: a hold, no permission): not copied back.
+    const second = sync.status().lastSuccess;
+    sync.kick();
+    await eventually('third sync', async () => (sync.status().lastSuccess !== second && !sync.status().running ? sync.status().lastSuccess : undefined), 10_000, 20);
+    assert.deepEqual([sync.status().lastSuccess?.copied, sync.status().lastSuccess?.deleted], [0, 0]);
+    assert.deepEqual(await names(secondary), [newer]);
     await sync.stop();
   });
 });
