@@ -159,7 +159,16 @@ export const OPTIONS = [
     group: 'store',
     default: '0',
     description:
-      'lock every snapshot uploaded for this long (S3 Object Lock, GCS per-object retention; the local store records it and refuses deletes before it): retention skips snapshots still locked and deletes them once the lock ends; needs a bucket created with Object Lock (S3) or per-object retention (GCS); 0 disables',
+      'lock every snapshot uploaded for this long (S3 Object Lock, GCS per-object retention, Azure version-level immutability; the local store records it and refuses deletes before it): retention skips snapshots still locked and deletes them once the lock ends; needs a bucket created with Object Lock (S3), per-object retention (GCS) or version-level immutability (Azure); 0 disables',
+  },
+  {
+    flag: 'azure-immutability-mode',
+    kind: 'enum',
+    group: 'store',
+    default: 'Unlocked',
+    choices: ['Unlocked', 'Locked'],
+    description:
+      'mode of the version-level immutability policy Azure uploads get when --store-retention is set: Unlocked (an administrator may shorten or remove it) or Locked (nobody can); the container needs version-level immutability',
   },
   {
     flag: 'gcs-retention-mode',

@@ -34,6 +34,11 @@ export interface AzureBlobSettings {
   /** Each attempt of a request, up to its answer's headers. */
   timeoutMs: number;
   maxAttempts: number;
+  /**
+   * With --store-retention: the mode of the version-level immutability policy uploads given
+   * `retainUntil` get (Unlocked may be shortened or removed by an administrator, Locked by nobody).
+   */
+  immutabilityMode?: 'Unlocked' | 'Locked';
 }
 
 /** Azure's error codes that name a permanent cause. */
@@ -188,6 +193,7 @@ export class AzureBlobStore implements SnapStore {
         (s) =>
           blob.commitBlockList(ids, {
             metadata: toAzureMetadata(opts.metadata ?? {}, { [SHA256_META]: sent.sha256Hex }),
+            ...(opts.retainUntil ? { immutabilityPolicy: { expiriesOn: opts.retainUntil, policyMode: this.s.immutabilityMode ?? 'Unlocked' } } : {}),
             // The whole body's md5 where it cost nothing more (one block), for other tools to check.
             ...(wholeMd5 ? { blobHTTPHeaders: { blobContentMD5: wholeMd5 } } : {}),
             abortSignal: s,
@@ -263,7 +269,9 @@ export class AzureBlobStore implements SnapStore {
     checkObjectName(this.url, name);
     try {
       const p = await this.call(`head ${name}`, (s) => this.blob(name).getProperties({ abortSignal: s }));
-      return { name, size: p.contentLength ?? 0, lastModified: p.lastModified ?? new Date(0), metadata: fromAzureMetadata(p.metadata) };
+      const info: ObjectInfo = { name, size: p.contentLength ?? 0, lastModified: p.lastModified ?? new Date(0), metadata: fromAzureMetadata(p.metadata) };
+      if (p.immutabilityPolicyExpiresOn) info.retainUntil = p.immutabilityPolicyExpiresOn;
+      return info;
     } catch (err) {
       const e = this.fail(err, `head ${name}`);
       if (e.code === 'not_found') return undefined;
@@ -276,14 +284,36 @@ export class AzureBlobStore implements SnapStore {
     const full = this.s.prefix ? `${this.s.prefix}/${prefix}` : prefix;
     const strip = this.s.prefix ? this.s.prefix.length + 1 : 0;
     const out = await this.call(`list ${prefix}`, async (s) => {
-      const pages = this.container.listBlobsFlat({ prefix: full, abortSignal: s }).byPage({ maxPageSize: opts.pageSize ?? 1000, ...(opts.pageToken ? { continuationToken: opts.pageToken } : {}) });
-      return (await pages.next()).value as { segment: { blobItems: { name: string; properties: { contentLength?: number; lastModified: Date } }[] }; continuationToken?: string } | undefined;
+      // The locks' dates only where uploads are locked: retention reads them from the listing.
+      const pages = this.container
+        .listBlobsFlat({ prefix: full, abortSignal: s, ...(this.s.immutabilityMode ? { includeImmutabilityPolicy: true } : {}) })
+        .byPage({ maxPageSize: opts.pageSize ?? 1000, ...(opts.pageToken ? { continuationToken: opts.pageToken } : {}) });
+      return (await pages.next()).value as
+        { segment: { blobItems: { name: string; properties: { contentLength?: number; lastModified: Date; immutabilityPolicyExpiresOn?: Date } }[] }; continuationToken?: string } | undefined;
     });
     const page: ListPage = {
-      objects: (out?.segment.blobItems ?? []).map((b) => ({ name: b.name.slice(strip), size: b.properties.contentLength ?? 0, lastModified: b.properties.lastModified, metadata: {} })),
+      objects: (out?.segment.blobItems ?? []).map((b) => ({
+        name: b.name.slice(strip),
+        size: b.properties.contentLength ?? 0,
+        lastModified: b.properties.lastModified,
+        metadata: {},
+        ...(b.properties.immutabilityPolicyExpiresOn ? { retainUntil: b.properties.immutabilityPolicyExpiresOn } : {}),
+      })),
     };
     if (out?.continuationToken) page.nextPageToken = out.continuationToken;
     return page;
+  }
+
+  /**
+   * Locks need a container with version-level immutability (`az storage container-rm create
+   * --enable-vlw`, or an account with it); without it Azure refuses every locked commit. A
+   * container-level policy is not enough: it would also refuse the heartbeats' overwrites.
+   */
+  async checkRetention(): Promise<void> {
+    const p = await this.call("read the container's immutability setting", (s) => this.container.getProperties({ abortSignal: s }));
+    if (!p.isImmutableStorageWithVersioningEnabled) {
+      throw new StoreError('config', this.url, `container ${this.s.container} has no version-level immutability: --store-retention needs a container created with it`);
+    }
   }
 
   async delete(name: string): Promise<void> {

@@ -37,7 +37,7 @@ export async function openStore(config: Config): Promise<SnapStore> {
       throw new StoreError(
         'config',
         store.url,
-        '--store-retention is not supported by this provider: it must lock each snapshot while the heartbeats and the recovery claim in the same place stay writable, which a policy on the whole container does not allow; use S3 Object Lock, GCS per-object retention or a local folder, or set it to 0',
+        '--store-retention is not supported by this provider: it must lock each snapshot while the heartbeats and the recovery claim in the same place stay writable; use S3 Object Lock, GCS per-object retention, Azure version-level immutability or a local folder, or set it to 0',
       );
     }
     await store.checkRetention();
@@ -107,6 +107,7 @@ async function openByUrl(config: Config): Promise<SnapStore> {
       timeoutMs: config.storeTimeout,
       maxAttempts: config.storeMaxAttempts,
       ...(config.azureEndpoint ? { endpoint: config.azureEndpoint } : {}),
+      ...(config.storeRetention > 0 ? { immutabilityMode: config.azureImmutabilityMode as 'Unlocked' | 'Locked' } : {}),
     });
   }
   throw new StoreError('config', url, 'unsupported store URL (use file://, s3://, gs:// or azblob://)');
