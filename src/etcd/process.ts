@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /** How to start one etcd member; field names are etcd's flags. */
@@ -95,8 +95,9 @@ export class EtcdProcess {
   }
 
   /** SIGSTOP: a silent black hole; its sockets stay open and nothing answers (seeds 000, 001). */
+  /** SIGSTOP, returning once every thread has stopped (see freezeProcess). */
   freeze(): void {
-    this.child?.kill('SIGSTOP');
+    if (this.child?.pid !== undefined) freezeProcess(this.child.pid, this.spec.name);
   }
 
   thaw(): void {
@@ -137,4 +138,21 @@ export function etcdFromConfigFile(name: string, configFile: string, logFile: st
     initialClusterState: 'new',
     initialClusterToken: '',
   });
+}
+
+/**
+ * SIGSTOP `pid` and return once every thread of it is stopped: the signal is delivered
+ * asynchronously, and a request sent right after could still meet a thread not yet stopped (a
+ * frozen etcd once answered 32 calls within 20 ms of its SIGSTOP). How tests make a black hole.
+ */
+export function freezeProcess(pid: number, name: string): void {
+  process.kill(pid, 'SIGSTOP');
+  const tasks = `/proc/${pid}/task`;
+  const deadline = Date.now() + 5_000;
+  // The state is the field after the command name, which is in parentheses and may hold spaces.
+  const state = (stat: string): string | undefined => stat.slice(stat.lastIndexOf(')') + 2)[0];
+  const stopped = (): boolean => readdirSync(tasks).every((t) => ['T', 't'].includes(state(readFileSync(`${tasks}/${t}/stat`, 'utf8')) ?? ''));
+  while (!stopped()) {
+    if (Date.now() > deadline) throw new Error(`${name} did not stop within 5 s of SIGSTOP`);
+  }
 }

@@ -1,6 +1,7 @@
 import './reaper.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { freezeProcess } from '../../src/etcd/process.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -49,21 +50,9 @@ export class PeerProcess {
     }
   }
 
-  /**
-   * Returns once every thread of the process is stopped: SIGSTOP is delivered asynchronously, and a
-   * request sent right after kill() could still meet a server thread not yet stopped (the frozen
-   * case once got an answer within 11 ms; a likely cause, not a proven one).
-   */
+  /** SIGSTOP, returning once every thread of the process is stopped (freezeProcess). */
   freeze(): void {
-    this.child.kill('SIGSTOP');
-    const tasks = `/proc/${this.child.pid}/task`;
-    const deadline = Date.now() + 5_000;
-    // The state is the field after the command name, which is in parentheses and may hold spaces.
-    const state = (stat: string): string | undefined => stat.slice(stat.lastIndexOf(')') + 2)[0];
-    const stopped = (): boolean => readdirSync(tasks).every((t) => ['T', 't'].includes(state(readFileSync(`${tasks}/${t}/stat`, 'utf8')) ?? ''));
-    while (!stopped()) {
-      if (Date.now() > deadline) throw new Error(`${this.name} did not stop within 5 s of SIGSTOP`);
-    }
+    if (this.child.pid !== undefined) freezeProcess(this.child.pid, this.name);
   }
 
   thaw(): void {
