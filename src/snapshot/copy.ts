@@ -6,8 +6,9 @@
  * what the target already holds skipped, so a copy killed midway resumes where it stopped.
  */
 import type { Logger } from '../logger.js';
-import { listAll, type SnapStore } from '../snapstore/types.js';
-import { FORMAT_DIR, parseSnapshotName, type SnapshotRef } from './names.js';
+import type { SnapStore } from '../snapstore/types.js';
+import { listSnapshotObjects } from './gc-run.js';
+import type { SnapshotRef } from './names.js';
 
 export interface CopySelection {
   /** The newest N full snapshots and the deltas after each (default: everything). */
@@ -48,19 +49,6 @@ export interface CopyReport {
   bytes: number;
 }
 
-/** Snapshot objects of a store with the sizes its listing gives (one request per page). */
-async function listSized(store: SnapStore): Promise<{ refs: SnapshotRef[]; sizes: Map<string, number> }> {
-  const refs: SnapshotRef[] = [];
-  const sizes = new Map<string, number>();
-  for await (const o of listAll(store, `${FORMAT_DIR}/`)) {
-    const ref = parseSnapshotName(o.name);
-    if (!ref) continue;
-    refs.push(ref);
-    sizes.set(o.name, o.size);
-  }
-  return { refs, sizes };
-}
-
 export interface CopyOptions extends CopySelection {
   log: Logger;
   signal?: AbortSignal;
@@ -69,14 +57,18 @@ export interface CopyOptions extends CopySelection {
 }
 
 export async function copySnapshots(from: SnapStore, to: SnapStore, o: CopyOptions): Promise<CopyReport> {
-  const source = await listSized(from);
-  const held = (await listSized(to)).sizes;
+  const source = await listSnapshotObjects(from);
+  const sizes = new Map(source.map((l) => [l.ref.name, l.size]));
+  const held = new Map((await listSnapshotObjects(to)).map((l) => [l.ref.name, l.size]));
   const report: CopyReport = { from: from.url, to: to.url, copied: [], skipped: [], bytes: 0 };
-  for (const s of selectForCopy(source.refs, o)) {
+  for (const s of selectForCopy(
+    source.map((l) => l.ref),
+    o,
+  )) {
     o.signal?.throwIfAborted();
     // An object already there with the size the listing gives is skipped without a request of its
     // own: a sync that runs after every upload must cost two listings, not a HEAD per object.
-    if (held.get(s.name) === source.sizes.get(s.name)) {
+    if (held.get(s.name) === sizes.get(s.name)) {
       report.skipped.push(s.name);
       continue;
     }

@@ -11,6 +11,8 @@ import { planRetention, type RetentionPolicy } from './retention.js';
 /** A snapshot in the store, with its retain-until date where the listing carries it. */
 export interface ListedSnapshot {
   ref: SnapshotRef;
+  /** Bytes stored, as the listing gives it. */
+  size: number;
   retainUntil?: Date;
 }
 
@@ -19,7 +21,7 @@ export async function listSnapshotObjects(store: SnapStore): Promise<ListedSnaps
   const out: ListedSnapshot[] = [];
   for await (const o of listAll(store, `${FORMAT_DIR}/`)) {
     const ref = parseSnapshotName(o.name);
-    if (ref) out.push(o.retainUntil ? { ref, retainUntil: o.retainUntil } : { ref });
+    if (ref) out.push(o.retainUntil ? { ref, size: o.size, retainUntil: o.retainUntil } : { ref, size: o.size });
   }
   return out;
 }

@@ -7,7 +7,8 @@ export const HOUR = 3600_000;
 export const DAY = 24 * HOUR;
 export const NOW = new Date(Date.UTC(2026, 5, 15, 12, 30));
 
-export function ref(kind: 'full' | 'delta', start: number, last: number, at: number): SnapshotRef {
+/** A snapshot as the sidecar names it, created at `at` (ms, to the second, as the name keeps it). */
+export function snapshotRef(kind: 'full' | 'delta', start: number, last: number, at: number): SnapshotRef {
   const createdAt = new Date(Math.floor(at / 1000) * 1000);
   return {
     name: snapshotName({ kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip' }),
@@ -34,10 +35,10 @@ export const history = fc
     let rev = 1;
     const out: SnapshotRef[] = [];
     for (const s of steps) {
-      out.push(ref('full', 0, rev, t));
+      out.push(snapshotRef('full', 0, rev, t));
       for (let d = 0; d < s.deltas; d++) {
         const last = rev + 1 + (s.writes % 7);
-        out.push(ref('delta', rev + 1, last, t + ((d + 1) * s.gapMinutes * 60_000 * scale) / (s.deltas + 1)));
+        out.push(snapshotRef('delta', rev + 1, last, t + ((d + 1) * s.gapMinutes * 60_000 * scale) / (s.deltas + 1)));
         rev = last;
       }
       t += s.gapMinutes * 60_000 * scale;

@@ -2,23 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { DeltaEvent } from '../../src/snapshot/delta-format.js';
-import { parseSnapshotName, snapshotName, type SnapshotRef } from '../../src/snapshot/names.js';
+import { parseSnapshotName, type SnapshotRef } from '../../src/snapshot/names.js';
+import { snapshotRef } from '../helpers/snapshot-history.js';
 import { chainClusterId, liveKeyChange, planFromFullDb, planRestore, RestoreError, revisionBatches } from '../../src/restore/plan.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
-function ref(kind: 'full' | 'delta', start: number, last: number, secs = 0): SnapshotRef {
-  const createdAt = new Date(T0 + secs * 1000);
-  return {
-    name: snapshotName({ kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip' }),
-    kind,
-    startRevision: start,
-    lastRevision: last,
-    createdAt,
-    compression: 'gzip',
-    final: false,
-  };
-}
+const ref = (kind: 'full' | 'delta', start: number, last: number, secs = 0): SnapshotRef => snapshotRef(kind, start, last, T0 + secs * 1000);
 
 function ev(rev: number, opts: { type?: 'put' | 'delete'; key?: string; version?: number; secs?: number } = {}): DeltaEvent {
   return {

@@ -3,21 +3,11 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { restorableChain, type RevisionGap } from '../../src/snapshot/chain.js';
 import { parseSnapshotName, snapshotName, type SnapshotRef } from '../../src/snapshot/names.js';
+import { snapshotRef } from '../helpers/snapshot-history.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
-function ref(kind: 'full' | 'delta', start: number, last: number, secs = 0): SnapshotRef {
-  const createdAt = new Date(T0 + secs * 1000);
-  return {
-    name: snapshotName({ kind, startRevision: start, lastRevision: last, createdAt, compression: 'gzip' }),
-    kind,
-    startRevision: start,
-    lastRevision: last,
-    createdAt,
-    compression: 'gzip',
-    final: false,
-  };
-}
+const ref = (kind: 'full' | 'delta', start: number, last: number, secs = 0): SnapshotRef => snapshotRef(kind, start, last, T0 + secs * 1000);
 
 /** The revisions above `base` no delta covers, as intervals, up to the newest delta. */
 function uncovered(base: number, deltas: SnapshotRef[]): RevisionGap[] {

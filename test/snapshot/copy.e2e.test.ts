@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import { runCli } from '../helpers/cli.js';
+import { restoreMemberFlags, restoreResultOf, runCli } from '../helpers/cli.js';
 import { eventually, freePort, TestCluster } from '../helpers/cluster.js';
 import { keyspaceAt, startRestored } from '../helpers/replay.js';
 import { getJson, startTestSidecar } from '../helpers/sidecar.js';
@@ -58,24 +58,9 @@ describe('copy between stores', { timeout: 240_000 }, () => {
   async function restoreFrom(store: string, extra: string[], name: string): Promise<void> {
     const dir = join(work, name);
     const peer = `http://127.0.0.1:${await freePort()}`;
-    const r = await cli([
-      'restore',
-      '--store',
-      store,
-      ...extra,
-      '--name',
-      'r1',
-      '--data-dir',
-      join(dir, 'data'),
-      '--initial-cluster',
-      `r1=${peer}`,
-      '--initial-cluster-token',
-      'copied',
-      '--log-level',
-      'warn',
-    ]);
+    const r = await cli(['restore', ...restoreMemberFlags(join(dir, 'data'), peer, store), ...extra]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal((JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as { revision: number }).revision, lastRevision);
+    assert.equal((restoreResultOf(r) as { revision: number }).revision, lastRevision);
     const restored = await startRestored(dir, 'r1', peer);
     try {
       assert.deepEqual(await keyspaceAt(restored.client, lastRevision), await keyspaceAt(client, lastRevision));

@@ -5,7 +5,7 @@ import { restorableChain } from '../../src/snapshot/chain.js';
 import { gcLockView, holdGroups, splitLocked } from '../../src/snapshot/gc-locks.js';
 import type { SnapshotRef } from '../../src/snapshot/names.js';
 import { ownerRevisionOf, planRetention } from '../../src/snapshot/retention.js';
-import { DAY, history, HOUR, NOW, policies, ref } from '../helpers/snapshot-history.js';
+import { DAY, history, HOUR, NOW, policies, snapshotRef as ref } from '../helpers/snapshot-history.js';
 
 /** Each snapshot's lock: none, or an offset from NOW (past or future), drawn per snapshot. */
 const lockOffsets = fc.array(fc.option(fc.integer({ min: -2 * DAY, max: 2 * DAY }), { nil: undefined }), { minLength: 200, maxLength: 200 });

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { latestFull, restorableChain } from '../../src/snapshot/chain.js';
 import type { SnapshotRef } from '../../src/snapshot/names.js';
 import { planRetention } from '../../src/snapshot/retention.js';
-import { DAY, history, HOUR, NOW, policies, ref } from '../helpers/snapshot-history.js';
+import { DAY, history, HOUR, NOW, policies, snapshotRef as ref } from '../helpers/snapshot-history.js';
 
 test('retention: never deletes the latest full snapshot or a delta of its chain; keeps and deletes partition the listing', () => {
   fc.assert(
