@@ -1,7 +1,8 @@
 /**
  * What one replay transaction costs the restoring process, per transport: etcd3's client (its
  * pool and cockatiel policies around each call), grpc-js alone (one channel, no pool, no policy),
- * and src/etcd/kv-channel.ts (etcd's gRPC wire format on node:http2). Each sends the same guarded
+ * etcd's gRPC wire format on node:http2 (one stream per call, as kv-channel.ts did before), and
+ * src/etcd/kv-channel.ts (the same wire format framed by src/etcd/h2-connection.ts). Each sends the same guarded
  * one-put transactions (one compare, 100-byte values over 10,000 keys) with `--window` of them in
  * flight to the same temporary etcd; reported: transactions/s, Node CPU µs per call (this
  * process's user + system time) and the etcd's CPU µs per call (/proc). The transports take turns,
@@ -12,6 +13,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, constants } from 'node:http2';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -44,6 +46,36 @@ function grpcJsTxn(url: string): { txn: Txn; close: () => void } {
   return { txn, close: () => client.close() };
 }
 
+/** gRPC unary Txn on node:http2: a stream per call, the message length-prefixed, the status in trailers. */
+function nodeHttp2Txn(url: string): { txn: Txn; close: () => void } {
+  const def = loadSync(createRequire(import.meta.url).resolve('etcd3/proto/rpc.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const m = (def['etcdserverpb.KV'] as Record<string, { requestSerialize(o: object): Buffer; responseDeserialize(b: Buffer): unknown }>)['Txn'] as {
+    requestSerialize(o: object): Buffer;
+    responseDeserialize(b: Buffer): unknown;
+  };
+  const session = connect(url);
+  const txn: Txn = (compare, success) =>
+    new Promise((resolve, reject) => {
+      const message = m.requestSerialize({ compare, success, failure: [] });
+      const stream = session.request({
+        [constants.HTTP2_HEADER_METHOD]: 'POST',
+        [constants.HTTP2_HEADER_PATH]: '/etcdserverpb.KV/Txn',
+        [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
+        [constants.HTTP2_HEADER_TE]: 'trailers',
+      });
+      const chunks: Buffer[] = [];
+      let status: unknown;
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('trailers', (h) => (status = h['grpc-status']));
+      stream.on('error', reject);
+      stream.on('close', () => (status === '0' ? resolve(m.responseDeserialize(Buffer.concat(chunks).subarray(5))) : reject(new Error(`grpc-status ${String(status)}`))));
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(message.length, 1);
+      stream.end(Buffer.concat([prefix, message]));
+    });
+  return { txn, close: () => session.close() };
+}
+
 async function run(etcdPid: number, txn: Txn): Promise<{ rate: number; nodeUs: number; etcdUs: number }> {
   const value = Buffer.alloc(100, 7);
   let next = 0;
@@ -67,11 +99,13 @@ const etcd = await TemporaryEtcd.start({ dataDir: join(dir, 'data'), name: 'benc
 try {
   const { version } = await etcdVersion(etcdTools());
   const grpcJs = grpcJsTxn(etcd.clientURL);
+  const nodeHttp2 = nodeHttp2Txn(etcd.clientURL);
   const channel = new KvChannel(etcd.clientURL, { deadlineMs: 120_000 });
   const transports: [string, Txn][] = [
     ['etcd3 client (kv.txn)', async (compare, success) => etcd.client.kv.txn({ compare, success, failure: [] })],
     ['grpc-js, one channel, no policies', grpcJs.txn],
-    ['kv-channel.ts (node:http2)', (compare, success) => channel.txn(compare, success)],
+    ['node:http2, a stream per call', nodeHttp2.txn],
+    ['kv-channel.ts (h2-connection.ts)', (compare, success) => channel.txn(compare, success)],
   ];
   // Warm-up: JIT and connections, not measured.
   for (const [, txn] of transports) for (let i = 0; i < 500; i++) await txn([], [{ request_put: { key: Buffer.from('/warm'), value: Buffer.from('w') } }]);
@@ -88,6 +122,7 @@ try {
     }
   }
   grpcJs.close();
+  nodeHttp2.close();
   channel.close();
   const text = lines.join('\n') + '\n';
   process.stdout.write(text);

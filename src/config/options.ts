@@ -312,7 +312,7 @@ export const OPTIONS = [
     flag: 'restore-replay-window',
     kind: 'integer',
     group: 'snapshot',
-    default: '16',
+    default: '64',
     description: 'replay transactions a restore keeps in flight to its temporary etcd, each guarded so it applies only right after its predecessor; 1 replays one revision at a time',
   },
   {

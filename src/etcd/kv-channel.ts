@@ -3,26 +3,27 @@
  * transport of a restore's replay into its temporary etcd, where the client's CPU per call decides
  * the replay's rate (README, Restore).
  *
- * Why not grpc-js. Measured on this project's 2 shared cores (bench/replay-transport.ts, results in
- * bench/results/replay-transport.txt: guarded one-put transactions, 16 in flight, etcd 3.5), Node
- * CPU per call: etcd3's client 182-221 µs, grpc-js alone (one channel, no pool, no policies)
- * 171-190 µs, the same calls on node:http2 89-97 µs; protobuf encoding is about 2 µs of it.
- * grpc-js's own per-call machinery (call stack, filters, metadata, its state machine) is half the
+ * Why not grpc-js, nor node:http2. Measured on this project's 2 shared cores
+ * (bench/replay-transport.ts, results in bench/results/replay-transport.txt: guarded one-put
+ * transactions, 16 in flight, etcd 3.5), Node CPU per call: etcd3's client 182-221 us, grpc-js alone
+ * (one channel, no pool, no policies) 171-190 us, node:http2 86-139 us, the same calls framed by
+ * h2-connection.ts a fraction of that. The per-call machinery around the wire, not the wire, was the
  * cost, so this file speaks gRPC's unary wire format itself: one request stream per call, the
  * message length-prefixed (5 bytes), the status in the trailers (or in the headers when etcd
  * answers with trailers only). Messages are encoded and decoded by @grpc/proto-loader (protobufjs)
  * from etcd3's own rpc.proto, so the schema is etcd3's.
  *
  * No retries: a transaction retried after a lost answer could apply twice. Every call has the same
- * deadline (sent to etcd as grpc-timeout, and enforced here by one DeadlineSweep, so a frozen etcd
- * fails the call with a DeadlineError instead of hanging it). No auth token: the only etcd this
+ * deadline, enforced here by one DeadlineSweep, so a frozen etcd fails the call with a DeadlineError
+ * instead of hanging it. No auth token: the only etcd this
  * talks to is a restore's own temporary etcd on loopback, which runs with auth off even when the
  * snapshot had it on (bolt-auth.ts).
  */
-import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { createRequire } from 'node:module';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 import { DeadlineSweep, type SweptDeadline } from '../resilience.js';
+import { H2Connection, H2Error, type H2Response, type Header } from './h2-connection.js';
+import { literalHeaderBlock } from './hpack.js';
 import type { ICompare, IRequestOp } from 'etcd3';
 
 /** One put or delete of a replayed revision, as etcd's Txn takes it (etcd3's shape of it). */
@@ -90,18 +91,19 @@ interface TxnResponse {
   succeeded: boolean;
 }
 
-/** Below this size a message is copied behind its prefix (one write); above, written after it (no copy). */
-const COPY_BELOW_BYTES = 64 * 1024;
-
 export interface KvChannelOptions {
   /** Deadline of every call, ms. */
   deadlineMs: number;
 }
 
 export class KvChannel {
-  private session: ClientHttp2Session | undefined;
+  private connection: H2Connection | undefined;
   private readonly deadlines: DeadlineSweep;
   private readonly methods = kvMethods();
+  private readonly host: string;
+  private readonly port: number;
+  /** Each method's request headers, encoded once (hpack.ts: literals that touch no table). */
+  private readonly headerBlocks = new Map<string, Buffer>();
   private closed = false;
 
   constructor(
@@ -110,6 +112,9 @@ export class KvChannel {
     opts: KvChannelOptions,
   ) {
     if (!url.startsWith('http://')) throw new Error(`KV channel to ${url}: only plain http:// on loopback is supported (the temporary etcd's)`);
+    const { hostname, port } = new URL(url);
+    this.host = hostname;
+    this.port = Number(port);
     this.deadlines = new DeadlineSweep(opts.deadlineMs);
   }
 
@@ -135,86 +140,85 @@ export class KvChannel {
   /** Ends the connection; calls in flight fail with UNAVAILABLE. */
   close(): void {
     this.closed = true;
-    this.session?.destroy();
-    this.session = undefined;
+    this.connection?.close();
+    this.connection = undefined;
   }
 
-  private connection(): ClientHttp2Session {
+  /** The live connection, or a new one once the last broke or was told to go away (its calls finish on it). */
+  private live(): H2Connection {
     if (this.closed) throw new KvCallError('connect', 14, `the channel to ${this.url} is closed`);
-    const live = this.session;
-    if (live && !live.closed && !live.destroyed) return live;
-    // Stream errors reach each call; the session's own error only precedes their close.
-    const s = connect(this.url).on('error', () => {});
-    // Calls in flight hold their deadline's timer; an idle channel must not keep a process alive.
-    s.unref();
-    this.session = s;
-    return s;
+    if (!this.connection?.usable) this.connection = new H2Connection(this.host, this.port, this.url);
+    return this.connection;
+  }
+
+  /**
+   * No grpc-timeout is sent: etcd applies a proposed transaction whether or not its caller's deadline
+   * passed, so a server-side deadline would protect nothing and cost etcd a timer per call.
+   */
+  private headerBlock(method: string): Buffer {
+    let block = this.headerBlocks.get(method);
+    if (!block) {
+      block = literalHeaderBlock([
+        [':method', 'POST'],
+        [':scheme', 'http'],
+        [':path', `/etcdserverpb.KV/${method}`],
+        [':authority', `${this.host}:${this.port}`],
+        ['content-type', 'application/grpc'],
+        ['te', 'trailers'],
+      ]);
+      this.headerBlocks.set(method, block);
+    }
+    return block;
   }
 
   private unary(method: string, message: Buffer): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
-      const session = this.connection();
-      const stream = session.request({
-        [constants.HTTP2_HEADER_METHOD]: 'POST',
-        [constants.HTTP2_HEADER_PATH]: `/etcdserverpb.KV/${method}`,
-        [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
-        [constants.HTTP2_HEADER_TE]: 'trailers',
-        'grpc-timeout': `${this.deadlines.ms}m`,
-      });
-      let settled = false;
-      const settle = (err: Error | undefined, body?: Buffer): void => {
-        if (settled) return;
-        settled = true;
-        this.deadlines.end(deadline);
-        if (err) reject(err);
-        else resolve(body as Buffer);
-      };
-      const deadline: SweptDeadline = this.deadlines.start(`etcd ${method} on ${this.url}`, (err) => {
-        stream.close(constants.NGHTTP2_CANCEL);
-        settle(err);
-      });
-      const chunks: Buffer[] = [];
-      let status: string | undefined;
-      let detail = '';
-      let streamError: Error | undefined;
-      const readStatus = (h: IncomingHttpHeaders): void => {
-        const s = h['grpc-status'];
-        if (typeof s !== 'string') return;
-        status = s;
-        const m = h['grpc-message'];
-        detail = typeof m === 'string' ? decodeGrpcMessage(m) : '';
-      };
-      stream.on('response', (h) => {
-        const code = h[constants.HTTP2_HEADER_STATUS];
-        if (Number(code) !== 200) streamError = new KvCallError(method, 14, `HTTP status ${String(code)} from ${this.url}`);
-        readStatus(h);
-      });
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('trailers', readStatus);
-      stream.on('error', (err: Error) => (streamError ??= new KvCallError(method, 14, `${this.url}: ${err.message}`, { cause: err })));
-      stream.on('close', () => {
-        settle(...outcome());
-      });
-      const outcome = (): [Error | undefined, Buffer?] => {
-        if (streamError) return [streamError];
-        if (status === undefined) return [new KvCallError(method, 14, `${this.url} closed the stream without a gRPC status (HTTP/2 code ${stream.rstCode ?? 'none'})`)];
-        if (status !== '0') return [new KvCallError(method, Number(status), detail)];
-        try {
-          return [undefined, unframe(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))];
-        } catch (err) {
-          return [new KvCallError(method, 13, (err as Error).message)];
-        }
-      };
-      const prefix = Buffer.allocUnsafe(5);
-      prefix[0] = 0; // not compressed
-      prefix.writeUInt32BE(message.length, 1);
-      if (message.length < COPY_BELOW_BYTES) stream.end(Buffer.concat([prefix, message], 5 + message.length));
-      else {
-        stream.write(prefix);
-        stream.end(message);
+      if (this.closed) {
+        reject(new KvCallError(method, 14, `the channel to ${this.url} is closed`));
+        return;
       }
+      const connection = this.live();
+      const framed = Buffer.allocUnsafe(5 + message.length);
+      framed[0] = 0; // not compressed
+      framed.writeUInt32BE(message.length, 1);
+      message.copy(framed, 5);
+      const deadline: SweptDeadline = this.deadlines.start(`etcd ${method} on ${this.url}`, (err) => connection.cancel(call, err));
+      const call = connection.request(this.headerBlock(method), framed, (err, res) => {
+        this.deadlines.end(deadline);
+        if (err instanceof H2Error) reject(new KvCallError(method, 14, err.message, { cause: err }));
+        else if (err) reject(err);
+        else {
+          const [failure, body] = outcome(method, this.url, res as H2Response);
+          if (failure) reject(failure);
+          else resolve(body);
+        }
+      });
     });
   }
+}
+
+/** A unary answer: its one message, or the gRPC status it failed with. */
+function outcome(method: string, url: string, res: H2Response): [KvCallError] | [undefined, Buffer] {
+  const status = header(res.headers, ':status');
+  if (status !== '200') return [new KvCallError(method, 14, `HTTP status ${status ?? 'none'} from ${url}`)];
+  // The status is in the trailers, or in the headers when etcd answers with trailers only.
+  const fields = res.trailers ?? res.headers;
+  const grpcStatus = header(fields, 'grpc-status');
+  if (grpcStatus === undefined) return [new KvCallError(method, 14, `${url} ended the call without a gRPC status`)];
+  if (grpcStatus !== '0') {
+    const m = header(fields, 'grpc-message');
+    return [new KvCallError(method, Number(grpcStatus), m === undefined ? '' : decodeGrpcMessage(m))];
+  }
+  try {
+    return [undefined, unframe(res.body)];
+  } catch (err) {
+    return [new KvCallError(method, 13, (err as Error).message)];
+  }
+}
+
+function header(headers: Header[], name: string): string | undefined {
+  for (const [n, v] of headers) if (n === name) return v;
+  return undefined;
 }
 
 /** The one message of a unary response, out of its gRPC length prefix. */

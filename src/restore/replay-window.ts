@@ -30,7 +30,7 @@ export interface GuardedTxnTarget {
   tailRead?(): Promise<void>;
 }
 
-export const DEFAULT_REPLAY_WINDOW = 16;
+export const DEFAULT_REPLAY_WINDOW = 64;
 
 interface Sent {
   txn: GuardedTxn;
