@@ -5,14 +5,14 @@
  * A restore is a fixed part (fetch the full snapshot, restore it into a temporary etcd, start it and
  * wait for its first election, stop it and restore the result again) and a part that grows with
  * every revision written since the full snapshot: the replay, one transaction per revision. The
- * replay is bound by round trips, not bytes (a 9 MiB delta of small puts takes as long as its
+ * replay is bound by transactions, not bytes (a 9 MiB delta of small puts takes as long as its
  * revisions), so its part is revisions / rate, the rate measured by this member's own restores.
  */
 import type { ReplaySample } from '../restore/replay-rates.js';
 
 /** Revisions/s without a measurement: one transaction at a time on disk (issue 15 measured 1,134/s). */
 export const DEFAULT_REPLAY_RATE = 1_000;
-/** Start, first election (1-5 s with the temporary etcd's 5 s election timeout) and stop of the temporary etcd. */
+/** Start, first election (within 1 s: the temporary etcd's election timeout) and stop of the temporary etcd, with margin. */
 export const STARTUP_SECONDS = 3;
 /** The full snapshot's db is fetched, decompressed and restored twice at about this rate (bench: 74 MB in 1-2 s). */
 export const FULL_BYTES_PER_SECOND = 50 * 1024 * 1024;
