@@ -150,8 +150,9 @@ export class DeadlineSweep {
       }
     } finally {
       this.sweeping = false;
+      // Re-armed even when an expiry threw: the deadlines after it must still fire.
+      const oldest = this.pending.values().next().value;
+      if (oldest) this.timer = setTimeout(() => this.sweep(), Math.max(1, oldest.at - performance.now()));
     }
-    const oldest = this.pending.values().next().value;
-    if (oldest) this.timer = setTimeout(() => this.sweep(), Math.max(1, oldest.at - performance.now()));
   }
 }

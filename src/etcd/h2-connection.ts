@@ -15,7 +15,7 @@
  * one write, in the order they were made (replay-window.ts relies on that order for speed only).
  */
 import { connect, type Socket } from 'node:net';
-import { HpackDecoder, HpackError } from './hpack.js';
+import { HpackDecoder, HpackError, tableSizeUpdate } from './hpack.js';
 
 export type Header = [name: string, value: string];
 
@@ -50,7 +50,7 @@ export class H2Error extends Error {
   override name = 'H2Error';
   constructor(
     message: string,
-    /** HTTP/2 error code when the peer sent one. */
+    /** HTTP/2 error code: the peer's (RST_STREAM, GOAWAY), or the one this side sent it for breaking the protocol. */
     readonly code?: number,
     options?: ErrorOptions,
   ) {
@@ -75,7 +75,28 @@ const ACK = 0x1;
 const END_HEADERS = 0x4;
 const PADDED = 0x8;
 const PRIORITY = 0x20;
+const PRIORITY_FRAME = 2;
+/** Frames that belong to the connection (stream 0) and frames that belong to a stream; WINDOW_UPDATE is both. */
+const CONNECTION_FRAMES = new Set<number>([Frame.Settings, Frame.Ping, Frame.GoAway]);
+const STREAM_FRAMES = new Set<number>([Frame.Data, Frame.Headers, PRIORITY_FRAME, Frame.RstStream, Frame.PushPromise, Frame.Continuation]);
+/** Payload sizes RFC 9113 fixes (exact) or bounds from below. */
+const FIXED_SIZES = new Map<number, { octets: number; exact: boolean }>([
+  [PRIORITY_FRAME, { octets: 5, exact: true }],
+  [Frame.RstStream, { octets: 4, exact: true }],
+  [Frame.Ping, { octets: 8, exact: true }],
+  [Frame.GoAway, { octets: 8, exact: false }],
+  [Frame.WindowUpdate, { octets: 4, exact: true }],
+]);
+/** Error codes this side sends or tells apart (RFC 9113, 7). */
+const NO_ERROR = 0;
+const PROTOCOL_ERROR = 1;
+const FLOW_CONTROL_ERROR = 3;
+const FRAME_SIZE_ERROR = 6;
 const CANCEL = 8;
+const COMPRESSION_ERROR = 9;
+/** The largest header block accepted (etcd's are a status and a message). */
+const MAX_HEADER_BLOCK = 256 * 1024;
+const DEFAULT_TABLE_SIZE = 4096;
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const DEFAULT_WINDOW = 65_535;
@@ -118,10 +139,12 @@ export class H2Connection {
   private readonly decoder = new HpackDecoder();
   private nextId = 1;
   private sendWindow = DEFAULT_WINDOW;
-  private peer = { initialWindow: DEFAULT_WINDOW, maxFrame: DEFAULT_MAX_FRAME, maxStreams: Infinity };
+  private peer = { initialWindow: DEFAULT_WINDOW, maxFrame: DEFAULT_MAX_FRAME, maxStreams: Infinity, tableSize: DEFAULT_TABLE_SIZE };
   private inbox: Buffer = Buffer.alloc(0);
   /** A header block split over CONTINUATION frames. */
-  private continuing: { stream: number; endStream: boolean; parts: Buffer[] } | undefined;
+  private continuing: { stream: number; endStream: boolean; parts: Buffer[]; octets: number } | undefined;
+  /** The server lowered its header table: the next block starts with a size update (RFC 7541, 4.2). */
+  private owedTableSize: number | undefined;
   private unackedOnConnection = 0;
   private corked = false;
   private failure: Error | undefined;
@@ -206,7 +229,11 @@ export class H2Connection {
   }
 
   private sendHeaders(stream: Stream): void {
-    const block = stream.headerBlock;
+    let block = stream.headerBlock;
+    if (this.owedTableSize !== undefined) {
+      block = Buffer.concat([tableSizeUpdate(this.owedTableSize), block]);
+      this.owedTableSize = undefined;
+    }
     const max = this.peer.maxFrame;
     if (block.length <= max) {
       this.frame(Frame.Headers, END_HEADERS, stream.id, block);
@@ -252,13 +279,15 @@ export class H2Connection {
     try {
       while (buf.length >= 9 && !this.failure) {
         const length = buf.readUIntBE(0, 3);
-        if (length > DEFAULT_MAX_FRAME) throw new H2Error(`${this.name} sent a frame of ${length} octets, above the ${DEFAULT_MAX_FRAME} allowed`);
+        if (length > DEFAULT_MAX_FRAME) throw new H2Error(`${this.name} sent a frame of ${length} octets, above the ${DEFAULT_MAX_FRAME} allowed`, FRAME_SIZE_ERROR);
         if (buf.length < 9 + length) break;
         this.onFrame(buf[3] as number, buf[4] as number, buf.readUInt32BE(5) & 0x7fffffff, buf.subarray(9, 9 + length));
         buf = buf.subarray(9 + length);
       }
     } catch (err) {
-      this.fail(err instanceof H2Error ? err : new H2Error(`${this.name}: ${(err as Error).message}`, undefined, { cause: err }));
+      // The server broke the protocol: it is told why before the connection closes.
+      if (err instanceof H2Error) this.fail(err, err.code ?? PROTOCOL_ERROR);
+      else this.fail(new H2Error(`${this.name}: ${(err as Error).message}`, undefined, { cause: err }), PROTOCOL_ERROR);
       return;
     }
     this.inbox = buf;
@@ -266,20 +295,27 @@ export class H2Connection {
 
   private onFrame(type: number, flags: number, id: number, payload: Buffer): void {
     if (this.continuing && (type !== Frame.Continuation || id !== this.continuing.stream)) {
-      throw new H2Error(`${this.name} interrupted a header block with a frame of type ${type}`);
+      throw new H2Error(`${this.name} interrupted a header block with a frame of type ${type}`, PROTOCOL_ERROR);
+    }
+    const size = FIXED_SIZES.get(type);
+    if (size !== undefined && (size.exact ? payload.length !== size.octets : payload.length < size.octets)) {
+      throw new H2Error(`${this.name} sent a frame of type ${type} with ${payload.length} octets of payload`, FRAME_SIZE_ERROR);
+    }
+    if (id === 0 ? STREAM_FRAMES.has(type) : CONNECTION_FRAMES.has(type)) {
+      throw new H2Error(`${this.name} sent a frame of type ${type} on stream ${id}`, PROTOCOL_ERROR);
     }
     switch (type) {
       case Frame.Data:
         this.onData(flags, id, payload);
         return;
       case Frame.Headers: {
-        let fragment = unpad(flags, payload);
+        let fragment = unpad(flags, payload, flags & PRIORITY ? 5 : 0);
         if (flags & PRIORITY) fragment = fragment.subarray(5);
         this.onHeaderFragment(id, (flags & END_STREAM) !== 0, (flags & END_HEADERS) !== 0, fragment);
         return;
       }
       case Frame.Continuation: {
-        if (!this.continuing) throw new H2Error(`${this.name} sent CONTINUATION outside a header block`);
+        if (!this.continuing) throw new H2Error(`${this.name} sent CONTINUATION outside a header block`, PROTOCOL_ERROR);
         this.onHeaderFragment(id, this.continuing.endStream, (flags & END_HEADERS) !== 0, payload);
         return;
       }
@@ -290,7 +326,9 @@ export class H2Connection {
         return;
       }
       case Frame.Settings:
-        if (!(flags & ACK)) this.onSettings(payload);
+        if (flags & ACK) {
+          if (payload.length > 0) throw new H2Error(`${this.name} acknowledged SETTINGS with a payload`, FRAME_SIZE_ERROR);
+        } else this.onSettings(payload);
         return;
       case Frame.Ping:
         if (!(flags & ACK)) this.frame(Frame.Ping, ACK, 0, payload);
@@ -302,14 +340,13 @@ export class H2Connection {
         this.onWindowUpdate(id, payload.readUInt32BE(0) & 0x7fffffff);
         return;
       case Frame.PushPromise:
-        throw new H2Error(`${this.name} pushed a stream, though this side disabled push`);
+        throw new H2Error(`${this.name} pushed a stream, though this side disabled push`, PROTOCOL_ERROR);
       default:
       // PRIORITY and unknown types carry nothing this side acts on (RFC 9113, 5.5).
     }
   }
 
   private onData(flags: number, id: number, payload: Buffer): void {
-    if (id === 0) throw new H2Error(`${this.name} sent DATA on stream 0`);
     // Flow control counts the whole frame, padding included.
     this.unackedOnConnection += payload.length;
     if (this.unackedOnConnection >= RECEIVE_WINDOW / 2) {
@@ -332,8 +369,11 @@ export class H2Connection {
 
   private onHeaderFragment(id: number, endStream: boolean, endHeaders: boolean, fragment: Buffer): void {
     if (!endHeaders) {
-      this.continuing ??= { stream: id, endStream, parts: [] };
+      this.continuing ??= { stream: id, endStream, parts: [], octets: 0 };
       this.continuing.parts.push(fragment);
+      this.continuing.octets += fragment.length;
+      // etcd's headers are a status and a message: a block this large is not an answer.
+      if (this.continuing.octets > MAX_HEADER_BLOCK) throw new H2Error(`${this.name} sent a header block above ${MAX_HEADER_BLOCK} octets`, PROTOCOL_ERROR);
       return;
     }
     const block = this.continuing ? Buffer.concat([...this.continuing.parts, fragment]) : fragment;
@@ -343,7 +383,7 @@ export class H2Connection {
       // Decoded even for a stream cancelled here: the server's table moved with it.
       headers = this.decoder.decode(block);
     } catch (err) {
-      if (err instanceof HpackError) throw new H2Error(`${this.name} sent a header block this side cannot decode: ${err.message}`, undefined, { cause: err });
+      if (err instanceof HpackError) throw new H2Error(`${this.name} sent a header block this side cannot decode: ${err.message}`, COMPRESSION_ERROR, { cause: err });
       throw err;
     }
     const stream = this.streams.get(id);
@@ -354,7 +394,7 @@ export class H2Connection {
   }
 
   private onSettings(payload: Buffer): void {
-    if (payload.length % 6 !== 0) throw new H2Error(`${this.name} sent SETTINGS of ${payload.length} octets`);
+    if (payload.length % 6 !== 0) throw new H2Error(`${this.name} sent SETTINGS of ${payload.length} octets`, FRAME_SIZE_ERROR);
     for (let at = 0; at < payload.length; at += 6) {
       const value = payload.readUInt32BE(at + 2);
       switch (payload.readUInt16BE(at)) {
@@ -362,18 +402,23 @@ export class H2Connection {
           this.peer.maxStreams = value;
           break;
         case 4: {
-          if (value > MAX_WINDOW) throw new H2Error(`${this.name} announced a window of ${value}`);
+          if (value > MAX_WINDOW) throw new H2Error(`${this.name} announced a window of ${value}`, FLOW_CONTROL_ERROR);
           const delta = value - this.peer.initialWindow;
           this.peer.initialWindow = value;
           for (const s of this.streams.values()) s.sendWindow += delta;
           break;
         }
         case 5:
-          if (value < DEFAULT_MAX_FRAME || value > 16_777_215) throw new H2Error(`${this.name} announced a frame size of ${value}`);
+          if (value < DEFAULT_MAX_FRAME || value > 16_777_215) throw new H2Error(`${this.name} announced a frame size of ${value}`, PROTOCOL_ERROR);
           this.peer.maxFrame = value;
           break;
+        case 1:
+          // This side never indexes, but a table lowered below what it was must be acknowledged in the next block.
+          if (value < this.peer.tableSize) this.owedTableSize = Math.min(this.owedTableSize ?? value, value);
+          this.peer.tableSize = value;
+          break;
         default:
-        // HEADER_TABLE_SIZE: this side never indexes (hpack.ts). Others do not concern a client.
+        // The others do not concern a client.
       }
     }
     this.frame(Frame.Settings, ACK, 0);
@@ -385,21 +430,29 @@ export class H2Connection {
     const last = payload.readUInt32BE(0) & 0x7fffffff;
     const code = payload.readUInt32BE(4);
     const detail = payload.subarray(8).toString('utf8');
+    const why = `${errorName(code)}${detail ? `: ${detail}` : ''}`;
     this.draining = true;
     // Streams above `last` were not processed and never will be.
-    const err = new H2Error(`${this.name} is going away (${errorName(code)}${detail ? `: ${detail}` : ''}) and did not process the request`, code);
+    const err = new H2Error(`${this.name} is going away (${why}) and did not process the request`, code);
     for (const stream of [...this.streams.values()]) if (stream.id > last) this.finish(stream, err);
+    // With an error the server answers nothing more: the calls it may have acted on fail now, not at their deadline.
+    if (code !== NO_ERROR) {
+      this.fail(new H2Error(`${this.name} ended the connection (${why}); the request may have been processed`, code));
+      return;
+    }
     this.startQueued();
     if (this.streams.size === 0) this.socket.end();
   }
 
   private onWindowUpdate(id: number, increment: number): void {
+    if (increment === 0) throw new H2Error(`${this.name} sent a WINDOW_UPDATE of 0`, PROTOCOL_ERROR);
     if (id === 0) {
       this.sendWindow += increment;
-      if (this.sendWindow > MAX_WINDOW) throw new H2Error(`${this.name} opened the connection's window beyond 2^31-1`);
+      if (this.sendWindow > MAX_WINDOW) throw new H2Error(`${this.name} opened the connection's window beyond 2^31-1`, FLOW_CONTROL_ERROR);
     } else {
       const stream = this.streams.get(id);
       if (stream) stream.sendWindow += increment;
+      if (stream && stream.sendWindow > MAX_WINDOW) throw new H2Error(`${this.name} opened stream ${id}'s window beyond 2^31-1`, FLOW_CONTROL_ERROR);
     }
     this.unblock();
   }
@@ -412,6 +465,8 @@ export class H2Connection {
   }
 
   private finish(stream: Stream, err: Error | undefined, res?: H2Response): void {
+    // Finished already (a callback before this one cancelled it): `done` runs once.
+    if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
     this.blocked.delete(stream);
     stream.done(err, res);
@@ -419,10 +474,22 @@ export class H2Connection {
     else this.startQueued();
   }
 
-  private fail(err: Error): void {
+  private fail(err: Error, goAway?: number): void {
     if (this.failure) return;
+    if (goAway !== undefined) {
+      const payload = Buffer.alloc(8);
+      // No stream of the server's was processed: it opens none (push is off).
+      payload.writeUInt32BE(0, 0);
+      payload.writeUInt32BE(goAway, 4);
+      this.frame(Frame.GoAway, 0, 0, payload);
+    }
     this.failure = err;
-    this.socket.destroy();
+    if (goAway === undefined) this.socket.destroy();
+    else {
+      // The GOAWAY goes out first; a server that does not close in a second is cut off.
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 1_000).unref();
+    }
     const streams = [...this.queued.splice(0), ...this.streams.values()];
     this.streams.clear();
     this.blocked.clear();
@@ -469,10 +536,11 @@ export class H2Connection {
   }
 }
 
-/** A DATA or HEADERS payload without its padding. */
-function unpad(flags: number, payload: Buffer): Buffer {
-  if (!(flags & PADDED)) return payload;
-  const pad = payload[0] as number;
-  if (pad >= payload.length) throw new H2Error(`padding of ${pad} octets in a frame of ${payload.length}`);
-  return payload.subarray(1, payload.length - pad);
+/** A DATA or HEADERS payload without its padding; `reserved` octets (HEADERS' priority) must remain. */
+function unpad(flags: number, payload: Buffer, reserved = 0): Buffer {
+  const padded = (flags & PADDED) !== 0;
+  const pad = padded ? (payload[0] ?? 0) : 0;
+  const head = padded ? 1 : 0;
+  if (payload.length < head + reserved + pad) throw new H2Error(`a frame of ${payload.length} octets cannot hold its padding of ${pad} octets`, PROTOCOL_ERROR);
+  return padded ? payload.subarray(1, payload.length - pad) : payload;
 }

@@ -182,6 +182,8 @@ export class HpackDecoder {
         this.insert(h);
         headers.push(h);
       } else if (first & 0x20) {
+        // Only at the start of a block (RFC 7541, 4.2).
+        if (headers.length > 0) throw new HpackError('dynamic table size update after a header field');
         const size = this.integer(5);
         if (size > this.maxTableSize) throw new HpackError(`dynamic table size update to ${size}, above the ${this.maxTableSize} allowed`);
         this.capacity = size;
@@ -266,6 +268,13 @@ function encodeInteger(value: number, prefixBits: number, firstByte: number, out
     rest = Math.floor(rest / 0x80);
   }
   out.push(rest);
+}
+
+/** A dynamic table size update (RFC 7541, 6.3): owed at the start of the next block once the peer lowers its table size. */
+export function tableSizeUpdate(size: number): Buffer {
+  const out: number[] = [];
+  encodeInteger(size, 5, 0x20, out);
+  return Buffer.from(out);
 }
 
 /**

@@ -98,6 +98,8 @@ export interface KvChannelOptions {
 
 export class KvChannel {
   private connection: H2Connection | undefined;
+  /** Earlier connections told to go away, finishing calls they took. */
+  private readonly retired = new Set<H2Connection>();
   private readonly deadlines: DeadlineSweep;
   private readonly methods = kvMethods();
   private readonly host: string;
@@ -113,7 +115,9 @@ export class KvChannel {
   ) {
     if (!url.startsWith('http://')) throw new Error(`KV channel to ${url}: only plain http:// on loopback is supported (the temporary etcd's)`);
     const { hostname, port } = new URL(url);
-    this.host = hostname;
+    if (!port) throw new Error(`KV channel to ${url}: the URL names no port`);
+    // IPv6 hosts come bracketed in URLs, not in net.connect.
+    this.host = hostname.replace(/^\[(.*)\]$/, '$1');
     this.port = Number(port);
     this.deadlines = new DeadlineSweep(opts.deadlineMs);
   }
@@ -142,12 +146,18 @@ export class KvChannel {
     this.closed = true;
     this.connection?.close();
     this.connection = undefined;
+    for (const c of this.retired) c.close();
+    this.retired.clear();
   }
 
   /** The live connection, or a new one once the last broke or was told to go away (its calls finish on it). */
   private live(): H2Connection {
     if (this.closed) throw new KvCallError('connect', 14, `the channel to ${this.url} is closed`);
-    if (!this.connection?.usable) this.connection = new H2Connection(this.host, this.port, this.url);
+    for (const c of this.retired) if (c.pending === 0) this.retired.delete(c);
+    if (!this.connection?.usable) {
+      if (this.connection && this.connection.pending > 0) this.retired.add(this.connection);
+      this.connection = new H2Connection(this.host, this.port, this.url);
+    }
     return this.connection;
   }
 
@@ -162,7 +172,7 @@ export class KvChannel {
         [':method', 'POST'],
         [':scheme', 'http'],
         [':path', `/etcdserverpb.KV/${method}`],
-        [':authority', `${this.host}:${this.port}`],
+        [':authority', new URL(this.url).host],
         ['content-type', 'application/grpc'],
         ['te', 'trailers'],
       ]);

@@ -11,7 +11,7 @@ import { createServer, constants, type Http2Server, type ServerHttp2Session, typ
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { H2Connection, H2Error, type H2Response, type Header } from '../../src/etcd/h2-connection.js';
+import { H2Connection, H2Error, type H2Call, type H2Response, type Header } from '../../src/etcd/h2-connection.js';
 import { literalHeaderBlock } from '../../src/etcd/hpack.js';
 
 /** Headers a call asks the server to answer with, carried in the request as JSON. */
@@ -57,7 +57,7 @@ describe('HTTP/2 client against node:http2', { timeout: 120_000 }, () => {
       if (path === '/reset') return stream.close(constants.NGHTTP2_INTERNAL_ERROR);
       if (path === '/drop') return stream.session?.destroy();
       if (path === '/goaway') {
-        stream.session?.goaway(constants.NGHTTP2_NO_ERROR, Number(headers['x-last']));
+        stream.session?.goaway(Number(headers['x-code'] ?? constants.NGHTTP2_NO_ERROR), Number(headers['x-last']));
         return;
       }
       stream.on('end', () => {
@@ -184,6 +184,77 @@ describe('HTTP/2 client against node:http2', { timeout: 120_000 }, () => {
       assert.equal((await first.done).body.toString(), 'done');
     } finally {
       c.close();
+    }
+  });
+
+  it('on a GOAWAY with an error fails at once the calls the server may have processed too', async () => {
+    const c = new H2Connection('127.0.0.1', port);
+    try {
+      const first = call(c, requestBlock('/hold'), Buffer.from('1'));
+      while (held.length === 0) await new Promise((r) => setTimeout(r, 5));
+      const goaway = call(
+        c,
+        requestBlock('/goaway', [
+          ['x-last', String(first.id)],
+          ['x-code', String(constants.NGHTTP2_INTERNAL_ERROR)],
+        ]),
+        Buffer.from('g'),
+      );
+      const t = performance.now();
+      await assert.rejects(goaway.done, /going away \(INTERNAL_ERROR\) and did not process the request/);
+      await assert.rejects(first.done, (err: unknown) => err instanceof H2Error && /ended the connection \(INTERNAL_ERROR\); the request may have been processed/.test(err.message));
+      assert.ok(performance.now() - t < 5_000, 'failed at once, not at a deadline');
+      assert.equal(c.usable, false);
+    } finally {
+      c.close();
+      held.length = 0;
+    }
+  });
+
+  it('runs each callback once when one cancels another call while a GOAWAY ends them', async () => {
+    const c = new H2Connection('127.0.0.1', port);
+    try {
+      const covered = call(c, requestBlock('/hold'), Buffer.from('a'));
+      covered.done.catch(() => {});
+      const dones = [0, 0];
+      const handles: H2Call[] = [];
+      for (const i of [0, 1]) {
+        handles.push(
+          c.request(requestBlock('/hold'), Buffer.from('h'), () => {
+            dones[i] = (dones[i] ?? 0) + 1;
+            // The first one ended cancels the other, which the GOAWAY ends too.
+            if (i === 0) c.cancel(handles[1] as H2Call, new Error('cancelled from a callback'));
+          }),
+        );
+      }
+      while (held.length < 3) await new Promise((r) => setTimeout(r, 5));
+      await assert.rejects(call(c, requestBlock('/goaway', [['x-last', String(covered.id)]]), Buffer.from('g')).done, /going away \(NO_ERROR\)/);
+      assert.deepEqual(dones, [1, 1]);
+      assert.equal(c.pending, 1, 'the call the GOAWAY covers is still open');
+    } finally {
+      c.close();
+      held.length = 0;
+    }
+  });
+
+  it('acknowledges a server that lowers its header table to 0 in the next block (RFC 7541, 4.2)', async () => {
+    const small = createServer({ settings: { headerTableSize: 0 } });
+    small.on('stream', (stream) => {
+      stream.on('error', () => {});
+      stream.resume();
+      stream.on('end', () => {
+        stream.respond({ ':status': 200 });
+        stream.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => small.listen(0, '127.0.0.1', resolve));
+    const c = new H2Connection('127.0.0.1', (small.address() as AddressInfo).port);
+    try {
+      for (let i = 0; i < 5; i++) assert.equal((await call(c, requestBlock('/x'), Buffer.from('b')).done).body.toString(), 'ok');
+      assert.ok(c.usable);
+    } finally {
+      c.close();
+      await new Promise<void>((resolve) => small.close(() => resolve()));
     }
   });
 
