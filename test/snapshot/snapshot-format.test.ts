@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import fc from 'fast-check';
 import { COMPRESSIONS, compressBuffer, compressStream, compressionFromSuffix, compressionSuffix, decompressBuffer, decompressStream, type Compression } from '../../src/snapshot/compression.js';
-import { DeltaBuilder, DeltaFormatError, decodeDelta, encodeDelta, eventJson, type DeltaEvent, type KeyValueRecord } from '../../src/snapshot/delta-format.js';
+import { DeltaBuilder, DeltaFormatError, decodeDelta, decodeStdBase64, encodeDelta, eventJson, type DeltaEvent, type KeyValueRecord } from '../../src/snapshot/delta-format.js';
 
 // Written by Go (the anchor's own encoders); see test/fixtures/anchor/README.md.
 const fixture = (name: string): Buffer => readFileSync(new URL(`../fixtures/anchor/${name}`, import.meta.url));
@@ -251,4 +251,28 @@ test('events are checked on the way in', () => {
   builder.add({ ...ev, kv: { ...ev.kv, modRevision: 5 } });
   builder.add({ ...ev, kv: { ...ev.kv, modRevision: 5 } });
   assert.throws(() => builder.add({ ...ev, kv: { ...ev.kv, modRevision: 4 } }), /revision 4 after revision 5/);
+});
+
+test("delta values' base64 is accepted exactly when it is standard padded base64, as Go writes it", () => {
+  // The grammar, written apart from the decoder: whole quanta of the standard alphabet, '=' only as final padding.
+  const grammar = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+  const near = fc.string({ unit: fc.constantFrom('A', 'z', '0', '+', '/', '=', '-', '_', ' ', '\n', '.', 'é'), maxLength: 24 });
+  fc.assert(
+    fc.property(near, (s) => {
+      const decoded = decodeStdBase64(s);
+      assert.equal(decoded !== undefined, grammar.test(s), JSON.stringify(s));
+      if (decoded) assert.ok(decoded.equals(Buffer.from(s, 'base64')));
+    }),
+    { numRuns: 20_000 },
+  );
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+      const b = Buffer.from(bytes);
+      assert.ok(decodeStdBase64(b.toString('base64'))?.equals(b));
+      // base64url's alphabet (Go's json never writes it) is refused whenever it differs.
+      const url = b.toString('base64url');
+      if (/[-_]/.test(url)) assert.equal(decodeStdBase64(url.padEnd(Math.ceil(url.length / 4) * 4, '=')), undefined);
+    }),
+    { numRuns: 5_000 },
+  );
 });
