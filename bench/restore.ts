@@ -26,6 +26,7 @@ import { dirname, join, resolve } from 'node:path';
 import { snapshotRestore } from '../src/etcd/etcdctl.js';
 import { freeLoopbackPort, TemporaryEtcd } from '../src/etcd/temporary.js';
 import { etcdTools, etcdVersion } from '../src/etcd/tools.js';
+import { SIDECAR_NODE_FLAGS } from '../src/launcher/node-flags.js';
 import { createLogger } from '../src/logger.js';
 import { samplePeaks } from './proc-peak.js';
 import { benchChain } from './restore-chain.js';
@@ -95,9 +96,14 @@ interface ChildResult {
 async function restoreChild(storeDir: string, scratch: string, window: number, dist: string): Promise<ChildResult> {
   const dir = join(root, `restored-${scratch === shmRoot ? 'shm' : 'disk'}-${window}-${DISTS.indexOf(dist)}`);
   const peerURL = `http://127.0.0.1:${await freeLoopbackPort()}`;
+  // With the node flags the image's ENTRYPOINT gives the sidecar, so memory is the product's.
   const child = spawn(
     process.execPath,
-    ['bench/restore-child.mjs', JSON.stringify({ storeDir, dataDir: join(dir, 'data'), scratchDir: scratch, peerURL, replayWindow: window, dist: resolve(dist), prefetchBytes: PREFETCH_BYTES })],
+    [
+      ...SIDECAR_NODE_FLAGS,
+      'bench/restore-child.mjs',
+      JSON.stringify({ storeDir, dataDir: join(dir, 'data'), scratchDir: scratch, peerURL, replayWindow: window, dist: resolve(dist), prefetchBytes: PREFETCH_BYTES }),
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const peaks = samplePeaks(child.pid as number, 'etcd');
