@@ -180,7 +180,8 @@ export const StatusBody = Type.Object({
           {
             seconds: Type.Number({ description: 'estimated time to restore the chain as stored now: fullSeconds + replaySeconds' }),
             objectiveSeconds: Type.Number({ description: '--restore-time-objective (0: disabled); a full snapshot is taken once seconds passes it' }),
-            fullSeconds: Type.Number({ description: "the fixed part: the temporary etcd's start and the full snapshot's db at an assumed 50 MiB/s" }),
+            fullSeconds: Type.Number({ description: "the fixed part: the temporary etcd's start and the full snapshot's db, from restores measured on this member or the defaults (fullSource)" }),
+            fullSource: Type.String({ description: 'where fullSeconds comes from' }),
             replaySeconds: Type.Number({ description: 'revisions / rate' }),
             revisions: Type.Integer({ description: 'revisions in the deltas since the full snapshot' }),
             fullRevision: Type.Integer({ description: "the chain's full snapshot's revision" }),

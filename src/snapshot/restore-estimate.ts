@@ -41,6 +41,8 @@ export interface RestoreEstimate {
   seconds: number;
   /** The fixed part: the full snapshot and the temporary etcd. */
   fullSeconds: number;
+  /** Where the fixed part comes from, in words for /status. */
+  fullSource: string;
   replaySeconds: number;
   /** Revisions to replay: those since the full snapshot. */
   revisions: number;
@@ -62,12 +64,38 @@ export function replayRate(samples: readonly ReplaySample[]): ReplayRate {
   return { revisionsPerSecond: Math.round(rate), measured: true, source: `the slowest of the last ${usable.length} restores, drills or compactions measured on this member` };
 }
 
-export function estimateRestore(chain: ChainSinceFull, rate: ReplayRate): RestoreEstimate {
+/**
+ * The fixed part for a db of `bytes`: what recent restores of a db at least a quarter that size took
+ * here, scaled up (never down) by size, the slowest of them; the defaults without one. Scaling all
+ * of it, the temporary etcd's start included, errs long; a db far smaller than this one says too
+ * little about it (its time is mostly the start).
+ */
+export function fullPart(bytes: number, samples: readonly ReplaySample[]): { seconds: number; source: string } {
+  const comparable = samples.filter((s) => s.fullDbBytes > 0 && s.fullMs > 0 && s.fullDbBytes * 4 >= bytes).slice(-RECENT);
+  if (bytes === 0 || comparable.length === 0) {
+    return {
+      seconds: STARTUP_SECONDS + bytes / FULL_BYTES_PER_SECOND,
+      source: `default: ${STARTUP_SECONDS} s for the temporary etcd plus the db at ${FULL_BYTES_PER_SECOND / 1024 / 1024} MiB/s, no restore of a db this size measured on this member yet`,
+    };
+  }
+  const seconds = Math.max(...comparable.map((s) => (s.fullMs / 1000) * Math.max(1, bytes / s.fullDbBytes)));
+  return { seconds, source: `the slowest of the last ${comparable.length} restores, drills or compactions of a db at least a quarter this size measured on this member, scaled to this db` };
+}
+
+export function estimateRestore(chain: ChainSinceFull, rate: ReplayRate, samples: readonly ReplaySample[] = []): RestoreEstimate {
   const revisions = Math.max(0, chain.lastRevision - chain.fullRevision);
-  const fullSeconds = STARTUP_SECONDS + chain.fullDbBytes / FULL_BYTES_PER_SECOND;
+  const full = fullPart(chain.fullDbBytes, samples);
   const replaySeconds = revisions / rate.revisionsPerSecond;
   const round = (s: number): number => Math.round(s * 10) / 10;
-  return { seconds: round(fullSeconds + replaySeconds), fullSeconds: round(fullSeconds), replaySeconds: round(replaySeconds), revisions, fullRevision: chain.fullRevision, rate };
+  return {
+    seconds: round(full.seconds + replaySeconds),
+    fullSeconds: round(full.seconds),
+    fullSource: full.source,
+    replaySeconds: round(replaySeconds),
+    revisions,
+    fullRevision: chain.fullRevision,
+    rate,
+  };
 }
 
 export interface ObjectiveCheck {

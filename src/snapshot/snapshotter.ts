@@ -15,7 +15,7 @@ import { collectGarbage, listSnapshotObjects } from './gc-run.js';
 import type { Compression, SnapshotKind, SnapshotRef } from './names.js';
 import type { SnapshotObserver, SnapshotRecord } from './record.js';
 import type { RetentionPolicy } from './retention.js';
-import { readReplaySamples } from '../restore/replay-rates.js';
+import { readReplaySamples, type ReplaySample } from '../restore/replay-rates.js';
 import { estimateRestore, fullSnapshotForObjective, replayRate, type ReplayRate, type RestoreEstimate } from './restore-estimate.js';
 
 export interface SnapshotterSettings {
@@ -123,6 +123,8 @@ export class Snapshotter {
   problem: string | undefined;
   private chainStart: ChainStart | undefined;
   private rate: ReplayRate = replayRate([]);
+  /** This member's measured restores, as last read (they also time the fixed part of a restore). */
+  private samples: readonly ReplaySample[] = [];
   private rateReadAtMs = -Infinity;
   /** What the last retention run deleted and what locks held (shown in /status). */
   gc: GcLockView | undefined;
@@ -332,7 +334,7 @@ export class Snapshotter {
     const start = this.chainStart;
     if (!start) return undefined;
     const lastRevision = Math.max(start.revision, this.deltas?.state.uploadedRevision ?? 0);
-    return estimateRestore({ fullRevision: start.revision, fullDbBytes: start.dbBytes, lastRevision }, this.rate);
+    return estimateRestore({ fullRevision: start.revision, fullDbBytes: start.dbBytes, lastRevision }, this.rate, this.samples);
   }
 
   /** After every delta upload: a full snapshot when the chain would now restore slower than the objective. */
@@ -345,6 +347,7 @@ export class Snapshotter {
       const read = await readReplaySamples(this.settings.replayRatesFile);
       if (read.problem) this.deps.log.warn({ problem: read.problem }, 'replay rates unreadable; the default rate applies');
       this.rate = replayRate(read.samples);
+      this.samples = read.samples;
     }
     const reason = fullSnapshotForObjective({
       estimate: this.restoreEstimate,

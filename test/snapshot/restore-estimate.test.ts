@@ -5,7 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readReplaySamples, recordReplaySample, replayRatesFile, sampleOf, type ReplaySample } from '../../src/restore/replay-rates.js';
 import { backupStateOf } from '../../src/snapshot/backup-state.js';
-import { DEFAULT_REPLAY_RATE, estimateRestore, FULL_BYTES_PER_SECOND, fullSnapshotForObjective, replayRate, STARTUP_SECONDS, type ObjectiveCheck } from '../../src/snapshot/restore-estimate.js';
+import {
+  DEFAULT_REPLAY_RATE,
+  estimateRestore,
+  FULL_BYTES_PER_SECOND,
+  fullPart,
+  fullSnapshotForObjective,
+  replayRate,
+  STARTUP_SECONDS,
+  type ObjectiveCheck,
+} from '../../src/snapshot/restore-estimate.js';
 
 function sample(revisions: number, replayMs: number): ReplaySample {
   return { at: '2026-01-01T00:00:00.000Z', kind: 'restore', revisions, events: revisions, replayMs, fullDbBytes: 1 << 20, fullMs: 3000 };
@@ -37,6 +46,28 @@ describe('restore estimate', () => {
     assert.equal(e.seconds, Math.round((e.fullSeconds + 30) * 10) / 10);
     // A chain that ends at its full snapshot replays nothing.
     assert.equal(estimateRestore({ fullRevision: 5, fullDbBytes: 0, lastRevision: 5 }, replayRate([])).replaySeconds, 0);
+  });
+
+  it("times the fixed part from this member's restores of a comparable db, scaled up by size, never down", () => {
+    const MiB = 1024 * 1024;
+    const timed = (fullDbBytes: number, fullMs: number): ReplaySample => ({ ...sample(10_000, 5_000), fullDbBytes, fullMs });
+    const defaults = STARTUP_SECONDS + (100 * MiB) / FULL_BYTES_PER_SECOND;
+    // Nothing measured, or only dbs under a quarter of this one: the defaults, said so.
+    for (const samples of [[], [timed(20 * MiB, 1_500)]]) {
+      const f = fullPart(100 * MiB, samples);
+      assert.equal(f.seconds, defaults);
+      assert.match(f.source, /^default/);
+    }
+    assert.equal(fullPart(100 * MiB, [timed(100 * MiB, 3_400)]).seconds, 3.4);
+    assert.equal(fullPart(200 * MiB, [timed(100 * MiB, 3_400)]).seconds, 6.8, 'a db twice as big: twice the time, the start included');
+    assert.equal(fullPart(40 * MiB, [timed(100 * MiB, 3_400)]).seconds, 3.4, 'a smaller db is not assumed faster');
+    const slowest = fullPart(100 * MiB, [timed(100 * MiB, 3_400), timed(100 * MiB, 5_000), timed(120 * MiB, 3_000)]);
+    assert.equal(slowest.seconds, 5);
+    assert.match(slowest.source, /slowest of the last 3/);
+    // In the estimate, with the replay on top.
+    const e = estimateRestore({ fullRevision: 1000, fullDbBytes: 100 * MiB, lastRevision: 21_000 }, { revisionsPerSecond: 2000, measured: true, source: 'x' }, [timed(100 * MiB, 3_400)]);
+    assert.deepEqual([e.fullSeconds, e.replaySeconds, e.seconds], [3.4, 10, 13.4]);
+    assert.match(e.fullSource, /measured on this member/);
   });
 });
 

@@ -75,6 +75,7 @@ describe('recovery-time-bounded full snapshots', { timeout: 180_000 }, () => {
       // No restore ran on this member: the default rate, and /status says so.
       assert.deepEqual([estimate.rate.measured, estimate.rate.revisionsPerSecond], [false, 1000]);
       assert.match(estimate.rate.source, /default/);
+      assert.match(estimate.fullSource, /^default/);
       const metrics = await (await fetch(`${sidecar.url}/metrics`)).text();
       assert.match(metrics, /^etcd_backup_sidecar_restore_estimate_seconds \d/m);
 
