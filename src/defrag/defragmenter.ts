@@ -8,7 +8,7 @@ import type { ClusterStatus, EndpointStatus } from '../etcd/status.js';
 import type { Logger } from '../logger.js';
 import { retryWithBackoff, withDeadline } from '../resilience.js';
 import { alarmType } from '../etcd/alarms.js';
-import { planDefrag, type DefragTarget } from './plan.js';
+import { nextTarget, planDefrag, type DefragTarget } from './plan.js';
 
 export interface MemberDefrag {
   id: string;
@@ -105,15 +105,17 @@ export class Defragmenter {
     const members: MemberDefrag[] = first.skipped.map((s) => ({ id: s.id, name: s.name, outcome: 'skipped', reason: s.reason }));
     const report: DefragReport = { reason, startedAt, finishedAt: startedAt, members };
     this.deps.log.info({ reason, order: first.order.map((t) => t.name), skipped: first.skipped }, 'defragmentation round starting');
-    for (const target of first.order) {
-      // The cluster may have changed while the previous member was busy: plan again.
-      const now = planDefrag(await this.deps.clusterStatus(), { ...planOptions, only: target.name });
+    const remaining = new Set(first.order.map((t) => t.name));
+    while (remaining.size > 0) {
+      // The cluster may have changed while the previous member was busy (its health, its leader): plan again.
+      const now = planDefrag(await this.deps.clusterStatus(), planOptions);
       if (!now.go) {
-        report.stopped = `before ${target.name}: ${now.reason}`;
+        report.stopped = `before ${[...remaining].join(', ')}: ${now.reason}`;
         break;
       }
-      const current = now.order[0];
-      if (!current) continue;
+      const current = nextTarget(now, remaining);
+      if (!current) break;
+      remaining.delete(current.name);
       const outcome = await this.defragmentOne(current, cure);
       members.push(outcome);
       this.lastByMember.set(outcome.name, outcome);

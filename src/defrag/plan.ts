@@ -76,6 +76,15 @@ export function planDefrag(status: ClusterStatus, o: DefragPlanOptions): DefragP
   return { go: true, order, skipped };
 }
 
+/**
+ * The next member of a round, from a plan made just now: the first of those still to do in the
+ * plan's order, so the member leading now goes after every other one left, even when leadership
+ * moved since the round began (the round's first order put another member last).
+ */
+export function nextTarget(plan: Extract<DefragPlan, { go: true }>, remaining: ReadonlySet<string>): DefragTarget | undefined {
+  return plan.order.find((t) => remaining.has(t.name));
+}
+
 /** Unhealthy only because of the tolerated alarm: answering, with a leader. */
 function onlyTolerated(alarms: readonly string[], answersWithLeader: boolean, tolerated: string | undefined): boolean {
   return tolerated !== undefined && answersWithLeader && alarms.length > 0 && alarms.every((a) => alarmType(a) === tolerated);

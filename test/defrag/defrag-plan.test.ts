@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { compactionTarget, membersOutOfSpace } from '../../src/defrag/nospace.js';
 import { alarmType } from '../../src/etcd/alarms.js';
-import { planDefrag, quorumWithOneBusy } from '../../src/defrag/plan.js';
+import { nextTarget, planDefrag, quorumWithOneBusy } from '../../src/defrag/plan.js';
 import type { ClusterStatus, MemberHealth } from '../../src/etcd/status.js';
 
 function member(name: string, o: { leader?: boolean; learner?: boolean; healthy?: boolean; dbSize?: number; inUse?: number; alarms?: string[] } = {}): MemberHealth {
@@ -35,6 +35,17 @@ describe('defragmentation plan', () => {
       plan.order.map((t) => t.name),
       ['m1', 'm3', 'm2'],
     );
+  });
+
+  it('takes the member leading now last among those left, when leadership moved during the round', () => {
+    // The round began with m1 leading (order m2, m3, m1); m2 is done; now m3 leads.
+    const remaining = new Set(['m3', 'm1']);
+    const plan = planDefrag(cluster([member('m1'), member('m2'), member('m3', { leader: true })]), { thresholdPercent: 10 });
+    assert.ok(plan.go);
+    assert.equal(nextTarget(plan, remaining)?.name, 'm1');
+    remaining.delete('m1');
+    assert.equal(nextTarget(plan, remaining)?.name, 'm3');
+    assert.equal(nextTarget(plan, new Set()), undefined);
   });
 
   it('skips a member with less free space than the threshold, saying how much it has', () => {
