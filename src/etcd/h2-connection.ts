@@ -62,6 +62,7 @@ export class H2Error extends Error {
 const Frame = {
   Data: 0,
   Headers: 1,
+  Priority: 2,
   RstStream: 3,
   Settings: 4,
   PushPromise: 5,
@@ -75,13 +76,12 @@ const ACK = 0x1;
 const END_HEADERS = 0x4;
 const PADDED = 0x8;
 const PRIORITY = 0x20;
-const PRIORITY_FRAME = 2;
 /** Frames that belong to the connection (stream 0) and frames that belong to a stream; WINDOW_UPDATE is both. */
 const CONNECTION_FRAMES = new Set<number>([Frame.Settings, Frame.Ping, Frame.GoAway]);
-const STREAM_FRAMES = new Set<number>([Frame.Data, Frame.Headers, PRIORITY_FRAME, Frame.RstStream, Frame.PushPromise, Frame.Continuation]);
+const STREAM_FRAMES = new Set<number>([Frame.Data, Frame.Headers, Frame.Priority, Frame.RstStream, Frame.PushPromise, Frame.Continuation]);
 /** Payload sizes RFC 9113 fixes (exact) or bounds from below. */
 const FIXED_SIZES = new Map<number, { octets: number; exact: boolean }>([
-  [PRIORITY_FRAME, { octets: 5, exact: true }],
+  [Frame.Priority, { octets: 5, exact: true }],
   [Frame.RstStream, { octets: 4, exact: true }],
   [Frame.Ping, { octets: 8, exact: true }],
   [Frame.GoAway, { octets: 8, exact: false }],
@@ -187,8 +187,7 @@ export class H2Connection {
   request(headerBlock: Buffer, body: Buffer, done: Done): H2Call {
     const stream: Stream = { id: 0, headerBlock, body, sent: 0, sendWindow: 0, unacked: 0, chunks: [], done };
     if (!this.usable) {
-      const err = this.failure ?? new H2Error(`${this.name}: the connection takes no new requests`);
-      process.nextTick(done, err);
+      process.nextTick(done, this.refusal());
       return stream;
     }
     this.queued.push(stream);
@@ -215,6 +214,11 @@ export class H2Connection {
     this.fail(new H2Error(`the connection to ${this.name} was closed by this side`));
   }
 
+  /** Why a request cannot start here: the connection's failure, or its going away. */
+  private refusal(): Error {
+    return this.failure ?? new H2Error(`${this.name}: the connection takes no new requests`);
+  }
+
   private startQueued(): void {
     while (this.queued.length > 0 && this.streams.size < this.peer.maxStreams && this.usable) {
       const stream = this.queued.shift() as Stream;
@@ -225,7 +229,7 @@ export class H2Connection {
       this.sendHeaders(stream);
       this.sendBody(stream);
     }
-    if (!this.usable) for (const s of this.queued.splice(0)) s.done(this.failure ?? new H2Error(`${this.name}: the connection takes no new requests`));
+    if (!this.usable) for (const s of this.queued.splice(0)) s.done(this.refusal());
   }
 
   private sendHeaders(stream: Stream): void {

@@ -104,6 +104,8 @@ export class KvChannel {
   private readonly methods = kvMethods();
   private readonly host: string;
   private readonly port: number;
+  /** host:port as the URL spells it, for :authority. */
+  private readonly authority: string;
   /** Each method's request headers, encoded once (hpack.ts: literals that touch no table). */
   private readonly headerBlocks = new Map<string, Buffer>();
   private closed = false;
@@ -114,11 +116,12 @@ export class KvChannel {
     opts: KvChannelOptions,
   ) {
     if (!url.startsWith('http://')) throw new Error(`KV channel to ${url}: only plain http:// on loopback is supported (the temporary etcd's)`);
-    const { hostname, port } = new URL(url);
+    const { hostname, port, host } = new URL(url);
     if (!port) throw new Error(`KV channel to ${url}: the URL names no port`);
     // IPv6 hosts come bracketed in URLs, not in net.connect.
     this.host = hostname.replace(/^\[(.*)\]$/, '$1');
     this.port = Number(port);
+    this.authority = host;
     this.deadlines = new DeadlineSweep(opts.deadlineMs);
   }
 
@@ -172,7 +175,7 @@ export class KvChannel {
         [':method', 'POST'],
         [':scheme', 'http'],
         [':path', `/etcdserverpb.KV/${method}`],
-        [':authority', new URL(this.url).host],
+        [':authority', this.authority],
         ['content-type', 'application/grpc'],
         ['te', 'trailers'],
       ]);
@@ -183,10 +186,7 @@ export class KvChannel {
 
   private unary(method: string, message: Buffer): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
-      if (this.closed) {
-        reject(new KvCallError(method, 14, `the channel to ${this.url} is closed`));
-        return;
-      }
+      // Throws on a closed channel, which rejects the call.
       const connection = this.live();
       const framed = Buffer.allocUnsafe(5 + message.length);
       framed[0] = 0; // not compressed

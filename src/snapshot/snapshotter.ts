@@ -16,7 +16,7 @@ import type { Compression, SnapshotKind, SnapshotRef } from './names.js';
 import type { SnapshotObserver, SnapshotRecord } from './record.js';
 import type { RetentionPolicy } from './retention.js';
 import { readReplaySamples, type ReplaySample } from '../restore/replay-rates.js';
-import { estimateRestore, fullSnapshotForObjective, replayRate, type ReplayRate, type RestoreEstimate } from './restore-estimate.js';
+import { estimateRestore, fullSnapshotForObjective, replayRate, type RestoreEstimate } from './restore-estimate.js';
 
 export interface SnapshotterSettings {
   fullSchedule: string;
@@ -122,8 +122,7 @@ export class Snapshotter {
   /** Why the snapshotter is not working, when it is not (shown in /status). */
   problem: string | undefined;
   private chainStart: ChainStart | undefined;
-  private rate: ReplayRate = replayRate([]);
-  /** This member's measured restores, as last read (they also time the fixed part of a restore). */
+  /** This member's measured restores, as last read: the replay rate and the fixed part of a restore come from them. */
   private samples: readonly ReplaySample[] = [];
   private rateReadAtMs = -Infinity;
   /** What the last retention run deleted and what locks held (shown in /status). */
@@ -334,7 +333,7 @@ export class Snapshotter {
     const start = this.chainStart;
     if (!start) return undefined;
     const lastRevision = Math.max(start.revision, this.deltas?.state.uploadedRevision ?? 0);
-    return estimateRestore({ fullRevision: start.revision, fullDbBytes: start.dbBytes, lastRevision }, this.rate, this.samples);
+    return estimateRestore({ fullRevision: start.revision, fullDbBytes: start.dbBytes, lastRevision }, replayRate(this.samples), this.samples);
   }
 
   /** After every delta upload: a full snapshot when the chain would now restore slower than the objective. */
@@ -346,7 +345,6 @@ export class Snapshotter {
       this.rateReadAtMs = nowMs;
       const read = await readReplaySamples(this.settings.replayRatesFile);
       if (read.problem) this.deps.log.warn({ problem: read.problem }, 'replay rates unreadable; the default rate applies');
-      this.rate = replayRate(read.samples);
       this.samples = read.samples;
     }
     const reason = fullSnapshotForObjective({
